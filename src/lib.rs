@@ -1,0 +1,14 @@
+//! udpchat: three small Unix tools from a course note on `fork`, zombies and epoll.
+//!
+//! * `pcopy SRC DST`: a file copier that forks; each process copies its own
+//!   byte range into a preallocated destination with positioned I/O.
+//!
+//! # Layout
+//!
+//! * [`error`]: the one error type, which names the operation, the path or
+//!   address, and the reason.
+//! * [`stdio`]: reopening closed standard fds and writing lines without
+//!   panicking on a closed pipe.
+
+pub mod error;
+pub mod stdio;

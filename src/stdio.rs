@@ -1,0 +1,55 @@
+//! Standard streams made safe for a Unix tool.
+//!
+//! * [`reopen_closed_std_fds`]: a program started with fd 0, 1 or 2 closed
+//!   would hand that number to its next `open` or `socket` (a destination file
+//!   becoming "stdout", a socket becoming "stdin"). Every binary calls it first.
+//! * [`line`]: write one line and flush, reporting EPIPE and friends as an
+//!   error instead of panicking like `println!` (`pcopy … | head`).
+
+use std::io::{self, Write};
+use std::os::fd::{AsRawFd, IntoRawFd};
+
+/// Opens `/dev/null` onto each of fds 0, 1 and 2 that is closed.
+///
+/// Must run before anything else opens a file descriptor.
+pub fn reopen_closed_std_fds() -> io::Result<()> {
+    for fd in 0..=2 {
+        // SAFETY: F_GETFD only queries the descriptor table.
+        if unsafe { nix::libc::fcntl(fd, nix::libc::F_GETFD) } != -1 {
+            continue;
+        }
+        // The lowest free number is taken: the closed one, since 0..fd are open.
+        let null = std::fs::OpenOptions::new()
+            .read(fd == 0)
+            .write(fd != 0)
+            .open("/dev/null")?;
+        let got = null.as_raw_fd();
+        if got == fd {
+            let _ = null.into_raw_fd(); // keep it open as fd `fd`
+        } else {
+            // Defensive: if another number came back, move it into place.
+            // SAFETY: dup2 onto a closed standard fd; `null` closes its own fd on drop.
+            if unsafe { nix::libc::dup2(got, fd) } == -1 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes `text` and a newline to `out` and flushes it.
+pub fn line(out: &mut impl Write, text: &str) -> io::Result<()> {
+    out.write_all(text.as_bytes())?;
+    out.write_all(b"\n")?;
+    out.flush()
+}
+
+/// Writes one line to stdout; errors (a closed pipe) are returned, never a panic.
+pub fn out_line(text: &str) -> io::Result<()> {
+    line(&mut io::stdout().lock(), text)
+}
+
+/// Writes one line to stderr, ignoring failures: there is nowhere left to report them.
+pub fn err_line(text: &str) {
+    let _ = line(&mut io::stderr().lock(), text);
+}
