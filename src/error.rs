@@ -105,7 +105,10 @@ mod tests {
             "a.bin",
             io::Error::from_raw_os_error(nix::libc::ENOENT),
         );
-        assert_eq!(e.to_string(), "cannot open 'a.bin': No such file or directory");
+        assert_eq!(
+            e.to_string(),
+            "cannot open 'a.bin': No such file or directory"
+        );
         assert_eq!(e.errno(), Some(nix::libc::ENOENT));
         let e = Error::msg("copy", "d", "is a directory");
         assert_eq!(e.to_string(), "cannot copy 'd': is a directory");

@@ -7,8 +7,11 @@
 //!
 //! * [`error`]: the one error type, which names the operation, the path or
 //!   address, and the reason.
+//! * [`protocol`]: the chat wire format of PROTOCOL.md (encode, decode, limits,
+//!   name and text rules), pure functions over bytes.
 //! * [`stdio`]: reopening closed standard fds and writing lines without
 //!   panicking on a closed pipe.
 
 pub mod error;
+pub mod protocol;
 pub mod stdio;
