@@ -3,8 +3,13 @@
 //! * `pcopy SRC DST`: a file copier that forks; each process copies its own
 //!   byte range into a preallocated destination with positioned I/O.
 //!
+//! * `chat-client`: a member of a UDP chat room that logs in, then forks into a
+//!   sender and a receiver.
+//!
 //! # Layout
 //!
+//! * [`client`]: the chat client: login handshake, the fork into sender and
+//!   receiver, retransmission, the line editor, terminal modes and rendering.
 //! * [`error`]: the one error type, which names the operation, the path or
 //!   address, and the reason.
 //! * [`protocol`]: the chat wire format of PROTOCOL.md (encode, decode, limits,
@@ -12,6 +17,7 @@
 //! * [`stdio`]: reopening closed standard fds and writing lines without
 //!   panicking on a closed pipe.
 
+pub mod client;
 pub mod error;
 pub mod protocol;
 pub mod stdio;

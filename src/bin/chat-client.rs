@@ -1,0 +1,56 @@
+//! `chat-client [--server ADDR] [--name NAME] [--lang en|zh]`: a member of a
+//! udpchat room on a terminal or through pipes. See the README.
+
+use clap::{Parser, ValueEnum};
+use std::process::ExitCode;
+use udpchat::client::{self, render::Lang};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LangArg {
+    En,
+    Zh,
+}
+
+/// A member of a udpchat room: type lines to say them; /help lists the commands.
+#[derive(Parser, Debug)]
+#[command(name = "chat-client", version)]
+struct Args {
+    /// The chat server, HOST:PORT.
+    #[arg(long, default_value = "127.0.0.1:8888", value_name = "ADDR")]
+    server: String,
+    /// The name to join as (asked for when absent).
+    #[arg(long)]
+    name: Option<String>,
+    /// The language of the client's lines (default: zh when LC_ALL, LC_MESSAGES
+    /// or LANG starts with "zh", else en).
+    #[arg(long, value_enum)]
+    lang: Option<LangArg>,
+}
+
+fn main() -> ExitCode {
+    ExitCode::from(run())
+}
+
+fn run() -> u8 {
+    if let Err(e) = udpchat::stdio::reopen_closed_std_fds() {
+        udpchat::stdio::err_line(&format!("chat-client: cannot reopen standard streams: {e}"));
+        return 1;
+    }
+    let args = Args::parse();
+    let opts = client::Options {
+        server: args.server,
+        name: args.name,
+        lang: match args.lang {
+            Some(LangArg::En) => Lang::En,
+            Some(LangArg::Zh) => Lang::Zh,
+            None => Lang::from_env(),
+        },
+    };
+    match client::run(&opts) {
+        Ok(code) => code,
+        Err(e) => {
+            udpchat::stdio::err_line(&format!("chat-client: {e}"));
+            1
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! The messages between the two halves of a client, over a `SOCK_SEQPACKET`
+//! socketpair (one message per packet, EOF when the other side is gone).
+//!
+//! Sender to receiver: the edit buffer (terminal mode), lines to print, `/who`,
+//! "quit with this exit code". Receiver to sender: ACK and REJECT of its
+//! messages, "re-joining", the new session token, and "I am leaving".
+
+use crate::protocol::{RejectReason, Token};
+
+/// From the sender to the receiver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToReceiver {
+    /// The half-typed line and its cursor (a char index), to draw under the messages.
+    Edit { line: String, cursor: u32 },
+    /// A finished line to print as is (already formatted and escaped, without the time).
+    Print(String),
+    /// Run `/who` and print the members.
+    Who,
+    /// Leave the room and exit with this code.
+    Quit(u8),
+}
+
+/// From the receiver to the sender.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToSender {
+    Ack(u32),
+    Reject(u32, RejectReason),
+    /// The session is being replaced: hold retransmissions.
+    Rejoining,
+    /// The new session's token: renumber and resend what is unacknowledged.
+    Token(Token),
+    /// The receiver is leaving (kick, shutdown, lost contact, a signal): stop sending.
+    Leaving,
+}
+
+impl ToReceiver {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::new();
+        match self {
+            ToReceiver::Edit { line, cursor } => {
+                v.push(1);
+                v.extend_from_slice(&cursor.to_be_bytes());
+                v.extend_from_slice(line.as_bytes());
+            }
+            ToReceiver::Print(s) => {
+                v.push(2);
+                v.extend_from_slice(s.as_bytes());
+            }
+            ToReceiver::Who => v.push(3),
+            ToReceiver::Quit(code) => v.extend_from_slice(&[4, *code]),
+        }
+        v
+    }
+
+    pub fn decode(b: &[u8]) -> Option<ToReceiver> {
+        let (&tag, rest) = b.split_first()?;
+        Some(match tag {
+            1 if rest.len() >= 4 => ToReceiver::Edit {
+                cursor: u32::from_be_bytes(rest[..4].try_into().ok()?),
+                line: String::from_utf8(rest[4..].to_vec()).ok()?,
+            },
+            2 => ToReceiver::Print(String::from_utf8(rest.to_vec()).ok()?),
+            3 if rest.is_empty() => ToReceiver::Who,
+            4 if rest.len() == 1 => ToReceiver::Quit(rest[0]),
+            _ => return None,
+        })
+    }
+}
+
+impl ToSender {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::new();
+        match *self {
+            ToSender::Ack(seq) => {
+                v.push(1);
+                v.extend_from_slice(&seq.to_be_bytes());
+            }
+            ToSender::Reject(seq, r) => {
+                v.push(2);
+                v.extend_from_slice(&seq.to_be_bytes());
+                v.push(r as u8);
+            }
+            ToSender::Rejoining => v.push(3),
+            ToSender::Token(t) => {
+                v.push(4);
+                v.extend_from_slice(&t.to_be_bytes());
+            }
+            ToSender::Leaving => v.push(5),
+        }
+        v
+    }
+
+    pub fn decode(b: &[u8]) -> Option<ToSender> {
+        let (&tag, rest) = b.split_first()?;
+        Some(match (tag, rest.len()) {
+            (1, 4) => ToSender::Ack(u32::from_be_bytes(rest.try_into().ok()?)),
+            (2, 5) => ToSender::Reject(
+                u32::from_be_bytes(rest[..4].try_into().ok()?),
+                RejectReason::from_u8(rest[4])?,
+            ),
+            (3, 0) => ToSender::Rejoining,
+            (4, 8) => ToSender::Token(u64::from_be_bytes(rest.try_into().ok()?)),
+            (5, 0) => ToSender::Leaving,
+            _ => return None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips() {
+        for m in [
+            ToReceiver::Edit {
+                line: "你好".into(),
+                cursor: 1,
+            },
+            ToReceiver::Edit {
+                line: String::new(),
+                cursor: 0,
+            },
+            ToReceiver::Print("-- x".into()),
+            ToReceiver::Who,
+            ToReceiver::Quit(130),
+        ] {
+            assert_eq!(ToReceiver::decode(&m.encode()), Some(m));
+        }
+        for m in [
+            ToSender::Ack(7),
+            ToSender::Reject(9, RejectReason::NoSuchMember),
+            ToSender::Rejoining,
+            ToSender::Token(u64::MAX),
+            ToSender::Leaving,
+        ] {
+            assert_eq!(ToSender::decode(&m.encode()), Some(m));
+        }
+        assert_eq!(ToSender::decode(&[]), None);
+        assert_eq!(ToReceiver::decode(&[9]), None);
+    }
+}

@@ -1,0 +1,816 @@
+//! The receiver half: the only reader of the socket and the only writer to
+//! stdout. It prints events, reports lost ones, forwards ACK and REJECT to the
+//! sender, pings, pages `/who`, re-joins after a server restart, owns the
+//! LEAVE, and on a terminal draws the sender's half-typed line under the
+//! messages.
+
+use crate::client::link::{ToReceiver, ToSender};
+use crate::client::login::{Login, Step};
+use crate::client::render::{self, Lang, Notice};
+use crate::client::term::{self, TermModes};
+use crate::client::{code, Session, LEAVE_RESEND, LEAVE_WAIT, PARENT_DEATH_SIGNAL};
+use crate::protocol::{self, ByeReason, ClientMsg, ServerMsg, Token, MAX_DATAGRAM};
+use mio::net::{UdpSocket, UnixDatagram};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token as MioToken};
+use nix::fcntl::OFlag;
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::unistd::Pid;
+use std::io::{self, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+const SOCKET: MioToken = MioToken(0);
+const LINK: MioToken = MioToken(1);
+const SIGNALS: MioToken = MioToken(2);
+
+/// A WHO request is sent again after this, up to [`WHO_SENDS`] times.
+const WHO_RESEND: Duration = Duration::from_millis(500);
+const WHO_SENDS: u32 = 3;
+
+/// The per-member event numbers: which event is expected next, and how many
+/// were skipped.
+#[derive(Debug, Clone)]
+pub struct SeqTracker {
+    next: u32,
+}
+
+impl Default for SeqTracker {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SeqTracker {
+    /// A new session: the first event is number 1.
+    pub fn new() -> Self {
+        SeqTracker { next: 1 }
+    }
+
+    /// Event number `n` arrived: `Some(missed)` (events skipped before it) if
+    /// it is new, `None` if it is a duplicate or arrives after a later one.
+    pub fn event(&mut self, n: u32) -> Option<u32> {
+        let ahead = n.wrapping_sub(self.next);
+        if ahead >= 1 << 31 {
+            return None;
+        }
+        self.next = n.wrapping_add(1);
+        Some(ahead)
+    }
+
+    /// A PONG says the last event sent was `last_seq`: returns how many of the
+    /// events up to it never arrived (lost at the end of a burst).
+    pub fn pong(&mut self, last_seq: u32) -> u32 {
+        let missing = last_seq.wrapping_add(1).wrapping_sub(self.next);
+        if missing == 0 || missing >= 1 << 31 {
+            return 0;
+        }
+        self.next = last_seq.wrapping_add(1);
+        missing
+    }
+}
+
+/// Paging through the member list.
+#[derive(Debug, Clone)]
+pub struct WhoPager {
+    start: u32,
+    names: Vec<String>,
+    sends: u32,
+    next_at: Instant,
+}
+
+/// What the pager wants next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WhoStep {
+    /// Ask for the page starting here.
+    Ask(u32),
+    /// All pages are in (or enough to show): the total and the names.
+    Done(u32, Vec<String>),
+    /// A page for another request: ignored.
+    Ignore,
+    /// No answer.
+    GiveUp,
+}
+
+impl WhoPager {
+    /// A new listing; ask for page 0 now.
+    pub fn new(now: Instant) -> Self {
+        WhoPager {
+            start: 0,
+            names: Vec::new(),
+            sends: 1,
+            next_at: now + WHO_RESEND,
+        }
+    }
+
+    pub fn on_page<'a>(
+        &mut self,
+        start: u32,
+        total: u32,
+        names: impl Iterator<Item = &'a str>,
+        now: Instant,
+    ) -> WhoStep {
+        if start != self.start {
+            return WhoStep::Ignore;
+        }
+        let before = self.names.len();
+        self.names.extend(names.map(str::to_string));
+        let got = (self.names.len() - before) as u32;
+        self.start = self.start.saturating_add(got);
+        if got == 0 || self.start >= total || self.names.len() >= render::WHO_SHOWN {
+            return WhoStep::Done(total, std::mem::take(&mut self.names));
+        }
+        self.sends = 1;
+        self.next_at = now + WHO_RESEND;
+        WhoStep::Ask(self.start)
+    }
+
+    pub fn on_timer(&mut self, now: Instant) -> Option<WhoStep> {
+        if now < self.next_at {
+            None
+        } else if self.sends >= WHO_SENDS {
+            Some(WhoStep::GiveUp)
+        } else {
+            self.sends += 1;
+            self.next_at = now + WHO_RESEND;
+            Some(WhoStep::Ask(self.start))
+        }
+    }
+}
+
+/// stdout: plain flushed lines through a pipe; on a terminal, messages above
+/// an input line that is redrawn after each one.
+struct Screen {
+    tty: bool,
+    prompt: &'static str,
+    line: Vec<char>,
+    cursor: usize,
+    cols: usize,
+    broken: bool,
+}
+
+impl Screen {
+    fn input_seq(&self) -> String {
+        let pw = render::str_width(self.prompt);
+        let (text, col) = render::input_view(&self.line, self.cursor, pw, self.cols);
+        let mut s = format!("\r\x1b[K{}{}\r", self.prompt, text);
+        if pw + col > 0 {
+            s.push_str(&format!("\x1b[{}C", pw + col));
+        }
+        s
+    }
+
+    fn print(&mut self, text: &str) {
+        let line = render::stamped(&render::local_hhmm(), text);
+        if self.tty {
+            let s = format!("\r\x1b[K{line}\n{}", self.input_seq());
+            self.write(&s);
+        } else {
+            self.write(&format!("{line}\n"));
+        }
+    }
+
+    fn redraw(&mut self) {
+        if self.tty {
+            let s = self.input_seq();
+            self.write(&s);
+        }
+    }
+
+    fn clear(&mut self) {
+        if self.tty {
+            self.write("\r\x1b[K");
+        }
+    }
+
+    fn write(&mut self, s: &str) {
+        if self.broken {
+            return;
+        }
+        let mut out = io::stdout().lock();
+        if out
+            .write_all(s.as_bytes())
+            .and_then(|_| out.flush())
+            .is_err()
+        {
+            self.broken = true;
+        }
+    }
+}
+
+struct Leaving {
+    code: u8,
+    next_send: Instant,
+    until: Instant,
+}
+
+struct Receiver {
+    socket: UdpSocket,
+    link: UnixDatagram,
+    signals: SignalFd,
+    server_text: String,
+    token: Token,
+    name: String,
+    lang: Lang,
+    timeout: Duration,
+    last_heard: Instant,
+    next_ping: Instant,
+    seq: SeqTracker,
+    who: Option<WhoPager>,
+    rejoin: Option<Login>,
+    leaving: Option<Leaving>,
+    done: Option<(u8, Option<String>)>,
+    parent: Pid,
+    parent_alive: bool,
+    link_open: bool,
+    term: Option<TermModes>,
+    stdin_flags: Option<OFlag>,
+    screen: Screen,
+}
+
+/// Runs the receiver until the session ends; returns the exit code.
+pub fn run(
+    session: Session,
+    link: OwnedFd,
+    parent: Pid,
+    parent_gone: bool,
+    stdin_flags: Option<OFlag>,
+) -> u8 {
+    let mut r = match Receiver::new(session, link, parent, stdin_flags) {
+        Ok(r) => r,
+        Err((e, socket, token)) => {
+            crate::stdio::err_line(&format!("chat-client: cannot start the receiver: {e}"));
+            let _ = socket.send(&ClientMsg::Leave { token }.to_vec());
+            return code::FAIL;
+        }
+    };
+    if parent_gone {
+        r.parent_gone();
+    }
+    r.run()
+}
+
+type StartError = (io::Error, std::net::UdpSocket, Token);
+
+impl Receiver {
+    fn new(
+        s: Session,
+        link: OwnedFd,
+        parent: Pid,
+        stdin_flags: Option<OFlag>,
+    ) -> Result<Receiver, StartError> {
+        let tty = s.term.is_some();
+        let mut mask = SigSet::empty();
+        for sig in [
+            Signal::SIGINT,
+            Signal::SIGTERM,
+            Signal::SIGHUP,
+            PARENT_DEATH_SIGNAL,
+        ] {
+            mask.add(sig);
+        }
+        if tty {
+            for sig in [Signal::SIGTSTP, Signal::SIGCONT, Signal::SIGWINCH] {
+                mask.add(sig);
+            }
+        }
+        let token = s.token;
+        let signals = match nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None)
+            .and_then(|_| {
+                SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+            }) {
+            Ok(fd) => fd,
+            Err(e) => return Err((e.into(), s.socket, token)),
+        };
+        let now = Instant::now();
+        let timeout = Duration::from_millis(s.timeout_ms as u64);
+        let screen = Screen {
+            tty,
+            prompt: render::input_prompt(s.lang),
+            line: Vec::new(),
+            cursor: 0,
+            cols: if tty {
+                term::columns(term::stdout_fd())
+            } else {
+                80
+            },
+            broken: false,
+        };
+        Ok(Receiver {
+            socket: UdpSocket::from_std(s.socket),
+            link: UnixDatagram::from_std(std::os::unix::net::UnixDatagram::from(link)),
+            signals,
+            server_text: s.server_text,
+            token,
+            name: s.name,
+            lang: s.lang,
+            timeout,
+            last_heard: now,
+            next_ping: now + timeout / 3,
+            seq: SeqTracker::new(),
+            who: None,
+            rejoin: None,
+            leaving: None,
+            done: None,
+            parent,
+            parent_alive: true,
+            link_open: true,
+            term: s.term,
+            stdin_flags,
+            screen,
+        })
+    }
+
+    fn run(mut self) -> u8 {
+        let mut poll = match Poll::new() {
+            Ok(p) => p,
+            Err(e) => {
+                self.end(code::FAIL, Some(format!("cannot create a poll: {e}")));
+                return self.finish();
+            }
+        };
+        let sfd = self.signals.as_raw_fd();
+        let registered = poll
+            .registry()
+            .register(&mut self.socket, SOCKET, Interest::READABLE)
+            .and_then(|_| {
+                poll.registry()
+                    .register(&mut self.link, LINK, Interest::READABLE)
+            })
+            .and_then(|_| {
+                poll.registry()
+                    .register(&mut SourceFd(&sfd), SIGNALS, Interest::READABLE)
+            });
+        if let Err(e) = registered {
+            self.end(code::FAIL, Some(format!("cannot poll: {e}")));
+            return self.finish();
+        }
+        self.screen.redraw();
+        let mut events = Events::with_capacity(16);
+        // Signals that arrived before the signalfd existed are pending on it.
+        self.drain_signals();
+        while self.done.is_none() {
+            let now = Instant::now();
+            let wait = self.next_deadline().saturating_duration_since(now);
+            if let Err(e) = poll.poll(&mut events, Some(wait)) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    self.end(code::FAIL, Some(format!("cannot poll: {e}")));
+                    break;
+                }
+            }
+            for ev in events.iter() {
+                match ev.token() {
+                    SOCKET => self.drain_socket(),
+                    LINK => self.drain_link(),
+                    SIGNALS => self.drain_signals(),
+                    _ => {}
+                }
+            }
+            self.timers(Instant::now());
+            if self.screen.broken && self.leaving.is_none() {
+                self.leave(code::FAIL);
+            }
+        }
+        self.finish()
+    }
+
+    fn next_deadline(&self) -> Instant {
+        let now = Instant::now();
+        let mut t = now + Duration::from_secs(3600);
+        if let Some(l) = &self.leaving {
+            return l.next_send.min(l.until);
+        }
+        if let Some(login) = &self.rejoin {
+            t = t.min(login.next_wakeup());
+        } else {
+            t = t.min(self.next_ping).min(self.last_heard + self.timeout);
+        }
+        if let Some(w) = &self.who {
+            t = t.min(w.next_at);
+        }
+        t
+    }
+
+    fn send(&self, d: &[u8]) {
+        let _ = self.socket.send(d);
+    }
+
+    fn tell_sender(&mut self, m: ToSender) {
+        if self.link_open {
+            let _ = self.link.send(&m.encode());
+        }
+    }
+
+    fn print(&mut self, text: &str) {
+        self.screen.print(text);
+    }
+
+    fn notice(&mut self, n: Notice<'_>) {
+        let line = render::notice_line(self.lang, &n);
+        self.print(&line);
+    }
+
+    fn end(&mut self, code: u8, msg: Option<String>) {
+        if self.done.is_none() {
+            self.done = Some((code, msg));
+        }
+    }
+
+    /// Starts leaving: LEAVE until BYE, for at most [`LEAVE_WAIT`].
+    fn leave(&mut self, code: u8) {
+        if self.leaving.is_some() || self.done.is_some() {
+            return;
+        }
+        let now = Instant::now();
+        self.who = None;
+        self.rejoin = None;
+        self.leaving = Some(Leaving {
+            code,
+            next_send: now,
+            until: now + LEAVE_WAIT,
+        });
+        self.tell_sender(ToSender::Leaving);
+        self.timers(now);
+    }
+
+    fn parent_gone(&mut self) {
+        if !self.parent_alive {
+            return;
+        }
+        self.parent_alive = false;
+        self.link_open = false;
+        self.leave(code::FAIL);
+    }
+
+    fn drain_socket(&mut self) {
+        let mut buf = [0u8; MAX_DATAGRAM + 1];
+        loop {
+            match self.socket.recv(&mut buf) {
+                Ok(n) if n <= MAX_DATAGRAM => {
+                    if let Ok(msg) = protocol::decode_server(&buf[..n]) {
+                        self.on_message(msg);
+                    }
+                }
+                Ok(_) => {} // longer than any valid datagram: malformed
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {} // ICMP errors (connection refused): the timeout decides
+            }
+            if self.done.is_some() {
+                break;
+            }
+        }
+    }
+
+    fn on_message(&mut self, msg: ServerMsg<'_>) {
+        let now = Instant::now();
+        if !matches!(msg, ServerMsg::UnknownSession { token } if token != self.token) {
+            self.last_heard = now;
+        }
+        match msg {
+            ServerMsg::Ack { seq } => self.tell_sender(ToSender::Ack(seq)),
+            ServerMsg::Reject { seq, reason } => self.tell_sender(ToSender::Reject(seq, reason)),
+            ServerMsg::Events { first_seq, events } => {
+                for (i, ev) in events.iter().enumerate() {
+                    let n = first_seq.wrapping_add(i as u32);
+                    match self.seq.event(n) {
+                        Some(missed) => {
+                            if missed > 0 {
+                                self.notice(Notice::Lost(missed as u64));
+                            }
+                            let line = render::event_line(self.lang, &ev);
+                            self.print(&line);
+                        }
+                        None => {}
+                    }
+                }
+            }
+            ServerMsg::Pong { last_seq } => {
+                let missed = self.seq.pong(last_seq);
+                if missed > 0 {
+                    self.notice(Notice::Lost(missed as u64));
+                }
+            }
+            ServerMsg::WhoPage {
+                start,
+                total,
+                names,
+            } => {
+                if let Some(w) = &mut self.who {
+                    let step = w.on_page(start, total, names.iter(), now);
+                    self.who_step(step);
+                }
+            }
+            ServerMsg::Bye { reason } => {
+                if let Some(l) = &self.leaving {
+                    let code = l.code;
+                    if reason == ByeReason::Left {
+                        self.notice(Notice::YouLeft);
+                    }
+                    self.end(code, None);
+                } else {
+                    let why = match (self.lang, reason) {
+                        (Lang::En, ByeReason::Left) => "the server ended the session",
+                        (Lang::En, ByeReason::Kicked) => "you were removed by the admin",
+                        (Lang::En, ByeReason::Shutdown) => "the chat server is shutting down",
+                        (Lang::Zh, ByeReason::Left) => "服务器结束了会话",
+                        (Lang::Zh, ByeReason::Kicked) => "你被管理员移出了聊天室",
+                        (Lang::Zh, ByeReason::Shutdown) => "聊天服务器正在关闭",
+                    };
+                    self.tell_sender(ToSender::Leaving);
+                    self.end(code::FAIL, Some(why.to_string()));
+                }
+            }
+            ServerMsg::UnknownSession { token } if token == self.token => {
+                if let Some(l) = &self.leaving {
+                    let code = l.code;
+                    self.end(code, None);
+                } else if self.rejoin.is_none() {
+                    self.who = None;
+                    let (login, join) = Login::start(
+                        &self.name,
+                        self.token,
+                        crate::client::login::random_nonce(),
+                        now,
+                    );
+                    self.rejoin = Some(login);
+                    self.send(&join);
+                    self.tell_sender(ToSender::Rejoining);
+                    self.notice(Notice::Rejoining);
+                }
+            }
+            ServerMsg::UnknownSession { .. } => {}
+            ServerMsg::Challenge { .. } | ServerMsg::Refused { .. } | ServerMsg::Welcome { .. } => {
+                if let Some(login) = &mut self.rejoin {
+                    let step = login.on_message(&msg, now);
+                    self.rejoin_step(step);
+                }
+            }
+        }
+    }
+
+    fn rejoin_step(&mut self, step: Step) {
+        match step {
+            Step::Send(d) => self.send(&d),
+            Step::Wait => {}
+            Step::Welcome(w) => {
+                let now = Instant::now();
+                self.rejoin = None;
+                self.token = w.token;
+                self.name = w.name;
+                self.seq = SeqTracker::new();
+                if w.timeout_ms > 0 {
+                    self.timeout = Duration::from_millis(w.timeout_ms as u64);
+                }
+                self.last_heard = now;
+                self.next_ping = now + self.timeout / 3;
+                self.tell_sender(ToSender::Token(w.token));
+                self.notice(Notice::Rejoined);
+            }
+            Step::Refused(r) => {
+                let reason = render::refusal(self.lang, r);
+                let msg = format!(
+                    "cannot join as '{}' again: {reason}",
+                    render::escape(&self.name)
+                );
+                self.rejoin = None;
+                self.tell_sender(ToSender::Leaving);
+                self.end(code::FAIL, Some(msg));
+            }
+            Step::GiveUp => self.lost_contact(),
+        }
+    }
+
+    fn lost_contact(&mut self) {
+        // The server may still hear us: one LEAVE, no waiting.
+        self.send(&ClientMsg::Leave { token: self.token }.to_vec());
+        self.tell_sender(ToSender::Leaving);
+        let msg = match self.lang {
+            Lang::En => format!("lost contact with the server at {}", self.server_text),
+            Lang::Zh => format!("与服务器 {} 失去联系", self.server_text),
+        };
+        self.end(code::FAIL, Some(msg));
+    }
+
+    fn who_step(&mut self, step: WhoStep) {
+        match step {
+            WhoStep::Ask(start) => self.send(
+                &ClientMsg::Who {
+                    token: self.token,
+                    start,
+                }
+                .to_vec(),
+            ),
+            WhoStep::Done(total, names) => {
+                self.who = None;
+                self.notice(Notice::Members {
+                    total,
+                    names: &names,
+                });
+            }
+            WhoStep::Ignore => {}
+            WhoStep::GiveUp => {
+                self.who = None;
+                self.notice(Notice::WhoNoAnswer);
+            }
+        }
+    }
+
+    fn timers(&mut self, now: Instant) {
+        if self.done.is_some() {
+            return;
+        }
+        if let Some(l) = &mut self.leaving {
+            if now >= l.until {
+                let code = l.code;
+                self.end(code, None);
+            } else if now >= l.next_send {
+                l.next_send = now + LEAVE_RESEND;
+                self.send(&ClientMsg::Leave { token: self.token }.to_vec());
+            }
+            return;
+        }
+        if let Some(login) = &mut self.rejoin {
+            let step = login.on_timer(now);
+            self.rejoin_step(step);
+        } else if now >= self.last_heard + self.timeout {
+            self.lost_contact();
+            return;
+        } else if now >= self.next_ping {
+            self.next_ping = now + self.timeout / 3;
+            self.send(&ClientMsg::Ping { token: self.token }.to_vec());
+        }
+        if let Some(w) = &mut self.who {
+            if let Some(step) = w.on_timer(now) {
+                self.who_step(step);
+            }
+        }
+    }
+
+    fn drain_link(&mut self) {
+        let mut buf = vec![0u8; 64 * 1024];
+        while self.link_open {
+            match self.link.recv(&mut buf) {
+                Ok(0) => {
+                    self.link_open = false;
+                    self.parent_gone();
+                }
+                Ok(n) => match ToReceiver::decode(&buf[..n]) {
+                    Some(ToReceiver::Edit { line, cursor }) => {
+                        self.screen.line = line.chars().collect();
+                        self.screen.cursor = cursor as usize;
+                        self.screen.redraw();
+                    }
+                    Some(ToReceiver::Print(text)) => self.print(&text),
+                    Some(ToReceiver::Who) => {
+                        if self.leaving.is_none() && self.rejoin.is_none() {
+                            let now = Instant::now();
+                            self.who = Some(WhoPager::new(now));
+                            self.who_step(WhoStep::Ask(0));
+                        }
+                    }
+                    Some(ToReceiver::Quit(code)) => self.leave(code),
+                    None => {}
+                },
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.link_open = false;
+                    self.parent_gone();
+                }
+            }
+        }
+    }
+
+    fn drain_signals(&mut self) {
+        loop {
+            let sig = match self.signals.read_signal() {
+                Ok(Some(info)) => Signal::try_from(info.ssi_signo as i32).ok(),
+                Ok(None) => break,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => break,
+            };
+            match sig {
+                Some(Signal::SIGINT) => self.leave(code::SIGINT),
+                Some(Signal::SIGTERM) => self.leave(code::SIGTERM),
+                Some(Signal::SIGHUP) => self.leave(code::SIGHUP),
+                Some(s) if s == PARENT_DEATH_SIGNAL => {
+                    if nix::unistd::getppid() != self.parent {
+                        self.parent_gone();
+                    }
+                }
+                Some(Signal::SIGTSTP) => self.suspend(),
+                Some(Signal::SIGCONT) => self.resume(),
+                Some(Signal::SIGWINCH) => {
+                    self.screen.cols = term::columns(term::stdout_fd());
+                    self.screen.redraw();
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Ctrl-Z: give the terminal its modes back, then stop like an ordinary program.
+    fn suspend(&mut self) {
+        self.screen.clear();
+        if let Some(m) = &self.term {
+            let _ = m.restore(term::stdin_fd());
+        }
+        let _ = nix::sys::signal::kill(nix::unistd::getpid(), Signal::SIGSTOP);
+    }
+
+    /// `fg` (or `bg`): chat mode again if in the foreground, redraw, and check
+    /// the session at once (the server may have timed it out meanwhile).
+    fn resume(&mut self) {
+        if let Some(m) = &self.term {
+            if term::in_foreground(term::stdin_fd()) {
+                let _ = m.enter(term::stdin_fd());
+                self.screen.cols = term::columns(term::stdout_fd());
+                self.screen.redraw();
+            }
+        }
+        if self.leaving.is_none() && self.rejoin.is_none() {
+            let now = Instant::now();
+            self.last_heard = now;
+            self.next_ping = now;
+        }
+    }
+
+    /// Clears the input line, reports why the session ended, and, when the
+    /// sender is already gone, gives the terminal back its modes.
+    fn finish(mut self) -> u8 {
+        let (code, msg) = self.done.take().unwrap_or((code::FAIL, None));
+        if self.parent_alive {
+            self.screen.clear();
+        }
+        if let Some(m) = msg {
+            crate::stdio::err_line(&format!("chat-client: {m}"));
+        }
+        if !self.parent_alive {
+            if let Some(m) = &self.term {
+                let _ = m.restore(term::stdin_fd());
+            }
+            term::restore_stdin_flags(self.stdin_flags);
+        }
+        code
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gaps_are_counted() {
+        let mut s = SeqTracker::new();
+        assert_eq!(s.event(1), Some(0));
+        assert_eq!(s.event(2), Some(0));
+        assert_eq!(s.event(5), Some(2));
+        assert_eq!(s.event(4), None, "late");
+        assert_eq!(s.event(5), None, "duplicate");
+        assert_eq!(s.event(6), Some(0));
+        assert_eq!(s.pong(6), 0);
+        assert_eq!(s.pong(9), 3, "lost at the end of a burst");
+        assert_eq!(s.event(10), Some(0));
+        assert_eq!(s.pong(3), 0, "an old pong");
+    }
+
+    #[test]
+    fn gaps_across_the_wrap() {
+        let mut s = SeqTracker { next: u32::MAX };
+        assert_eq!(s.event(u32::MAX), Some(0));
+        assert_eq!(s.event(1), Some(1), "0 was skipped");
+        let mut s = SeqTracker::new();
+        assert_eq!(s.pong(0), 0, "no event yet");
+    }
+
+    #[test]
+    fn who_pages_until_total() {
+        let t0 = Instant::now();
+        let mut w = WhoPager::new(t0);
+        assert_eq!(w.on_page(5, 3, ["x"].into_iter(), t0), WhoStep::Ignore);
+        assert_eq!(w.on_page(0, 3, ["a", "b"].into_iter(), t0), WhoStep::Ask(2));
+        assert_eq!(
+            w.on_page(2, 3, ["c"].into_iter(), t0),
+            WhoStep::Done(3, vec!["a".into(), "b".into(), "c".into()])
+        );
+        let mut w = WhoPager::new(t0);
+        assert_eq!(w.on_page(0, 5, ["a"].into_iter(), t0), WhoStep::Ask(1));
+        assert_eq!(
+            w.on_page(1, 5, std::iter::empty(), t0),
+            WhoStep::Done(5, vec!["a".into()]),
+            "an empty page ends it"
+        );
+    }
+
+    #[test]
+    fn who_resends_then_gives_up() {
+        let t0 = Instant::now();
+        let mut w = WhoPager::new(t0);
+        assert_eq!(w.on_timer(t0), None);
+        assert_eq!(w.on_timer(t0 + WHO_RESEND), Some(WhoStep::Ask(0)));
+        assert_eq!(w.on_timer(t0 + WHO_RESEND * 2), Some(WhoStep::Ask(0)));
+        assert_eq!(w.on_timer(t0 + WHO_RESEND * 3), Some(WhoStep::GiveUp));
+    }
+}

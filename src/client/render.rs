@@ -1,0 +1,531 @@
+//! What the user sees: escaping of remote text, the wording of every line in
+//! English and Chinese, the local `HH:MM` time, and the visible window of the
+//! input line. Pure functions, except [`local_hhmm`] which reads the clock.
+
+use crate::protocol::{is_bidi_control, Event, LeftReason, RefuseReason, RejectReason};
+use std::borrow::Cow;
+use std::fmt::Write as _;
+use unicode_width::UnicodeWidthChar;
+
+/// The language of the client's lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    En,
+    Zh,
+}
+
+impl Lang {
+    /// The default from the environment: Chinese when the first set one of
+    /// `LC_ALL`, `LC_MESSAGES`, `LANG` starts with `zh`.
+    pub fn from_env() -> Lang {
+        Self::from_locale_vars(|k| std::env::var(k).ok())
+    }
+
+    /// [`Lang::from_env`] over any variable lookup (for tests).
+    pub fn from_locale_vars(get: impl Fn(&str) -> Option<String>) -> Lang {
+        for var in ["LC_ALL", "LC_MESSAGES", "LANG"] {
+            if let Some(v) = get(var).filter(|v| !v.is_empty()) {
+                return if v.starts_with("zh") {
+                    Lang::Zh
+                } else {
+                    Lang::En
+                };
+            }
+        }
+        Lang::En
+    }
+}
+
+/// Must `c` be shown as an escape rather than sent to the terminal?
+/// C0 controls, DEL, C1 controls, bidi controls, and the Unicode line and
+/// paragraph separators.
+pub fn must_escape(c: char) -> bool {
+    c.is_control() || is_bidi_control(c) || matches!(c, '\u{2028}' | '\u{2029}')
+}
+
+/// Remote text made harmless: every character of [`must_escape`] becomes a
+/// visible escape (`\x1b`, `\x7f`, `\u0085`, `\u202e`), so no message can move
+/// the cursor, clear the screen, set the title or the clipboard, or overwrite
+/// a line with `\r`.
+pub fn escape(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(must_escape) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if !must_escape(c) {
+            out.push(c);
+        } else if (c as u32) < 0x80 {
+            let _ = write!(out, "\\x{:02x}", c as u32);
+        } else {
+            let _ = write!(out, "\\u{:04x}", c as u32);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// One event as a line (without the time), every remote string escaped.
+pub fn event_line(lang: Lang, event: &Event<'_>) -> String {
+    match (lang, *event) {
+        (Lang::En, Event::Joined { name }) => format!("* {} joined", escape(name)),
+        (Lang::Zh, Event::Joined { name }) => format!("{} 进入了聊天室", escape(name)),
+        (Lang::En, Event::Left { reason, name }) => {
+            let name = escape(name);
+            match reason {
+                LeftReason::Left => format!("* {name} left"),
+                LeftReason::TimedOut => format!("* {name} left (timed out)"),
+                LeftReason::Removed => format!("* {name} was removed"),
+            }
+        }
+        (Lang::Zh, Event::Left { reason, name }) => {
+            let name = escape(name);
+            match reason {
+                LeftReason::Left => format!("{name} 退出了聊天室"),
+                LeftReason::TimedOut => format!("{name} 退出了聊天室 (超时)"),
+                LeftReason::Removed => format!("{name} 被管理员移出了聊天室"),
+            }
+        }
+        (Lang::En, Event::Said { from, text }) => format!("{}: {}", escape(from), escape(text)),
+        (Lang::Zh, Event::Said { from, text }) => {
+            format!("{} 说: {}", escape(from), escape(text))
+        }
+        (Lang::En, Event::PrivateFrom { from, text }) => {
+            format!("[{} -> you] {}", escape(from), escape(text))
+        }
+        (Lang::Zh, Event::PrivateFrom { from, text }) => {
+            format!("[{} -> 你] {}", escape(from), escape(text))
+        }
+        (Lang::En, Event::Admin { text }) => format!("[admin] {}", escape(text)),
+        (Lang::Zh, Event::Admin { text }) => format!("管理员 说: {}", escape(text)),
+    }
+}
+
+/// The user's own message, echoed on a terminal (where typing is not echoed).
+pub fn own_said(lang: Lang, me: &str, text: &str) -> String {
+    event_line(lang, &Event::Said { from: me, text })
+}
+
+/// The user's own private message, echoed on a terminal.
+pub fn own_private(lang: Lang, to: &str, text: &str) -> String {
+    match lang {
+        Lang::En => format!("[you -> {}] {}", escape(to), escape(text)),
+        Lang::Zh => format!("[你 -> {}] {}", escape(to), escape(text)),
+    }
+}
+
+/// The client's own notices. Every one is a line that no member can produce:
+/// it starts with `-- ` or `(`, and names hold neither spaces nor brackets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice<'a> {
+    Welcome { name: &'a str, members: u32 },
+    Lost(u64),
+    NotDelivered { text: &'a str, why: Undelivered },
+    Members { total: u32, names: &'a [String] },
+    WhoNoAnswer,
+    Rejoining,
+    Rejoined,
+    YouLeft,
+    Help,
+    UnknownCommand(&'a str),
+    Usage(&'a str),
+    TooLong(usize),
+}
+
+/// Why a message was not delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Undelivered {
+    Refused(RejectReason),
+    NoAnswer,
+    Cancelled,
+}
+
+/// How many member names `/who` shows before "… and N more".
+pub const WHO_SHOWN: usize = 200;
+
+/// A notice as a line (without the time).
+pub fn notice_line(lang: Lang, n: &Notice<'_>) -> String {
+    use Lang::*;
+    match (lang, n) {
+        (En, Notice::Welcome { name, members }) => format!(
+            "-- welcome, {}: {members} in the room (type /help for commands)",
+            escape(name)
+        ),
+        (Zh, Notice::Welcome { name, members }) => format!(
+            "-- 欢迎 {}, 聊天室里有 {members} 人 (输入 /help 查看命令)",
+            escape(name)
+        ),
+        (En, Notice::Lost(1)) => "(1 message lost)".to_string(),
+        (En, Notice::Lost(k)) => format!("({k} messages lost)"),
+        (Zh, Notice::Lost(k)) => format!("(丢失了 {k} 条消息)"),
+        (_, Notice::NotDelivered { text, why }) => {
+            let why = match (lang, why) {
+                (En, Undelivered::Refused(r)) => r.to_string(),
+                (En, Undelivered::NoAnswer) => "no answer from the server".to_string(),
+                (En, Undelivered::Cancelled) => "session ended".to_string(),
+                (Zh, Undelivered::Refused(RejectReason::RateLimited)) => "发送太快".to_string(),
+                (Zh, Undelivered::Refused(RejectReason::InvalidText)) => "内容不合法".to_string(),
+                (Zh, Undelivered::Refused(RejectReason::NoSuchMember)) => {
+                    "没有这个成员".to_string()
+                }
+                (Zh, Undelivered::NoAnswer) => "服务器没有回应".to_string(),
+                (Zh, Undelivered::Cancelled) => "会话已结束".to_string(),
+            };
+            match lang {
+                En => format!("-- not delivered ({why}): {}", escape(text)),
+                Zh => format!("-- 未送达 ({why}): {}", escape(text)),
+            }
+        }
+        (_, Notice::Members { total, names }) => {
+            let shown = names.len().min(WHO_SHOWN);
+            let mut list = names[..shown]
+                .iter()
+                .map(|n| escape(n).into_owned())
+                .collect::<Vec<_>>()
+                .join(", ");
+            let more = (*total as usize).saturating_sub(shown);
+            match lang {
+                En => {
+                    if more > 0 {
+                        let _ = write!(list, " … and {more} more");
+                    }
+                    format!("-- {total} in the room: {list}")
+                }
+                Zh => {
+                    if more > 0 {
+                        let _ = write!(list, " … 还有 {more} 人");
+                    }
+                    format!("-- 聊天室里有 {total} 人: {list}")
+                }
+            }
+        }
+        (En, Notice::WhoNoAnswer) => "-- no answer to /who".to_string(),
+        (Zh, Notice::WhoNoAnswer) => "-- /who 没有回应".to_string(),
+        (En, Notice::Rejoining) => {
+            "-- the server no longer knows this session (restarted?): joining again".to_string()
+        }
+        (Zh, Notice::Rejoining) => "-- 服务器不再认识这个会话 (重启了?): 重新加入".to_string(),
+        (En, Notice::Rejoined) => "-- joined again".to_string(),
+        (Zh, Notice::Rejoined) => "-- 已重新加入".to_string(),
+        (En, Notice::YouLeft) => "-- you left the room".to_string(),
+        (Zh, Notice::YouLeft) => "-- 你退出了聊天室".to_string(),
+        (En, Notice::Help) => "-- type a line to say it; /who lists the members; \
+             /msg NAME TEXT says TEXT to NAME only; /quit (or Ctrl-D) leaves; /help shows this"
+            .to_string(),
+        (Zh, Notice::Help) => "-- 输入一行即发言; /who 列出成员; /msg 姓名 内容 私聊; \
+             /quit (或 Ctrl-D) 退出; /help 显示本帮助"
+            .to_string(),
+        (En, Notice::UnknownCommand(c)) => {
+            format!("-- unknown command {}: type /help", escape(c))
+        }
+        (Zh, Notice::UnknownCommand(c)) => format!("-- 未知命令 {}: 输入 /help", escape(c)),
+        (En, Notice::Usage(u)) => format!("-- usage: {u}"),
+        (Zh, Notice::Usage(u)) => format!("-- 用法: {u}"),
+        (En, Notice::TooLong(n)) => {
+            format!(
+                "-- not sent: {n} bytes, the limit is {}",
+                crate::protocol::MAX_TEXT_BYTES
+            )
+        }
+        (Zh, Notice::TooLong(n)) => {
+            format!(
+                "-- 未发送: {n} 字节, 上限 {}",
+                crate::protocol::MAX_TEXT_BYTES
+            )
+        }
+    }
+}
+
+/// Why the server refused a name, in the user's language.
+pub fn refusal(lang: Lang, r: RefuseReason) -> String {
+    match lang {
+        Lang::En => r.to_string(),
+        Lang::Zh => match r {
+            RefuseReason::Taken => "名字已被占用",
+            RefuseReason::InvalidName => "名字不合法",
+            RefuseReason::Reserved => "名字是保留的",
+            RefuseReason::RoomFull => "聊天室已满",
+        }
+        .to_string(),
+    }
+}
+
+/// The prompt asking for a name (only on a terminal).
+pub fn name_prompt(lang: Lang) -> &'static str {
+    match lang {
+        Lang::En => "name: ",
+        Lang::Zh => "请输入姓名: ",
+    }
+}
+
+/// The prompt in front of the input line on a terminal.
+pub fn input_prompt(lang: Lang) -> &'static str {
+    match lang {
+        Lang::En => "> ",
+        Lang::Zh => "发言: ",
+    }
+}
+
+/// `HH:MM ` prefixed to `line`.
+pub fn stamped(hhmm: &str, line: &str) -> String {
+    format!("{hhmm} {line}")
+}
+
+/// The local time as `HH:MM`.
+pub fn local_hhmm() -> String {
+    // SAFETY: time(NULL) only reads the clock; localtime_r writes into our `tm`.
+    unsafe {
+        let t = nix::libc::time(std::ptr::null_mut());
+        let mut tm: nix::libc::tm = std::mem::zeroed();
+        if nix::libc::localtime_r(&t, &mut tm).is_null() {
+            return "--:--".to_string();
+        }
+        format!("{:02}:{:02}", tm.tm_hour, tm.tm_min)
+    }
+}
+
+/// Display width of a character on a terminal (controls never reach it: 0).
+pub fn char_width(c: char) -> usize {
+    c.width().unwrap_or(0)
+}
+
+/// Display width of a string.
+pub fn str_width(s: &str) -> usize {
+    s.chars().map(char_width).sum()
+}
+
+/// The part of an input line shown in `cols` columns after a prompt of width
+/// `prompt_width`, scrolled horizontally so the cursor (a char index) stays
+/// visible. Returns the visible text and the cursor's column within it.
+///
+/// The line always fits one row (one column is kept free for the cursor), so
+/// redrawing it never touches the rows above.
+pub fn input_view(
+    line: &[char],
+    cursor: usize,
+    prompt_width: usize,
+    cols: usize,
+) -> (String, usize) {
+    let avail = cols.saturating_sub(prompt_width + 1).max(1);
+    let cursor = cursor.min(line.len());
+    // Start as far left as possible while the cursor stays visible.
+    let mut start = 0;
+    let width_to =
+        |from: usize, to: usize| -> usize { line[from..to].iter().map(|&c| char_width(c)).sum() };
+    while start < cursor && width_to(start, cursor) >= avail {
+        start += 1;
+    }
+    let mut text = String::new();
+    let mut used = 0;
+    for &c in &line[start..] {
+        let w = char_width(c);
+        if used + w > avail {
+            break;
+        }
+        text.push(c);
+        used += w;
+    }
+    (text, width_to(start, cursor))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_every_terminal_control() {
+        assert_eq!(escape("hello 世界"), "hello 世界");
+        assert!(matches!(escape("plain"), Cow::Borrowed(_)));
+        assert_eq!(escape("a\x1b[2Jb"), "a\\x1b[2Jb");
+        assert_eq!(escape("\x1b]52;c;aGk=\x07"), "\\x1b]52;c;aGk=\\x07");
+        assert_eq!(escape("x\ry"), "x\\x0dy");
+        assert_eq!(escape("x\ny\t"), "x\\x0ay\\x09");
+        assert_eq!(escape("del\x7f"), "del\\x7f");
+        assert_eq!(escape("c1\u{9b}31m"), "c1\\u009b31m");
+        assert_eq!(escape("abc\u{202e}def"), "abc\\u202edef");
+        assert_eq!(escape("\u{2066}\u{061c}\u{200f}"), "\\u2066\\u061c\\u200f");
+        assert_eq!(escape("a\u{2028}b"), "a\\u2028b");
+        for c in (0u32..0x20).chain(0x7f..0xa0) {
+            let s = char::from_u32(c).unwrap().to_string();
+            assert!(!escape(&s).chars().any(|c| c.is_control()), "{c:#x}");
+        }
+    }
+
+    #[test]
+    fn events_in_english() {
+        let l = Lang::En;
+        assert_eq!(
+            event_line(l, &Event::Joined { name: "bob" }),
+            "* bob joined"
+        );
+        let left = |reason| Event::Left {
+            reason,
+            name: "bob",
+        };
+        assert_eq!(event_line(l, &left(LeftReason::Left)), "* bob left");
+        assert_eq!(
+            event_line(l, &left(LeftReason::TimedOut)),
+            "* bob left (timed out)"
+        );
+        assert_eq!(
+            event_line(l, &left(LeftReason::Removed)),
+            "* bob was removed"
+        );
+        assert_eq!(
+            event_line(
+                l,
+                &Event::Said {
+                    from: "alice",
+                    text: "hi"
+                }
+            ),
+            "alice: hi"
+        );
+        assert_eq!(
+            event_line(
+                l,
+                &Event::PrivateFrom {
+                    from: "alice",
+                    text: "psst"
+                }
+            ),
+            "[alice -> you] psst"
+        );
+        assert_eq!(
+            event_line(l, &Event::Admin { text: "hello" }),
+            "[admin] hello"
+        );
+        assert_eq!(
+            event_line(
+                l,
+                &Event::Said {
+                    from: "e\x1bvil",
+                    text: "\x1b[2J"
+                }
+            ),
+            "e\\x1bvil: \\x1b[2J"
+        );
+    }
+
+    #[test]
+    fn events_in_chinese_use_the_seed_wording() {
+        let l = Lang::Zh;
+        assert_eq!(
+            event_line(l, &Event::Joined { name: "alice" }),
+            "alice 进入了聊天室"
+        );
+        assert_eq!(
+            event_line(
+                l,
+                &Event::Said {
+                    from: "alice",
+                    text: "hi"
+                }
+            ),
+            "alice 说: hi"
+        );
+        assert_eq!(
+            event_line(l, &Event::Admin { text: "维护" }),
+            "管理员 说: 维护"
+        );
+        assert_eq!(
+            event_line(
+                l,
+                &Event::Left {
+                    reason: LeftReason::Left,
+                    name: "alice"
+                }
+            ),
+            "alice 退出了聊天室"
+        );
+    }
+
+    #[test]
+    fn notices() {
+        assert_eq!(notice_line(Lang::En, &Notice::Lost(1)), "(1 message lost)");
+        assert_eq!(notice_line(Lang::En, &Notice::Lost(3)), "(3 messages lost)");
+        assert_eq!(notice_line(Lang::Zh, &Notice::Lost(3)), "(丢失了 3 条消息)");
+        let n = Notice::NotDelivered {
+            text: "hi",
+            why: Undelivered::Refused(RejectReason::RateLimited),
+        };
+        assert_eq!(
+            notice_line(Lang::En, &n),
+            "-- not delivered (rate limited): hi"
+        );
+        let names = vec!["a".to_string(), "b\x1b".to_string()];
+        assert_eq!(
+            notice_line(
+                Lang::En,
+                &Notice::Members {
+                    total: 2,
+                    names: &names
+                }
+            ),
+            "-- 2 in the room: a, b\\x1b"
+        );
+        assert_eq!(
+            notice_line(
+                Lang::En,
+                &Notice::Members {
+                    total: 5,
+                    names: &names
+                }
+            ),
+            "-- 5 in the room: a, b\\x1b … and 3 more"
+        );
+    }
+
+    #[test]
+    fn locale_picks_the_language() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        assert_eq!(Lang::from_locale_vars(env(&[])), Lang::En);
+        assert_eq!(
+            Lang::from_locale_vars(env(&[("LANG", "zh_CN.UTF-8")])),
+            Lang::Zh
+        );
+        assert_eq!(
+            Lang::from_locale_vars(env(&[("LC_ALL", "C"), ("LANG", "zh_CN.UTF-8")])),
+            Lang::En
+        );
+        assert_eq!(
+            Lang::from_locale_vars(env(&[("LC_ALL", ""), ("LC_MESSAGES", "zh_TW")])),
+            Lang::Zh
+        );
+    }
+
+    #[test]
+    fn hhmm_shape() {
+        let t = local_hhmm();
+        assert_eq!(t.len(), 5);
+        assert_eq!(&t[2..3], ":");
+    }
+
+    #[test]
+    fn input_view_scrolls_with_wide_characters() {
+        let line: Vec<char> = "hello".chars().collect();
+        assert_eq!(input_view(&line, 5, 2, 80), ("hello".to_string(), 5));
+        assert_eq!(input_view(&line, 2, 2, 80), ("hello".to_string(), 2));
+        // 2-column characters: cursor column counts widths.
+        let wide: Vec<char> = "你好世界".chars().collect();
+        assert_eq!(input_view(&wide, 2, 2, 80), ("你好世界".to_string(), 4));
+        // Narrow terminal: prompt 2 + 1 free column leaves 7 columns.
+        let long: Vec<char> = "abcdefghijkl".chars().collect();
+        let (text, col) = input_view(&long, 12, 2, 10);
+        assert_eq!((text.as_str(), col), ("ghijkl", 6));
+        let (text, col) = input_view(&long, 0, 2, 10);
+        assert_eq!((text.as_str(), col), ("abcdefg", 0));
+        // Wide characters never split at the right edge.
+        let (text, _) = input_view(&wide, 0, 2, 8); // 5 columns available
+        assert_eq!(text, "你好");
+        let (text, col) = input_view(&wide, 4, 2, 8);
+        assert!(str_width(&text) <= 5 && col <= 4, "{text} {col}");
+        assert!(text.ends_with('界'));
+    }
+}
