@@ -1,0 +1,387 @@
+//! chat-client through pipes: the real binary against a scripted peer (for
+//! what a correct server never does: escapes in text, lost events, a forged
+//! reply) and against the real chat-server.
+
+#[path = "common/client.rs"]
+mod common;
+
+use common::*;
+use nix::sys::signal::Signal;
+use std::time::{Duration, Instant};
+use udpchat::protocol::{self, ByeReason, ClientMsg, Event, RefuseReason, ServerMsg};
+
+#[test]
+fn no_answer_is_reported_within_the_bound() {
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap().to_string();
+    let start = Instant::now();
+    let mut c = Client::spawn(&addr, "alice", &[]);
+    let status = c.wait_clean(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(1));
+    let err = c.err.rest(WAIT);
+    assert_eq!(
+        err,
+        [format!("chat-client: no answer from chat server at {addr}")]
+    );
+    assert!(start.elapsed() < Duration::from_secs(15));
+    assert!(c.out.rest(WAIT).is_empty(), "nothing on stdout");
+}
+
+#[test]
+fn connection_refused_is_no_answer_too() {
+    let addr = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap().to_string()
+    };
+    let mut c = Client::spawn(&addr, "alice", &[]);
+    assert_eq!(c.wait_clean(Duration::from_secs(20)).code(), Some(1));
+    assert_eq!(
+        c.err.rest(WAIT),
+        [format!("chat-client: no answer from chat server at {addr}")]
+    );
+}
+
+#[test]
+fn refusal_through_a_pipe_is_fatal() {
+    let srv = FakeServer::new();
+    let mut c = Client::spawn(&srv.addr_text(), "bob", &[]);
+    let (d, from) = srv
+        .recv_where(WAIT, |m| matches!(m, ClientMsg::Join { .. }))
+        .unwrap();
+    let ClientMsg::Join { nonce, .. } = protocol::decode_client(&d).unwrap() else {
+        unreachable!()
+    };
+    // A refusal for another attempt is ignored; ours is fatal.
+    srv.send(
+        from,
+        &ServerMsg::Refused {
+            nonce: nonce ^ 1,
+            reason: RefuseReason::Reserved,
+        },
+    );
+    srv.send(
+        from,
+        &ServerMsg::Refused {
+            nonce,
+            reason: RefuseReason::Taken,
+        },
+    );
+    assert_eq!(c.wait_clean(WAIT).code(), Some(1));
+    assert_eq!(
+        c.err.rest(WAIT),
+        ["chat-client: cannot join as 'bob': name taken"]
+    );
+}
+
+#[test]
+fn invalid_and_reserved_names_are_refused_before_sending() {
+    let srv = FakeServer::new();
+    for (name, why) in [("a b", "invalid name"), ("ＡＤＭＩＮ", "name reserved")] {
+        let mut c = Client::spawn(&srv.addr_text(), name, &[]);
+        assert_eq!(c.wait_clean(WAIT).code(), Some(1));
+        assert_eq!(
+            c.err.rest(WAIT),
+            [format!("chat-client: cannot join as '{name}': {why}")]
+        );
+    }
+    assert!(
+        srv.recv(Duration::from_millis(200)).is_none(),
+        "no JOIN sent"
+    );
+}
+
+#[test]
+fn name_from_stdin_without_a_prompt() {
+    let srv = FakeServer::new();
+    let mut cmd = std::process::Command::new(CLIENT);
+    cmd.args(["--server", &srv.addr_text(), "--lang", "en"]);
+    let mut c = Client::spawn_cmd(cmd);
+    c.send("carol");
+    c.send("first words");
+    let (from, prev) = srv.accept(11, 30_000);
+    assert_eq!(prev, 0);
+    c.out.wait_for("welcome, carol", WAIT).expect("welcome");
+    let (d, _) = srv
+        .recv_where(WAIT, |m| matches!(m, ClientMsg::Say { .. }))
+        .expect("the line after the name is said");
+    assert_eq!(
+        protocol::decode_client(&d).unwrap(),
+        ClientMsg::Say {
+            token: 11,
+            seq: 1,
+            text: "first words"
+        }
+    );
+    srv.send(from, &ServerMsg::Ack { seq: 1 });
+    c.close_stdin();
+    srv.recv_where(WAIT, is_leave).expect("LEAVE");
+    srv.send(
+        from,
+        &ServerMsg::Bye {
+            reason: ByeReason::Left,
+        },
+    );
+    assert_eq!(c.wait_clean(WAIT).code(), Some(0));
+    assert!(c.err.rest(WAIT).is_empty());
+}
+
+#[test]
+fn remote_text_arrives_escaped() {
+    let srv = FakeServer::new();
+    let mut c = Client::spawn(&srv.addr_text(), "alice", &[]);
+    let (from, _) = srv.accept(5, 30_000);
+    c.find_helper();
+    srv.events(
+        from,
+        1,
+        &[
+            Event::Said {
+                from: "mallory",
+                text: "\x1b[2J\x1b]0;pwned\x07\rX\u{202e}abc\u{9b}",
+            },
+            Event::Joined {
+                name: "e\x1b[31mvil",
+            },
+            Event::Admin {
+                text: "\x1b]52;c;aGk=\x07",
+            },
+        ],
+    );
+    let said = c.out.wait_for("mallory:", WAIT).expect("the message");
+    assert!(
+        said.ends_with("mallory: \\x1b[2J\\x1b]0;pwned\\x07\\x0dX\\u202eabc\\u009b"),
+        "{said:?}"
+    );
+    let joined = c.out.wait_for("joined", WAIT).unwrap();
+    assert!(joined.ends_with("* e\\x1b[31mvil joined"), "{joined:?}");
+    let admin = c.out.wait_for("[admin]", WAIT).unwrap();
+    assert!(admin.ends_with("[admin] \\x1b]52;c;aGk=\\x07"), "{admin:?}");
+    for line in &c.out.seen {
+        assert!(!line.chars().any(|ch| ch.is_control()), "{line:?}");
+    }
+    c.signal(Signal::SIGTERM);
+    srv.recv_where(WAIT, is_leave).expect("LEAVE");
+    srv.send(
+        from,
+        &ServerMsg::Bye {
+            reason: ByeReason::Left,
+        },
+    );
+    assert_eq!(c.wait_clean(WAIT).code(), Some(143));
+}
+
+#[test]
+fn lost_events_are_counted_from_gaps_and_pongs() {
+    let srv = FakeServer::new();
+    let mut c = Client::spawn(&srv.addr_text(), "alice", &[]);
+    // A short timeout: PING every 300 ms.
+    let (from, _) = srv.accept(5, 900);
+    srv.events(
+        from,
+        1,
+        &[Event::Said {
+            from: "bob",
+            text: "one",
+        }],
+    );
+    srv.events(
+        from,
+        4,
+        &[Event::Said {
+            from: "bob",
+            text: "four",
+        }],
+    );
+    // A duplicate and a late one are not printed again.
+    srv.events(
+        from,
+        4,
+        &[Event::Said {
+            from: "bob",
+            text: "four again",
+        }],
+    );
+    srv.events(
+        from,
+        5,
+        &[Event::Said {
+            from: "bob",
+            text: "five",
+        }],
+    );
+    c.out.wait_for("bob: one", WAIT).expect("one");
+    let lost = c.out.wait_for("lost", WAIT).expect("a gap notice");
+    assert!(lost.ends_with(" (2 messages lost)"), "{lost:?}");
+    c.out.wait_for("bob: four", WAIT).expect("four");
+    c.out.wait_for("bob: five", WAIT).expect("five");
+    // Events 6..=8 never arrive; the PONG says 8 were sent.
+    srv.recv_where(WAIT, |m| matches!(m, ClientMsg::Ping { token: 5 }))
+        .expect("a PING");
+    srv.send(from, &ServerMsg::Pong { last_seq: 8 });
+    let lost = c.out.wait_for("lost", WAIT).expect("a tail-loss notice");
+    assert!(lost.ends_with(" (3 messages lost)"), "{lost:?}");
+    assert!(!c.out.seen.iter().any(|l| l.contains("again")));
+    c.close_stdin();
+    srv.recv_where(WAIT, is_leave).expect("LEAVE");
+    srv.send(
+        from,
+        &ServerMsg::Bye {
+            reason: ByeReason::Left,
+        },
+    );
+    assert_eq!(c.wait_clean(WAIT).code(), Some(0));
+}
+
+#[test]
+fn silence_for_the_timeout_is_lost_contact() {
+    let srv = FakeServer::new();
+    let mut c = Client::spawn(&srv.addr_text(), "alice", &[]);
+    srv.accept(5, 600);
+    c.find_helper();
+    assert_eq!(c.wait_clean(WAIT).code(), Some(1));
+    let err = c.err.rest(WAIT);
+    assert_eq!(
+        err,
+        [format!(
+            "chat-client: lost contact with the server at {}",
+            srv.addr_text()
+        )]
+    );
+}
+
+#[test]
+fn retransmits_until_acknowledged_and_reports_refusals() {
+    let srv = FakeServer::new();
+    let mut c = Client::spawn(&srv.addr_text(), "alice", &[]);
+    let (from, _) = srv.accept(5, 30_000);
+    c.send("hello");
+    let is_say = |m: &ClientMsg<'_>| matches!(m, ClientMsg::Say { .. });
+    let (first, _) = srv.recv_where(WAIT, is_say).unwrap();
+    let (again, _) = srv.recv_where(WAIT, is_say).expect("a retransmission");
+    assert_eq!(first, again, "same token, same number, same text");
+    srv.send(from, &ServerMsg::Ack { seq: 1 });
+    c.send("/msg nobody psst");
+    let (d, _) = srv
+        .recv_where(WAIT, |m| matches!(m, ClientMsg::Private { .. }))
+        .unwrap();
+    assert_eq!(
+        protocol::decode_client(&d).unwrap(),
+        ClientMsg::Private {
+            token: 5,
+            seq: 2,
+            to: "nobody",
+            text: "psst"
+        }
+    );
+    srv.send(
+        from,
+        &ServerMsg::Reject {
+            seq: 2,
+            reason: protocol::RejectReason::NoSuchMember,
+        },
+    );
+    let line = c.out.wait_for("not delivered", WAIT).unwrap();
+    assert!(
+        line.ends_with("-- not delivered (no such member): /msg nobody psst"),
+        "{line}"
+    );
+    // Never acknowledged: given up after the last retry.
+    c.send("into the void");
+    let line = c
+        .out
+        .wait_for("not delivered", Duration::from_secs(15))
+        .unwrap();
+    assert!(
+        line.ends_with("-- not delivered (no answer from the server): into the void"),
+        "{line}"
+    );
+    c.send("/frobnicate");
+    assert!(c
+        .out
+        .wait_for("unknown command /frobnicate", WAIT)
+        .is_some());
+    c.send("/quit");
+    srv.recv_where(WAIT, is_leave).expect("LEAVE");
+    srv.send(
+        from,
+        &ServerMsg::Bye {
+            reason: ByeReason::Left,
+        },
+    );
+    assert_eq!(c.wait_clean(WAIT).code(), Some(0));
+}
+
+#[test]
+fn unknown_session_for_our_token_rejoins_with_the_previous_token() {
+    let srv = FakeServer::new();
+    let mut c = Client::spawn(&srv.addr_text(), "alice", &[]);
+    let (from, _) = srv.accept(5, 30_000);
+    c.find_helper();
+    // A forged reply (another token) changes nothing.
+    srv.send(from, &ServerMsg::UnknownSession { token: 6 });
+    srv.send(from, &ServerMsg::UnknownSession { token: 5 });
+    let (_, prev) = srv.accept(77, 30_000);
+    assert_eq!(prev, 5, "the re-join names the old session");
+    c.out.wait_for("joined again", WAIT).expect("said so");
+    c.send("after");
+    let (d, _) = srv
+        .recv_where(WAIT, |m| matches!(m, ClientMsg::Say { .. }))
+        .unwrap();
+    assert_eq!(
+        protocol::decode_client(&d).unwrap(),
+        ClientMsg::Say {
+            token: 77,
+            seq: 1,
+            text: "after"
+        }
+    );
+    srv.send(from, &ServerMsg::Ack { seq: 1 });
+    // Event numbers restart at 1 in the new session.
+    srv.events(
+        from,
+        1,
+        &[Event::Said {
+            from: "bob",
+            text: "new",
+        }],
+    );
+    c.out.wait_for("bob: new", WAIT).unwrap();
+    c.close_stdin();
+    let (d, _) = srv.recv_where(WAIT, is_leave).expect("LEAVE");
+    assert_eq!(
+        protocol::decode_client(&d).unwrap(),
+        ClientMsg::Leave { token: 77 }
+    );
+    srv.send(
+        from,
+        &ServerMsg::Bye {
+            reason: ByeReason::Left,
+        },
+    );
+    assert_eq!(c.wait_clean(WAIT).code(), Some(0));
+    assert!(!c.out.seen.iter().any(|l| l.contains("lost")));
+}
+
+#[test]
+fn kicked_ends_with_the_reason() {
+    let srv = FakeServer::new();
+    let mut c = Client::spawn(&srv.addr_text(), "alice", &[]);
+    let (from, _) = srv.accept(5, 30_000);
+    c.find_helper();
+    srv.send(
+        from,
+        &ServerMsg::Bye {
+            reason: ByeReason::Kicked,
+        },
+    );
+    assert_eq!(c.wait_clean(WAIT).code(), Some(1));
+    assert_eq!(
+        c.err.rest(WAIT),
+        ["chat-client: you were removed by the admin"]
+    );
+    assert!(
+        srv.recv_where(Duration::from_millis(300), is_leave)
+            .is_none(),
+        "no LEAVE after BYE"
+    );
+}

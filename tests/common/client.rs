@@ -1,0 +1,382 @@
+//! Helpers for the chat-client tests: spawning the real binaries with pipes,
+//! reading their lines with bounded waits, finding the client's second
+//! process in /proc, and a scripted UDP peer standing in for a server.
+//!
+//! Never forks inside the test process: every process is a `Command`.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, UdpSocket};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+use udpchat::protocol::{self, ClientMsg, Event, ServerMsg, Token};
+
+pub const CLIENT: &str = env!("CARGO_BIN_EXE_chat-client");
+
+/// Long enough for a loaded 2-core machine; only failures wait this long.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// Makes this test process the subreaper of its descendants, so a client's
+/// second process that outlives its parent (or is left a zombie) is re-parented
+/// here, where [`leftovers`] sees it.
+pub fn become_subreaper() {
+    // SAFETY: prctl with integer arguments only.
+    unsafe {
+        nix::libc::prctl(nix::libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    }
+}
+
+/// `(pid, ppid, state)` of every process, from /proc.
+pub fn process_table() -> Vec<(i32, i32, char)> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in dir.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if let Some((ppid, state)) = stat(pid) {
+            out.push((pid, ppid, state));
+        }
+    }
+    out
+}
+
+/// `(ppid, state)` of one process, if it exists.
+pub fn stat(pid: i32) -> Option<(i32, char)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may hold spaces: parse after the last ')'.
+    let rest = &text[text.rfind(')')? + 2..];
+    let mut f = rest.split_whitespace();
+    let state = f.next()?.chars().next()?;
+    let ppid = f.next()?.parse().ok()?;
+    Some((ppid, state))
+}
+
+/// The children of `pid`.
+pub fn children_of(pid: i32) -> Vec<i32> {
+    process_table()
+        .into_iter()
+        .filter(|&(_, ppid, _)| ppid == pid)
+        .map(|(p, _, _)| p)
+        .collect()
+}
+
+/// Is `pid` still in the process table (running or a zombie)?
+pub fn exists(pid: i32) -> bool {
+    stat(pid).is_some()
+}
+
+/// Waits until `pid` has left the process table; false if it has not within `limit`.
+/// A zombie re-parented to this (subreaper) process is reaped and reported as a leftover.
+pub fn gone_within(pid: i32, limit: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        match stat(pid) {
+            None => return true,
+            Some((ppid, 'Z')) if ppid == std::process::id() as i32 => {
+                // A zombie nobody reaped: its parent exited without waiting.
+                let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+                return false;
+            }
+            _ => {}
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
+/// Lines from a child's stdout or stderr, read by a thread, waited for with bounds.
+pub struct Lines {
+    rx: Receiver<String>,
+    pub seen: Vec<String>,
+}
+
+impl Lines {
+    fn new(r: impl std::io::Read + Send + 'static) -> Lines {
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            let mut r = BufReader::new(r);
+            loop {
+                let mut buf = Vec::new();
+                match r.read_until(b'\n', &mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        let s = String::from_utf8_lossy(&buf)
+                            .trim_end_matches('\n')
+                            .to_string();
+                        if tx.send(s).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        Lines {
+            rx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// The first line not yet returned that contains `pat`, waiting up to `limit`.
+    pub fn wait_for(&mut self, pat: &str, limit: Duration) -> Option<String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(pat) {
+                        return Some(line);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {
+                    return None
+                }
+            }
+        }
+    }
+
+    /// Every line until the stream ends (bounded by `limit`).
+    pub fn rest(&mut self, limit: Duration) -> Vec<String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(_) => return self.seen.clone(),
+            }
+        }
+    }
+}
+
+/// A running `chat-client` with piped stdio, in its own process group.
+pub struct Client {
+    pub child: Child,
+    stdin: Option<ChildStdin>,
+    pub out: Lines,
+    pub err: Lines,
+    pub helper: Option<i32>,
+}
+
+impl Client {
+    pub fn spawn(server: &str, name: &str, extra: &[&str]) -> Client {
+        let mut cmd = Command::new(CLIENT);
+        cmd.args(["--server", server, "--name", name, "--lang", "en"]);
+        cmd.args(extra);
+        Client::spawn_cmd(cmd)
+    }
+
+    pub fn spawn_cmd(mut cmd: Command) -> Client {
+        become_subreaper();
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        let mut child = cmd.spawn().expect("spawn chat-client");
+        let stdin = child.stdin.take();
+        let out = Lines::new(child.stdout.take().unwrap());
+        let err = Lines::new(child.stderr.take().unwrap());
+        Client {
+            child,
+            stdin,
+            out,
+            err,
+            helper: None,
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn send(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        stdin.write_all(line.as_bytes()).unwrap();
+        stdin.write_all(b"\n").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// The client's second process (the receiver), once it has forked.
+    pub fn find_helper(&mut self) -> i32 {
+        let start = Instant::now();
+        while start.elapsed() < WAIT {
+            if let Some(&p) = children_of(self.pid()).first() {
+                self.helper = Some(p);
+                return p;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("chat-client {} never forked", self.pid());
+    }
+
+    /// Waits for the client to exit, up to `limit`.
+    pub fn wait(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let start = Instant::now();
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return Some(s);
+            }
+            if start.elapsed() >= limit {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits for the exit and checks that no process of this client is left.
+    pub fn wait_clean(&mut self, limit: Duration) -> ExitStatus {
+        let status = self
+            .wait(limit)
+            .unwrap_or_else(|| panic!("chat-client did not exit; stderr: {:?}", self.err.seen));
+        if let Some(h) = self.helper {
+            assert!(
+                gone_within(h, Duration::from_secs(3)),
+                "the client's second process {h} was left behind"
+            );
+        }
+        status
+    }
+
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig);
+    }
+
+    pub fn signal_group(&self, sig: nix::sys::signal::Signal) {
+        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(self.pid()), sig);
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.stdin = None;
+        if self.child.try_wait().ok().flatten().is_none() {
+            self.signal_group(nix::sys::signal::Signal::SIGKILL);
+            let _ = self.child.wait();
+        }
+        if let Some(h) = self.helper {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(h),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            if stat(h).map(|(ppid, _)| ppid) == Some(std::process::id() as i32) {
+                let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(h), None);
+            }
+        }
+    }
+}
+
+/// A UDP peer that plays the server, one datagram at a time, from the test.
+pub struct FakeServer {
+    pub sock: UdpSocket,
+    pub addr: SocketAddr,
+}
+
+impl Default for FakeServer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FakeServer {
+    pub fn new() -> FakeServer {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = sock.local_addr().unwrap();
+        FakeServer { sock, addr }
+    }
+
+    pub fn addr_text(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// The next datagram, within `limit`.
+    pub fn recv(&self, limit: Duration) -> Option<(Vec<u8>, SocketAddr)> {
+        let deadline = Instant::now() + limit;
+        let mut buf = [0u8; 2048];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            self.sock.set_read_timeout(Some(left)).unwrap();
+            match self.sock.recv_from(&mut buf) {
+                Ok((n, from)) => return Some((buf[..n].to_vec(), from)),
+                Err(_) => continue,
+            }
+        }
+    }
+
+    /// The next datagram for which `want` holds (others are dropped), within `limit`.
+    pub fn recv_where(
+        &self,
+        limit: Duration,
+        want: impl Fn(&ClientMsg<'_>) -> bool,
+    ) -> Option<(Vec<u8>, SocketAddr)> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let (d, from) = self.recv(deadline.saturating_duration_since(Instant::now()))?;
+            if let Ok(m) = protocol::decode_client(&d) {
+                if want(&m) {
+                    return Some((d, from));
+                }
+            }
+        }
+    }
+
+    pub fn send(&self, to: SocketAddr, msg: &ServerMsg<'_>) {
+        self.sock.send_to(&msg.to_vec(), to).unwrap();
+    }
+
+    pub fn events(&self, to: SocketAddr, first_seq: u32, events: &[Event<'_>]) {
+        let mut out = Vec::new();
+        protocol::encode_events(&mut out, first_seq, events);
+        self.sock.send_to(&out, to).unwrap();
+    }
+
+    /// Plays the login: JOIN, CHALLENGE, JOIN with the cookie, WELCOME.
+    /// Returns the client's address and the `prev_token` it sent.
+    pub fn accept(&self, token: Token, timeout_ms: u32) -> (SocketAddr, Token) {
+        let is_join = |m: &ClientMsg<'_>| matches!(m, ClientMsg::Join { .. });
+        let (d, from) = self.recv_where(WAIT, is_join).expect("a JOIN");
+        let ClientMsg::Join {
+            nonce, prev_token, ..
+        } = protocol::decode_client(&d).unwrap()
+        else {
+            unreachable!()
+        };
+        let cookie = [7u8; 16];
+        self.send(from, &ServerMsg::Challenge { nonce, cookie });
+        let with_cookie =
+            move |m: &ClientMsg<'_>| matches!(m, ClientMsg::Join { cookie: c, .. } if *c == cookie);
+        let (d, from) = self
+            .recv_where(WAIT, with_cookie)
+            .expect("a JOIN with the cookie");
+        let ClientMsg::Join { name, .. } = protocol::decode_client(&d).unwrap() else {
+            unreachable!()
+        };
+        self.send(
+            from,
+            &ServerMsg::Welcome {
+                nonce,
+                token,
+                members: 2,
+                timeout_ms,
+                name,
+            },
+        );
+        (from, prev_token)
+    }
+}
+
+/// Is this datagram a LEAVE?
+pub fn is_leave(m: &ClientMsg<'_>) -> bool {
+    matches!(m, ClientMsg::Leave { .. })
+}
