@@ -385,3 +385,103 @@ fn kicked_ends_with_the_reason() {
         "no LEAVE after BYE"
     );
 }
+
+/// A joined client and its peer, with the client's second process found.
+fn joined(srv: &FakeServer, name: &str) -> (Client, std::net::SocketAddr) {
+    let mut c = Client::spawn(&srv.addr_text(), name, &[]);
+    let (from, _) = srv.accept(5, 30_000);
+    c.out.wait_for("welcome", WAIT).expect("welcome");
+    c.find_helper();
+    (c, from)
+}
+
+/// Exactly one LEAVE reaches the peer (it answers with BYE) and no more follow.
+fn one_leave(srv: &FakeServer, from: std::net::SocketAddr, answer: bool) {
+    let (d, _) = srv.recv_where(WAIT, is_leave).expect("LEAVE");
+    assert_eq!(
+        protocol::decode_client(&d).unwrap(),
+        ClientMsg::Leave { token: 5 }
+    );
+    if answer {
+        srv.send(
+            from,
+            &ServerMsg::Bye {
+                reason: ByeReason::Left,
+            },
+        );
+        assert!(
+            srv.recv_where(Duration::from_millis(400), is_leave)
+                .is_none(),
+            "the LEAVE is not repeated after BYE"
+        );
+    }
+}
+
+#[test]
+fn ctrl_c_to_the_process_group() {
+    let srv = FakeServer::new();
+    let (mut c, from) = joined(&srv, "alice");
+    c.signal_group(Signal::SIGINT);
+    one_leave(&srv, from, true);
+    assert_eq!(c.wait_clean(WAIT).code(), Some(130));
+}
+
+#[test]
+fn sigterm_to_the_parent_only() {
+    let srv = FakeServer::new();
+    let (mut c, from) = joined(&srv, "alice");
+    c.signal(Signal::SIGTERM);
+    one_leave(&srv, from, true);
+    assert_eq!(c.wait_clean(WAIT).code(), Some(143));
+}
+
+#[test]
+fn sigterm_to_the_receiver_only() {
+    let srv = FakeServer::new();
+    let (mut c, from) = joined(&srv, "alice");
+    let h = c.helper.unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(h), Signal::SIGTERM).unwrap();
+    one_leave(&srv, from, true);
+    assert_eq!(c.wait_clean(WAIT).code(), Some(143));
+}
+
+#[test]
+fn unanswered_leave_still_ends_within_a_second_or_so() {
+    let srv = FakeServer::new();
+    let (mut c, _) = joined(&srv, "alice");
+    let start = Instant::now();
+    c.close_stdin();
+    assert_eq!(c.wait_clean(WAIT).code(), Some(0));
+    assert!(start.elapsed() < Duration::from_secs(3));
+    let leaves =
+        std::iter::from_fn(|| srv.recv_where(Duration::from_millis(200), is_leave)).count();
+    assert!(leaves >= 2, "LEAVE is repeated while unanswered");
+}
+
+#[test]
+fn sigkill_of_the_parent_the_receiver_leaves() {
+    let srv = FakeServer::new();
+    let (mut c, from) = joined(&srv, "alice");
+    let h = c.helper.unwrap();
+    c.signal(Signal::SIGKILL);
+    c.wait(WAIT).expect("killed");
+    one_leave(&srv, from, true);
+    assert!(orphan_ended_within(h, WAIT), "the receiver ended");
+    let err = c.err.rest(WAIT);
+    assert!(err.iter().all(|l| !l.contains("panick")), "{err:?}");
+}
+
+#[test]
+fn sigkill_of_the_receiver_the_parent_leaves() {
+    let srv = FakeServer::new();
+    let (mut c, from) = joined(&srv, "alice");
+    let h = c.helper.unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(h), Signal::SIGKILL).unwrap();
+    one_leave(&srv, from, true);
+    assert_eq!(c.wait_clean(WAIT).code(), Some(1));
+    let err = c.err.rest(WAIT);
+    assert_eq!(
+        err,
+        ["chat-client: the receiver process was killed by SIGKILL; leaving"]
+    );
+}

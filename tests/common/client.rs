@@ -380,3 +380,21 @@ impl FakeServer {
 pub fn is_leave(m: &ClientMsg<'_>) -> bool {
     matches!(m, ClientMsg::Leave { .. })
 }
+
+/// Waits until `pid` (an orphan re-parented to this subreaper) has ended, and
+/// reaps it; false if it is still running after `limit`.
+pub fn orphan_ended_within(pid: i32, limit: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        match stat(pid) {
+            None => return true,
+            Some((_, 'Z')) => {
+                let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+                return true;
+            }
+            _ => {}
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
