@@ -30,9 +30,9 @@ enum Esc {
     /// After `ESC O`: one more byte.
     Ss3,
     /// After `ESC ]` (or P, X, ^, _): a string until BEL or ST.
-    Str,
-    /// ESC inside a string: maybe the start of ST.
-    StrEsc,
+    String,
+    /// ESC inside a string: maybe the start of ST (the string terminator).
+    StringEnd,
 }
 
 /// The edit buffer and the cursor (a char index).
@@ -102,7 +102,7 @@ impl Editor {
                         Esc::Csi
                     }
                     b'O' => Esc::Ss3,
-                    b']' | b'P' | b'X' | b'^' | b'_' => Esc::Str,
+                    b']' | b'P' | b'X' | b'^' | b'_' => Esc::String,
                     0x1b => Esc::Start,
                     _ => Esc::None, // Alt+key and the like: swallowed
                 };
@@ -123,16 +123,16 @@ impl Editor {
                 self.csi(&[], b);
                 return None;
             }
-            Esc::Str => {
+            Esc::String => {
                 self.esc = match b {
                     0x07 => Esc::None,
-                    0x1b => Esc::StrEsc,
-                    _ => Esc::Str,
+                    0x1b => Esc::StringEnd,
+                    _ => Esc::String,
                 };
                 return None;
             }
-            Esc::StrEsc => {
-                self.esc = if b == b'\\' { Esc::None } else { Esc::Str };
+            Esc::StringEnd => {
+                self.esc = if b == b'\\' { Esc::None } else { Esc::String };
                 return None;
             }
         }

@@ -201,16 +201,15 @@ mod tests {
     fn resends_then_gives_up_within_the_timeout() {
         let t0 = Instant::now();
         let (mut l, _) = Login::start("bob", 0, 1, t0);
-        let mut now = t0;
         let mut sends = 1;
-        loop {
-            now = l.next_wakeup();
+        let now = loop {
+            let now = l.next_wakeup();
             match l.on_timer(now) {
                 Step::Send(_) => sends += 1,
-                Step::GiveUp => break,
+                Step::GiveUp => break now,
                 s => panic!("{s:?}"),
             }
-        }
+        };
         assert_eq!(now - t0, LOGIN_TIMEOUT);
         assert!((3..=6).contains(&sends), "{sends} sends");
         assert_eq!(l.on_timer(t0), Step::Wait);

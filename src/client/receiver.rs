@@ -474,15 +474,12 @@ impl Receiver {
             ServerMsg::Events { first_seq, events } => {
                 for (i, ev) in events.iter().enumerate() {
                     let n = first_seq.wrapping_add(i as u32);
-                    match self.seq.event(n) {
-                        Some(missed) => {
-                            if missed > 0 {
-                                self.notice(Notice::Lost(missed as u64));
-                            }
-                            let line = render::event_line(self.lang, &ev);
-                            self.print(&line);
+                    if let Some(missed) = self.seq.event(n) {
+                        if missed > 0 {
+                            self.notice(Notice::Lost(missed as u64));
                         }
-                        None => {}
+                        let line = render::event_line(self.lang, &ev);
+                        self.print(&line);
                     }
                 }
             }
@@ -663,15 +660,12 @@ impl Receiver {
                         self.screen.redraw();
                     }
                     Some(ToReceiver::Print(text)) => self.print(&text),
-                    Some(ToReceiver::Who) => {
-                        if self.leaving.is_none() && self.rejoin.is_none() {
-                            let now = Instant::now();
-                            self.who = Some(WhoPager::new(now));
-                            self.who_step(WhoStep::Ask(0));
-                        }
+                    Some(ToReceiver::Who) if self.leaving.is_none() && self.rejoin.is_none() => {
+                        self.who = Some(WhoPager::new(Instant::now()));
+                        self.who_step(WhoStep::Ask(0));
                     }
                     Some(ToReceiver::Quit(code)) => self.leave(code),
-                    None => {}
+                    Some(ToReceiver::Who) | None => {}
                 },
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -695,10 +689,8 @@ impl Receiver {
                 Some(Signal::SIGINT) => self.leave(code::SIGINT),
                 Some(Signal::SIGTERM) => self.leave(code::SIGTERM),
                 Some(Signal::SIGHUP) => self.leave(code::SIGHUP),
-                Some(s) if s == PARENT_DEATH_SIGNAL => {
-                    if nix::unistd::getppid() != self.parent {
-                        self.parent_gone();
-                    }
+                Some(s) if s == PARENT_DEATH_SIGNAL && nix::unistd::getppid() != self.parent => {
+                    self.parent_gone();
                 }
                 Some(Signal::SIGTSTP) => self.suspend(),
                 Some(Signal::SIGCONT) => self.resume(),

@@ -256,7 +256,7 @@ impl Sender {
         }
     }
 
-    fn to_receiver(&mut self, m: ToReceiver) {
+    fn tell_receiver(&mut self, m: ToReceiver) {
         if self.link_open {
             let _ = self.link.send(&m.encode());
         }
@@ -264,7 +264,7 @@ impl Sender {
 
     fn notice(&mut self, n: Notice<'_>) {
         let line = render::notice_line(self.lang, &n);
-        self.to_receiver(ToReceiver::Print(line));
+        self.tell_receiver(ToReceiver::Print(line));
     }
 
     fn not_delivered(&mut self, msg: &Outgoing, why: Undelivered) {
@@ -279,7 +279,7 @@ impl Sender {
         if self.quit_sent.is_none() {
             self.quit_sent = Some((code, Instant::now() + QUIT_GRACE));
         }
-        self.to_receiver(ToReceiver::Quit(code));
+        self.tell_receiver(ToReceiver::Quit(code));
     }
 
     /// End of input or `/quit`: what is in flight is delivered first.
@@ -358,7 +358,7 @@ impl Sender {
             line: self.editor.text(),
             cursor: self.editor.cursor() as u32,
         };
-        self.to_receiver(m);
+        self.tell_receiver(m);
     }
 
     fn line(&mut self, line: &str) {
@@ -371,7 +371,7 @@ impl Sender {
                 }
                 if self.term.is_some() {
                     let echo = render::own_said(self.lang, &self.name, &text);
-                    self.to_receiver(ToReceiver::Print(echo));
+                    self.tell_receiver(ToReceiver::Print(echo));
                 }
                 self.outbox.push(Outgoing::Say(text));
             }
@@ -382,11 +382,11 @@ impl Sender {
                 }
                 if self.term.is_some() {
                     let echo = render::own_private(self.lang, &to, &text);
-                    self.to_receiver(ToReceiver::Print(echo));
+                    self.tell_receiver(ToReceiver::Print(echo));
                 }
                 self.outbox.push(Outgoing::Private { to, text });
             }
-            Command::Who => self.to_receiver(ToReceiver::Who),
+            Command::Who => self.tell_receiver(ToReceiver::Who),
             Command::Quit => self.start_draining(),
             Command::Help => self.notice(Notice::Help),
             Command::Unknown(c) => self.notice(Notice::UnknownCommand(&c)),

@@ -1,0 +1,265 @@
+//! chat-client on a pseudo-terminal: the half-typed line survives incoming
+//! messages, Ctrl-C and Ctrl-Z work through the terminal, and the terminal's
+//! modes are given back on every way out.
+
+#[path = "common/client.rs"]
+mod common;
+#[path = "common/pty.rs"]
+mod pty;
+
+use common::*;
+use nix::sys::signal::Signal;
+use nix::sys::termios::LocalFlags;
+use pty::PtyClient;
+use std::time::Duration;
+use udpchat::protocol::{self, ByeReason, ClientMsg, Event, ServerMsg};
+
+fn start(srv: &FakeServer, cols: u16) -> (PtyClient, std::net::SocketAddr) {
+    let addr = srv.addr_text();
+    let c = PtyClient::spawn(
+        &["--server", &addr, "--name", "alice", "--lang", "en"],
+        cols,
+    );
+    let (from, _) = srv.accept(5, 30_000);
+    c.wait_screen("the prompt", |s| s.cursor_line() == ">");
+    (c, from)
+}
+
+fn chat_mode(flags: LocalFlags) -> bool {
+    !flags.contains(LocalFlags::ICANON) && !flags.contains(LocalFlags::ECHO)
+}
+
+fn assert_restored(c: &PtyClient) {
+    let now = nix::sys::termios::tcgetattr(&c.slave).unwrap();
+    assert_eq!(now.local_flags, c.modes_at_start.local_flags, "local modes");
+    assert_eq!(now.input_flags, c.modes_at_start.input_flags, "input modes");
+    assert_eq!(
+        now.output_flags, c.modes_at_start.output_flags,
+        "output modes"
+    );
+}
+
+#[test]
+fn a_half_typed_line_survives_incoming_messages() {
+    let srv = FakeServer::new();
+    let (c, from) = start(&srv, 80);
+    assert!(
+        chat_mode(c.local_flags()),
+        "ICANON and ECHO off while chatting"
+    );
+    assert!(c.local_flags().contains(LocalFlags::ISIG), "ISIG kept");
+    c.type_bytes("hel 你好".as_bytes());
+    c.wait_screen("the typed text", |s| {
+        s.cursor_line() == "> hel 你好" && s.col == 10
+    });
+    srv.events(
+        from,
+        1,
+        &[Event::Said {
+            from: "bob",
+            text: "hi there",
+        }],
+    );
+    srv.events(from, 2, &[Event::Joined { name: "carol" }]);
+    let s = c.wait_screen("the messages above the input line", |s| {
+        s.text().iter().any(|l| l.ends_with("* carol joined"))
+    });
+    let lines = s.text();
+    let n = s.row;
+    assert_eq!(
+        s.cursor_line(),
+        "> hel 你好",
+        "the line is intact: {lines:#?}"
+    );
+    assert_eq!(s.col, 10, "and the cursor where it was");
+    assert!(lines[n - 2].ends_with(" bob: hi there"), "{lines:#?}");
+    assert!(lines[n - 1].ends_with(" * carol joined"), "{lines:#?}");
+    assert!(
+        lines[n - 2].as_bytes()[2] == b':',
+        "HH:MM first: {:?}",
+        lines[n - 2]
+    );
+    // Editing keys: left twice, backspace, then Enter.
+    c.type_bytes(b"\x1b[D\x1b[D\x7f");
+    c.wait_screen("the edit", |s| s.cursor_line() == "> hel你好" && s.col == 5);
+    c.type_bytes(b"\r");
+    let (d, _) = srv
+        .recv_where(WAIT, |m| matches!(m, ClientMsg::Say { .. }))
+        .expect("the line is said");
+    assert_eq!(
+        protocol::decode_client(&d).unwrap(),
+        ClientMsg::Say {
+            token: 5,
+            seq: 1,
+            text: "hel你好"
+        }
+    );
+    srv.send(from, &ServerMsg::Ack { seq: 1 });
+    let s = c.wait_screen("the own line echoed", |s| {
+        s.text().iter().any(|l| l.ends_with(" alice: hel你好")) && s.cursor_line() == ">"
+    });
+    assert_eq!(s.col, 2);
+    // An escape sequence in a message is shown, not obeyed.
+    srv.events(
+        from,
+        3,
+        &[Event::Said {
+            from: "eve",
+            text: "\x1b[2J\x1b[1;1Hgotcha",
+        }],
+    );
+    c.wait_screen("the escaped message", |s| {
+        s.text()
+            .iter()
+            .any(|l| l.ends_with(" eve: \\x1b[2J\\x1b[1;1Hgotcha"))
+    });
+    c.type_bytes(b"\x04"); // Ctrl-D on an empty line
+    srv.recv_where(WAIT, is_leave).expect("LEAVE");
+    srv.send(
+        from,
+        &ServerMsg::Bye {
+            reason: ByeReason::Left,
+        },
+    );
+    let mut c = c;
+    assert_eq!(c.wait(WAIT).expect("exit").code(), Some(0));
+    assert_restored(&c);
+}
+
+#[test]
+fn ctrl_c_through_the_terminal_leaves_and_restores_the_modes() {
+    let srv = FakeServer::new();
+    let (mut c, from) = start(&srv, 80);
+    c.type_bytes(b"half");
+    c.wait_screen("typed", |s| s.cursor_line() == "> half");
+    c.type_bytes(b"\x03");
+    srv.recv_where(WAIT, is_leave).expect("LEAVE");
+    srv.send(
+        from,
+        &ServerMsg::Bye {
+            reason: ByeReason::Left,
+        },
+    );
+    assert_eq!(c.wait(WAIT).expect("exit").code(), Some(130));
+    assert_restored(&c);
+    assert!(children_of(c.pid()).is_empty());
+}
+
+#[test]
+fn modes_are_restored_when_the_parent_is_killed() {
+    let srv = FakeServer::new();
+    let (mut c, from) = start(&srv, 80);
+    let helper = *children_of(c.pid()).first().expect("forked");
+    assert!(chat_mode(c.local_flags()));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.pid()), Signal::SIGKILL).unwrap();
+    c.wait(WAIT).expect("killed");
+    srv.recv_where(WAIT, is_leave)
+        .expect("the receiver's LEAVE");
+    srv.send(
+        from,
+        &ServerMsg::Bye {
+            reason: ByeReason::Left,
+        },
+    );
+    assert!(orphan_ended_within(helper, WAIT));
+    assert_restored(&c);
+}
+
+#[test]
+fn modes_are_restored_when_the_receiver_is_killed() {
+    let srv = FakeServer::new();
+    let (mut c, from) = start(&srv, 80);
+    let helper = *children_of(c.pid()).first().expect("forked");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(helper), Signal::SIGKILL).unwrap();
+    srv.recv_where(WAIT, is_leave).expect("the sender's LEAVE");
+    srv.send(
+        from,
+        &ServerMsg::Bye {
+            reason: ByeReason::Left,
+        },
+    );
+    assert_eq!(c.wait(WAIT).expect("exit").code(), Some(1));
+    assert_restored(&c);
+}
+
+#[test]
+fn ctrl_z_gives_the_modes_back_and_continuing_redraws() {
+    let srv = FakeServer::new();
+    let (mut c, from) = start(&srv, 80);
+    let helper = *children_of(c.pid()).first().expect("forked");
+    c.type_bytes(b"draft");
+    c.wait_screen("typed", |s| s.cursor_line() == "> draft");
+    c.type_bytes(b"\x1a");
+    let start = std::time::Instant::now();
+    while chat_mode(c.local_flags()) || stat(helper).map(|s| s.1) != Some('T') {
+        assert!(
+            start.elapsed() < WAIT,
+            "Ctrl-Z did not give the terminal back"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_restored(&c);
+    let before = c.output().len();
+    // What `fg` does: the whole group continues.
+    nix::sys::signal::killpg(nix::unistd::Pid::from_raw(c.pid()), Signal::SIGCONT).unwrap();
+    while !chat_mode(c.local_flags()) {
+        assert!(start.elapsed() < WAIT, "no chat mode after SIGCONT");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    c.wait_screen("the redrawn line", |s| {
+        s.cursor_line() == "> draft" && c.output().len() > before
+    });
+    // Still chatting.
+    c.type_bytes(b"!\r");
+    let (d, _) = srv
+        .recv_where(WAIT, |m| matches!(m, ClientMsg::Say { .. }))
+        .expect("the line is said after fg");
+    assert!(matches!(
+        protocol::decode_client(&d).unwrap(),
+        ClientMsg::Say { text: "draft!", .. }
+    ));
+    srv.send(from, &ServerMsg::Ack { seq: 1 });
+    c.type_bytes(b"/quit\r");
+    srv.recv_where(WAIT, is_leave).expect("LEAVE");
+    srv.send(
+        from,
+        &ServerMsg::Bye {
+            reason: ByeReason::Left,
+        },
+    );
+    assert_eq!(c.wait(WAIT).expect("exit").code(), Some(0));
+    assert_restored(&c);
+}
+
+#[test]
+fn a_narrow_window_scrolls_the_input_line() {
+    let srv = FakeServer::new();
+    let (c, from) = start(&srv, 20);
+    c.type_bytes(b"abcdefghijklmnopqrstuvwxyz");
+    let s = c.wait_screen("the tail of the line", |s| s.cursor_line().ends_with('z'));
+    assert!(s.cursor_line().starts_with("> "));
+    assert!(s.col < 20, "the cursor stays on the row: {}", s.col);
+    // Resize wider: SIGWINCH redraws with more of the line.
+    let ws = nix::pty::Winsize {
+        ws_row: 24,
+        ws_col: 60,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one winsize.
+    unsafe {
+        use std::os::fd::AsRawFd;
+        nix::libc::ioctl(c.master.as_raw_fd(), nix::libc::TIOCSWINSZ, &ws);
+    }
+    c.wait_screen("the whole line", |s| {
+        s.cursor_line() == "> abcdefghijklmnopqrstuvwxyz"
+    });
+    c.type_bytes(b"\x03");
+    srv.recv_where(WAIT, is_leave).expect("LEAVE");
+    srv.send(
+        from,
+        &ServerMsg::Bye {
+            reason: ByeReason::Left,
+        },
+    );
+}

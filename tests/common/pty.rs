@@ -1,0 +1,250 @@
+//! A chat-client on a pseudo-terminal: spawned with `setsid` and the pty as
+//! its controlling terminal (never `forkpty`, which would fork the test
+//! process), a reader thread on the master, and a small screen model that
+//! understands what the client writes (CR, LF, `ESC[K`, `ESC[nC`, wide
+//! characters).
+
+#![allow(dead_code)]
+
+use nix::pty::{openpty, Winsize};
+use nix::sys::termios::{tcgetattr, LocalFlags, Termios};
+use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use unicode_width::UnicodeWidthChar;
+
+/// A screen of `rows` lines that scrolls, fed with the terminal's output.
+#[derive(Debug, Clone)]
+pub struct Screen {
+    pub lines: Vec<Vec<char>>,
+    pub row: usize,
+    pub col: usize,
+}
+
+impl Screen {
+    pub fn render(bytes: &[u8]) -> Screen {
+        let text = String::from_utf8_lossy(bytes);
+        let mut s = Screen {
+            lines: vec![Vec::new()],
+            row: 0,
+            col: 0,
+        };
+        let mut chars = text.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '\r' => s.col = 0,
+                '\n' => {
+                    s.row += 1;
+                    if s.lines.len() <= s.row {
+                        s.lines.push(Vec::new());
+                    }
+                }
+                '\x1b' => {
+                    if chars.peek() == Some(&'[') {
+                        chars.next();
+                        let mut n = String::new();
+                        let mut fin = ' ';
+                        for d in chars.by_ref() {
+                            if d.is_ascii_digit() || d == ';' {
+                                n.push(d);
+                            } else {
+                                fin = d;
+                                break;
+                            }
+                        }
+                        let n: usize = n.parse().unwrap_or(1);
+                        match fin {
+                            'K' => {
+                                let line = &mut s.lines[s.row];
+                                line.truncate(s.col);
+                            }
+                            'C' => s.col += n,
+                            'D' => s.col = s.col.saturating_sub(n),
+                            _ => {}
+                        }
+                    }
+                }
+                c => {
+                    let w = c.width().unwrap_or(0);
+                    if w == 0 {
+                        continue;
+                    }
+                    let line = &mut s.lines[s.row];
+                    while line.len() < s.col + w {
+                        line.push(' ');
+                    }
+                    line[s.col] = c;
+                    if w == 2 {
+                        line[s.col + 1] = '\0'; // the right half of a wide character
+                    }
+                    s.col += w;
+                }
+            }
+        }
+        s
+    }
+
+    /// Line `i` as text (wide characters once, trailing spaces trimmed).
+    pub fn line(&self, i: usize) -> String {
+        self.lines[i]
+            .iter()
+            .filter(|&&c| c != '\0')
+            .collect::<String>()
+            .trim_end()
+            .to_string()
+    }
+
+    /// The line the cursor is on.
+    pub fn cursor_line(&self) -> String {
+        self.line(self.row)
+    }
+
+    /// Every line, as text.
+    pub fn text(&self) -> Vec<String> {
+        (0..self.lines.len()).map(|i| self.line(i)).collect()
+    }
+}
+
+/// A client on a pty.
+pub struct PtyClient {
+    pub child: Child,
+    pub master: OwnedFd,
+    /// A slave fd kept open by the test, to read the terminal's modes.
+    pub slave: OwnedFd,
+    pub modes_at_start: Termios,
+    output: Arc<Mutex<Vec<u8>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl PtyClient {
+    pub fn spawn(args: &[&str], cols: u16) -> PtyClient {
+        crate::common::become_subreaper();
+        let ws = Winsize {
+            ws_row: 24,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        let pty = openpty(&ws, None).expect("openpty");
+        let modes_at_start = tcgetattr(&pty.slave).unwrap();
+        let mut cmd = Command::new(crate::common::CLIENT);
+        cmd.args(args)
+            .env("TERM", "xterm")
+            .stdin(Stdio::from(pty.slave.try_clone().unwrap()))
+            .stdout(Stdio::from(pty.slave.try_clone().unwrap()))
+            .stderr(Stdio::from(pty.slave.try_clone().unwrap()));
+        // SAFETY: only async-signal-safe calls (setsid, ioctl) between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                if nix::libc::setsid() == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if nix::libc::ioctl(0, nix::libc::TIOCSCTTY as _, 0) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().expect("spawn chat-client on a pty");
+        let output = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let master = pty.master;
+        {
+            let master = master.try_clone().unwrap();
+            let output = output.clone();
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while !stop.load(Ordering::Relaxed) {
+                    let mut fds = [nix::poll::PollFd::new(
+                        master.as_fd(),
+                        nix::poll::PollFlags::POLLIN,
+                    )];
+                    match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(50u16)) {
+                        Ok(0) => continue,
+                        Ok(_) => {}
+                        Err(_) => break,
+                    }
+                    match nix::unistd::read(&master, &mut buf) {
+                        Ok(0) | Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                        Ok(n) => output.lock().unwrap().extend_from_slice(&buf[..n]),
+                    }
+                }
+            });
+        }
+        PtyClient {
+            child,
+            master,
+            slave: pty.slave,
+            modes_at_start,
+            output,
+            stop,
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Types bytes on the keyboard.
+    pub fn type_bytes(&self, bytes: &[u8]) {
+        let mut f = std::fs::File::from(self.master.try_clone().unwrap());
+        f.write_all(bytes).unwrap();
+    }
+
+    pub fn output(&self) -> Vec<u8> {
+        self.output.lock().unwrap().clone()
+    }
+
+    pub fn screen(&self) -> Screen {
+        Screen::render(&self.output())
+    }
+
+    /// Waits until `cond` holds for the screen; panics with the screen if not.
+    pub fn wait_screen(&self, what: &str, cond: impl Fn(&Screen) -> bool) -> Screen {
+        let start = Instant::now();
+        loop {
+            let s = self.screen();
+            if cond(&s) {
+                return s;
+            }
+            if start.elapsed() > crate::common::WAIT {
+                panic!("waiting for {what}; screen: {:#?}", s.text());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The local flags of the terminal now.
+    pub fn local_flags(&self) -> LocalFlags {
+        tcgetattr(&self.slave).unwrap().local_flags
+    }
+
+    pub fn wait(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let start = Instant::now();
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return Some(s);
+            }
+            if start.elapsed() >= limit {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for PtyClient {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if self.child.try_wait().ok().flatten().is_none() {
+            let pid = nix::unistd::Pid::from_raw(self.pid());
+            let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = self.child.wait();
+        }
+    }
+}
