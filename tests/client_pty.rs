@@ -263,3 +263,52 @@ fn a_narrow_window_scrolls_the_input_line() {
         },
     );
 }
+
+#[test]
+fn on_a_terminal_a_refused_name_is_asked_again() {
+    let srv = FakeServer::new();
+    let addr = srv.addr_text();
+    let mut c = PtyClient::spawn(&["--server", &addr, "--lang", "en"], 80);
+    c.wait_screen("the name prompt", |s| s.cursor_line() == "name:");
+    // Checked locally first: no round-trip for a reserved or invalid name.
+    c.type_bytes(b"Admin\r");
+    c.wait_screen("the reason and a new prompt", |s| {
+        s.text().iter().any(|l| l == "Admin: name reserved") && s.cursor_line() == "name:"
+    });
+    c.type_bytes(b"bob\r");
+    let (d, from) = srv
+        .recv_where(WAIT, |m| matches!(m, ClientMsg::Join { .. }))
+        .expect("JOIN");
+    let ClientMsg::Join { nonce, name, .. } = protocol::decode_client(&d).unwrap() else {
+        unreachable!()
+    };
+    assert_eq!(name, "bob");
+    srv.send(
+        from,
+        &ServerMsg::Refused {
+            nonce,
+            reason: protocol::RefuseReason::Taken,
+        },
+    );
+    c.wait_screen("the server's reason", |s| {
+        s.text().iter().any(|l| l == "bob: name taken") && s.cursor_line() == "name:"
+    });
+    c.type_bytes(b"bob2\r");
+    let (from, _) = srv.accept(9, 30_000);
+    c.wait_screen("the chat prompt", |s| {
+        s.text()
+            .iter()
+            .any(|l| l.ends_with("welcome, bob2: 2 in the room (type /help for commands)"))
+            && s.cursor_line() == ">"
+    });
+    c.type_bytes(b"/quit\r");
+    srv.recv_where(WAIT, is_leave).expect("LEAVE");
+    srv.send(
+        from,
+        &ServerMsg::Bye {
+            reason: ByeReason::Left,
+        },
+    );
+    assert_eq!(c.wait(WAIT).expect("exit").code(), Some(0));
+    assert_restored(&c);
+}
