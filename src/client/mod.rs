@@ -174,13 +174,19 @@ pub fn run(opts: &Options) -> Result<u8> {
     }
 }
 
-/// The first address `text` resolves to.
+/// The address `text` resolves to: the first IPv4 one if there is one (the
+/// server listens on `127.0.0.1` by default, and `localhost` often resolves to
+/// `::1` first), else the first.
 fn resolve(text: &str) -> Result<SocketAddr> {
-    let mut addrs = text
+    let addrs: Vec<SocketAddr> = text
         .to_socket_addrs()
-        .map_err(|e| Error::io("resolve", text, e))?;
+        .map_err(|e| Error::io("resolve", text, e))?
+        .collect();
     addrs
-        .next()
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
         .ok_or_else(|| Error::msg("resolve", text, "no address"))
 }
 
