@@ -485,3 +485,116 @@ fn sigkill_of_the_receiver_the_parent_leaves() {
         ["chat-client: the receiver process was killed by SIGKILL; leaving"]
     );
 }
+
+#[test]
+fn chinese_lines_by_flag_and_by_locale() {
+    for (flag, env) in [(Some("zh"), None), (None, Some("zh_CN.UTF-8"))] {
+        let srv = FakeServer::new();
+        let mut cmd = std::process::Command::new(CLIENT);
+        cmd.args(["--server", &srv.addr_text(), "--name", "张伟"]);
+        cmd.env_remove("LC_ALL").env_remove("LC_MESSAGES");
+        match (flag, env) {
+            (Some(l), _) => {
+                cmd.args(["--lang", l]).env("LANG", "C");
+            }
+            (None, Some(v)) => {
+                cmd.env("LANG", v);
+            }
+            _ => unreachable!(),
+        }
+        let mut c = Client::spawn_cmd(cmd);
+        let (from, _) = srv.accept(5, 30_000);
+        c.out
+            .wait_for("欢迎 张伟", WAIT)
+            .expect("welcome in Chinese");
+        srv.events(
+            from,
+            1,
+            &[
+                Event::Joined { name: "alice" },
+                Event::Said {
+                    from: "alice",
+                    text: "你好",
+                },
+                Event::Admin { text: "维护" },
+                Event::Left {
+                    reason: protocol::LeftReason::Left,
+                    name: "alice",
+                },
+            ],
+        );
+        for want in [
+            "alice 进入了聊天室",
+            "alice 说: 你好",
+            "管理员 说: 维护",
+            "alice 退出了聊天室",
+        ] {
+            let line = c
+                .out
+                .wait_for(want, WAIT)
+                .unwrap_or_else(|| panic!("{want}"));
+            assert!(line.ends_with(want), "{line}");
+        }
+        c.close_stdin();
+        srv.recv_where(WAIT, is_leave).expect("LEAVE");
+        srv.send(
+            from,
+            &ServerMsg::Bye {
+                reason: ByeReason::Left,
+            },
+        );
+        assert_eq!(c.wait_clean(WAIT).code(), Some(0));
+    }
+}
+
+#[test]
+fn started_with_stdin_closed_it_joins_and_leaves() {
+    use std::os::unix::process::CommandExt;
+    let srv = FakeServer::new();
+    let mut cmd = std::process::Command::new(CLIENT);
+    cmd.args(["--server", &srv.addr_text(), "--name", "alice"]);
+    let mut c = Client::spawn_cmd(cmd);
+    // That client has a pipe as stdin; this one has none at all.
+    c.close_stdin();
+    let (from, _) = srv.accept(5, 30_000);
+    srv.recv_where(WAIT, is_leave)
+        .expect("LEAVE on end of input");
+    srv.send(
+        from,
+        &ServerMsg::Bye {
+            reason: ByeReason::Left,
+        },
+    );
+    assert_eq!(c.wait_clean(WAIT).code(), Some(0));
+
+    let mut cmd = std::process::Command::new(CLIENT);
+    cmd.args(["--server", &srv.addr_text(), "--name", "bob"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    // SAFETY: close() only, between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::libc::close(0);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    let (from, _) = srv.accept(6, 30_000);
+    srv.recv_where(WAIT, is_leave)
+        .expect("LEAVE: fd 0 was /dev/null");
+    srv.send(
+        from,
+        &ServerMsg::Bye {
+            reason: ByeReason::Left,
+        },
+    );
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(start.elapsed() < WAIT, "did not exit");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(status.code(), Some(0));
+}

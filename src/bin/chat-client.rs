@@ -28,14 +28,18 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    ExitCode::from(run())
+    match run() {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            udpchat::stdio::err_line(&format!("chat-client: {e}"));
+            ExitCode::from(1)
+        }
+    }
 }
 
-fn run() -> u8 {
-    if let Err(e) = udpchat::stdio::reopen_closed_std_fds() {
-        udpchat::stdio::err_line(&format!("chat-client: cannot reopen standard streams: {e}"));
-        return 1;
-    }
+fn run() -> udpchat::error::Result<u8> {
+    udpchat::stdio::reopen_closed_std_fds()
+        .map_err(|e| udpchat::error::Error::io("reopen", "standard streams", e))?;
     let args = Args::parse();
     let opts = client::Options {
         server: args.server,
@@ -46,11 +50,5 @@ fn run() -> u8 {
             None => Lang::from_env(),
         },
     };
-    match client::run(&opts) {
-        Ok(code) => code,
-        Err(e) => {
-            udpchat::stdio::err_line(&format!("chat-client: {e}"));
-            1
-        }
-    }
+    client::run(&opts)
 }
