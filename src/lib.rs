@@ -7,8 +7,10 @@
 //!
 //! * [`error`]: the one error type, which names the operation, the path or
 //!   address, and the reason.
+//! * [`pcopy`]: the fork-split file copier: plan, destination, workers, report.
 //! * [`stdio`]: reopening closed standard fds and writing lines without
 //!   panicking on a closed pipe.
 
 pub mod error;
+pub mod pcopy;
 pub mod stdio;
