@@ -538,26 +538,57 @@ fn socket_src_is_refused() {
     assert_eq!(entries(dir.path()), vec!["s"]);
 }
 
+/// A command that runs pcopy without the privilege to ignore file modes: as root,
+/// it becomes `nobody` (65534) before exec, and `dir` is opened up for it.
+fn unprivileged_cmd(dir: &Path) -> Command {
+    let mut c = cmd(dir);
+    if nix::unistd::geteuid().is_root() {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o777)).unwrap();
+        // SAFETY: setgroups/setgid/setuid are async-signal-safe; this runs in
+        // Command's child before exec.
+        unsafe {
+            c.pre_exec(|| {
+                let nobody_g = nix::unistd::Gid::from_raw(65534);
+                nix::unistd::setgroups(&[nobody_g])?;
+                nix::unistd::setgid(nobody_g)?;
+                nix::unistd::setuid(nix::unistd::Uid::from_raw(65534))?;
+                Ok(())
+            });
+        }
+    }
+    c
+}
+
 #[test]
 fn unreadable_src_is_refused() {
     let dir = tempdir();
     fs::write(dir.path().join("secret"), b"x").unwrap();
     fs::set_permissions(dir.path().join("secret"), fs::Permissions::from_mode(0o000)).unwrap();
-    if nix::unistd::geteuid().is_root() {
-        // Root reads a mode-000 file (CAP_DAC_OVERRIDE). Use a file no one may read
-        // instead: a write-only /proc entry.
-        let o = run_in(dir.path(), &["/proc/sysrq-trigger", "b"]);
-        if o.status.success() {
-            eprintln!("skipped: running as root, and /proc/sysrq-trigger is readable here");
-            return;
-        }
-        assert_fails(&o, &["'/proc/sysrq-trigger'"]);
-        assert_eq!(entries(dir.path()), vec!["secret"]);
-        return;
-    }
-    let o = run_in(dir.path(), &["secret", "b"]);
+    let o = finish(
+        unprivileged_cmd(dir.path())
+            .args(["secret", "b"])
+            .spawn()
+            .unwrap(),
+    );
     assert_fails(&o, &["cannot open 'secret'", "Permission denied"]);
     assert_eq!(entries(dir.path()), vec!["secret"]);
+}
+
+#[test]
+fn unwritable_dst_directory_is_refused() {
+    let dir = tempdir();
+    let p = dir.path();
+    fs::write(p.join("a"), b"x").unwrap();
+    fs::create_dir(p.join("ro")).unwrap();
+    fs::write(p.join("ro/b"), OLD).unwrap();
+    fs::set_permissions(p.join("ro"), fs::Permissions::from_mode(0o555)).unwrap();
+    let o = finish(unprivileged_cmd(p).args(["a", "ro/b"]).spawn().unwrap());
+    assert_fails(&o, &["cannot create 'ro/b'", "Permission denied"]);
+    assert_eq!(fs::read(p.join("ro/b")).unwrap(), OLD);
+    assert_eq!(entries(&p.join("ro")), vec!["b"]);
+    // /proc refuses new files even to root.
+    let o = run_in(p, &["a", "/proc/pcopy-test"]);
+    assert_fails(&o, &["'/proc/pcopy-test'"]);
 }
 
 #[test]
@@ -591,15 +622,6 @@ fn missing_dst_directory_is_refused() {
     let o = run_in(dir.path(), &["a", "nodir/b"]);
     assert_fails(&o, &["'nodir/b'", "No such file or directory"]);
     assert_eq!(entries(dir.path()), vec!["a"]);
-}
-
-#[test]
-fn unwritable_dst_directory_is_refused() {
-    let dir = tempdir();
-    fs::write(dir.path().join("a"), b"x").unwrap();
-    // /proc refuses new files even to root.
-    let o = run_in(dir.path(), &["a", "/proc/pcopy-test"]);
-    assert_fails(&o, &["'/proc/pcopy-test'"]);
 }
 
 #[test]
