@@ -4,6 +4,7 @@
 //! cargo bench --bench pcopy                          # every case, 15 pairs each
 //! cargo bench --bench pcopy -- --pairs 31 256M       # one case, more pairs
 //! cargo bench --bench pcopy -- --pcopy-arg=-j1 1M    # pass options to pcopy
+//! cargo bench --bench pcopy -- --raw 2G               # also print every pair on stderr
 //! ```
 //!
 //! For each case the source is made once (page cache warm); then each pair runs
@@ -43,11 +44,31 @@ struct Case {
 }
 
 const CASES: [Case; 5] = [
-    Case { name: "1M", len: MIB, shape: Shape::Data },
-    Case { name: "256M", len: 256 * MIB, shape: Shape::Data },
-    Case { name: "2G", len: 2 * GIB, shape: Shape::Data },
-    Case { name: "2G-hole", len: 2 * GIB, shape: Shape::AllHole },
-    Case { name: "2G-half-hole", len: 2 * GIB, shape: Shape::HalfHole },
+    Case {
+        name: "1M",
+        len: MIB,
+        shape: Shape::Data,
+    },
+    Case {
+        name: "256M",
+        len: 256 * MIB,
+        shape: Shape::Data,
+    },
+    Case {
+        name: "2G",
+        len: 2 * GIB,
+        shape: Shape::Data,
+    },
+    Case {
+        name: "2G-hole",
+        len: 2 * GIB,
+        shape: Shape::AllHole,
+    },
+    Case {
+        name: "2G-half-hole",
+        len: 2 * GIB,
+        shape: Shape::HalfHole,
+    },
 ];
 
 struct Args {
@@ -56,6 +77,7 @@ struct Args {
     dir: Option<PathBuf>,
     pcopy_args: Vec<String>,
     cases: Vec<String>,
+    raw: bool,
 }
 
 fn parse_args() -> Args {
@@ -65,6 +87,7 @@ fn parse_args() -> Args {
         dir: None,
         pcopy_args: Vec::new(),
         cases: Vec::new(),
+        raw: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -72,10 +95,17 @@ fn parse_args() -> Args {
             "--bench" => {} // added by `cargo bench`
             "--pairs" => a.pairs = it.next().and_then(|v| v.parse().ok()).expect("--pairs N"),
             "--budget" => {
-                a.budget = Duration::from_secs(it.next().and_then(|v| v.parse().ok()).expect("--budget SECS"))
+                a.budget = Duration::from_secs(
+                    it.next()
+                        .and_then(|v| v.parse().ok())
+                        .expect("--budget SECS"),
+                )
             }
+            "--raw" => a.raw = true,
             "--dir" => a.dir = Some(it.next().expect("--dir DIR").into()),
-            s if s.starts_with("--pcopy-arg=") => a.pcopy_args.push(s["--pcopy-arg=".len()..].to_string()),
+            s if s.starts_with("--pcopy-arg=") => {
+                a.pcopy_args.push(s["--pcopy-arg=".len()..].to_string())
+            }
             s if s.starts_with("--") => panic!("unknown option {s}"),
             s => a.cases.push(s.to_string()),
         }
@@ -188,7 +218,10 @@ fn main() {
     println!();
     println!("| case | pairs | cp median | pcopy median | speed ratio cp/pcopy (median of pairs) | ratio min..max |");
     println!("|---|---|---|---|---|---|");
-    for case in CASES.iter().filter(|c| args.cases.is_empty() || args.cases.iter().any(|n| n == c.name)) {
+    for case in CASES
+        .iter()
+        .filter(|c| args.cases.is_empty() || args.cases.iter().any(|n| n == c.name))
+    {
         let src = scratch.path().join(format!("src-{}", case.name));
         let dst = scratch.path().join(format!("dst-{}", case.name));
         make_source(&src, case.len, case.shape);
@@ -211,6 +244,9 @@ fn main() {
             t_cp.push(a.as_secs_f64());
             t_pc.push(b.as_secs_f64());
             ratios.push(a.as_secs_f64() / b.as_secs_f64());
+            if args.raw {
+                eprintln!("{} pair {i}: cp {:?} pcopy {:?}", case.name, a, b);
+            }
         }
         let _ = fs::remove_file(&dst);
         let _ = fs::remove_file(&src);

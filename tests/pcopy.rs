@@ -270,25 +270,34 @@ fn assert_old_dst_intact_and_no_temp(dir: &Path) {
 // ---------------------------------------------------------------------------
 // Copies
 
+/// Sums the `worker_bytes` of a JSON report.
+fn worker_bytes(j: &serde_json::Value) -> Vec<u64> {
+    j["worker_bytes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect()
+}
+
 #[test]
 fn copies_are_byte_identical_for_every_size_and_job_count() {
     let dir = tempdir();
-    let sizes = [0usize, 1, 2, 3, 4095, 4097, 9 * MIB + 4321, 33 * MIB + 7];
+    let sizes = [0usize, 1, 2, 3, 4095, 4097, 3 * MIB + 4321];
     for (k, &size) in sizes.iter().enumerate() {
         let src = dir.path().join(format!("src{size}"));
         let content = data(size, k as u64 + 1);
         fs::write(&src, &content).unwrap();
-        for jobs in 1..=8 {
+        for jobs in 1..=8usize {
             let dst = dir.path().join(format!("dst{size}-{jobs}"));
-            let o = run_in(
-                dir.path(),
-                &[
-                    "-j",
-                    &jobs.to_string(),
-                    "--json",
-                    src.to_str().unwrap(),
-                    dst.to_str().unwrap(),
-                ],
+            let o = finish(
+                cmd(dir.path())
+                    // Split even a 2-byte file into as many workers as -j says.
+                    .env("PCOPY_TEST_MIN_SHARE", "1")
+                    .args(["-j", &jobs.to_string(), "--json"])
+                    .args([&src, &dst])
+                    .spawn()
+                    .unwrap(),
             );
             assert_ok(&o);
             assert!(
@@ -297,21 +306,27 @@ fn copies_are_byte_identical_for_every_size_and_job_count() {
             );
             let j = json(&o);
             assert_eq!(j["bytes"], size as u64);
-            let workers = j["workers"].as_u64().unwrap();
-            assert!(workers >= 1 && workers <= jobs as u64, "{j}");
-            if size > 32 * MIB && jobs > 1 {
-                assert!(workers > 1, "a 33 MiB file with -j {jobs} should fork: {j}");
-            }
-            let shares: u64 = j["worker_bytes"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_u64().unwrap())
-                .sum();
-            assert_eq!(shares, size as u64, "{j}");
+            assert_eq!(j["workers"], jobs.min(size.max(1)) as u64, "{j}");
+            assert_eq!(worker_bytes(&j).iter().sum::<u64>(), size as u64, "{j}");
             fs::remove_file(&dst).unwrap();
         }
     }
+}
+
+#[test]
+fn small_files_use_one_worker_and_large_ones_fork() {
+    let dir = tempdir();
+    big_file(&dir.path().join("small"), 10 * MIB + 1);
+    let o = run_in(dir.path(), &["-j", "8", "--json", "small", "a"]);
+    assert_ok(&o);
+    assert_eq!(json(&o)["workers"], 1);
+    big_file(&dir.path().join("large"), 96 * MIB + 7);
+    let o = run_in(dir.path(), &["-j", "8", "--json", "large", "b"]);
+    assert_ok(&o);
+    let j = json(&o);
+    assert_eq!(j["workers"], 4, "{j}"); // at least 24 MiB each
+    assert_eq!(worker_bytes(&j).iter().sum::<u64>(), 96 * MIB as u64 + 7);
+    assert!(fs::read(dir.path().join("large")).unwrap() == fs::read(dir.path().join("b")).unwrap());
 }
 
 #[test]
@@ -325,8 +340,10 @@ fn default_report_names_files_bytes_and_workers() {
         line.starts_with("copied 10.00 MiB (10485761 bytes) a -> b in "),
         "{line}"
     );
-    assert!(line.trim_end().ends_with(")"), "{line}");
-    assert!(line.contains("(2 workers: "), "{line}");
+    assert!(
+        line.trim_end().ends_with(" (1 worker: 10.00 MiB)"),
+        "{line}"
+    );
     assert_eq!(line.lines().count(), 1);
     // Progress never appears when stderr is not a terminal.
     assert!(o.stderr.is_empty(), "stderr: {}", stderr(&o));
@@ -390,7 +407,13 @@ fn an_all_hole_file_stays_all_hole() {
     let src = dir.path().join("holes");
     File::create(&src).unwrap().set_len(1 << 30).unwrap();
     for jobs in ["1", "2", "5"] {
-        let o = run_in(dir.path(), &["-j", jobs, "--json", "holes", "copy"]);
+        let o = finish(
+            cmd(dir.path())
+                .env("PCOPY_TEST_MIN_SHARE", "4096")
+                .args(["-j", jobs, "--json", "holes", "copy"])
+                .spawn()
+                .unwrap(),
+        );
         assert_ok(&o);
         let dst = dir.path().join("copy");
         assert_eq!(fs::metadata(&dst).unwrap().len(), 1 << 30);
