@@ -9,7 +9,9 @@
 //!
 //! For each case the source is made once (page cache warm); then each pair runs
 //! `cp SRC DST` and `pcopy SRC DST` (the release-built binary), alternating which
-//! goes first (A B, B A, …), each after deleting DST and `sync`. A run's time is the
+//! goes first (A B, B A, …), each after deleting DST and `sync`. Before each pair the
+//! driver waits (up to 10 s) for the machine to be idle, and counts the pairs that
+//! started on a busy machine. A run's time is the
 //! wall time of the whole process, start-up included. The table gives the median of
 //! each tool's times and the median of the paired ratios cp time / pcopy time (above
 //! 1: pcopy is faster). Cases are bounded in time (`--budget` seconds each, default 120);
@@ -165,6 +167,38 @@ impl Watchdog {
     }
 }
 
+/// Busy and total CPU time of the whole machine so far (from /proc/stat).
+fn cpu_times() -> (u64, u64) {
+    let stat = fs::read_to_string("/proc/stat").unwrap_or_default();
+    let v: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: u64 = v.iter().sum();
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    (total - idle, total)
+}
+
+/// Waits (at most 10 s) until the machine is idle: other work on these 2 cores (a
+/// compiler in another terminal) makes a paired run meaningless. Returns false when
+/// it never got quiet; such pairs are counted in the table.
+fn wait_quiet() -> bool {
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(10) {
+        let (b0, t0_) = cpu_times();
+        std::thread::sleep(Duration::from_millis(100));
+        let (b1, t1) = cpu_times();
+        if t1 > t0_ && ((b1 - b0) as f64) / ((t1 - t0_) as f64) < 0.05 {
+            return true;
+        }
+    }
+    false
+}
+
 /// Deletes DST, syncs, and times one run of `program args… src dst`.
 fn timed_run(dog: &Watchdog, program: &str, args: &[String], src: &Path, dst: &Path) -> Duration {
     let _ = fs::remove_file(dst);
@@ -216,8 +250,8 @@ fn main() {
         args.pairs
     );
     println!();
-    println!("| case | pairs | cp median | pcopy median | speed ratio cp/pcopy (median of pairs) | ratio min..max |");
-    println!("|---|---|---|---|---|---|");
+    println!("| case | pairs | cp median | pcopy median | speed ratio cp/pcopy (median of pairs) | ratio min..max | pairs on a busy machine |");
+    println!("|---|---|---|---|---|---|---|");
     for case in CASES
         .iter()
         .filter(|c| args.cases.is_empty() || args.cases.iter().any(|n| n == c.name))
@@ -226,6 +260,7 @@ fn main() {
         let dst = scratch.path().join(format!("dst-{}", case.name));
         make_source(&src, case.len, case.shape);
         let (mut t_cp, mut t_pc, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        let mut busy = 0;
         let t0 = Instant::now();
         // One warm-up run of each (not counted): caches, binaries, allocator.
         timed_run(&dog, "cp", &cp, &src, &dst);
@@ -233,6 +268,9 @@ fn main() {
         for i in 0..args.pairs {
             if t0.elapsed() > args.budget {
                 break;
+            }
+            if !wait_quiet() {
+                busy += 1;
             }
             let (a, b) = if i % 2 == 0 {
                 let a = timed_run(&dog, "cp", &cp, &src, &dst);
@@ -255,14 +293,15 @@ fn main() {
             .iter()
             .fold((f64::MAX, 0f64), |(lo, hi), &r| (lo.min(r), hi.max(r)));
         println!(
-            "| {} | {} | {:.2} ms | {:.2} ms | **{:.2}x** | {:.2}..{:.2} |",
+            "| {} | {} | {:.2} ms | {:.2} ms | **{:.2}x** | {:.2}..{:.2} | {} |",
             case.name,
             n,
             median(&mut t_cp) * 1e3,
             median(&mut t_pc) * 1e3,
             median(&mut ratios),
             lo,
-            hi
+            hi,
+            busy
         );
         let _ = std::io::stdout().flush();
     }
