@@ -126,6 +126,8 @@ pub fn json_string(s: &str) -> String {
 pub struct Progress {
     enabled: bool,
     start: Instant,
+    /// When the current phase began: rate and ETA are over the phase.
+    phase_start: Instant,
     last: Option<Instant>,
     total: u64,
     label: &'static str,
@@ -140,6 +142,7 @@ impl Progress {
         Progress {
             enabled,
             start,
+            phase_start: start,
             last: None,
             total: 0,
             label: "copied",
@@ -151,6 +154,7 @@ impl Progress {
     pub fn phase(&mut self, label: &'static str, total: u64) {
         self.label = label;
         self.total = total;
+        self.phase_start = Instant::now();
     }
 
     /// Redraws the line if it is time; `done` is asked only then.
