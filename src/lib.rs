@@ -7,11 +7,13 @@
 //!
 //! * [`error`]: the one error type, which names the operation, the path or
 //!   address, and the reason.
+//! * [`pcopy`]: the fork-split file copier: plan, destination, workers, report.
 //! * [`protocol`]: the chat wire format of PROTOCOL.md (encode, decode, limits,
 //!   name and text rules), pure functions over bytes.
 //! * [`stdio`]: reopening closed standard fds and writing lines without
 //!   panicking on a closed pipe.
 
 pub mod error;
+pub mod pcopy;
 pub mod protocol;
 pub mod stdio;
