@@ -12,6 +12,7 @@
 //!   receiver, retransmission, the line editor, terminal modes and rendering.
 //! * [`error`]: the one error type, which names the operation, the path or
 //!   address, and the reason.
+//! * [`pcopy`]: the fork-split file copier: plan, destination, workers, report.
 //! * [`protocol`]: the chat wire format of PROTOCOL.md (encode, decode, limits,
 //!   name and text rules), pure functions over bytes.
 //! * [`stdio`]: reopening closed standard fds and writing lines without
@@ -19,5 +20,6 @@
 
 pub mod client;
 pub mod error;
+pub mod pcopy;
 pub mod protocol;
 pub mod stdio;

@@ -1,0 +1,309 @@
+//! pcopy against `cp` on the same files, in paired runs.
+//!
+//! ```sh
+//! cargo bench --bench pcopy                          # every case, 15 pairs each
+//! cargo bench --bench pcopy -- --pairs 31 256M       # one case, more pairs
+//! cargo bench --bench pcopy -- --pcopy-arg=-j1 1M    # pass options to pcopy
+//! cargo bench --bench pcopy -- --raw 2G               # also print every pair on stderr
+//! ```
+//!
+//! For each case the source is made once (page cache warm); then each pair runs
+//! `cp SRC DST` and `pcopy SRC DST` (the release-built binary), alternating which
+//! goes first (A B, B A, …), each after deleting DST and `sync`. Before each pair the
+//! driver waits (up to 10 s) for the machine to be idle, and counts the pairs that
+//! started on a busy machine. A run's time is the
+//! wall time of the whole process, start-up included. The table gives the median of
+//! each tool's times and the median of the paired ratios cp time / pcopy time (above
+//! 1: pcopy is faster). Cases are bounded in time (`--budget` seconds each, default 120);
+//! the scratch directory (`--dir`, default a temp dir under /work or /tmp) is removed.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const PCOPY: &str = env!("CARGO_BIN_EXE_pcopy");
+const MIB: u64 = 1 << 20;
+const GIB: u64 = 1 << 30;
+/// The longest a single run may take before it is killed and the case abandoned.
+const RUN_LIMIT: Duration = Duration::from_secs(60);
+
+#[derive(Clone, Copy)]
+enum Shape {
+    Data,
+    AllHole,
+    /// Data and holes alternating in 64 MiB pieces, data first.
+    HalfHole,
+}
+
+struct Case {
+    name: &'static str,
+    len: u64,
+    shape: Shape,
+}
+
+const CASES: [Case; 5] = [
+    Case {
+        name: "1M",
+        len: MIB,
+        shape: Shape::Data,
+    },
+    Case {
+        name: "256M",
+        len: 256 * MIB,
+        shape: Shape::Data,
+    },
+    Case {
+        name: "2G",
+        len: 2 * GIB,
+        shape: Shape::Data,
+    },
+    Case {
+        name: "2G-hole",
+        len: 2 * GIB,
+        shape: Shape::AllHole,
+    },
+    Case {
+        name: "2G-half-hole",
+        len: 2 * GIB,
+        shape: Shape::HalfHole,
+    },
+];
+
+struct Args {
+    pairs: usize,
+    budget: Duration,
+    dir: Option<PathBuf>,
+    pcopy_args: Vec<String>,
+    cases: Vec<String>,
+    raw: bool,
+}
+
+fn parse_args() -> Args {
+    let mut a = Args {
+        pairs: 15,
+        budget: Duration::from_secs(120),
+        dir: None,
+        pcopy_args: Vec::new(),
+        cases: Vec::new(),
+        raw: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--bench" => {} // added by `cargo bench`
+            "--pairs" => a.pairs = it.next().and_then(|v| v.parse().ok()).expect("--pairs N"),
+            "--budget" => {
+                a.budget = Duration::from_secs(
+                    it.next()
+                        .and_then(|v| v.parse().ok())
+                        .expect("--budget SECS"),
+                )
+            }
+            "--raw" => a.raw = true,
+            "--dir" => a.dir = Some(it.next().expect("--dir DIR").into()),
+            s if s.starts_with("--pcopy-arg=") => {
+                a.pcopy_args.push(s["--pcopy-arg=".len()..].to_string())
+            }
+            s if s.starts_with("--") => panic!("unknown option {s}"),
+            s => a.cases.push(s.to_string()),
+        }
+    }
+    a
+}
+
+/// Writes `len` bytes of `shape` to `path`: non-repeating data, or holes.
+fn make_source(path: &Path, len: u64, shape: Shape) {
+    let f = File::create(path).unwrap();
+    f.set_len(len).unwrap();
+    let mut block = vec![0u8; MIB as usize];
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    for chunk in block.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes());
+    }
+    let mut off = 0u64;
+    while off < len {
+        let is_data = match shape {
+            Shape::Data => true,
+            Shape::AllHole => false,
+            Shape::HalfHole => (off / (64 * MIB)) % 2 == 0,
+        };
+        let n = MIB.min(len - off);
+        if is_data {
+            block[..8].copy_from_slice(&off.to_le_bytes());
+            f.write_all_at(&block[..n as usize], off).unwrap();
+        }
+        off += n;
+    }
+    f.sync_all().unwrap();
+}
+
+/// Kills a run that takes longer than RUN_LIMIT.
+struct Watchdog {
+    tx: mpsc::Sender<Option<u32>>,
+}
+
+impl Watchdog {
+    fn new() -> Self {
+        let (tx, rx) = mpsc::channel::<Option<u32>>();
+        std::thread::spawn(move || {
+            while let Ok(Some(pid)) = rx.recv() {
+                if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(RUN_LIMIT) {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid as i32),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                    let _ = rx.recv();
+                }
+            }
+        });
+        Watchdog { tx }
+    }
+}
+
+/// Busy and total CPU time of the whole machine so far (from /proc/stat).
+fn cpu_times() -> (u64, u64) {
+    let stat = fs::read_to_string("/proc/stat").unwrap_or_default();
+    let v: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: u64 = v.iter().sum();
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    (total - idle, total)
+}
+
+/// Waits (at most 10 s) until the machine is idle: other work on these 2 cores (a
+/// compiler in another terminal) makes a paired run meaningless. Returns false when
+/// it never got quiet; such pairs are counted in the table.
+fn wait_quiet() -> bool {
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(10) {
+        let (b0, t0_) = cpu_times();
+        std::thread::sleep(Duration::from_millis(100));
+        let (b1, t1) = cpu_times();
+        if t1 > t0_ && ((b1 - b0) as f64) / ((t1 - t0_) as f64) < 0.05 {
+            return true;
+        }
+    }
+    false
+}
+
+/// Deletes DST, syncs, and times one run of `program args… src dst`.
+fn timed_run(dog: &Watchdog, program: &str, args: &[String], src: &Path, dst: &Path) -> Duration {
+    let _ = fs::remove_file(dst);
+    nix::unistd::sync();
+    let t0 = Instant::now();
+    let mut child = Command::new(program)
+        .args(args)
+        .arg(src)
+        .arg(dst)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    dog.tx.send(Some(child.id())).unwrap();
+    let status = child.wait().unwrap();
+    let took = t0.elapsed();
+    dog.tx.send(None).unwrap();
+    assert!(status.success(), "{program} failed: {status}");
+    took
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn main() {
+    let args = parse_args();
+    let base = match &args.dir {
+        Some(d) => d.clone(),
+        None if Path::new("/work").is_dir() => PathBuf::from("/work"),
+        None => std::env::temp_dir(),
+    };
+    let scratch = tempfile::Builder::new()
+        .prefix("pcopy-bench-")
+        .tempdir_in(&base)
+        .expect("scratch dir");
+    let dog = Watchdog::new();
+    let cp = vec![];
+    println!(
+        "pcopy {} vs cp, {} pairs per case (alternating order), page cache warm, new DST, \
+         `sync` before each run",
+        args.pcopy_args.join(" "),
+        args.pairs
+    );
+    println!();
+    println!("| case | pairs | cp median | pcopy median | speed ratio cp/pcopy (median of pairs) | ratio min..max | pairs on a busy machine |");
+    println!("|---|---|---|---|---|---|---|");
+    for case in CASES
+        .iter()
+        .filter(|c| args.cases.is_empty() || args.cases.iter().any(|n| n == c.name))
+    {
+        let src = scratch.path().join(format!("src-{}", case.name));
+        let dst = scratch.path().join(format!("dst-{}", case.name));
+        make_source(&src, case.len, case.shape);
+        let (mut t_cp, mut t_pc, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        let mut busy = 0;
+        let t0 = Instant::now();
+        // One warm-up run of each (not counted): caches, binaries, allocator.
+        timed_run(&dog, "cp", &cp, &src, &dst);
+        timed_run(&dog, PCOPY, &args.pcopy_args, &src, &dst);
+        for i in 0..args.pairs {
+            if t0.elapsed() > args.budget {
+                break;
+            }
+            if !wait_quiet() {
+                busy += 1;
+            }
+            let (a, b) = if i % 2 == 0 {
+                let a = timed_run(&dog, "cp", &cp, &src, &dst);
+                (a, timed_run(&dog, PCOPY, &args.pcopy_args, &src, &dst))
+            } else {
+                let b = timed_run(&dog, PCOPY, &args.pcopy_args, &src, &dst);
+                (timed_run(&dog, "cp", &cp, &src, &dst), b)
+            };
+            t_cp.push(a.as_secs_f64());
+            t_pc.push(b.as_secs_f64());
+            ratios.push(a.as_secs_f64() / b.as_secs_f64());
+            if args.raw {
+                eprintln!("{} pair {i}: cp {:?} pcopy {:?}", case.name, a, b);
+            }
+        }
+        let _ = fs::remove_file(&dst);
+        let _ = fs::remove_file(&src);
+        let n = ratios.len();
+        let (lo, hi) = ratios
+            .iter()
+            .fold((f64::MAX, 0f64), |(lo, hi), &r| (lo.min(r), hi.max(r)));
+        println!(
+            "| {} | {} | {:.2} ms | {:.2} ms | **{:.2}x** | {:.2}..{:.2} | {} |",
+            case.name,
+            n,
+            median(&mut t_cp) * 1e3,
+            median(&mut t_pc) * 1e3,
+            median(&mut ratios),
+            lo,
+            hi,
+            busy
+        );
+        let _ = std::io::stdout().flush();
+    }
+    drop(dog);
+}

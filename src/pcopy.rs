@@ -1,0 +1,290 @@
+//! `pcopy SRC DST`: copy one file with forked workers, each writing its own byte
+//! range of a preallocated destination with positioned I/O.
+//!
+//! The course's homework ("a parent and a child each copy one half") grown into a
+//! tool: SRC's data map is split into about equal shares ([`plan`]); the new file is
+//! built nameless next to DST and preallocated ([`dest`]); the parent forks a child
+//! per share but the first and copies the first itself ([`workers`], [`copy`]); only
+//! when all succeeded (and `--verify` agreed) does the file replace DST, atomically;
+//! then one line says what was done ([`report`]).
+
+mod copy;
+mod dest;
+mod plan;
+mod report;
+mod workers;
+
+use std::fs::File;
+use std::io::{self, Seek, SeekFrom};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use crate::error::{Error, Result};
+use crate::stdio;
+use copy::Files;
+use report::{Progress, Report};
+use workers::{Shared, Stop, Tick};
+
+pub use copy::first_difference;
+pub use workers::MAX_WORKERS;
+
+/// Below this many data bytes per worker, another worker costs more than it saves.
+/// Measured here (2 cores, page cache warm): one process with `copy_file_range` beats
+/// two with pread/pwrite up to about 40 MiB; two win by 1.05x at 48 MiB, 1.2x from
+/// 64 MiB. So a file gets a second worker from 48 MiB of data on.
+pub const MIN_SHARE: u64 = 24 << 20;
+
+/// Cut points between workers fall on multiples of this (pages, and whole chunks).
+const ALIGN: u64 = copy::CHUNK as u64;
+
+/// Test hook: when set in the environment, the destination is built under a hidden
+/// name instead of with O_TMPFILE, to exercise the fallback path.
+pub const NO_TMPFILE_ENV: &str = "PCOPY_TEST_NO_TMPFILE";
+
+/// Test hook: a smaller [`MIN_SHARE`] in bytes, so tests can split small files of odd
+/// sizes over many workers.
+pub const MIN_SHARE_ENV: &str = "PCOPY_TEST_MIN_SHARE";
+
+fn min_share() -> u64 {
+    std::env::var(MIN_SHARE_ENV)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(MIN_SHARE, |v| v.max(1))
+}
+
+/// What the user asked for.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub src: PathBuf,
+    pub dst: PathBuf,
+    /// The most workers, parent included (1..=64).
+    pub jobs: usize,
+    /// Print nothing on success.
+    pub quiet: bool,
+    /// Print the report as one JSON object.
+    pub json: bool,
+    /// Compare the new file with SRC before it replaces DST.
+    pub verify: bool,
+    /// fsync the file before the rename and its directory after.
+    pub sync: bool,
+}
+
+/// A failed run: the error line to print and the exit status.
+#[derive(Debug)]
+pub struct Failure {
+    pub error: Error,
+    /// 1 for errors, 128 + N when stopped by signal N.
+    pub status: u8,
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Self {
+        Failure { error, status: 1 }
+    }
+}
+
+/// Prints a failure as `pcopy: …` on stderr and turns the result into an exit status.
+pub fn exit_code(result: Result<(), Failure>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            stdio::err_line(&format!("pcopy: {}", f.error));
+            ExitCode::from(f.status)
+        }
+    }
+}
+
+/// Opens SRC without ever blocking (a FIFO would wait for a writer) and refuses
+/// anything but a regular file.
+fn open_source(opts: &Options) -> Result<(File, std::fs::Metadata)> {
+    let shown = opts.src.display();
+    let file = File::options()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC)
+        .open(&opts.src)
+        .map_err(|e| Error::io("open", &shown, e))?;
+    let meta = file.metadata().map_err(|e| Error::io("stat", &shown, e))?;
+    let ft = meta.file_type();
+    if ft.is_dir() {
+        let eisdir = io::Error::from_raw_os_error(nix::libc::EISDIR);
+        return Err(Error::io("copy", &shown, eisdir));
+    }
+    if !ft.is_file() {
+        let kind = if ft.is_fifo() {
+            "a FIFO"
+        } else if ft.is_socket() {
+            "a socket"
+        } else if ft.is_char_device() {
+            "a character device"
+        } else if ft.is_block_device() {
+            "a block device"
+        } else {
+            "not a regular file"
+        };
+        let reason = format!("not a regular file ({kind})");
+        return Err(Error::msg("copy", &shown, reason));
+    }
+    Ok((file, meta))
+}
+
+/// Copies `opts.src` to `opts.dst`; see the module doc.
+pub fn run(opts: &Options) -> Result<(), Failure> {
+    let start = Instant::now();
+    let jobs = opts.jobs.clamp(1, MAX_WORKERS);
+    workers::install_signal_handlers().map_err(|e| Error::io("install", "signal handlers", e))?;
+
+    let src_shown = opts.src.to_string_lossy().into_owned();
+    let (src, meta) = open_source(opts)?;
+    let target = dest::resolve(&opts.src, &meta, &opts.dst)?;
+    let dst_shown = target.shown_str();
+
+    // /proc and /sys files say 0 bytes and have content: read those to EOF.
+    let size = meta.len();
+    let to_eof = size == 0;
+    let extents = if to_eof {
+        Vec::new()
+    } else {
+        plan::data_extents(&src, size).map_err(|e| Error::io("map data of", &src_shown, e))?
+    };
+    let min_share = min_share();
+    let align = ALIGN.min(min_share.next_power_of_two());
+    let shares = plan::split(&extents, jobs, min_share, align);
+
+    let no_tmpfile = std::env::var_os(NO_TMPFILE_ENV).is_some();
+    let tmp = dest::TempFile::create(&target, meta.mode(), no_tmpfile)?;
+    let check_signal = || match workers::stop_signal() {
+        Some(sig) => Err(Error::plain(format!("interrupted by {sig}"))),
+        None => Ok(()),
+    };
+    tmp.preallocate(size, &extents, &check_signal)?;
+
+    let files = Files {
+        src: &src,
+        dst: tmp.file(),
+        src_name: &src_shown,
+        dst_name: &dst_shown,
+    };
+    let shared = Shared::new()?;
+    let show_progress = !opts.quiet && nix::unistd::isatty(io::stderr()).unwrap_or(false);
+    let mut progress = Progress::new(show_progress, start);
+    let interrupted = |sig: nix::sys::signal::Signal| Failure {
+        error: Error::plain(format!(
+            "interrupted by {sig}; '{dst_shown}' left unchanged"
+        )),
+        status: 128 + sig as u8,
+    };
+    let stop = |s: Stop| match s {
+        Stop::Signal(sig) => interrupted(sig),
+        Stop::Failed(e) => Failure::from(e),
+    };
+
+    // Copy.
+    let worker_bytes: Vec<u64>;
+    let data_bytes: u64;
+    if to_eof {
+        progress.phase("copied", 0);
+        let mut tick_progress = |_: u64| check_signal();
+        let n = copy::copy_to_eof(&files, &mut tick_progress)?;
+        worker_bytes = vec![n];
+        data_bytes = n;
+    } else {
+        data_bytes = plan::total(&extents);
+        progress.phase("copied", data_bytes);
+        let single = shares.len() == 1;
+        let work = |i: usize, tick: &mut Tick| -> Result<()> {
+            let mut advance = |n: u64| tick.advance(n);
+            if single {
+                copy::copy_extents_in_kernel(&files, &shares[i], &mut advance)
+            } else {
+                copy::copy_extents(&files, &shares[i], &mut advance)
+            }
+        };
+        let n = shares.len();
+        let mut draw = |sh: &Shared| progress.tick(|| sh.total_done(n));
+        workers::run(n, &shared, &work, &mut draw).map_err(stop)?;
+        worker_bytes = (0..n).map(|i| shared.done_by(i)).collect();
+    }
+    let file_len = if to_eof { data_bytes } else { size };
+
+    // Verify, with the same workers' split.
+    if opts.verify {
+        let differs = |off: u64| {
+            Failure::from(Error::msg(
+                "verify copy of",
+                &src_shown,
+                format!(
+                    "the new file differs from it at byte {off} ('{dst_shown}' left unchanged)"
+                ),
+            ))
+        };
+        if to_eof {
+            (&src)
+                .seek(SeekFrom::Start(0))
+                .map_err(|e| Error::io("seek", &src_shown, e))?;
+            let mut tick_progress = |_: u64| check_signal();
+            if let Some(off) = copy::verify_to_eof(&files, file_len, &mut tick_progress)? {
+                return Err(differs(off));
+            }
+        } else {
+            progress.phase("verified", data_bytes);
+            let work = |i: usize, tick: &mut Tick| -> Result<()> {
+                let mut advance = |n: u64| tick.advance(n);
+                match copy::verify_extents(&files, &shares[i], &mut advance)? {
+                    None => Ok(()),
+                    Some(off) => Err(Error::msg(
+                        "verify copy of",
+                        &src_shown,
+                        format!(
+                            "the new file differs from it at byte {off} ('{dst_shown}' left unchanged)"
+                        ),
+                    )),
+                }
+            };
+            let n = shares.len();
+            let mut draw = |sh: &Shared| progress.tick(|| sh.total_done(n));
+            workers::run(n, &shared, &work, &mut draw).map_err(stop)?;
+            // A file that grew holes' worth of length would not show in the extents.
+            let len = files
+                .dst
+                .metadata()
+                .map_err(|e| Error::io("stat", &dst_shown, e))?
+                .len();
+            if len != file_len {
+                return Err(differs(len.min(file_len)));
+            }
+        }
+    }
+
+    if let Some(sig) = workers::stop_signal() {
+        return Err(interrupted(sig));
+    }
+    tmp.commit(&target, opts.sync)?;
+    progress.clear();
+    let report = Report {
+        src: src_shown.clone(),
+        dst: dst_shown.clone(),
+        bytes: file_len,
+        data_bytes,
+        seconds: start.elapsed().as_secs_f64(),
+        shares: worker_bytes,
+        verified: opts.verify,
+        synced: opts.sync,
+    };
+    if opts.quiet {
+        return Ok(());
+    }
+    let line = if opts.json {
+        report.json()
+    } else {
+        report.text()
+    };
+    stdio::out_line(&line).map_err(|e| Failure {
+        error: Error::plain(format!(
+            "cannot write the report to standard output: {} (the copy to '{dst_shown}' is complete)",
+            crate::error::os_reason(&e)
+        )),
+        status: 1,
+    })
+}

@@ -1,0 +1,261 @@
+//! What one worker does: copy (or verify) its list of extents with positioned I/O.
+//!
+//! No function here touches a file offset, so workers forked from one process can
+//! share the descriptors. `progress` is called after every chunk with the bytes just
+//! done; it returns an error to stop the worker (interrupted, or a sibling failed).
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
+
+use nix::errno::Errno;
+
+use super::plan::Extent;
+use crate::error::{Error, Result};
+
+/// Bytes per read/write: 1 MiB measured best here (4 MiB was slower).
+pub const CHUNK: usize = 1 << 20;
+
+/// Bytes per `copy_file_range` call: large enough to be cheap, small enough for
+/// progress and interruption to be checked a few hundred times a second.
+const CFR_CHUNK: usize = 8 << 20;
+
+/// The two files of a copy and the names to put in error messages.
+pub struct Files<'a> {
+    pub src: &'a File,
+    pub dst: &'a File,
+    pub src_name: &'a str,
+    pub dst_name: &'a str,
+}
+
+impl Files<'_> {
+    fn read_err(&self, e: io::Error) -> Error {
+        Error::io("read", self.src_name, e)
+    }
+
+    fn write_err(&self, e: io::Error) -> Error {
+        Error::io("write", self.dst_name, e)
+    }
+
+    fn shrank(&self, at: u64, end: u64) -> Error {
+        Error::msg(
+            "read",
+            self.src_name,
+            format!("file shrank during the copy (end of file at byte {at}, expected data up to byte {end})"),
+        )
+    }
+}
+
+/// Reads until `buf` is full or end of file; returns the bytes read.
+fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match file.read_at(&mut buf[got..], offset + got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
+/// Copies `extents` from `f.src` to the same offsets of `f.dst` with pread/pwrite.
+///
+/// Two processes doing this into one file run in parallel; two doing
+/// `copy_file_range` serialise on the destination's inode lock.
+pub fn copy_extents(
+    f: &Files,
+    extents: &[Extent],
+    progress: &mut dyn FnMut(u64) -> Result<()>,
+) -> Result<()> {
+    let longest = extents.iter().map(Extent::len).max().unwrap_or(0);
+    let mut buf = vec![0u8; (longest as usize).min(CHUNK)];
+    for ext in extents {
+        let mut off = ext.start;
+        while off < ext.end {
+            let want = ((ext.end - off) as usize).min(buf.len());
+            let got = read_full_at(f.src, &mut buf[..want], off).map_err(|e| f.read_err(e))?;
+            if got < want {
+                return Err(f.shrank(off + got as u64, ext.end));
+            }
+            f.dst
+                .write_all_at(&buf[..want], off)
+                .map_err(|e| f.write_err(e))?;
+            off += want as u64;
+            progress(want as u64)?;
+        }
+    }
+    Ok(())
+}
+
+/// Copies `extents` in the kernel with `copy_file_range`: the fastest way for a
+/// single worker. Falls back to [`copy_extents`] where the kernel or file system
+/// cannot (EXDEV, EINVAL, EOPNOTSUPP, ENOSYS), or where it copies 0 bytes early.
+pub fn copy_extents_in_kernel(
+    f: &Files,
+    extents: &[Extent],
+    progress: &mut dyn FnMut(u64) -> Result<()>,
+) -> Result<()> {
+    for (i, ext) in extents.iter().enumerate() {
+        let mut off = ext.start;
+        while off < ext.end {
+            let want = ((ext.end - off) as usize).min(CFR_CHUNK);
+            let mut off_in = off as i64;
+            let mut off_out = off as i64;
+            match nix::fcntl::copy_file_range(
+                f.src,
+                Some(&mut off_in),
+                f.dst,
+                Some(&mut off_out),
+                want,
+            ) {
+                Ok(n) if n > 0 => {
+                    off += n as u64;
+                    progress(n as u64)?;
+                }
+                Err(Errno::EINTR) => {}
+                // 0 bytes before the end (SRC shrank, or a file system that copies
+                // nothing), EXDEV/EINVAL/EOPNOTSUPP/ENOSYS (cannot), or an I/O error
+                // (which side?): pread/pwrite finish the job or name the culprit.
+                _ => {
+                    copy_extents(f, &[Extent::new(off, ext.end)], progress)?;
+                    return copy_extents(f, &extents[i + 1..], progress);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Copies SRC to EOF whatever its reported size (/proc and /sys files say 0).
+/// One worker, no fork: this is the only place that uses the file offset of SRC.
+/// Returns the bytes copied.
+pub fn copy_to_eof(f: &Files, progress: &mut dyn FnMut(u64) -> Result<()>) -> Result<u64> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut src = f.src;
+    let mut off = 0u64;
+    loop {
+        let n = match src.read(&mut buf) {
+            Ok(0) => return Ok(off),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(f.read_err(e)),
+        };
+        f.dst
+            .write_all_at(&buf[..n], off)
+            .map_err(|e| f.write_err(e))?;
+        off += n as u64;
+        progress(n as u64)?;
+    }
+}
+
+/// The index of the first byte where `a` and `b` differ; a shorter slice differs
+/// from a longer one at its end. `None` when they are equal.
+pub fn first_difference(a: &[u8], b: &[u8]) -> Option<usize> {
+    const BLOCK: usize = 4096;
+    let common = a.len().min(b.len());
+    let mut i = 0;
+    // Compare a block at a time (memcmp speed), then find the byte inside the block.
+    while i < common {
+        let end = (i + BLOCK).min(common);
+        if a[i..end] != b[i..end] {
+            return (i..end).find(|&k| a[k] != b[k]);
+        }
+        i = end;
+    }
+    (a.len() != b.len()).then_some(common)
+}
+
+/// Re-reads `extents` from both files and compares them. Returns the offset of the
+/// first difference in these extents, or `None` when they match.
+pub fn verify_extents(
+    f: &Files,
+    extents: &[Extent],
+    progress: &mut dyn FnMut(u64) -> Result<()>,
+) -> Result<Option<u64>> {
+    let longest = extents.iter().map(Extent::len).max().unwrap_or(0);
+    let size = (longest as usize).min(CHUNK);
+    let (mut a, mut b) = (vec![0u8; size], vec![0u8; size]);
+    for ext in extents {
+        let mut off = ext.start;
+        while off < ext.end {
+            let want = ((ext.end - off) as usize).min(size);
+            let got_a = read_full_at(f.src, &mut a[..want], off).map_err(|e| f.read_err(e))?;
+            let got_b = read_full_at(f.dst, &mut b[..want], off)
+                .map_err(|e| Error::io("read", f.dst_name, e))?;
+            if let Some(k) = first_difference(&a[..got_a], &b[..got_b]) {
+                return Ok(Some(off + k as u64));
+            }
+            if got_a < want {
+                // Both ended early at the same place: SRC shrank after the copy.
+                return Err(f.shrank(off + got_a as u64, ext.end));
+            }
+            off += want as u64;
+            progress(want as u64)?;
+        }
+    }
+    Ok(None)
+}
+
+/// Compares SRC read to EOF with the first bytes of DST (the size-0 /proc case).
+pub fn verify_to_eof(
+    f: &Files,
+    len: u64,
+    progress: &mut dyn FnMut(u64) -> Result<()>,
+) -> Result<Option<u64>> {
+    let mut src = f.src;
+    let mut a = vec![0u8; 64 * 1024];
+    let mut b = vec![0u8; 64 * 1024];
+    let mut off = 0u64;
+    loop {
+        let n = match src.read(&mut a) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(f.read_err(e)),
+        };
+        if n == 0 {
+            // SRC ended: DST must end here too.
+            return Ok((len != off).then_some(off));
+        }
+        let got =
+            read_full_at(f.dst, &mut b[..n], off).map_err(|e| Error::io("read", f.dst_name, e))?;
+        if let Some(k) = first_difference(&a[..n], &b[..got]) {
+            return Ok(Some(off + k as u64));
+        }
+        off += n as u64;
+        progress(n as u64)?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equal_slices_have_no_difference() {
+        assert_eq!(first_difference(b"", b""), None);
+        let a = vec![7u8; 10_000];
+        assert_eq!(first_difference(&a, &a.clone()), None);
+    }
+
+    #[test]
+    fn finds_the_first_differing_byte() {
+        let a = vec![1u8; 10_000];
+        for at in [0, 1, 4095, 4096, 4097, 9_999] {
+            let mut b = a.clone();
+            b[at] = 2;
+            if at + 10 < b.len() {
+                b[at + 10] = 3; // a later difference must not be reported
+            }
+            assert_eq!(first_difference(&a, &b), Some(at), "at {at}");
+        }
+    }
+
+    #[test]
+    fn a_shorter_slice_differs_at_its_end() {
+        assert_eq!(first_difference(b"abc", b"ab"), Some(2));
+        assert_eq!(first_difference(b"", b"x"), Some(0));
+        assert_eq!(first_difference(b"ab", b"abc"), Some(2));
+    }
+}

@@ -1,0 +1,342 @@
+//! The destination: where the copy goes, the temporary file it is built in, its
+//! preallocation, and the atomic replace that publishes it.
+//!
+//! The new file is made with O_TMPFILE in DST's directory, so it has no name while
+//! workers write it: a crash leaves nothing behind. Only when every worker (and
+//! `--verify`) has succeeded is it linked to a hidden unique name and renamed over
+//! DST (`linkat` cannot replace an existing name). Where O_TMPFILE is missing, the
+//! file is created under the hidden name at once and removed on failure.
+
+use std::ffi::{OsStr, OsString};
+use std::fs::{self, File};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use nix::errno::Errno;
+use nix::fcntl::{openat, renameat, AtFlags, FallocateFlags, OFlag, AT_FDCWD};
+use nix::sys::stat::Mode;
+use nix::unistd::{linkat, unlinkat, UnlinkatFlags};
+
+use super::plan::Extent;
+use crate::error::{Error, Result};
+
+/// Symlinks followed when resolving DST before giving up (the kernel's own limit).
+const MAX_SYMLINKS: usize = 40;
+
+/// Where the copy goes.
+#[derive(Debug)]
+pub struct Target {
+    /// DST as the user typed it, with SRC's file name added when DST is a directory.
+    pub shown: PathBuf,
+    /// The directory that receives the file (symlinks in DST's last part resolved).
+    pub dir: PathBuf,
+    /// The file name inside `dir`.
+    pub name: OsString,
+}
+
+impl Target {
+    /// The shown path as text for messages.
+    pub fn shown_str(&self) -> String {
+        self.shown.to_string_lossy().into_owned()
+    }
+}
+
+/// Decides where SRC goes: into DST, or into DST/name-of-SRC when DST is a directory;
+/// follows a DST symlink to the file it names; refuses SRC and DST being one file.
+pub fn resolve(src: &Path, src_meta: &fs::Metadata, dst: &Path) -> Result<Target> {
+    let mut shown = dst.to_path_buf();
+    match fs::metadata(dst) {
+        Ok(m) if m.is_dir() => {
+            let name = src.file_name().ok_or_else(|| {
+                Error::msg(
+                    "copy",
+                    src.display(),
+                    "no file name to copy into a directory",
+                )
+            })?;
+            shown = dst.join(name);
+        }
+        Ok(_) | Err(_) if dst.as_os_str().as_bytes().ends_with(b"/") => {
+            // "x/" names a directory that is not there (or is not a directory).
+            return Err(Error::io(
+                "create",
+                dst.display(),
+                io::Error::from_raw_os_error(nix::libc::ENOTDIR),
+            ));
+        }
+        _ => {}
+    }
+    let shown_text = shown.to_string_lossy().into_owned();
+
+    // Follow a chain of symlinks at the last component: the copy replaces the file the
+    // link points to, and the link stays a link (atomic replace of the link itself would
+    // turn it into a regular file).
+    let mut real = shown.clone();
+    let mut hops = 0;
+    loop {
+        match fs::symlink_metadata(&real) {
+            Ok(m) if m.file_type().is_symlink() => {
+                hops += 1;
+                if hops > MAX_SYMLINKS {
+                    return Err(Error::io(
+                        "resolve",
+                        &shown_text,
+                        io::Error::from_raw_os_error(nix::libc::ELOOP),
+                    ));
+                }
+                let link =
+                    fs::read_link(&real).map_err(|e| Error::io("read link", &shown_text, e))?;
+                real = match real.parent() {
+                    Some(parent) if link.is_relative() => parent.join(link),
+                    _ => link,
+                };
+            }
+            Ok(_) => break,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+            // ENOTDIR, EACCES on the way: the create below reports it with its path.
+            Err(_) => break,
+        }
+    }
+
+    if let Ok(m) = fs::metadata(&real) {
+        if m.dev() == src_meta.dev() && m.ino() == src_meta.ino() {
+            return Err(Error::plain(format!(
+                "'{}' and '{}' are the same file",
+                src.display(),
+                shown_text
+            )));
+        }
+        if m.is_dir() {
+            return Err(Error::msg(
+                "overwrite",
+                &shown_text,
+                "is a directory (cannot replace it with a file)",
+            ));
+        }
+        if !m.is_file() {
+            return Err(Error::msg(
+                "overwrite",
+                &shown_text,
+                "not a regular file (pcopy only replaces regular files)",
+            ));
+        }
+    }
+
+    let name = real
+        .file_name()
+        .ok_or_else(|| {
+            Error::io(
+                "create",
+                &shown_text,
+                io::Error::from_raw_os_error(nix::libc::EISDIR),
+            )
+        })?
+        .to_os_string();
+    let dir = match real.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    Ok(Target { shown, dir, name })
+}
+
+/// The new file, until it is renamed over DST. Dropping it uncommitted removes it.
+pub struct TempFile {
+    file: File,
+    dir: File,
+    /// The hidden name, once the file has one.
+    hidden: Option<OsString>,
+    committed: bool,
+    shown: String,
+}
+
+/// A fresh hidden name next to DST: `.NAME.pcopy-PID-N`.
+fn hidden_name(name: &OsStr) -> OsString {
+    static SERIAL: AtomicU32 = AtomicU32::new(0);
+    let serial = SERIAL.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    // Keep the whole name under NAME_MAX (255).
+    let bytes = name.as_bytes();
+    let stem = &bytes[..bytes.len().min(200)];
+    let mut out = OsString::from(".");
+    out.push(OsStr::from_bytes(stem));
+    out.push(format!(
+        ".pcopy-{}-{:x}{:x}",
+        std::process::id(),
+        nanos,
+        serial
+    ));
+    out
+}
+
+impl TempFile {
+    /// Creates the new, empty file in `target.dir` with SRC's permission bits (the
+    /// umask applies, as for any new file). `no_tmpfile` forces the named fallback.
+    pub fn create(target: &Target, mode: u32, no_tmpfile: bool) -> Result<Self> {
+        let shown = target.shown_str();
+        let dir_flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        let dir = openat(AT_FDCWD, &target.dir, dir_flags, Mode::empty())
+            .map_err(|e| Error::io("create", &shown, e.into()))?;
+        let dir = File::from(dir);
+        let mode = Mode::from_bits_truncate(mode & 0o777);
+        let rw = OFlag::O_RDWR | OFlag::O_CLOEXEC;
+        if !no_tmpfile {
+            match openat(&dir, ".", rw | OFlag::O_TMPFILE, mode) {
+                Ok(fd) => {
+                    return Ok(TempFile {
+                        file: File::from(fd),
+                        dir,
+                        hidden: None,
+                        committed: false,
+                        shown,
+                    })
+                }
+                // No O_TMPFILE here (old kernel: EISDIR; file system: EOPNOTSUPP).
+                Err(Errno::EOPNOTSUPP | Errno::EISDIR | Errno::EINVAL) => {}
+                Err(e) => return Err(Error::io("create", &shown, e.into())),
+            }
+        }
+        loop {
+            let name = hidden_name(&target.name);
+            match openat(
+                &dir,
+                name.as_os_str(),
+                rw | OFlag::O_CREAT | OFlag::O_EXCL,
+                mode,
+            ) {
+                Ok(fd) => {
+                    return Ok(TempFile {
+                        file: File::from(fd),
+                        dir,
+                        hidden: Some(name),
+                        committed: false,
+                        shown,
+                    })
+                }
+                Err(Errno::EEXIST) => continue,
+                Err(e) => return Err(Error::io("create", &shown, e.into())),
+            }
+        }
+    }
+
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// Gives the file its full length and reserves the blocks of the data extents,
+    /// so a full disk or a file-size limit fails here, before any byte is copied.
+    /// Holes are not reserved. Skipped quietly where the file system has no fallocate.
+    pub fn preallocate(
+        &self,
+        size: u64,
+        extents: &[Extent],
+        interrupted: &dyn Fn() -> Result<()>,
+    ) -> Result<()> {
+        let err = |e: io::Error| Error::io("preallocate", &self.shown, e);
+        self.file.set_len(size).map_err(err)?;
+        for ext in extents {
+            loop {
+                let r = nix::fcntl::fallocate(
+                    &self.file,
+                    FallocateFlags::empty(),
+                    ext.start as i64,
+                    ext.len() as i64,
+                );
+                match r {
+                    Ok(()) => break,
+                    Err(Errno::EOPNOTSUPP) => return Ok(()),
+                    Err(Errno::EINTR) => interrupted()?,
+                    Err(e) => return Err(err(e.into())),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Publishes the file under DST's name: (fsync,) link to a hidden name, rename
+    /// over DST (, fsync the directory). On failure nothing new remains.
+    pub fn commit(mut self, target: &Target, sync: bool) -> Result<()> {
+        let shown = self.shown.clone();
+        if sync {
+            self.file
+                .sync_all()
+                .map_err(|e| Error::io("sync", &shown, e))?;
+        }
+        if self.hidden.is_none() {
+            self.hidden = Some(self.link_hidden(target)?);
+        }
+        let hidden = self.hidden.clone().expect("named");
+        renameat(
+            &self.dir,
+            hidden.as_os_str(),
+            &self.dir,
+            target.name.as_os_str(),
+        )
+        .map_err(|e| Error::io("replace", &shown, e.into()))?;
+        self.committed = true;
+        if sync {
+            nix::unistd::fsync(self.dir.as_fd())
+                .map_err(|e| Error::io("sync directory of", &shown, e.into()))?;
+        }
+        Ok(())
+    }
+
+    /// Gives the O_TMPFILE file a hidden name in its directory.
+    fn link_hidden(&self, target: &Target) -> Result<OsString> {
+        let proc_path = format!("/proc/self/fd/{}", self.file.as_raw_fd());
+        loop {
+            let name = hidden_name(&target.name);
+            let mut r = linkat(
+                AT_FDCWD,
+                proc_path.as_str(),
+                &self.dir,
+                name.as_os_str(),
+                AtFlags::AT_SYMLINK_FOLLOW,
+            );
+            if r == Err(Errno::ENOENT) {
+                // No /proc: AT_EMPTY_PATH links the descriptor itself.
+                r = linkat(
+                    &self.file,
+                    "",
+                    &self.dir,
+                    name.as_os_str(),
+                    AtFlags::AT_EMPTY_PATH,
+                );
+            }
+            match r {
+                Ok(()) => return Ok(name),
+                Err(Errno::EEXIST) => continue,
+                Err(e) => return Err(Error::io("link new file for", &self.shown, e.into())),
+            }
+        }
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if let (false, Some(name)) = (self.committed, &self.hidden) {
+            let _ = unlinkat(&self.dir, name.as_os_str(), UnlinkatFlags::NoRemoveDir);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hidden_names_are_hidden_unique_and_short() {
+        let a = hidden_name(OsStr::new("out.iso"));
+        let b = hidden_name(OsStr::new("out.iso"));
+        assert_ne!(a, b);
+        assert!(a.as_bytes().starts_with(b".out.iso.pcopy-"));
+        let long = "x".repeat(255);
+        assert!(hidden_name(OsStr::new(&long)).len() <= 255);
+    }
+}

@@ -1,0 +1,222 @@
+//! The plan: where SRC holds data, and which worker copies which part of it.
+//!
+//! [`data_extents`] asks the file system (SEEK_DATA/SEEK_HOLE) for SRC's data map;
+//! [`split`] is pure and cuts that map into shares of about equal data bytes.
+
+use std::io;
+use std::os::fd::AsFd;
+
+use nix::errno::Errno;
+use nix::unistd::{lseek, Whence};
+
+/// A byte range `[start, end)` of a file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Extent {
+    pub start: u64,
+    pub end: u64,
+}
+
+impl Extent {
+    pub fn new(start: u64, end: u64) -> Self {
+        debug_assert!(start <= end);
+        Extent { start, end }
+    }
+
+    pub fn len(&self) -> u64 {
+        self.end - self.start
+    }
+}
+
+/// Total bytes in `extents`.
+pub fn total(extents: &[Extent]) -> u64 {
+    extents.iter().map(Extent::len).sum()
+}
+
+/// The data extents of the first `size` bytes of `fd`, in order; holes are left out.
+///
+/// Where the file system cannot tell (EINVAL, EOPNOTSUPP), the whole file is data.
+/// Moves the file offset of `fd`: call it before any fork, and use positioned I/O after.
+pub fn data_extents(fd: impl AsFd, size: u64) -> io::Result<Vec<Extent>> {
+    let fd = fd.as_fd();
+    let mut out = Vec::new();
+    let mut pos = 0u64;
+    while pos < size {
+        let data = match lseek(fd, pos as i64, Whence::SeekData) {
+            Ok(d) => d as u64,
+            // No data at or after `pos`: the rest is a hole.
+            Err(Errno::ENXIO) => break,
+            Err(Errno::EINVAL | Errno::EOPNOTSUPP) if pos == 0 => {
+                return Ok(vec![Extent::new(0, size)]);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if data >= size {
+            break;
+        }
+        let hole = match lseek(fd, data as i64, Whence::SeekHole) {
+            Ok(h) => (h as u64).min(size),
+            // The file shrank under us: whatever is left up to `size` counts as data,
+            // and the copy itself will report the short read.
+            Err(Errno::ENXIO) => size,
+            Err(e) => return Err(e.into()),
+        };
+        out.push(Extent::new(data, hole));
+        pos = hole;
+    }
+    Ok(out)
+}
+
+/// Cuts `extents` into at most `jobs` shares of about equal data bytes, in file order.
+///
+/// Each share gets at least `min_share` bytes (so a small file gets fewer workers than
+/// `jobs`, and fork costs nothing where it cannot pay off), and cut points fall on
+/// multiples of `align` where an extent allows it. Always returns at least one share
+/// (possibly empty, for a file with no data).
+pub fn split(extents: &[Extent], jobs: usize, min_share: u64, align: u64) -> Vec<Vec<Extent>> {
+    let total = total(extents);
+    let align = align.max(1);
+    let by_size = (total / min_share.max(1)).max(1);
+    let n = (jobs.max(1) as u64).min(by_size) as usize;
+    if n == 1 {
+        return vec![extents.to_vec()];
+    }
+    let target = total.div_ceil(n as u64);
+    let mut shares: Vec<Vec<Extent>> = vec![Vec::new()];
+    let mut filled = 0u64; // bytes in the current share
+    for &ext in extents {
+        let mut start = ext.start;
+        while start < ext.end {
+            let last = shares.len() == n;
+            let room = if last { u64::MAX } else { target - filled };
+            let mut cut = start.saturating_add(room);
+            if cut < ext.end {
+                // Round the cut up to the alignment, staying inside this extent.
+                cut = cut.div_ceil(align).saturating_mul(align).min(ext.end);
+            } else {
+                cut = ext.end;
+            }
+            let piece = Extent::new(start, cut);
+            shares.last_mut().expect("one share").push(piece);
+            filled += piece.len();
+            start = cut;
+            if !last && filled >= target {
+                shares.push(Vec::new());
+                filled = 0;
+            }
+        }
+    }
+    shares.retain(|s| !s.is_empty());
+    if shares.is_empty() {
+        shares.push(Vec::new());
+    }
+    shares
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn e(start: u64, end: u64) -> Extent {
+        Extent::new(start, end)
+    }
+
+    /// The shares, concatenated, are exactly the extents (merging adjacent pieces).
+    fn assert_covers(extents: &[Extent], shares: &[Vec<Extent>]) {
+        let mut merged: Vec<Extent> = Vec::new();
+        for piece in shares.iter().flatten() {
+            assert!(piece.start < piece.end, "empty piece {piece:?}");
+            match merged.last_mut() {
+                Some(last) if last.end == piece.start => last.end = piece.end,
+                Some(last) => {
+                    assert!(last.end < piece.start, "overlap or disorder at {piece:?}");
+                    merged.push(*piece);
+                }
+                None => merged.push(*piece),
+            }
+        }
+        let mut want: Vec<Extent> = Vec::new();
+        for &x in extents.iter().filter(|x| x.len() > 0) {
+            match want.last_mut() {
+                Some(last) if last.end == x.start => last.end = x.end,
+                _ => want.push(x),
+            }
+        }
+        assert_eq!(merged, want);
+    }
+
+    #[test]
+    fn one_extent_splits_into_equal_aligned_halves() {
+        let ext = [e(0, 1 << 20)];
+        let shares = split(&ext, 2, 1, 4096);
+        assert_eq!(shares, vec![vec![e(0, 1 << 19)], vec![e(1 << 19, 1 << 20)]]);
+    }
+
+    #[test]
+    fn odd_length_covers_every_byte() {
+        for len in [1u64, 2, 3, 4095, 4097, 3 * 1024 * 1024 + 7] {
+            for jobs in 1..=8 {
+                let ext = [e(0, len)];
+                let shares = split(&ext, jobs, 1, 4096);
+                assert!(shares.len() <= jobs);
+                assert_covers(&ext, &shares);
+            }
+        }
+    }
+
+    #[test]
+    fn shares_are_balanced_within_the_alignment() {
+        let ext = [e(0, 10_000_000)];
+        let shares = split(&ext, 3, 1, 4096);
+        assert_eq!(shares.len(), 3);
+        let sizes: Vec<u64> = shares.iter().map(|s| total(s)).collect();
+        let max = *sizes.iter().max().unwrap();
+        let min = *sizes.iter().min().unwrap();
+        assert!(max - min <= 2 * 4096, "{sizes:?}");
+        // Inner cut points are aligned.
+        for s in &shares[1..] {
+            assert_eq!(s[0].start % 4096, 0);
+        }
+    }
+
+    #[test]
+    fn splits_by_data_bytes_not_by_offsets() {
+        // 1 MiB of data, 100 MiB of hole, 1 MiB of data: each worker gets one data extent.
+        let mib = 1 << 20;
+        let ext = [e(0, mib), e(101 * mib, 102 * mib)];
+        let shares = split(&ext, 2, 1, 4096);
+        assert_eq!(shares, vec![vec![e(0, mib)], vec![e(101 * mib, 102 * mib)]]);
+    }
+
+    #[test]
+    fn many_small_extents_are_spread_over_workers() {
+        let ext: Vec<Extent> = (0..100).map(|i| e(i * 8192, i * 8192 + 4096)).collect();
+        let shares = split(&ext, 4, 1, 4096);
+        assert_eq!(shares.len(), 4);
+        assert_covers(&ext, &shares);
+        for s in &shares {
+            assert_eq!(total(s), 25 * 4096);
+        }
+    }
+
+    #[test]
+    fn small_files_get_fewer_workers() {
+        let mib = 1 << 20;
+        assert_eq!(split(&[e(0, mib)], 8, 2 * mib, 4096).len(), 1);
+        assert_eq!(split(&[e(0, 5 * mib)], 8, 2 * mib, 4096).len(), 2);
+        assert_eq!(split(&[e(0, 64 * mib)], 8, 2 * mib, 4096).len(), 8);
+    }
+
+    #[test]
+    fn no_data_gives_one_empty_share() {
+        assert_eq!(split(&[], 4, 1, 4096), vec![Vec::<Extent>::new()]);
+    }
+
+    #[test]
+    fn unaligned_extents_still_cover_exactly() {
+        let ext = [e(5, 4000), e(4001, 9000), e(12_345, 70_001)];
+        for jobs in 1..=8 {
+            let shares = split(&ext, jobs, 1, 4096);
+            assert_covers(&ext, &shares);
+        }
+    }
+}

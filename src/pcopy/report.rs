@@ -1,0 +1,281 @@
+//! What pcopy tells the user: the one-line report (text or JSON) and the progress
+//! line on a terminal.
+
+use std::fmt::Write as _;
+use std::io::{self, Write};
+use std::time::{Duration, Instant};
+
+use humansize::{format_size, FormatSizeOptions, BINARY};
+
+/// The facts of a finished copy.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub src: String,
+    pub dst: String,
+    /// The length of the new file.
+    pub bytes: u64,
+    /// Bytes of data actually copied (less than `bytes` for a sparse file).
+    pub data_bytes: u64,
+    pub seconds: f64,
+    /// Data bytes per worker, in worker order (worker 1 is the parent).
+    pub shares: Vec<u64>,
+    pub verified: bool,
+    pub synced: bool,
+}
+
+/// `n` in binary units with two decimals, as in `2.00 GiB` (bytes stay whole: `17 B`).
+pub fn size(n: u64) -> String {
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    format_size(n, FormatSizeOptions::from(BINARY).decimal_zeroes(2))
+}
+
+fn duration(seconds: f64) -> String {
+    if seconds >= 0.1 {
+        format!("{seconds:.2} s")
+    } else {
+        format!("{:.2} ms", seconds * 1000.0)
+    }
+}
+
+impl Report {
+    /// Data bytes per second (0 when the time is too short to measure).
+    pub fn rate(&self) -> f64 {
+        if self.seconds > 0.0 {
+            self.data_bytes as f64 / self.seconds
+        } else {
+            0.0
+        }
+    }
+
+    /// `copied 2.00 GiB (2147483648 bytes) a -> b in 0.61 s, 3.28 GiB/s (2 workers: 1 GiB + 1 GiB)`
+    pub fn text(&self) -> String {
+        let mut s = format!("copied {} ({} bytes", size(self.bytes), self.bytes);
+        if self.data_bytes != self.bytes {
+            let _ = write!(s, ", {} of data", size(self.data_bytes));
+        }
+        let n = self.shares.len();
+        let _ = write!(
+            s,
+            ") {} -> {} in {}, {}/s ({} worker{}: {})",
+            self.src,
+            self.dst,
+            duration(self.seconds),
+            size(self.rate() as u64),
+            n,
+            if n == 1 { "" } else { "s" },
+            self.shares
+                .iter()
+                .map(|&b| size(b))
+                .collect::<Vec<_>>()
+                .join(" + ")
+        );
+        if self.verified {
+            s.push_str(", verified");
+        }
+        if self.synced {
+            s.push_str(", synced");
+        }
+        s
+    }
+
+    /// The same facts as one JSON object.
+    pub fn json(&self) -> String {
+        let shares: Vec<String> = self.shares.iter().map(u64::to_string).collect();
+        format!(
+            "{{\"src\":{},\"dst\":{},\"bytes\":{},\"data_bytes\":{},\"seconds\":{:.6},\
+             \"bytes_per_second\":{:.0},\"workers\":{},\"worker_bytes\":[{}],\"verified\":{},\"synced\":{}}}",
+            json_string(&self.src),
+            json_string(&self.dst),
+            self.bytes,
+            self.data_bytes,
+            self.seconds,
+            self.rate(),
+            self.shares.len(),
+            shares.join(","),
+            self.verified,
+            self.synced,
+        )
+    }
+}
+
+/// `s` as a JSON string literal.
+pub fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The progress line on stderr: shown only on a terminal, only after the copy has
+/// run for half a second, redrawn a few times a second, cleared before the report.
+pub struct Progress {
+    enabled: bool,
+    start: Instant,
+    /// When the current phase began: rate and ETA are over the phase.
+    phase_start: Instant,
+    last: Option<Instant>,
+    total: u64,
+    label: &'static str,
+    drawn: bool,
+}
+
+const SHOW_AFTER: Duration = Duration::from_millis(500);
+const REDRAW_EVERY: Duration = Duration::from_millis(200);
+
+impl Progress {
+    pub fn new(enabled: bool, start: Instant) -> Self {
+        Progress {
+            enabled,
+            start,
+            phase_start: start,
+            last: None,
+            total: 0,
+            label: "copied",
+            drawn: false,
+        }
+    }
+
+    /// Starts a phase (copying, verifying) of `total` bytes.
+    pub fn phase(&mut self, label: &'static str, total: u64) {
+        self.label = label;
+        self.total = total;
+        self.phase_start = Instant::now();
+    }
+
+    /// Redraws the line if it is time; `done` is asked only then.
+    pub fn tick(&mut self, done: impl FnOnce() -> u64) {
+        if !self.enabled {
+            return;
+        }
+        let now = Instant::now();
+        if now.duration_since(self.start) < SHOW_AFTER {
+            return;
+        }
+        if let Some(last) = self.last {
+            if now.duration_since(last) < REDRAW_EVERY {
+                return;
+            }
+        }
+        self.last = Some(now);
+        let line = progress_line(
+            self.label,
+            done(),
+            self.total,
+            now.duration_since(self.start),
+        );
+        let mut err = io::stderr().lock();
+        let _ = write!(err, "\r{line}\x1b[K");
+        let _ = err.flush();
+        self.drawn = true;
+    }
+
+    /// Erases the line, if one was drawn.
+    pub fn clear(&mut self) {
+        if self.drawn {
+            let mut err = io::stderr().lock();
+            let _ = write!(err, "\r\x1b[K");
+            let _ = err.flush();
+            self.drawn = false;
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}
+
+/// `copied 1.20 GiB of 2.00 GiB (60%), 2.40 GiB/s, ETA 0.3 s`
+pub fn progress_line(label: &str, done: u64, total: u64, elapsed: Duration) -> String {
+    let secs = elapsed.as_secs_f64().max(1e-9);
+    let rate = done as f64 / secs;
+    let pct = if total > 0 {
+        (done as f64 * 100.0 / total as f64).min(100.0)
+    } else {
+        100.0
+    };
+    let eta = if rate > 0.0 && total > done {
+        format!("{:.1} s", (total - done) as f64 / rate)
+    } else {
+        "-".to_string()
+    };
+    format!(
+        "{label} {} of {} ({pct:.0}%), {}/s, ETA {eta}",
+        size(done),
+        size(total),
+        size(rate as u64)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Report {
+        Report {
+            src: "big.iso".into(),
+            dst: "out.iso".into(),
+            bytes: 2 << 30,
+            data_bytes: 2 << 30,
+            seconds: 0.61,
+            shares: vec![1 << 30, 1 << 30],
+            verified: false,
+            synced: false,
+        }
+    }
+
+    #[test]
+    fn text_matches_the_spec_example() {
+        assert_eq!(
+            sample().text(),
+            "copied 2.00 GiB (2147483648 bytes) big.iso -> out.iso in 0.61 s, 3.28 GiB/s \
+             (2 workers: 1.00 GiB + 1.00 GiB)"
+        );
+    }
+
+    #[test]
+    fn sparse_copies_say_how_much_was_data() {
+        let mut r = sample();
+        r.data_bytes = 1 << 30;
+        r.shares = vec![1 << 30];
+        assert!(r
+            .text()
+            .starts_with("copied 2.00 GiB (2147483648 bytes, 1.00 GiB of data) big.iso"));
+        assert!(r.text().contains("(1 worker: 1.00 GiB)"));
+    }
+
+    #[test]
+    fn json_escapes_strings() {
+        assert_eq!(json_string("a\"b\\c\nd\u{1}"), "\"a\\\"b\\\\c\\nd\\u0001\"");
+        let j = sample().json();
+        assert!(j.starts_with("{\"src\":\"big.iso\",\"dst\":\"out.iso\",\"bytes\":2147483648,"));
+        assert!(j.contains("\"worker_bytes\":[1073741824,1073741824]"));
+    }
+
+    #[test]
+    fn progress_line_has_done_total_rate_and_eta() {
+        let line = progress_line("copied", 1 << 30, 2 << 30, Duration::from_secs(1));
+        assert_eq!(
+            line,
+            "copied 1.00 GiB of 2.00 GiB (50%), 1.00 GiB/s, ETA 1.0 s"
+        );
+        assert_eq!(size(17), "17 B");
+        assert_eq!(size(1536), "1.50 KiB");
+    }
+}
