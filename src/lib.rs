@@ -2,7 +2,6 @@
 //!
 //! * `pcopy SRC DST`: a file copier that forks; each process copies its own
 //!   byte range into a preallocated destination with positioned I/O.
-//!
 //! * `chat-client`: a member of a UDP chat room that logs in, then forks into a
 //!   sender and a receiver.
 //!
