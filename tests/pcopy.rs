@@ -320,8 +320,9 @@ fn default_is_the_homework_two_byte_halves() {
     let j = json(&o);
     assert_eq!(j["workers"], 2, "{j}");
     // [0, len/2) and [len/2, len).
-    let half = (10 * MIB as u64 + 1) / 2;
-    assert_eq!(worker_bytes(&j), [half, half + 1], "{j}");
+    let len = 10 * MIB as u64 + 1;
+    let half = len / 2;
+    assert_eq!(worker_bytes(&j), [half, len - half], "{j}");
     assert!(fs::read(dir.path().join("f")).unwrap() == fs::read(dir.path().join("a")).unwrap());
     let o = run_in(dir.path(), &["-j", "8", "--json", "f", "b"]);
     assert_ok(&o);
