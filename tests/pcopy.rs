@@ -292,8 +292,6 @@ fn copies_are_byte_identical_for_every_size_and_job_count() {
             let dst = dir.path().join(format!("dst{size}-{jobs}"));
             let o = finish(
                 cmd(dir.path())
-                    // Split even a 2-byte file into as many workers as -j says.
-                    .env("PCOPY_TEST_MIN_SHARE", "1")
                     .args(["-j", &jobs.to_string(), "--json"])
                     .args([&src, &dst])
                     .spawn()
@@ -314,19 +312,21 @@ fn copies_are_byte_identical_for_every_size_and_job_count() {
 }
 
 #[test]
-fn small_files_use_one_worker_and_large_ones_fork() {
+fn default_is_the_homework_two_byte_halves() {
     let dir = tempdir();
-    big_file(&dir.path().join("small"), 10 * MIB + 1);
-    let o = run_in(dir.path(), &["-j", "8", "--json", "small", "a"]);
-    assert_ok(&o);
-    assert_eq!(json(&o)["workers"], 1);
-    big_file(&dir.path().join("large"), 96 * MIB + 7);
-    let o = run_in(dir.path(), &["-j", "8", "--json", "large", "b"]);
+    big_file(&dir.path().join("f"), 10 * MIB + 1);
+    let o = run_in(dir.path(), &["--json", "f", "a"]);
     assert_ok(&o);
     let j = json(&o);
-    assert_eq!(j["workers"], 4, "{j}"); // at least 24 MiB each
-    assert_eq!(worker_bytes(&j).iter().sum::<u64>(), 96 * MIB as u64 + 7);
-    assert!(fs::read(dir.path().join("large")).unwrap() == fs::read(dir.path().join("b")).unwrap());
+    assert_eq!(j["workers"], 2, "{j}");
+    // [0, len/2) and [len/2, len).
+    let len = 10 * MIB as u64 + 1;
+    let half = len / 2;
+    assert_eq!(worker_bytes(&j), [half, len - half], "{j}");
+    assert!(fs::read(dir.path().join("f")).unwrap() == fs::read(dir.path().join("a")).unwrap());
+    let o = run_in(dir.path(), &["-j", "8", "--json", "f", "b"]);
+    assert_ok(&o);
+    assert_eq!(json(&o)["workers"], 8);
 }
 
 #[test]
@@ -341,7 +341,8 @@ fn default_report_names_files_bytes_and_workers() {
         "{line}"
     );
     assert!(
-        line.trim_end().ends_with(" (1 worker: 10.00 MiB)"),
+        line.trim_end()
+            .ends_with(" (2 workers: 5.00 MiB + 5.00 MiB)"),
         "{line}"
     );
     assert_eq!(line.lines().count(), 1);
@@ -365,7 +366,7 @@ fn json_report_parses_and_has_the_facts() {
     assert_eq!(j["data_bytes"], 5000);
     assert_eq!(j["verified"], true);
     assert!(j["seconds"].as_f64().unwrap() >= 0.0);
-    assert_eq!(j["worker_bytes"], serde_json::json!([5000]));
+    assert_eq!(j["worker_bytes"], serde_json::json!([2500, 2500]));
 }
 
 #[test]
@@ -409,7 +410,6 @@ fn an_all_hole_file_stays_all_hole() {
     for jobs in ["1", "2", "5"] {
         let o = finish(
             cmd(dir.path())
-                .env("PCOPY_TEST_MIN_SHARE", "4096")
                 .args(["-j", jobs, "--json", "holes", "copy"])
                 .spawn()
                 .unwrap(),

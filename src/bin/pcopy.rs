@@ -17,8 +17,8 @@ struct Cli {
     src: PathBuf,
     /// The new file, or an existing directory to copy into
     dst: PathBuf,
-    /// Most workers, the parent included (each gets at least 24 MiB of data, so a
-    /// small file is copied by one process)
+    /// Workers, the parent included: each copies about 1/N of SRC's data bytes
+    /// (fewer only when SRC has fewer data bytes than N)
     #[arg(short = 'j', long = "jobs", default_value_t = 2,
           value_parser = clap::value_parser!(u8).range(1..=pcopy::MAX_WORKERS as i64))]
     jobs: u8,

@@ -66,50 +66,55 @@ pub fn data_extents(fd: impl AsFd, size: u64) -> io::Result<Vec<Extent>> {
     Ok(out)
 }
 
-/// Cuts `extents` into at most `jobs` shares of about equal data bytes, in file order.
+/// Largest alignment of an inner cut point: whole copy chunks.
+pub const MAX_ALIGN: u64 = 1 << 20;
+
+/// Cuts `extents` into `jobs` shares of about equal data bytes, in file order: share
+/// `k` holds data bytes `[k * total / jobs, (k + 1) * total / jobs)`, so two jobs copy
+/// exactly the byte halves `[0, len/2)` and `[len/2, len)` of a file without holes.
 ///
-/// Each share gets at least `min_share` bytes (so a small file gets fewer workers than
-/// `jobs`, and fork costs nothing where it cannot pay off), and cut points fall on
-/// multiples of `align` where an extent allows it. Always returns at least one share
-/// (possibly empty, for a file with no data).
-pub fn split(extents: &[Extent], jobs: usize, min_share: u64, align: u64) -> Vec<Vec<Extent>> {
+/// Where shares are 16 MiB or more, inner cut points are rounded down to whole
+/// [`MAX_ALIGN`] chunks (shares then differ by at most 1/16); smaller shares are cut
+/// at the exact byte. There are fewer shares than `jobs` only when there are
+/// fewer data bytes than jobs (never an empty worker), and one empty share for a file
+/// with no data.
+pub fn split(extents: &[Extent], jobs: usize) -> Vec<Vec<Extent>> {
     let total = total(extents);
-    let align = align.max(1);
-    let by_size = (total / min_share.max(1)).max(1);
-    let n = (jobs.max(1) as u64).min(by_size) as usize;
-    if n == 1 {
-        return vec![extents.to_vec()];
-    }
-    let target = total.div_ceil(n as u64);
-    let mut shares: Vec<Vec<Extent>> = vec![Vec::new()];
-    let mut filled = 0u64; // bytes in the current share
-    for &ext in extents {
-        let mut start = ext.start;
-        while start < ext.end {
-            let last = shares.len() == n;
-            let room = if last { u64::MAX } else { target - filled };
-            let mut cut = start.saturating_add(room);
-            if cut < ext.end {
-                // Round the cut up to the alignment, staying inside this extent.
-                cut = cut.div_ceil(align).saturating_mul(align).min(ext.end);
+    let n = (jobs.max(1) as u64).min(total.max(1));
+    let align = if total / n >= 16 * MAX_ALIGN {
+        MAX_ALIGN
+    } else {
+        1
+    };
+    let mut cuts: Vec<u64> = (0..=n)
+        .map(|k| {
+            let c = (k as u128 * total as u128 / n as u128) as u64;
+            if k == n {
+                c
             } else {
-                cut = ext.end;
+                c / align * align
             }
-            let piece = Extent::new(start, cut);
-            shares.last_mut().expect("one share").push(piece);
-            filled += piece.len();
-            start = cut;
-            if !last && filled >= target {
-                shares.push(Vec::new());
-                filled = 0;
+        })
+        .collect();
+    cuts.dedup();
+    if cuts.len() < 2 {
+        return vec![Vec::new()];
+    }
+    cuts.windows(2)
+        .map(|w| {
+            let (lo, hi) = (w[0], w[1]);
+            let mut share = Vec::new();
+            let mut base = 0u64; // data bytes before `ext`
+            for ext in extents {
+                let (from, to) = (lo.max(base), hi.min(base + ext.len()));
+                if from < to {
+                    share.push(Extent::new(ext.start + from - base, ext.start + to - base));
+                }
+                base += ext.len();
             }
-        }
-    }
-    shares.retain(|s| !s.is_empty());
-    if shares.is_empty() {
-        shares.push(Vec::new());
-    }
-    shares
+            share
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -147,7 +152,7 @@ mod tests {
     #[test]
     fn one_extent_splits_into_equal_aligned_halves() {
         let ext = [e(0, 1 << 20)];
-        let shares = split(&ext, 2, 1, 4096);
+        let shares = split(&ext, 2);
         assert_eq!(shares, vec![vec![e(0, 1 << 19)], vec![e(1 << 19, 1 << 20)]]);
     }
 
@@ -156,8 +161,8 @@ mod tests {
         for len in [1u64, 2, 3, 4095, 4097, 3 * 1024 * 1024 + 7] {
             for jobs in 1..=8 {
                 let ext = [e(0, len)];
-                let shares = split(&ext, jobs, 1, 4096);
-                assert!(shares.len() <= jobs);
+                let shares = split(&ext, jobs);
+                assert_eq!(shares.len() as u64, (jobs as u64).min(len));
                 assert_covers(&ext, &shares);
             }
         }
@@ -166,15 +171,19 @@ mod tests {
     #[test]
     fn shares_are_balanced_within_the_alignment() {
         let ext = [e(0, 10_000_000)];
-        let shares = split(&ext, 3, 1, 4096);
+        let shares = split(&ext, 3);
         assert_eq!(shares.len(), 3);
         let sizes: Vec<u64> = shares.iter().map(|s| total(s)).collect();
         let max = *sizes.iter().max().unwrap();
         let min = *sizes.iter().min().unwrap();
-        assert!(max - min <= 2 * 4096, "{sizes:?}");
-        // Inner cut points are aligned.
+        assert!(max - min <= 1, "{sizes:?}");
+        let ext = [e(0, 100 << 20)];
+        let shares = split(&ext, 3);
+        let sizes: Vec<u64> = shares.iter().map(|s| total(s)).collect();
+        assert!(sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= MAX_ALIGN);
+        // Inner cut points of large shares are aligned.
         for s in &shares[1..] {
-            assert_eq!(s[0].start % 4096, 0);
+            assert_eq!(s[0].start % MAX_ALIGN, 0);
         }
     }
 
@@ -183,14 +192,14 @@ mod tests {
         // 1 MiB of data, 100 MiB of hole, 1 MiB of data: each worker gets one data extent.
         let mib = 1 << 20;
         let ext = [e(0, mib), e(101 * mib, 102 * mib)];
-        let shares = split(&ext, 2, 1, 4096);
+        let shares = split(&ext, 2);
         assert_eq!(shares, vec![vec![e(0, mib)], vec![e(101 * mib, 102 * mib)]]);
     }
 
     #[test]
     fn many_small_extents_are_spread_over_workers() {
         let ext: Vec<Extent> = (0..100).map(|i| e(i * 8192, i * 8192 + 4096)).collect();
-        let shares = split(&ext, 4, 1, 4096);
+        let shares = split(&ext, 4);
         assert_eq!(shares.len(), 4);
         assert_covers(&ext, &shares);
         for s in &shares {
@@ -199,23 +208,23 @@ mod tests {
     }
 
     #[test]
-    fn small_files_get_fewer_workers() {
+    fn every_job_gets_a_share_down_to_one_byte_each() {
         let mib = 1 << 20;
-        assert_eq!(split(&[e(0, mib)], 8, 2 * mib, 4096).len(), 1);
-        assert_eq!(split(&[e(0, 5 * mib)], 8, 2 * mib, 4096).len(), 2);
-        assert_eq!(split(&[e(0, 64 * mib)], 8, 2 * mib, 4096).len(), 8);
+        assert_eq!(split(&[e(0, mib)], 8).len(), 8);
+        assert_eq!(split(&[e(0, 3)], 8).len(), 3);
+        assert_eq!(split(&[e(0, 3)], 2), vec![vec![e(0, 1)], vec![e(1, 3)]]);
     }
 
     #[test]
     fn no_data_gives_one_empty_share() {
-        assert_eq!(split(&[], 4, 1, 4096), vec![Vec::<Extent>::new()]);
+        assert_eq!(split(&[], 4), vec![Vec::<Extent>::new()]);
     }
 
     #[test]
     fn unaligned_extents_still_cover_exactly() {
         let ext = [e(5, 4000), e(4001, 9000), e(12_345, 70_001)];
         for jobs in 1..=8 {
-            let shares = split(&ext, jobs, 1, 4096);
+            let shares = split(&ext, jobs);
             assert_covers(&ext, &shares);
         }
     }
