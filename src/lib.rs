@@ -14,4 +14,5 @@
 
 pub mod error;
 pub mod protocol;
+pub mod room;
 pub mod stdio;
