@@ -428,7 +428,15 @@ fn a_join_needs_its_own_fresh_cookie() {
     assert!(matches!(other.next(), Got::Challenge { nonce: 2, .. }));
     // The right one works.
     eve.send_raw(&join_msg(3, cookie, "eve"));
-    assert!(matches!(eve.next(), Got::Welcome { nonce: 3, .. }));
+    let Got::Welcome {
+        nonce: 3, token, ..
+    } = eve.next()
+    else {
+        panic!("expected a welcome")
+    };
+    // The same JOIN again (its WELCOME was lost): the same WELCOME again.
+    eve.send_raw(&join_msg(3, cookie, "eve"));
+    assert!(matches!(eve.next(), Got::Welcome { nonce: 3, token: t, .. } if t == token));
     // (Stale cookies, from two windows back, are refused: room unit tests, which control time.)
 }
 

@@ -144,8 +144,9 @@ impl Console {
         if self.buf.len() > MAX_CONSOLE_LINE {
             self.buf.clear();
             if !self.skipping {
-                lines.push(String::new());
-                log("console: line too long, ignored");
+                log(&format!(
+                    "console: line longer than {MAX_CONSOLE_LINE} bytes, ignored"
+                ));
             }
             self.skipping = true;
         }

@@ -569,10 +569,15 @@ fn join_part(server: SocketAddr, base: usize, names: &[String], per_ip: usize) -
         .map(|_| getrandom::u64().expect("random"))
         .collect();
     let mut cookies: Vec<Option<Cookie>> = vec![None; clients.len()];
-    let end = Instant::now() + Duration::from_secs(30);
+    for c in &clients {
+        c.sock.set_nonblocking(true).expect("nonblocking");
+    }
+    let end = Instant::now() + Duration::from_secs(60);
     let mut buf = [0u8; 2048];
-    // Pipelined in windows, so the server's receive buffer is not overrun.
-    for window in (0..clients.len()).collect::<Vec<_>>().chunks(100) {
+    // Pipelined in small windows, so a small server receive buffer is not
+    // overrun; whatever is lost is sent again after a short round.
+    let all: Vec<usize> = (0..clients.len()).collect();
+    for window in all.chunks(25) {
         loop {
             let todo: Vec<usize> = window
                 .iter()
@@ -592,29 +597,35 @@ fn join_part(server: SocketAddr, base: usize, names: &[String], per_ip: usize) -
                     name: &c.name,
                 });
             }
-            for &i in &todo {
-                let c = &mut clients[i];
-                c.sock
-                    .set_read_timeout(Some(Duration::from_millis(300)))
-                    .expect("timeout");
-                while let Ok((n, _)) = c.sock.recv_from(&mut buf) {
-                    match decode(&buf[..n]).into_iter().next() {
-                        Some(Got::Challenge { nonce, cookie }) if nonce == nonces[i] => {
-                            cookies[i] = Some(cookie);
-                            break;
+            let mut waiting = todo;
+            let round_end = Instant::now() + Duration::from_millis(300);
+            while !waiting.is_empty() && Instant::now() < round_end {
+                waiting.retain(|&i| {
+                    let c = &mut clients[i];
+                    while let Ok((n, _)) = c.sock.recv_from(&mut buf) {
+                        match decode(&buf[..n]).into_iter().next() {
+                            Some(Got::Challenge { nonce, cookie }) if nonce == nonces[i] => {
+                                cookies[i] = Some(cookie);
+                                return false;
+                            }
+                            Some(Got::Welcome { nonce, token, .. }) if nonce == nonces[i] => {
+                                c.token = token;
+                                return false;
+                            }
+                            Some(Got::Refused { reason, .. }) => {
+                                panic!("{} refused: {reason}", c.name)
+                            }
+                            _ => {} // announcements of others' joins
                         }
-                        Some(Got::Welcome { nonce, token, .. }) if nonce == nonces[i] => {
-                            c.token = token;
-                            break;
-                        }
-                        Some(Got::Refused { reason, .. }) => panic!("{} refused: {reason}", c.name),
-                        _ => {} // announcements of others' joins
                     }
-                }
+                    true
+                });
+                std::thread::sleep(Duration::from_micros(200));
             }
         }
     }
     for c in &mut clients {
+        c.sock.set_nonblocking(false).expect("blocking");
         c.sock.set_read_timeout(Some(WAIT)).expect("timeout");
     }
     clients
