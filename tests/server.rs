@@ -496,7 +496,7 @@ fn strangers_never_get_more_bytes_than_they_send() {
     while stranger.recv_from(&mut buf).is_ok() {
         answers += 1;
     }
-    assert!(answers <= 45, "{answers} answers to 200 JOINs");
+    assert!(answers <= 60, "{answers} answers to 200 JOINs");
     assert!(s.stats()["rate limited"] > 100);
 }
 
@@ -550,7 +550,7 @@ fn a_flood_is_rate_limited() {
             _ => unreachable!(),
         }
     }
-    assert!((10..=13).contains(&acked.len()), "{} accepted", acked.len());
+    assert!((10..=15).contains(&acked.len()), "{} accepted", acked.len());
     for seq in &acked {
         assert_eq!(
             bob.event(),
@@ -598,7 +598,17 @@ fn malformed_datagrams_are_counted_never_answered() {
     }
     alice.silence();
     assert_eq!(s.stats()["malformed"], shapes.len() as u64);
-    s.wait_log(&format!("dropped {} malformed datagrams (", shapes.len()));
+    // Logged as summaries, at most one every 5 seconds: add them up.
+    let mut logged = 0;
+    while logged < shapes.len() {
+        let line = s.wait_new_log("malformed datagram", Duration::from_secs(12));
+        let n = line
+            .split("dropped ")
+            .nth(1)
+            .and_then(|r| r.split(' ').next());
+        logged += n.and_then(|n| n.parse::<usize>().ok()).expect("a count");
+    }
+    assert_eq!(logged, shapes.len());
     // Still serving.
     assert_eq!(alice.ping(), 0);
 }

@@ -114,6 +114,23 @@ impl Server {
         panic!("no stderr line with {text:?}; got {:#?}", self.log)
     }
 
+    /// Waits up to `limit` for a stderr line not read before that contains `text`.
+    pub fn wait_new_log(&mut self, text: &str, limit: Duration) -> String {
+        let end = Instant::now() + limit;
+        while let Some(left) = end.checked_duration_since(Instant::now()) {
+            match self.stderr.recv_timeout(left) {
+                Ok(line) => {
+                    self.log.push(line.clone());
+                    if line.contains(text) {
+                        return line;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        panic!("no new stderr line with {text:?}; got {:#?}", self.log)
+    }
+
     /// Types a line on the admin console.
     pub fn console(&mut self, line: &str) {
         let stdin = self.stdin.as_mut().expect("stdin is piped");
