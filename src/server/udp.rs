@@ -113,8 +113,9 @@ unsafe fn local_of(hdr: &libc::msghdr) -> Option<Local> {
         match ((*c).cmsg_level, (*c).cmsg_type) {
             (libc::IPPROTO_IP, libc::IP_PKTINFO) => {
                 let p: libc::in_pktinfo = std::ptr::read_unaligned(data as *const _);
-                // The header's destination is the address the client wrote to.
-                let ip = Ipv4Addr::from(u32::from_be(p.ipi_addr.s_addr));
+                // The local address to answer from: for a unicast datagram the
+                // address the client wrote to; for a broadcast, the interface's.
+                let ip = Ipv4Addr::from(u32::from_be(p.ipi_spec_dst.s_addr));
                 return Some(Local {
                     ip: IpAddr::V4(ip),
                     ifindex: 0,
@@ -122,6 +123,9 @@ unsafe fn local_of(hdr: &libc::msghdr) -> Option<Local> {
             }
             (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO) => {
                 let p: libc::in6_pktinfo = std::ptr::read_unaligned(data as *const _);
+                if p.ipi6_addr.s6_addr[0] == 0xff {
+                    return None; // sent to a multicast group: let the kernel pick a source
+                }
                 return Some(Local {
                     ip: IpAddr::V6(Ipv6Addr::from(p.ipi6_addr.s6_addr)),
                     ifindex: p.ipi6_ifindex,
