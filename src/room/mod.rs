@@ -10,6 +10,8 @@
 //! the events queued for each member into EVENTS datagrams) and, once the
 //! output is sent, [`Room::end_turn`].
 
+mod console;
+mod join;
 mod limits;
 mod members;
 mod outbox;
@@ -18,13 +20,11 @@ pub use limits::{Bucket, SeqWindow, SourceLimiter, SEQ_WINDOW};
 pub use outbox::{Outbox, Transmit};
 
 use crate::protocol::{
-    check_name, check_text, decode_client, encode_who_page, name_key, ByeReason, ClientMsg, Cookie,
-    Event, LeftReason, Malformed, NameError, RefuseReason, RejectReason, ServerMsg, Token,
-    MAX_TEXT_BYTES,
+    check_text, decode_client, encode_who_page, name_key, ByeReason, ClientMsg, Event, LeftReason,
+    Malformed, RejectReason, ServerMsg, Token,
 };
 use members::{Member, Members};
 use siphasher::sip128::SipHasher24;
-use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -122,16 +122,6 @@ struct Broadcast {
     start: u32,
     end: u32,
     except: Token,
-}
-
-/// What a JOIN may lead to.
-enum Admission {
-    Refuse(RefuseReason),
-    /// A retransmitted JOIN of the attempt that created member `i`: WELCOME again.
-    Resend(usize),
-    /// `prev_token` names member `i`, same name and address: replace the session.
-    Rejoin(usize),
-    New,
 }
 
 /// The room.
@@ -311,166 +301,6 @@ impl Room {
         self.out.reply(peer, &ServerMsg::Ack { seq });
     }
 
-    /// The cookie for `addr` and `name` in cookie window `window`.
-    fn cookie(&self, window: u64, addr: SocketAddr, name: &str) -> Cookie {
-        let mut buf = [0u8; 8 + 1 + 16 + 2 + 96];
-        let mut n = 0;
-        let mut put = |b: &[u8]| {
-            buf[n..n + b.len()].copy_from_slice(b);
-            n += b.len();
-        };
-        put(&window.to_be_bytes());
-        match addr.ip() {
-            IpAddr::V4(ip) => {
-                put(&[4]);
-                put(&ip.octets());
-            }
-            IpAddr::V6(ip) => {
-                put(&[6]);
-                put(&ip.octets());
-            }
-        }
-        put(&addr.port().to_be_bytes());
-        put(&name.as_bytes()[..name.len().min(96)]);
-        SipHasher24::new_with_key(&self.cookie_key)
-            .hash(&buf[..n])
-            .as_bytes()
-    }
-
-    fn admission(&self, key: &str, addr: &SocketAddr, prev_token: Token, nonce: u64) -> Admission {
-        if let Some(j) = self.members.by_addr(addr) {
-            let m = self.members.get(j);
-            return if *m.key != *key {
-                Admission::Refuse(RefuseReason::Taken) // one address, one member
-            } else if m.join_nonce == nonce {
-                Admission::Resend(j)
-            } else if prev_token != 0 && prev_token == m.token {
-                Admission::Rejoin(j)
-            } else {
-                Admission::Refuse(RefuseReason::Taken)
-            };
-        }
-        if self.members.by_key(key).is_some() {
-            Admission::Refuse(RefuseReason::Taken)
-        } else if self.members.len() >= self.cfg.max_members {
-            Admission::Refuse(RefuseReason::RoomFull)
-        } else {
-            Admission::New
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn join(
-        &mut self,
-        now: Instant,
-        unix_secs: u64,
-        peer: Peer,
-        nonce: u64,
-        prev_token: Token,
-        cookie: Cookie,
-        name: &str,
-    ) {
-        // Every answer goes to an address that may be spoofed: one reply at
-        // most, smaller than the 256-byte JOIN, and rate-limited per source.
-        if !self.strangers.allow(now, peer.addr.ip()) {
-            self.stats.rate_limited += 1;
-            return;
-        }
-        let refuse = |room: &mut Room, reason| {
-            room.out.reply(peer, &ServerMsg::Refused { nonce, reason });
-        };
-        match check_name(name) {
-            Ok(()) => {}
-            Err(NameError::Invalid) => return refuse(self, RefuseReason::InvalidName),
-            Err(NameError::Reserved) => return refuse(self, RefuseReason::Reserved),
-        }
-        let key = name_key(name);
-        let admission = self.admission(&key, &peer.addr, prev_token, nonce);
-        let rejoin = match admission {
-            Admission::Refuse(r) => return refuse(self, r),
-            Admission::Resend(j) => return self.welcome(j, nonce),
-            Admission::Rejoin(j) => Some(j),
-            Admission::New => None,
-        };
-        let window = unix_secs / COOKIE_WINDOW_SECS;
-        let fresh = self.cookie(window, peer.addr, name);
-        let valid = ct_eq(&cookie, &fresh)
-            || (window > 0 && ct_eq(&cookie, &self.cookie(window - 1, peer.addr, name)));
-        if !valid {
-            self.out.reply(
-                peer,
-                &ServerMsg::Challenge {
-                    nonce,
-                    cookie: fresh,
-                },
-            );
-            return;
-        }
-        let token = self.fresh_token();
-        let joined = (self.turn, self.out.events_len());
-        let i = match rejoin {
-            Some(j) => {
-                self.members.set_token(j, token);
-                self.members.touch(j, now);
-                let m = self.members.get_mut(j);
-                m.join_nonce = nonce;
-                m.next_seq = 1;
-                m.seen = SeqWindow::new();
-                m.private.clear();
-                (m.joined_turn, m.joined_at) = joined;
-                self.log
-                    .push(format!("{} rejoined from {}", m.name, peer.addr));
-                j
-            }
-            None => {
-                let bucket = Bucket::full(now, self.cfg.burst);
-                let m = Member::new(token, name, key, peer, nonce, now, bucket, joined);
-                let i = self.members.insert(m);
-                self.stats.peak = self.stats.peak.max(self.members.len());
-                self.log.push(format!(
-                    "{name} joined from {} ({} members)",
-                    peer.addr,
-                    self.members.len()
-                ));
-                if self.announce() {
-                    let (start, end) = self.out.event(&Event::Joined { name });
-                    self.broadcasts.push(Broadcast {
-                        start,
-                        end,
-                        except: token,
-                    });
-                }
-                i
-            }
-        };
-        self.welcome(i, nonce);
-    }
-
-    fn welcome(&mut self, i: usize, nonce: u64) {
-        let m = self.members.get(i);
-        let timeout_ms = self.cfg.member_timeout.as_millis().min(u32::MAX as u128) as u32;
-        self.out.reply(
-            m.peer,
-            &ServerMsg::Welcome {
-                nonce,
-                token: m.token,
-                members: self.members.len() as u32,
-                timeout_ms,
-                name: &m.name,
-            },
-        );
-    }
-
-    /// A random token that is not 0 and not in use.
-    fn fresh_token(&mut self) -> Token {
-        loop {
-            let t = (self.tokens)();
-            if t != 0 && self.members.by_token(t).is_none() {
-                return t;
-            }
-        }
-    }
-
     /// Are joins and leaves announced (the room is not above the announce limit)?
     fn announce(&self) -> bool {
         self.members.len() <= self.cfg.announce_limit
@@ -532,96 +362,6 @@ impl Room {
         self.broadcasts.clear();
         self.dirty.clear();
         self.log.push(format!("shutting down: told {n} members"));
-    }
-
-    /// Handles one line typed on the admin console; returns what to show the
-    /// operator (possibly several lines, without a final newline).
-    pub fn console(&mut self, now: Instant, line: &str) -> String {
-        let line = line.strip_suffix('\r').unwrap_or(line);
-        if line.trim().is_empty() {
-            return String::new();
-        }
-        let Some(cmd) = line.strip_prefix('/') else {
-            return self.admin_says(line);
-        };
-        if cmd.starts_with('/') {
-            return self.admin_says(cmd); // "//text" sends "/text"
-        }
-        let mut words = cmd.split_whitespace();
-        match (words.next(), words.next(), words.next()) {
-            (Some("who"), None, _) => self.console_who(now),
-            (Some("stats"), None, _) => self.console_stats(),
-            (Some("kick"), Some(name), None) => self.kick(name),
-            (Some("kick"), _, _) => "usage: /kick NAME".to_string(),
-            _ => format!(
-                "unknown command '/{}': try /who, /kick NAME, /stats (start a line with // to send one beginning with /)",
-                cmd.split_whitespace().next().unwrap_or("")
-            ),
-        }
-    }
-
-    fn admin_says(&mut self, text: &str) -> String {
-        if text.len() > MAX_TEXT_BYTES {
-            return format!(
-                "not sent: {} bytes, the limit is {MAX_TEXT_BYTES}",
-                text.len()
-            );
-        }
-        if !check_text(text) {
-            return "not sent: the text holds control or bidi characters".to_string();
-        }
-        let (start, end) = self.out.event(&Event::Admin { text });
-        self.broadcasts.push(Broadcast {
-            start,
-            end,
-            except: 0,
-        });
-        let n = self.members.len();
-        format!("sent to {n} member{}", if n == 1 { "" } else { "s" })
-    }
-
-    fn console_who(&self, now: Instant) -> String {
-        let n = self.members.len();
-        let mut s = format!("{n} member{}", if n == 1 { "" } else { "s" });
-        for m in self.members.from(0) {
-            let idle = now.saturating_duration_since(m.last_heard).as_secs_f64();
-            let _ = write!(s, "\n{}\t{}\tidle {idle:.1} s", m.name, m.peer.addr);
-        }
-        s
-    }
-
-    /// The `/stats` line.
-    pub fn console_stats(&self) -> String {
-        let s = &self.stats;
-        format!(
-            "datagrams in: {}, datagrams out: {}, malformed: {}, dropped sends: {}, rate limited: {}, \
-             forged: {}, unknown sessions: {}, members: {}, peak: {}",
-            s.datagrams_in,
-            s.datagrams_out,
-            s.malformed,
-            s.dropped_sends,
-            s.rate_limited,
-            s.forged,
-            s.unknown_sessions,
-            self.members.len(),
-            s.peak
-        )
-    }
-
-    fn kick(&mut self, name: &str) -> String {
-        let Some(i) = self.members.by_key(&name_key(name)) else {
-            return format!("no member named '{name}'");
-        };
-        let m = self.members.get(i);
-        let done = format!("kicked {} ({})", m.name, m.peer.addr);
-        self.out.reply(
-            m.peer,
-            &ServerMsg::Bye {
-                reason: ByeReason::Kicked,
-            },
-        );
-        self.remove(i, LeftReason::Removed);
-        done
     }
 
     /// Packs the events queued this turn into EVENTS datagrams and returns
@@ -707,11 +447,6 @@ fn flush_member(m: &mut Member, bcasts: &[Broadcast], out: &mut Outbox, turn: u6
     });
     out.pack(m.peer, &mut m.next_seq, packing, merged);
     m.private.clear();
-}
-
-/// Compares two cookies in time independent of where they differ.
-fn ct_eq(a: &Cookie, b: &Cookie) -> bool {
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 use super::*;
-use crate::protocol::{decode_server, ServerMsg, JOIN_SIZE, MAX_DATAGRAM};
+use crate::protocol::{decode_server, Cookie, ServerMsg, JOIN_SIZE, MAX_DATAGRAM};
 use std::collections::{HashMap, HashSet};
 
 /// xorshift64*: deterministic randomness for tokens and random tests.
