@@ -719,3 +719,26 @@ fn ten_thousand_members() {
     let (total, names_seen) = rest[0].who();
     assert_eq!((total, names_seen.len()), (10_000, 10_000));
 }
+
+#[test]
+fn no_packing_sends_one_event_per_datagram() {
+    let s = Server::start(&["--no-packing", "--rate", "0"]);
+    let mut alice = Client::join(s.addr, "alice");
+    let bob = Client::join(s.addr, "bob");
+    alice.event();
+    for k in 0..20 {
+        alice.say(&format!("m{k}"));
+    }
+    let mut buf = [0u8; 2048];
+    let mut seqs = Vec::new();
+    while seqs.len() < 20 {
+        let (n, _) = bob.sock.recv_from(&mut buf).expect("an event for bob");
+        let got = decode(&buf[..n]);
+        assert_eq!(got.len(), 1, "one event per datagram: {got:?}");
+        if let Got::Event(seq, Ev::Said(_, text)) = &got[0] {
+            assert_eq!(text, &format!("m{}", seqs.len()));
+            seqs.push(*seq);
+        }
+    }
+    assert_eq!(seqs, (1..=20).collect::<Vec<u32>>());
+}

@@ -352,3 +352,90 @@ impl Sender {
         count
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{decode_server, ClientMsg, ServerMsg};
+    use crate::room::{Config, Room};
+    use std::os::fd::AsRawFd;
+    use std::time::{Duration, Instant};
+
+    /// A refused datagram is dropped and counted; the batch goes on after it.
+    #[test]
+    fn a_failed_datagram_is_skipped_not_fatal() {
+        let server = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for s in [&a, &b] {
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        }
+        let mut room = Room::new(Config::default(), [1; 16], Box::new(|| 7), Instant::now());
+        let join = ClientMsg::Join {
+            nonce: 3,
+            prev_token: 0,
+            cookie: [0; 16],
+            name: "bad name",
+        }
+        .to_vec();
+        // An IPv6 destination cannot be reached from this IPv4 socket.
+        let v6: SocketAddr = "[::1]:9".parse().unwrap();
+        for to in [a.local_addr().unwrap(), v6, b.local_addr().unwrap()] {
+            room.handle(Instant::now(), 0, to.into(), &join);
+        }
+        let out = room.flush();
+        assert_eq!(out.transmits().len(), 3);
+        let n = Sender::new().send(server.as_raw_fd(), out);
+        assert_eq!(
+            n,
+            SendCount {
+                sent: 2,
+                dropped: 1
+            }
+        );
+        let mut buf = [0u8; 64];
+        for s in [&a, &b] {
+            let (len, from) = s.recv_from(&mut buf).unwrap();
+            assert_eq!(from, server.local_addr().unwrap());
+            assert!(matches!(
+                decode_server(&buf[..len]),
+                Ok(ServerMsg::Refused { nonce: 3, .. })
+            ));
+        }
+    }
+
+    /// recvmmsg reports each datagram with its source; an oversized one comes
+    /// back one byte over the limit, so it decodes as too long.
+    #[test]
+    fn receive_batches_and_oversized_datagrams() {
+        let server = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let to = server.local_addr().unwrap();
+        let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+        c.send_to(b"one", to).unwrap();
+        c.send_to(&[7u8; 3000], to).unwrap();
+        c.send_to(b"three", to).unwrap();
+        let mut rx = Receiver::new();
+        let mut got = Vec::new();
+        let end = Instant::now() + Duration::from_secs(5);
+        while got.len() < 3 && Instant::now() < end {
+            match rx.recv(server.as_raw_fd()) {
+                Ok(n) => {
+                    for k in 0..n {
+                        let (peer, data) = rx.get(k).unwrap();
+                        assert_eq!(peer.addr, c.local_addr().unwrap());
+                        assert_eq!(peer.local, None, "no packet info on a specific bind");
+                        got.push(data.to_vec());
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(5))
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(got[0], b"one");
+        assert_eq!(got[1].len(), MAX_DATAGRAM + 1);
+        assert_eq!(got[2], b"three");
+        assert!(rx.get(3).is_none());
+    }
+}
