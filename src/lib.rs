@@ -2,6 +2,8 @@
 //!
 //! * `pcopy SRC DST`: a file copier that forks; each process copies its own
 //!   byte range into a preallocated destination with positioned I/O.
+//! * `chat-server`: one UDP chat room on a mio poll loop, with an admin
+//!   console on stdin; the wire format is PROTOCOL.md.
 //! * `chat-client`: a member of a UDP chat room that logs in, then forks into a
 //!   sender and a receiver.
 //!
@@ -14,6 +16,10 @@
 //! * [`pcopy`]: the fork-split file copier: plan, destination, workers, report.
 //! * [`protocol`]: the chat wire format of PROTOCOL.md (encode, decode, limits,
 //!   name and text rules), pure functions over bytes.
+//! * [`room`]: the chat room as a sans-IO state machine: datagram, source and
+//!   time in, datagrams to send out as values.
+//! * [`server`]: the chat server's mio loop over the socket (batched
+//!   `recvmmsg`/`sendmmsg`), the console on stdin and the signals.
 //! * [`stdio`]: reopening closed standard fds and writing lines without
 //!   panicking on a closed pipe.
 
@@ -21,4 +27,6 @@ pub mod client;
 pub mod error;
 pub mod pcopy;
 pub mod protocol;
+pub mod room;
+pub mod server;
 pub mod stdio;

@@ -1,0 +1,116 @@
+//! `chat-server`: one UDP chat room, with an admin console on stdin.
+
+use clap::Parser;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+use udpchat::error::{Error, Result};
+use udpchat::room::Config;
+use udpchat::server::{self, Options};
+use udpchat::stdio;
+
+/// One UDP chat room. Lines typed on stdin go to every member as admin
+/// messages; /who, /kick NAME and /stats are console commands.
+#[derive(Parser, Debug)]
+#[command(name = "chat-server", version)]
+struct Args {
+    /// Address to listen on (`0.0.0.0:PORT` or `[::]:PORT` opens it to the network).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8888")]
+    bind: SocketAddr,
+    /// Refuse joins beyond this many members.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    max_members: usize,
+    /// In rooms larger than this, joins and leaves are not announced.
+    #[arg(long, value_name = "N", default_value_t = 500)]
+    announce_limit: usize,
+    /// Remove members silent this long: seconds ("30", "0.5") or with a unit ("500ms", "2m").
+    #[arg(long, value_name = "DURATION", default_value = "30", value_parser = parse_duration)]
+    member_timeout: Duration,
+    /// Messages per second per member (burst 10); 0 turns flood control off.
+    #[arg(long, value_name = "PER_SECOND", default_value_t = 5.0, value_parser = parse_rate)]
+    rate: f64,
+    /// Send one event per datagram instead of packing a turn's events together (for measurement).
+    #[arg(long)]
+    no_packing: bool,
+}
+
+/// Seconds, fractional or not, or a number with `ms`, `s`, `m` or `h`.
+fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    let t = s.trim();
+    let (num, scale) = if let Some(n) = t.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = t.strip_suffix('m') {
+        (n, 60.0)
+    } else if let Some(n) = t.strip_suffix('h') {
+        (n, 3600.0)
+    } else {
+        (t, 1.0)
+    };
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a duration (try 30, 0.5, 500ms, 2m)"))?;
+    let secs = v * scale;
+    // WELCOME carries the timeout in milliseconds as a u32.
+    if !(0.001..=4_000_000.0).contains(&secs) {
+        return Err(format!("'{s}' is out of range (1ms to about 46 days)"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn parse_rate(s: &str) -> std::result::Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!(
+            "'{s}' is not a rate (a number of messages per second, 0 for none)"
+        )),
+    }
+}
+
+fn run() -> Result<()> {
+    let args = Args::parse();
+    let opts = Options {
+        bind: args.bind,
+        room: Config {
+            max_members: args.max_members,
+            announce_limit: args.announce_limit,
+            member_timeout: args.member_timeout,
+            rate: args.rate,
+            packing: !args.no_packing,
+            ..Config::default()
+        },
+    };
+    server::run(&opts)
+}
+
+fn main() -> ExitCode {
+    // Before anything opens a descriptor: a closed stdin must not become the socket.
+    let reopened = stdio::reopen_closed_std_fds().map_err(|e| Error::io("reopen", "/dev/null", e));
+    match reopened.and_then(|()| run()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            stdio::err_line(&format!("chat-server: {e}"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("0").is_err());
+        assert!(parse_duration("-1").is_err());
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_rate("-1").is_err());
+        assert_eq!(parse_rate("0"), Ok(0.0));
+    }
+}

@@ -1,0 +1,361 @@
+//! The chat server's event loop: one UDP socket, the admin console on stdin
+//! and SIGINT/SIGTERM, all in one mio poll. It only moves bytes: datagrams and
+//! console lines go into the [`Room`], what the room queues goes out in
+//! `sendmmsg` batches, and the loop sleeps until the room's next deadline.
+
+mod udp;
+
+pub use udp::{bind, Receiver, SendCount, Sender, BATCH};
+
+use crate::error::{Error, Result};
+use crate::room::{Config, Room};
+use crate::stdio;
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use siphasher::sip128::SipHasher24;
+use std::fs::File;
+use std::io::{self, Read};
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Poll token of the UDP socket.
+const SOCKET: Token = Token(0);
+/// Poll token of the admin console (stdin).
+const STDIN: Token = Token(1);
+/// Poll token of the signalfd (SIGINT, SIGTERM).
+const SIGNALS: Token = Token(2);
+
+/// Datagrams handled per loop turn before the output is flushed: what one
+/// turn queues for a member is packed together, and timers, the console and
+/// signals still get their turn under a flood.
+const TURN_BUDGET: usize = 4 * BATCH;
+/// The malformed-datagram summary is logged at most this often.
+const MALFORMED_SUMMARY_EVERY: Duration = Duration::from_secs(5);
+/// A console line longer than this is discarded.
+const MAX_CONSOLE_LINE: usize = 64 * 1024;
+
+/// Everything the server needs to know.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Address to listen on.
+    pub bind: SocketAddr,
+    /// The room's limits.
+    pub room: Config,
+}
+
+/// Writes one log line to stderr, with a UTC timestamp.
+pub fn log(msg: &str) {
+    stdio::err_line(&format!("{} {msg}", timestamp(SystemTime::now())));
+}
+
+/// `YYYY-MM-DD HH:MM:SS.mmm` in UTC.
+fn timestamp(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + (month <= 2) as i64;
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{:03}",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+fn unix_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The admin console: stdin, opened as a new open file description so that
+/// making it non-blocking does not affect the shell or a terminal shared with
+/// stdout, split into lines by hand (edge-triggered: read to WouldBlock).
+struct Console {
+    file: File,
+    buf: Vec<u8>,
+    /// Dropping the rest of a line that was too long.
+    skipping: bool,
+}
+
+impl Console {
+    /// Opens and registers stdin, or says why the console is off.
+    fn open(poll: &Poll) -> std::result::Result<Console, String> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC)
+            .open("/proc/self/fd/0")
+            .map_err(|e| format!("cannot open stdin: {}", crate::error::os_reason(&e)))?;
+        poll.registry()
+            .register(&mut SourceFd(&file.as_raw_fd()), STDIN, Interest::READABLE)
+            .map_err(|e| format!("stdin cannot be polled: {}", crate::error::os_reason(&e)))?;
+        Ok(Console {
+            file,
+            buf: Vec::new(),
+            skipping: false,
+        })
+    }
+
+    /// Reads what is there; returns the complete lines, and whether stdin is
+    /// finished (EOF or an error, with the reason).
+    fn read(&mut self) -> (Vec<String>, Option<String>) {
+        let mut chunk = [0u8; 4096];
+        let mut end = None;
+        loop {
+            match self.file.read(&mut chunk) {
+                Ok(0) => {
+                    end = Some("end of input".to_string());
+                    break;
+                }
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    end = Some(format!(
+                        "cannot read stdin: {}",
+                        crate::error::os_reason(&e)
+                    ));
+                    break;
+                }
+            }
+        }
+        let mut lines = Vec::new();
+        while let Some(nl) = self.buf.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.buf.drain(..=nl).collect();
+            if std::mem::take(&mut self.skipping) {
+                continue;
+            }
+            lines.push(String::from_utf8_lossy(&line[..nl]).into_owned());
+        }
+        if self.buf.len() > MAX_CONSOLE_LINE {
+            self.buf.clear();
+            if !self.skipping {
+                log(&format!(
+                    "console: line longer than {MAX_CONSOLE_LINE} bytes, ignored"
+                ));
+            }
+            self.skipping = true;
+        }
+        if end.is_some() && !self.buf.is_empty() && !self.skipping {
+            lines.push(String::from_utf8_lossy(&std::mem::take(&mut self.buf)).into_owned());
+        }
+        (lines, end)
+    }
+}
+
+/// Blocks SIGINT and SIGTERM and returns a signalfd that reports them.
+fn signal_fd() -> Result<SignalFd> {
+    let mut mask = SigSet::empty();
+    mask.add(Signal::SIGINT);
+    mask.add(Signal::SIGTERM);
+    mask.thread_block()
+        .map_err(|e| Error::io("block", "SIGINT and SIGTERM", e.into()))?;
+    SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        .map_err(|e| Error::io("create", "signalfd", e.into()))
+}
+
+/// Reads every pending signal; returns the name of the last one.
+fn read_signals(sfd: &SignalFd) -> Option<String> {
+    let mut got = None;
+    loop {
+        match sfd.read_signal() {
+            Ok(Some(info)) => {
+                got = Some(
+                    Signal::try_from(info.ssi_signo as i32)
+                        .map_or_else(|_| format!("signal {}", info.ssi_signo), |s| s.to_string()),
+                )
+            }
+            Ok(None) => return got,
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => return got,
+        }
+    }
+}
+
+/// Receives and handles datagrams until the socket is drained (returns
+/// false) or the turn's budget is spent (returns true: more may be waiting).
+fn drain_socket(fd: RawFd, rx: &mut Receiver, room: &mut Room, now: Instant) -> Result<bool> {
+    let unix = unix_secs();
+    let mut handled = 0;
+    while handled < TURN_BUDGET {
+        match rx.recv(fd) {
+            Ok(n) => {
+                for k in 0..n {
+                    if let Some((peer, data)) = rx.get(k) {
+                        room.handle(now, unix, peer, data);
+                    }
+                }
+                handled += n.max(1);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => match e.raw_os_error() {
+                Some(
+                    nix::libc::EBADF | nix::libc::EFAULT | nix::libc::EINVAL | nix::libc::ENOTSOCK,
+                ) => return Err(Error::io("receive on", "socket", e)),
+                // Transient (ENOMEM, a pending ICMP error): try again next turn.
+                _ => return Ok(true),
+            },
+        }
+    }
+    Ok(true)
+}
+
+/// Runs the server until SIGINT or SIGTERM.
+pub fn run(opts: &Options) -> Result<()> {
+    // Signals first: once "listening on" is out, SIGTERM must find them handled.
+    let sfd = signal_fd()?;
+    let sock = bind(opts.bind)?;
+    let local = sock
+        .local_addr()
+        .map_err(|e| Error::io("read the address of", opts.bind, e))?;
+    stdio::err_line(&format!("listening on {local}"));
+
+    // The cookie key, and a key for tokens should the OS random source fail
+    // later (SipHash of a counter under a secret key is as unpredictable).
+    let mut keys = [0u8; 32];
+    getrandom::fill(&mut keys)
+        .map_err(|e| Error::msg("read", "the OS random source", e.to_string()))?;
+    let (mut key, mut prf_key) = ([0u8; 16], [0u8; 16]);
+    key.copy_from_slice(&keys[..16]);
+    prf_key.copy_from_slice(&keys[16..]);
+    let mut counter = 0u64;
+    let tokens = move || {
+        getrandom::u64().unwrap_or_else(|_| {
+            counter += 1;
+            SipHasher24::new_with_key(&prf_key)
+                .hash(&counter.to_be_bytes())
+                .h1
+        })
+    };
+    let mut room = Room::new(opts.room.clone(), key, Box::new(tokens), Instant::now());
+
+    let mut poll = Poll::new().map_err(|e| Error::io("create", "poll", e))?;
+    let fd = sock.as_raw_fd();
+    poll.registry()
+        .register(&mut SourceFd(&fd), SOCKET, Interest::READABLE)
+        .map_err(|e| Error::io("register", local, e))?;
+    poll.registry()
+        .register(&mut SourceFd(&sfd.as_raw_fd()), SIGNALS, Interest::READABLE)
+        .map_err(|e| Error::io("register", "signalfd", e))?;
+    let mut console = match Console::open(&poll) {
+        Ok(c) => {
+            log("admin console on: type a line to send it to everyone, /who, /kick NAME, /stats");
+            Some(c)
+        }
+        Err(why) => {
+            log(&format!("admin console off ({why})"));
+            None
+        }
+    };
+
+    let mut events = Events::with_capacity(16);
+    let mut rx = Receiver::new();
+    let mut tx = Sender::new();
+    let mut socket_ready = true; // drain what arrived before registration
+    let mut last_summary: Option<Instant> = None;
+    loop {
+        let now = Instant::now();
+        let mut deadline = room.next_deadline();
+        if room.malformed_pending() {
+            let at = last_summary.map_or(now, |t| t + MALFORMED_SUMMARY_EVERY);
+            deadline = Some(deadline.map_or(at, |d| d.min(at)));
+        }
+        let timeout = if socket_ready {
+            Some(Duration::ZERO)
+        } else {
+            deadline.map(|d| d.saturating_duration_since(now))
+        };
+        if let Err(e) = poll.poll(&mut events, timeout) {
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(Error::io("poll", local, e));
+        }
+        let now = Instant::now();
+        let mut stop = None;
+        for ev in events.iter() {
+            match ev.token() {
+                SOCKET => socket_ready = true,
+                SIGNALS => stop = read_signals(&sfd).or(stop),
+                STDIN => {
+                    if let Some(c) = console.as_mut() {
+                        let (lines, end) = c.read();
+                        for line in lines {
+                            let reply = room.console(now, &line);
+                            if !reply.is_empty() {
+                                let _ = stdio::out_line(&reply);
+                            }
+                        }
+                        if let Some(why) = end {
+                            let _ = poll
+                                .registry()
+                                .deregister(&mut SourceFd(&c.file.as_raw_fd()));
+                            console = None;
+                            log(&format!("admin console off ({why})"));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        if socket_ready && stop.is_none() {
+            socket_ready = drain_socket(fd, &mut rx, &mut room, now)?;
+        }
+        room.expire(now);
+        if let Some(sig) = &stop {
+            log(&format!(
+                "{sig}: telling every member the server is shutting down"
+            ));
+            room.shutdown();
+        }
+        let out = room.flush();
+        let n = tx.send(fd, out);
+        room.end_turn();
+        room.stats.datagrams_out += n.sent;
+        room.stats.dropped_sends += n.dropped;
+        for line in room.take_log() {
+            log(&line);
+        }
+        if room.malformed_pending()
+            && last_summary.is_none_or(|t| now >= t + MALFORMED_SUMMARY_EVERY)
+        {
+            if let Some(s) = room.malformed_summary() {
+                log(&s);
+            }
+            last_summary = Some(now);
+        }
+        if stop.is_some() {
+            log("exiting");
+            return Ok(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_utc_civil_time() {
+        let t = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
+        assert_eq!(timestamp(t), "2023-11-14 22:13:20.123");
+        assert_eq!(timestamp(UNIX_EPOCH), "1970-01-01 00:00:00.000");
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
+        assert_eq!(timestamp(leap), "2000-02-29 00:00:00.000");
+    }
+}
