@@ -598,3 +598,210 @@ fn started_with_stdin_closed_it_joins_and_leaves() {
     };
     assert_eq!(status.code(), Some(0));
 }
+
+// ---- against the real chat-server ----
+
+/// Starts a client and waits until it is in the room.
+fn member(server: &str, name: &str) -> Client {
+    let mut c = Client::spawn(server, name, &[]);
+    c.out
+        .wait_for(&format!("welcome, {name}"), WAIT)
+        .unwrap_or_else(|| panic!("{name} did not join: {:?}", c.err.rest(WAIT)));
+    c.find_helper();
+    c
+}
+
+fn saw(c: &mut Client, pat: &str) -> String {
+    c.out
+        .wait_for(pat, WAIT)
+        .unwrap_or_else(|| panic!("never saw {pat:?}; saw {:?}", c.out.seen))
+}
+
+#[test]
+fn a_whole_conversation_with_the_real_server() {
+    let mut srv = Server::start(&[]);
+    let mut alice = member(&srv.addr, "alice");
+    let mut bob = member(&srv.addr, "bob");
+    saw(&mut alice, "* bob joined");
+    let mut carol = member(&srv.addr, "carol");
+    saw(&mut alice, "* carol joined");
+    saw(&mut bob, "* carol joined");
+
+    alice.send("hello all");
+    assert!(saw(&mut bob, "alice: hello all").ends_with(" alice: hello all"));
+    saw(&mut carol, "alice: hello all");
+
+    srv.admin("maintenance at noon");
+    for c in [&mut alice, &mut bob, &mut carol] {
+        assert!(saw(c, "[admin]").ends_with(" [admin] maintenance at noon"));
+    }
+
+    bob.send("/who");
+    let who = saw(&mut bob, "in the room:");
+    assert!(who.contains("-- 3 in the room: "), "{who}");
+    for n in ["alice", "bob", "carol"] {
+        assert!(who.contains(n), "{who}");
+    }
+
+    carol.send("/msg alice psst");
+    assert!(saw(&mut alice, "[carol -> you]").ends_with(" [carol -> you] psst"));
+
+    bob.send("/quit");
+    assert_eq!(bob.wait_clean(WAIT).code(), Some(0));
+    saw(&mut alice, "* bob left");
+    saw(&mut carol, "* bob left");
+    assert!(
+        !bob.out.rest(WAIT).iter().any(|l| l.contains("psst")),
+        "a private message reaches only its recipient"
+    );
+
+    srv.admin("/kick carol");
+    assert_eq!(carol.wait_clean(WAIT).code(), Some(1));
+    assert_eq!(
+        carol.err.rest(WAIT),
+        ["chat-client: you were removed by the admin"]
+    );
+    saw(&mut alice, "* carol was removed");
+
+    alice.close_stdin();
+    assert_eq!(alice.wait_clean(WAIT).code(), Some(0));
+    assert!(alice.err.rest(WAIT).is_empty());
+}
+
+#[test]
+fn a_taken_name_through_a_pipe_is_fatal() {
+    let srv = Server::start(&[]);
+    let _alice = member(&srv.addr, "alice");
+    let mut again = Client::spawn(&srv.addr, "ALICE", &[]);
+    assert_eq!(again.wait_clean(WAIT).code(), Some(1));
+    assert_eq!(
+        again.err.rest(WAIT),
+        ["chat-client: cannot join as 'ALICE': name taken"]
+    );
+}
+
+#[test]
+fn killed_clients_still_leave_with_the_real_server() {
+    let srv = Server::start(&[]);
+    let mut watcher = member(&srv.addr, "watcher");
+    // The parent killed: the receiver leaves.
+    let mut a = member(&srv.addr, "a1");
+    saw(&mut watcher, "* a1 joined");
+    let h = a.helper.unwrap();
+    a.signal(Signal::SIGKILL);
+    a.wait(WAIT).unwrap();
+    assert!(
+        saw(&mut watcher, "* a1 left").ends_with("* a1 left"),
+        "not timed out"
+    );
+    assert!(orphan_ended_within(h, WAIT));
+    // The receiver killed: the parent leaves.
+    let mut b = member(&srv.addr, "b1");
+    saw(&mut watcher, "* b1 joined");
+    let h = b.helper.unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(h), Signal::SIGKILL).unwrap();
+    assert_eq!(b.wait_clean(WAIT).code(), Some(1));
+    assert!(saw(&mut watcher, "* b1 left").ends_with("* b1 left"));
+    // Ctrl-C to the group.
+    let mut c = member(&srv.addr, "c1");
+    saw(&mut watcher, "* c1 joined");
+    c.signal_group(Signal::SIGINT);
+    assert_eq!(c.wait_clean(WAIT).code(), Some(130));
+    saw(&mut watcher, "* c1 left");
+    // SIGTERM.
+    let mut d = member(&srv.addr, "d1");
+    saw(&mut watcher, "* d1 joined");
+    d.signal(Signal::SIGTERM);
+    assert_eq!(d.wait_clean(WAIT).code(), Some(143));
+    saw(&mut watcher, "* d1 left");
+}
+
+#[test]
+fn server_shutdown_and_lost_contact() {
+    let srv = Server::start(&[]);
+    let mut a = member(&srv.addr, "alice");
+    srv.signal(Signal::SIGTERM);
+    assert_eq!(a.wait_clean(WAIT).code(), Some(1));
+    assert_eq!(
+        a.err.rest(WAIT),
+        ["chat-client: the chat server is shutting down"]
+    );
+
+    let srv = Server::start(&["--member-timeout", "1"]);
+    let mut a = member(&srv.addr, "alice");
+    srv.signal(Signal::SIGSTOP);
+    assert_eq!(a.wait_clean(WAIT).code(), Some(1));
+    assert_eq!(
+        a.err.rest(WAIT),
+        [format!(
+            "chat-client: lost contact with the server at {}",
+            srv.addr
+        )]
+    );
+}
+
+#[test]
+fn the_server_restarts_on_the_same_port_and_the_client_rejoins() {
+    let mut srv = Server::start(&[]);
+    let addr = srv.addr.clone();
+    let mut alice = member(&addr, "alice");
+    srv.kill();
+    let _srv = Server::start_on(&addr, &[]);
+    let mut bob = member(&addr, "bob");
+    alice.send("still here");
+    saw(&mut alice, "joined again");
+    assert!(saw(&mut bob, "alice: still here").ends_with(" alice: still here"));
+    bob.send("welcome back");
+    saw(&mut alice, "bob: welcome back");
+    alice.close_stdin();
+    assert_eq!(alice.wait_clean(WAIT).code(), Some(0));
+    saw(&mut bob, "* alice left");
+}
+
+#[test]
+fn events_dropped_on_the_way_are_reported_lost() {
+    // One event per datagram, so a dropped datagram is one lost event.
+    let srv = Server::start(&["--no-packing", "--member-timeout", "1.5"]);
+    let drop_marked = |d: &[u8]| match protocol::decode_server(d) {
+        Ok(ServerMsg::Events { events, .. }) => events
+            .iter()
+            .any(|e| matches!(e, Event::Said { text, .. } if text.starts_with("drop"))),
+        _ => false,
+    };
+    let relay = Relay::start(&srv.addr, drop_marked);
+    let mut alice = member(&relay.addr, "alice");
+    let mut bob = member(&srv.addr, "bob");
+    for line in ["one", "drop two", "drop three", "four", "drop five"] {
+        bob.send(line);
+    }
+    saw(&mut alice, "bob: one");
+    assert!(saw(&mut alice, "lost").ends_with(" (2 messages lost)"));
+    saw(&mut alice, "bob: four");
+    // "drop five" is lost at the end: the next PONG (every 0.5 s) tells.
+    assert!(saw(&mut alice, "lost").ends_with(" (1 message lost)"));
+    alice.close_stdin();
+    assert_eq!(alice.wait_clean(WAIT).code(), Some(0));
+    assert_eq!(relay.stop(), 3);
+}
+
+#[test]
+fn a_pasted_burst_is_paced_by_the_rate_limit_not_lost() {
+    let srv = Server::start(&[]);
+    let mut watcher = member(&srv.addr, "watcher");
+    let mut paster = member(&srv.addr, "paster");
+    for i in 1..=25 {
+        paster.send(&format!("line {i}"));
+    }
+    paster.close_stdin();
+    for i in 1..=25 {
+        let want = format!("paster: line {i}");
+        let got = saw(&mut watcher, "paster: line");
+        assert!(got.ends_with(&want), "in order: {got} for {want}");
+    }
+    assert_eq!(paster.wait_clean(Duration::from_secs(20)).code(), Some(0));
+    assert!(!paster
+        .out
+        .rest(WAIT)
+        .iter()
+        .any(|l| l.contains("not delivered")));
+}
