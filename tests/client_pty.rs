@@ -16,11 +16,12 @@ use udpchat::protocol::{self, ByeReason, ClientMsg, Event, ServerMsg};
 
 fn start(srv: &FakeServer, cols: u16) -> (PtyClient, std::net::SocketAddr) {
     let addr = srv.addr_text();
-    let c = PtyClient::spawn(
+    let mut c = PtyClient::spawn(
         &["--server", &addr, "--name", "alice", "--lang", "en"],
         cols,
     );
     let (from, _) = srv.accept(5, 30_000);
+    c.find_helper();
     c.wait_screen("the prompt", |s| s.cursor_line() == ">");
     (c, from)
 }
@@ -122,7 +123,7 @@ fn a_half_typed_line_survives_incoming_messages() {
         },
     );
     let mut c = c;
-    assert_eq!(c.wait(WAIT).expect("exit").code(), Some(0));
+    assert_eq!(c.wait_clean().code(), Some(0));
     assert_restored(&c);
 }
 
@@ -140,16 +141,15 @@ fn ctrl_c_through_the_terminal_leaves_and_restores_the_modes() {
             reason: ByeReason::Left,
         },
     );
-    assert_eq!(c.wait(WAIT).expect("exit").code(), Some(130));
+    assert_eq!(c.wait_clean().code(), Some(130));
     assert_restored(&c);
-    assert!(children_of(c.pid()).is_empty());
 }
 
 #[test]
 fn modes_are_restored_when_the_parent_is_killed() {
     let srv = FakeServer::new();
     let (mut c, from) = start(&srv, 80);
-    let helper = *children_of(c.pid()).first().expect("forked");
+    let helper = c.helper.unwrap();
     assert!(chat_mode(c.local_flags()));
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.pid()), Signal::SIGKILL).unwrap();
     c.wait(WAIT).expect("killed");
@@ -169,7 +169,7 @@ fn modes_are_restored_when_the_parent_is_killed() {
 fn modes_are_restored_when_the_receiver_is_killed() {
     let srv = FakeServer::new();
     let (mut c, from) = start(&srv, 80);
-    let helper = *children_of(c.pid()).first().expect("forked");
+    let helper = c.helper.unwrap();
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(helper), Signal::SIGKILL).unwrap();
     srv.recv_where(WAIT, is_leave).expect("the sender's LEAVE");
     srv.send(
@@ -178,7 +178,7 @@ fn modes_are_restored_when_the_receiver_is_killed() {
             reason: ByeReason::Left,
         },
     );
-    assert_eq!(c.wait(WAIT).expect("exit").code(), Some(1));
+    assert_eq!(c.wait_clean().code(), Some(1));
     assert_restored(&c);
 }
 
@@ -186,7 +186,7 @@ fn modes_are_restored_when_the_receiver_is_killed() {
 fn ctrl_z_gives_the_modes_back_and_continuing_redraws() {
     let srv = FakeServer::new();
     let (mut c, from) = start(&srv, 80);
-    let helper = *children_of(c.pid()).first().expect("forked");
+    let helper = c.helper.unwrap();
     c.type_bytes(b"draft");
     c.wait_screen("typed", |s| s.cursor_line() == "> draft");
     c.type_bytes(b"\x1a");
@@ -227,7 +227,7 @@ fn ctrl_z_gives_the_modes_back_and_continuing_redraws() {
             reason: ByeReason::Left,
         },
     );
-    assert_eq!(c.wait(WAIT).expect("exit").code(), Some(0));
+    assert_eq!(c.wait_clean().code(), Some(0));
     assert_restored(&c);
 }
 
@@ -295,6 +295,7 @@ fn on_a_terminal_a_refused_name_is_asked_again() {
     });
     c.type_bytes(b"bob2\r");
     let (from, _) = srv.accept(9, 30_000);
+    c.find_helper();
     c.wait_screen("the chat prompt", |s| {
         s.text()
             .iter()
@@ -309,6 +310,6 @@ fn on_a_terminal_a_refused_name_is_asked_again() {
             reason: ByeReason::Left,
         },
     );
-    assert_eq!(c.wait(WAIT).expect("exit").code(), Some(0));
+    assert_eq!(c.wait_clean().code(), Some(0));
     assert_restored(&c);
 }

@@ -118,6 +118,8 @@ pub struct PtyClient {
     pub modes_at_start: Termios,
     output: Arc<Mutex<Vec<u8>>>,
     stop: Arc<AtomicBool>,
+    /// The client's second process, once found.
+    pub helper: Option<i32>,
 }
 
 impl PtyClient {
@@ -183,7 +185,35 @@ impl PtyClient {
             modes_at_start,
             output,
             stop,
+            helper: None,
         }
+    }
+
+    /// The client's second process (the receiver), once it has forked.
+    pub fn find_helper(&mut self) -> i32 {
+        let start = Instant::now();
+        while start.elapsed() < crate::common::WAIT {
+            if let Some(&p) = crate::common::children_of(self.pid()).first() {
+                self.helper = Some(p);
+                return p;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("chat-client {} never forked", self.pid());
+    }
+
+    /// Waits for the exit and checks that the second process is gone too.
+    pub fn wait_clean(&mut self) -> std::process::ExitStatus {
+        let status = self
+            .wait(crate::common::WAIT)
+            .expect("chat-client did not exit");
+        if let Some(h) = self.helper {
+            assert!(
+                crate::common::gone_within(h, Duration::from_secs(3)),
+                "the client's second process {h} was left behind"
+            );
+        }
+        status
     }
 
     pub fn pid(&self) -> i32 {
@@ -245,6 +275,13 @@ impl Drop for PtyClient {
             let pid = nix::unistd::Pid::from_raw(self.pid());
             let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL);
             let _ = self.child.wait();
+        }
+        if let Some(h) = self.helper {
+            let pid = nix::unistd::Pid::from_raw(h);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            if crate::common::stat(h).map(|(ppid, _)| ppid) == Some(std::process::id() as i32) {
+                let _ = nix::sys::wait::waitpid(pid, None);
+            }
         }
     }
 }
