@@ -24,7 +24,9 @@ pub mod login;
 pub mod outbox;
 pub mod receiver;
 pub mod render;
+pub mod screen;
 pub mod sender;
+pub mod tally;
 pub mod term;
 
 use crate::error::{Error, Result};

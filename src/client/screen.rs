@@ -1,0 +1,66 @@
+//! The receiver's output: plain flushed lines through a pipe; on a terminal,
+//! messages above an input line that is redrawn after each one.
+
+use crate::client::render;
+use std::io::{self, Write};
+
+/// stdout: plain flushed lines through a pipe; on a terminal, messages above
+/// an input line that is redrawn after each one.
+pub struct Screen {
+    pub tty: bool,
+    pub prompt: &'static str,
+    pub line: Vec<char>,
+    pub cursor: usize,
+    pub cols: usize,
+    /// A write failed (a closed pipe, a hung-up terminal): nothing more is written.
+    pub broken: bool,
+}
+
+impl Screen {
+    fn input_seq(&self) -> String {
+        let pw = render::str_width(self.prompt);
+        let (text, col) = render::input_view(&self.line, self.cursor, pw, self.cols);
+        let mut s = format!("\r\x1b[K{}{}\r", self.prompt, text);
+        if pw + col > 0 {
+            s.push_str(&format!("\x1b[{}C", pw + col));
+        }
+        s
+    }
+
+    pub fn print(&mut self, text: &str) {
+        let line = render::stamped(&render::local_hhmm(), text);
+        if self.tty {
+            let s = format!("\r\x1b[K{line}\n{}", self.input_seq());
+            self.write(&s);
+        } else {
+            self.write(&format!("{line}\n"));
+        }
+    }
+
+    pub fn redraw(&mut self) {
+        if self.tty {
+            let s = self.input_seq();
+            self.write(&s);
+        }
+    }
+
+    pub fn clear(&mut self) {
+        if self.tty {
+            self.write("\r\x1b[K");
+        }
+    }
+
+    fn write(&mut self, s: &str) {
+        if self.broken {
+            return;
+        }
+        let mut out = io::stdout().lock();
+        if out
+            .write_all(s.as_bytes())
+            .and_then(|_| out.flush())
+            .is_err()
+        {
+            self.broken = true;
+        }
+    }
+}
