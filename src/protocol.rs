@@ -782,10 +782,21 @@ pub fn check_name(name: &str) -> Result<(), NameError> {
             return Err(NameError::Invalid);
         }
     }
-    if RESERVED_NAMES.contains(&name_key(name).as_str()) {
+    // Marks are dropped for this check, so `管理员` plus a combining mark cannot
+    // pass for the admin in the Chinese wording (`管理员 说: …`).
+    let bare: String = name_key(name).chars().filter(|&c| !is_mark(c)).collect();
+    if RESERVED_NAMES.contains(&bare.as_str()) {
         return Err(NameError::Reserved);
     }
     Ok(())
+}
+
+fn is_mark(c: char) -> bool {
+    use GeneralCategory::*;
+    matches!(
+        get_general_category(c),
+        NonspacingMark | SpacingMark | EnclosingMark
+    )
 }
 
 /// The key under which names are compared: NFKC(lowercase(NFKC(name))).
