@@ -1,5 +1,5 @@
 //! The sender's messages until the server acknowledges them: sequence numbers,
-//! retransmission, back-off on "rate limited", renumbering after a re-join.
+//! retransmission, back-off on "rate limited", new numbers after a re-join.
 //!
 //! Pure: time is an argument, datagrams and failures are return values.
 
@@ -160,11 +160,14 @@ impl Outbox {
         self.held = true;
     }
 
-    /// A new session: what is unacknowledged is renumbered from 1 and sent again.
+    /// A new session: what is unacknowledged is sent again under new numbers.
+    ///
+    /// Numbering goes on from the old session instead of restarting at 1, so a
+    /// late ACK or REJECT of the old session can never match a message of the
+    /// new one (ACK and REJECT carry no token).
     pub fn new_token(&mut self, token: Token) {
         self.token = token;
         self.held = false;
-        self.next_seq = 1;
         for f in self.flight.drain(..).rev() {
             self.queue.push_front((f.msg, 0));
         }
@@ -319,7 +322,8 @@ mod tests {
         assert!(f.is_empty());
         assert_eq!(
             d.iter().map(|d| seq_of(d)).collect::<Vec<_>>(),
-            [(2, 1), (2, 2)]
+            [(2, 4), (2, 5)],
+            "numbers go on from the old session"
         );
         let ClientMsg::Say { text, .. } = decode_client(&d[0]).unwrap() else {
             panic!()
