@@ -29,7 +29,10 @@ const SIGNALS: MioToken = MioToken(2);
 
 /// After asking the receiver to quit, how long before it is killed.
 const QUIT_GRACE: Duration = Duration::from_millis(2000);
-/// On end of input, how long unacknowledged messages may still take.
+/// On end of input, how long we wait for the next acknowledgement before what
+/// is still unsent or unacknowledged is reported "not delivered". Each
+/// acknowledgement restarts it, so a long file piped in at the server's rate
+/// limit is sent whole, however long that takes.
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 
 /// What a line of input asks for.
@@ -243,6 +246,9 @@ impl Sender {
         if let Some(deadline) = self.draining {
             if self.outbox.is_empty() || now >= deadline {
                 self.draining = None;
+                for msg in self.outbox.cancel_all() {
+                    self.not_delivered(&msg, Undelivered::NoAnswer);
+                }
                 self.ask_quit(code::OK);
             }
         }
@@ -406,7 +412,12 @@ impl Sender {
                     }
                 }
                 Ok(n) => match ToSender::decode(&buf[..n]) {
-                    Some(ToSender::Ack(seq)) => self.outbox.ack(seq),
+                    Some(ToSender::Ack(seq)) => {
+                        self.outbox.ack(seq);
+                        if let Some(deadline) = &mut self.draining {
+                            *deadline = Instant::now() + DRAIN_LIMIT;
+                        }
+                    }
                     Some(ToSender::Reject(seq, reason)) => {
                         if let Some((msg, why)) = self.outbox.reject(seq, reason, Instant::now()) {
                             self.not_delivered(&msg, why);
