@@ -783,7 +783,7 @@ pub fn check_name(name: &str) -> Result<(), NameError> {
         }
     }
     // Marks are dropped for this check, so `管理员` plus a combining mark cannot
-    // pass for the admin in the Chinese wording (`管理员 说: …`).
+    // pass for the admin (the client also brackets the admin: `[管理员] 说: …`).
     let bare: String = name_key(name).chars().filter(|&c| !is_mark(c)).collect();
     if RESERVED_NAMES.contains(&bare.as_str()) {
         return Err(NameError::Reserved);
@@ -799,11 +799,12 @@ fn is_mark(c: char) -> bool {
     )
 }
 
-/// The key under which names are compared: NFKC(lowercase(NFKC(name))).
-/// `ADMIN`, `Admin` and full-width `ａｄｍｉｎ` all have the key `admin`.
+/// The key under which names are compared: NFKC(casefold(NFKC(name))), with
+/// Unicode's full case folding. `ADMIN`, `Admin` and full-width `ａｄｍｉｎ` all
+/// have the key `admin`; `STRASSE` and `straße` share `strasse`.
 pub fn name_key(name: &str) -> String {
-    let folded: String = name.nfkc().collect::<String>().to_lowercase();
-    folded.nfkc().collect()
+    let nfkc: String = name.nfkc().collect();
+    caseless::default_case_fold_str(&nfkc).nfkc().collect()
 }
 
 /// Is `c` a bidi control (formatting that can reorder what a terminal shows)?
@@ -1136,6 +1137,8 @@ mod tests {
             assert_eq!(check_name(reserved), Err(NameError::Reserved), "{reserved}");
         }
         assert_eq!(name_key("ALICE"), name_key("ａｌｉｃｅ"));
+        assert_eq!(name_key("STRASSE"), name_key("straße"));
+        assert_eq!(name_key("ΟΔΟΣ"), name_key("οδοσ"));
         assert_ne!(name_key("alice"), name_key("alice2"));
     }
 

@@ -526,7 +526,7 @@ fn chinese_lines_by_flag_and_by_locale() {
         for want in [
             "alice 进入了聊天室",
             "alice 说: 你好",
-            "管理员 说: 维护",
+            "[管理员] 说: 维护",
             "alice 退出了聊天室",
         ] {
             let line = c

@@ -54,7 +54,7 @@ pub struct Options {
 /// The signal the child gets when the parent dies.
 pub const PARENT_DEATH_SIGNAL: Signal = Signal::SIGUSR1;
 /// How long the LEAVE is repeated while waiting for BYE.
-pub const LEAVE_WAIT: Duration = Duration::from_millis(800);
+pub const LEAVE_WAIT: Duration = Duration::from_millis(500);
 /// LEAVE is repeated this often until BYE.
 pub const LEAVE_RESEND: Duration = Duration::from_millis(200);
 

@@ -96,7 +96,7 @@ pub fn event_line(lang: Lang, event: &Event<'_>) -> String {
             format!("[{} -> 你] {}", escape(from), escape(text))
         }
         (Lang::En, Event::Admin { text }) => format!("[admin] {}", escape(text)),
-        (Lang::Zh, Event::Admin { text }) => format!("管理员 说: {}", escape(text)),
+        (Lang::Zh, Event::Admin { text }) => format!("[管理员] 说: {}", escape(text)),
     }
 }
 
@@ -425,7 +425,7 @@ mod tests {
         );
         assert_eq!(
             event_line(l, &Event::Admin { text: "维护" }),
-            "管理员 说: 维护"
+            "[管理员] 说: 维护"
         );
         assert_eq!(
             event_line(

@@ -28,7 +28,7 @@ const LINK: MioToken = MioToken(1);
 const SIGNALS: MioToken = MioToken(2);
 
 /// After asking the receiver to quit, how long before it is killed.
-const QUIT_GRACE: Duration = Duration::from_millis(2000);
+const QUIT_GRACE: Duration = Duration::from_millis(900);
 /// On end of input, how long we wait for the next acknowledgement before what
 /// is still unsent or unacknowledged is reported "not delivered". Each
 /// acknowledgement restarts it, so a long file piped in at the server's rate

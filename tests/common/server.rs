@@ -58,6 +58,12 @@ impl Server {
     }
 
     /// Starts the command given (the server binary or a wrapper of it).
+    /// The server's process id.
+    #[allow(dead_code)]
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn spawn(mut cmd: Command, stdin: Stdio) -> Server {
         let mut child = cmd
             .stdin(stdin)
