@@ -116,6 +116,23 @@ fn open_source(opts: &Options) -> Result<(File, std::fs::Metadata)> {
     Ok((file, meta))
 }
 
+/// Belt and braces after a run of workers that reported success: each must have
+/// counted exactly its share's bytes. A worker that vanished without a word (reaped
+/// behind our back, say) would otherwise leave its range as zeros in a file that
+/// then replaces DST.
+fn check_shares_done(shared: &Shared, shares: &[Vec<plan::Extent>], done: &str) -> Result<()> {
+    for (i, share) in shares.iter().enumerate() {
+        let (got, want) = (shared.done_by(i), plan::total(share));
+        if got != want {
+            return Err(Error::plain(format!(
+                "worker {} {done} {got} of its {want} bytes",
+                i + 1
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Copies `opts.src` to `opts.dst`; see the module doc.
 pub fn run(opts: &Options) -> Result<(), Failure> {
     let start = Instant::now();
@@ -189,6 +206,7 @@ pub fn run(opts: &Options) -> Result<(), Failure> {
         let n = shares.len();
         let mut draw = |sh: &Shared| progress.tick(|| sh.total_done(n));
         workers::run(n, &shared, &work, &mut draw).map_err(stop)?;
+        check_shares_done(&shared, &shares, "copied")?;
         worker_bytes = (0..n).map(|i| shared.done_by(i)).collect();
     }
     let file_len = if to_eof { data_bytes } else { size };
@@ -230,6 +248,7 @@ pub fn run(opts: &Options) -> Result<(), Failure> {
             let n = shares.len();
             let mut draw = |sh: &Shared| progress.tick(|| sh.total_done(n));
             workers::run(n, &shared, &work, &mut draw).map_err(stop)?;
+            check_shares_done(&shared, &shares, "verified")?;
             // A file that grew holes' worth of length would not show in the extents.
             let len = files
                 .dst

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
+use nix::sys::signal::{kill, sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
 use nix::unistd::Pid;
 
 const PCOPY: &str = env!("CARGO_BIN_EXE_pcopy");
@@ -699,6 +699,34 @@ fn big_cmd(dir: &Path, extra: &[&str], no_tmpfile: bool) -> Command {
     c
 }
 
+/// Sets each of `signals` to `handler` in Command's child, before exec: an ignored
+/// disposition survives exec, so this is how a shell with `trap '' SIG` (or `nohup`,
+/// or `&` in a script) starts pcopy.
+fn set_dispositions(c: &mut Command, signals: &'static [Signal], handler: SigHandler) {
+    // SAFETY: sigaction is async-signal-safe; this runs in Command's child before exec.
+    unsafe {
+        c.pre_exec(move || {
+            let act = SigAction::new(handler, SaFlags::empty(), SigSet::empty());
+            for &sig in signals {
+                sigaction(sig, &act)?;
+            }
+            Ok(())
+        });
+    }
+}
+
+/// The signals the tests send to pcopy, and SIGCHLD, at their default action, so a
+/// test does not depend on how the test runner itself was started (`nohup`, `&`).
+fn default_signals(c: &mut Command) {
+    const SIGNALS: &[Signal] = &[
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGCHLD,
+    ];
+    set_dispositions(c, SIGNALS, SigHandler::SigDfl);
+}
+
 fn worker_killed(no_tmpfile: bool) {
     let (dir, _, _) = big_setup();
     let (child, worker) = catch_a_worker(|| big_cmd(dir.path(), &[], no_tmpfile));
@@ -719,6 +747,22 @@ fn a_killed_worker_fails_the_copy_cleanly() {
 #[test]
 fn a_killed_worker_fails_the_copy_cleanly_without_o_tmpfile() {
     worker_killed(true);
+}
+
+#[test]
+fn a_killed_worker_fails_the_copy_even_with_sigchld_ignored() {
+    // Started with SIGCHLD ignored, a process's children are reaped by the kernel
+    // and waitpid says ECHILD: pcopy must not take that for "all done".
+    let (dir, _, _) = big_setup();
+    let (child, worker) = catch_a_worker(|| {
+        let mut c = big_cmd(dir.path(), &[], false);
+        set_dispositions(&mut c, &[Signal::SIGCHLD], SigHandler::SigIgn);
+        c
+    });
+    kill(Pid::from_raw(worker), Signal::SIGKILL).unwrap();
+    let o = finish(child);
+    assert_fails(&o, &["worker 2", &format!("{worker}")]);
+    assert_old_dst_intact_and_no_temp(dir.path());
 }
 
 #[test]
