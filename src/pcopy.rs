@@ -21,6 +21,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
+use nix::sys::signal::Signal;
+
 use crate::error::{Error, Result};
 use crate::stdio;
 use copy::Files;
@@ -58,26 +60,42 @@ pub struct Options {
     pub sync: bool,
 }
 
-/// A failed run: the error line to print and the exit status.
+/// A failed run: the error line to print and how to end.
 #[derive(Debug)]
 pub struct Failure {
     pub error: Error,
-    /// 1 for errors, 128 + N when stopped by signal N.
+    /// 1 for errors; 128 + N when stopped by signal N (used only if dying by the
+    /// signal itself fails, see [`exit_code`]).
     pub status: u8,
+    /// The stop signal (SIGINT, SIGTERM, SIGHUP) that ended the run, if any.
+    pub signal: Option<Signal>,
 }
 
 impl From<Error> for Failure {
     fn from(error: Error) -> Self {
-        Failure { error, status: 1 }
+        Failure {
+            error,
+            status: 1,
+            signal: None,
+        }
     }
 }
 
 /// Prints a failure as `pcopy: …` on stderr and turns the result into an exit status.
+///
+/// Call it after everything `run` built is dropped (the temporary file removed,
+/// the workers reaped). When a stop signal ended the run, this does not return: it
+/// dies by that signal, so that the parent sees death by signal, as from `cp`. A
+/// shell running `for f in …; do pcopy …; done` stops the loop on Ctrl-C only then;
+/// an exit status of 130 would tell it pcopy handled the signal and the loop goes on.
 pub fn exit_code(result: Result<(), Failure>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
             stdio::err_line(&format!("pcopy: {}", f.error));
+            if let Some(sig) = f.signal {
+                workers::die_by(sig);
+            }
             ExitCode::from(f.status)
         }
     }
@@ -171,11 +189,12 @@ pub fn run(opts: &Options) -> Result<(), Failure> {
     let shared = Shared::new()?;
     let show_progress = !opts.quiet && nix::unistd::isatty(io::stderr()).unwrap_or(false);
     let mut progress = Progress::new(show_progress, start);
-    let interrupted = |sig: nix::sys::signal::Signal| Failure {
+    let interrupted = |sig: Signal| Failure {
         error: Error::plain(format!(
             "interrupted by {sig}; '{dst_shown}' left unchanged"
         )),
         status: 128 + sig as u8,
+        signal: Some(sig),
     };
     let stop = |s: Stop| match s {
         Stop::Signal(sig) => interrupted(sig),
@@ -290,5 +309,6 @@ pub fn run(opts: &Options) -> Result<(), Failure> {
             crate::error::os_reason(&e)
         )),
         status: 1,
+        signal: None,
     })
 }

@@ -86,6 +86,21 @@ pub fn stop_signal() -> Option<Signal> {
     }
 }
 
+/// Ends this process by `sig` itself, after pcopy's cleanup: default action,
+/// unblocked, raised. Returns only if the process is somehow still alive (the
+/// caller then exits with 128 + N).
+pub fn die_by(sig: Signal) {
+    let dfl = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    // SAFETY: restoring the default action of a stop signal.
+    if unsafe { sigaction(sig, &dfl) }.is_err() {
+        return;
+    }
+    let mut set = SigSet::empty();
+    set.add(sig);
+    let _ = sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&set), None);
+    let _ = nix::sys::signal::raise(sig);
+}
+
 /// In a child: stop signals kill it (default action), as for any process.
 fn default_stop_signals() {
     let dfl = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
