@@ -690,9 +690,12 @@ fn file_size_limit_fails_at_preallocation() {
 // ---------------------------------------------------------------------------
 // Failures mid-copy: nothing appears under DST's name, no temp is left
 
+/// pcopy on the 256 MiB `src` of [`big_setup`]; every test that signals pcopy or its
+/// workers starts it this way, with the default dispositions of [`default_signals`].
 fn big_cmd(dir: &Path, extra: &[&str], no_tmpfile: bool) -> Command {
     let mut c = cmd(dir);
     c.args(extra).args(["src", "dst"]);
+    default_signals(&mut c);
     if no_tmpfile {
         c.env("PCOPY_TEST_NO_TMPFILE", "1");
     }
