@@ -480,6 +480,42 @@ fn size_zero_proc_files_are_copied_to_eof() {
 }
 
 #[test]
+fn sysfs_files_are_copied_to_eof_whatever_their_size() {
+    // sysfs says 4096 bytes for every attribute; the content is a few bytes.
+    let src = Path::new("/sys/class/net/lo/mtu");
+    let Ok(want) = fs::read(src) else {
+        eprintln!("skipped: {} is not readable (no /sys here)", src.display());
+        return;
+    };
+    let dir = tempdir();
+    for jobs in ["1", "2"] {
+        let o = run_in(
+            dir.path(),
+            &[
+                "-j",
+                jobs,
+                "--verify",
+                "--json",
+                "/sys/class/net/lo/mtu",
+                "mtu",
+            ],
+        );
+        assert_ok(&o);
+        let got = fs::read(dir.path().join("mtu")).unwrap();
+        assert!(
+            got == want,
+            "-j {jobs}: got {} bytes {:?}, want {:?}",
+            got.len(),
+            String::from_utf8_lossy(&got[..got.len().min(64)]),
+            String::from_utf8_lossy(&want)
+        );
+        let j = json(&o);
+        assert_eq!(j["bytes"], want.len() as u64, "{j}");
+        assert_eq!(j["workers"], 1, "{j}");
+    }
+}
+
+#[test]
 fn dst_may_be_an_existing_directory() {
     let dir = tempdir();
     fs::create_dir(dir.path().join("d")).unwrap();
