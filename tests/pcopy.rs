@@ -314,16 +314,21 @@ fn copies_are_byte_identical_for_every_size_and_job_count() {
 #[test]
 fn default_is_the_homework_two_byte_halves() {
     let dir = tempdir();
-    big_file(&dir.path().join("f"), 10 * MIB + 1);
-    let o = run_in(dir.path(), &["--json", "f", "a"]);
-    assert_ok(&o);
-    let j = json(&o);
-    assert_eq!(j["workers"], 2, "{j}");
-    // [0, len/2) and [len/2, len).
-    let len = 10 * MIB as u64 + 1;
-    let half = len / 2;
-    assert_eq!(worker_bytes(&j), [half, len - half], "{j}");
-    assert!(fs::read(dir.path().join("f")).unwrap() == fs::read(dir.path().join("a")).unwrap());
+    // Below and above the share size (24 MiB) where workers switch from
+    // copy_file_range to pread/pwrite: the cut is at the exact byte either way.
+    for len in [10 * MIB + 1, 33 * MIB + 1] {
+        fs::remove_file(dir.path().join("a")).ok();
+        big_file(&dir.path().join("f"), len);
+        let o = run_in(dir.path(), &["--json", "f", "a"]);
+        assert_ok(&o);
+        let j = json(&o);
+        assert_eq!(j["workers"], 2, "{j}");
+        // [0, len/2) and [len/2, len).
+        let len = len as u64;
+        let half = len / 2;
+        assert_eq!(worker_bytes(&j), [half, len - half], "{j}");
+        assert!(fs::read(dir.path().join("f")).unwrap() == fs::read(dir.path().join("a")).unwrap());
+    }
     let o = run_in(dir.path(), &["-j", "8", "--json", "f", "b"]);
     assert_ok(&o);
     assert_eq!(json(&o)["workers"], 8);
