@@ -5,7 +5,7 @@
 
 use std::fs::{self, File};
 use std::io::{Read, Write};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -680,6 +680,61 @@ fn same_file_is_refused_in_all_its_forms() {
 }
 
 #[test]
+fn dst_directory_holding_a_same_named_directory_is_refused() {
+    let dir = tempdir();
+    let p = dir.path();
+    fs::write(p.join("a"), b"x").unwrap();
+    fs::create_dir_all(p.join("d/a")).unwrap();
+    fs::write(p.join("d/a/keep"), b"k").unwrap();
+    let o = run_in(p, &["a", "d"]);
+    assert_fails(&o, &["'d/a'", "is a directory"]);
+    assert!(fs::metadata(p.join("d/a")).unwrap().is_dir());
+    assert_eq!(entries(&p.join("d")), vec!["a"]);
+    assert_eq!(entries(&p.join("d/a")), vec!["keep"]);
+}
+
+#[test]
+fn dst_that_is_not_a_regular_file_is_refused() {
+    // A symlink to /dev/null: renaming over it would replace /dev/null itself.
+    let dir = tempdir();
+    let p = dir.path();
+    fs::write(p.join("a"), b"x").unwrap();
+    std::os::unix::fs::symlink("/dev/null", p.join("null")).unwrap();
+    let before = fs::metadata("/dev/null").unwrap();
+    let o = run_in(p, &["a", "null"]);
+    assert_fails(&o, &["'null'", "not a regular file"]);
+    let after = fs::metadata("/dev/null").unwrap();
+    assert!(after.file_type().is_char_device(), "/dev/null replaced");
+    assert_eq!((after.ino(), after.rdev()), (before.ino(), before.rdev()));
+    assert_eq!(entries(p), vec!["a", "null"]);
+    assert_eq!(
+        entries(Path::new("/dev"))
+            .iter()
+            .filter(|n| n.contains("pcopy"))
+            .count(),
+        0
+    );
+}
+
+#[test]
+fn symlink_loop_as_dst_is_refused() {
+    let dir = tempdir();
+    let p = dir.path();
+    fs::write(p.join("a"), b"x").unwrap();
+    std::os::unix::fs::symlink("loop", p.join("loop")).unwrap();
+    std::os::unix::fs::symlink("pong", p.join("ping")).unwrap();
+    std::os::unix::fs::symlink("ping", p.join("pong")).unwrap();
+    for name in ["loop", "ping"] {
+        let o = run_in(p, &["a", name]);
+        assert_fails(
+            &o,
+            &[&format!("'{name}'"), "Too many levels of symbolic links"],
+        );
+    }
+    assert_eq!(entries(p), vec!["a", "loop", "ping", "pong"]);
+}
+
+#[test]
 fn missing_dst_directory_is_refused() {
     let dir = tempdir();
     fs::write(dir.path().join("a"), b"x").unwrap();
@@ -710,22 +765,37 @@ fn file_size_limit_fails_at_preallocation() {
     fs::write(p.join("dst"), OLD).unwrap();
     let mut c = cmd(p);
     c.args(["src", "dst"]);
-    // SAFETY: setrlimit is async-signal-safe; this runs in Command's child before exec.
-    unsafe {
-        c.pre_exec(|| {
-            let (_, hard) =
-                nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_FSIZE)?;
-            nix::sys::resource::setrlimit(
-                nix::sys::resource::Resource::RLIMIT_FSIZE,
-                MIB as u64,
-                hard,
-            )?;
-            Ok(())
-        });
-    }
+    limit_file_size(&mut c, MIB as u64);
     let o = finish(c.spawn().unwrap());
     assert_fails(&o, &["cannot preallocate 'dst'", "File too large"]);
     assert_old_dst_intact_and_no_temp(p);
+
+    // With no DST at all: nothing appears, in either way of building the new file.
+    fs::remove_file(p.join("dst")).unwrap();
+    for no_tmpfile in [false, true] {
+        let mut c = cmd(p);
+        c.args(["src", "dst"]);
+        if no_tmpfile {
+            c.env("PCOPY_TEST_NO_TMPFILE", "1");
+        }
+        limit_file_size(&mut c, MIB as u64);
+        let o = finish(c.spawn().unwrap());
+        assert_fails(&o, &["cannot preallocate 'dst'", "File too large"]);
+        assert_eq!(entries(p), vec!["src"], "no_tmpfile {no_tmpfile}");
+    }
+}
+
+/// Sets RLIMIT_FSIZE (`ulimit -f`) to `bytes` in Command's child before exec.
+fn limit_file_size(c: &mut Command, bytes: u64) {
+    // SAFETY: setrlimit is async-signal-safe; this runs in Command's child before exec.
+    unsafe {
+        c.pre_exec(move || {
+            let (_, hard) =
+                nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_FSIZE)?;
+            nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_FSIZE, bytes, hard)?;
+            Ok(())
+        });
+    }
 }
 
 // ---------------------------------------------------------------------------
