@@ -717,6 +717,68 @@ fn dst_that_is_not_a_regular_file_is_refused() {
 }
 
 #[test]
+fn dangling_dst_symlink_is_refused_like_cp() {
+    // cp: "not writing through dangling symlink 'X'"; creating the link's target
+    // would write wherever the link points (another user's directory, say).
+    let dir = tempdir();
+    let p = dir.path();
+    fs::write(p.join("a"), b"x").unwrap();
+    std::os::unix::fs::symlink("nowhere", p.join("dangling")).unwrap();
+    std::os::unix::fs::symlink("link2", p.join("link1")).unwrap();
+    std::os::unix::fs::symlink("nowhere2", p.join("link2")).unwrap();
+    for name in ["dangling", "link1"] {
+        let o = run_in(p, &["a", name]);
+        assert_fails(
+            &o,
+            &[&format!("not writing through dangling symlink '{name}'")],
+        );
+    }
+    assert_eq!(entries(p), vec!["a", "dangling", "link1", "link2"]);
+}
+
+#[test]
+fn dst_symlink_into_another_directory_replaces_its_target() {
+    let dir = tempdir();
+    let p = dir.path();
+    fs::create_dir(p.join("sub")).unwrap();
+    fs::write(p.join("a"), b"new").unwrap();
+    fs::write(p.join("sub/t"), b"old").unwrap();
+    std::os::unix::fs::symlink("sub/t", p.join("rel")).unwrap();
+    std::os::unix::fs::symlink(p.join("rel"), p.join("abs")).unwrap();
+    let o = run_in(p, &["a", "abs"]);
+    assert_ok(&o);
+    assert_eq!(fs::read(p.join("sub/t")).unwrap(), b"new");
+    assert_eq!(entries(&p.join("sub")), vec!["t"]);
+    assert_eq!(entries(p), vec!["a", "abs", "rel", "sub"]);
+    assert!(stdout(&o).contains("a -> abs "), "{}", stdout(&o));
+}
+
+#[test]
+fn dst_symlink_is_followed_by_the_kernel_so_protected_symlinks_applies() {
+    // fs.protected_symlinks: in a sticky world-writable directory (/tmp), a symlink
+    // owned by someone else is not followed. pcopy lets the kernel follow DST's link,
+    // so the rule holds for it as for any open().
+    let protected = fs::read_to_string("/proc/sys/fs/protected_symlinks").unwrap_or_default();
+    if protected.trim() != "1" || !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root and fs.protected_symlinks = 1");
+        return;
+    }
+    let dir = tempdir();
+    let p = dir.path();
+    fs::write(p.join("a"), b"new").unwrap();
+    fs::write(p.join("victim"), OLD).unwrap();
+    fs::create_dir(p.join("tmp")).unwrap();
+    fs::set_permissions(p.join("tmp"), fs::Permissions::from_mode(0o1777)).unwrap();
+    let link = p.join("tmp/planted");
+    std::os::unix::fs::symlink(p.join("victim"), &link).unwrap();
+    std::os::unix::fs::lchown(&link, Some(65534), Some(65534)).unwrap();
+    let o = run_in(p, &["a", "tmp/planted"]);
+    assert_fails(&o, &["'tmp/planted'", "Permission denied"]);
+    assert_eq!(fs::read(p.join("victim")).unwrap(), OLD);
+    assert_eq!(entries(&p.join("tmp")), vec!["planted"]);
+}
+
+#[test]
 fn symlink_loop_as_dst_is_refused() {
     let dir = tempdir();
     let p = dir.path();
