@@ -21,6 +21,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sys::signal::Signal;
 
 use crate::error::{Error, Result};
@@ -101,8 +102,8 @@ pub fn exit_code(result: Result<(), Failure>) -> ExitCode {
     }
 }
 
-/// Opens SRC without ever blocking (a FIFO would wait for a writer) and refuses
-/// anything but a regular file.
+/// Opens SRC without ever blocking (a FIFO would wait for a writer), refuses
+/// anything but a regular file, and then puts the file back in blocking mode.
 fn open_source(opts: &Options) -> Result<(File, std::fs::Metadata)> {
     let shown = opts.src.display();
     let file = File::options()
@@ -131,6 +132,14 @@ fn open_source(opts: &Options) -> Result<(File, std::fs::Metadata)> {
         let reason = format!("not a regular file ({kind})");
         return Err(Error::msg("copy", &shown, reason));
     }
+    // A regular file: O_NONBLOCK has done its job (it only kept a FIFO from hanging
+    // the open). Clear it, so nothing downstream reads with a non-blocking
+    // description (on some file systems, FUSE say, it can mean EAGAIN).
+    let flags = fcntl(&file, FcntlArg::F_GETFL)
+        .map_err(|e| Error::io("get the flags of", &shown, e.into()))?;
+    let flags = OFlag::from_bits_retain(flags) - OFlag::O_NONBLOCK;
+    fcntl(&file, FcntlArg::F_SETFL(flags))
+        .map_err(|e| Error::io("set the flags of", &shown, e.into()))?;
     Ok((file, meta))
 }
 

@@ -994,6 +994,41 @@ fn sigterm_stops_the_copy_cleanly_without_o_tmpfile() {
     stopped_by(Signal::SIGTERM, true);
 }
 
+/// The `flags:` (octal) of the descriptor of process `pid` that is open on `path`.
+fn open_flags_of(pid: i32, path: &Path) -> Option<u32> {
+    for entry in fs::read_dir(format!("/proc/{pid}/fd")).ok()? {
+        let entry = entry.ok()?;
+        if fs::read_link(entry.path()).ok().as_deref() != Some(path) {
+            continue;
+        }
+        let fd = entry.file_name();
+        let info =
+            fs::read_to_string(format!("/proc/{pid}/fdinfo/{}", fd.to_string_lossy())).ok()?;
+        let flags = info.lines().find_map(|l| l.strip_prefix("flags:"))?;
+        return u32::from_str_radix(flags.trim(), 8).ok();
+    }
+    None
+}
+
+#[test]
+fn src_is_read_in_blocking_mode_once_known_to_be_a_regular_file() {
+    // O_NONBLOCK only guards the open against a FIFO; it must not stay on the
+    // open file description the workers read.
+    let (dir, src, _) = big_setup();
+    let (mut child, worker) = catch_a_worker(|| big_cmd(dir.path(), &[], false));
+    let src = src.canonicalize().unwrap();
+    let flags = open_flags_of(worker, &src);
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
+    wait_bounded(&mut child, RUN_LIMIT);
+    wait_dead(worker);
+    let flags = flags.expect("the worker has SRC open");
+    assert_eq!(
+        flags & nix::libc::O_NONBLOCK as u32,
+        0,
+        "SRC open with flags {flags:o}"
+    );
+}
+
 #[test]
 fn sigkill_of_pcopy_leaves_dst_intact_and_kills_workers() {
     let (dir, _, _) = big_setup();
