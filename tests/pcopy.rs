@@ -1051,13 +1051,7 @@ fn closed_stdout_does_not_break_the_copy() {
     fs::write(dir.path().join("a"), data(100_000, 9)).unwrap();
     let mut c = cmd(dir.path());
     c.args(["a", "b"]);
-    // SAFETY: close is async-signal-safe; runs in Command's child before exec.
-    unsafe {
-        c.pre_exec(|| {
-            nix::libc::close(1);
-            Ok(())
-        });
-    }
+    close_fds(&mut c, &[1]);
     let o = finish(c.spawn().unwrap());
     assert_ok(&o);
     assert!(o.stderr.is_empty(), "{}", stderr(&o));
@@ -1091,14 +1085,74 @@ fn stdin_closed_is_harmless() {
     fs::write(dir.path().join("a"), b"abc").unwrap();
     let mut c = cmd(dir.path());
     c.args(["a", "b"]);
-    // SAFETY: as above.
-    unsafe {
-        c.pre_exec(|| {
-            nix::libc::close(0);
-            Ok(())
-        });
-    }
+    close_fds(&mut c, &[0]);
     let o = finish(c.spawn().unwrap());
     assert_ok(&o);
     assert_eq!(fs::read(dir.path().join("b")).unwrap(), b"abc");
+    assert!(
+        stdout(&o).starts_with("copied 3 B (3 bytes) a -> b in "),
+        "{}",
+        stdout(&o)
+    );
+}
+
+/// Closes each of `fds` in Command's child before exec.
+fn close_fds(c: &mut Command, fds: &'static [i32]) {
+    // SAFETY: close is async-signal-safe; runs in Command's child before exec.
+    unsafe {
+        c.pre_exec(move || {
+            for &fd in fds {
+                nix::libc::close(fd);
+            }
+            Ok(())
+        });
+    }
+}
+
+#[test]
+fn all_std_fds_closed_the_copy_gets_no_stray_text() {
+    // With 0, 1 and 2 all closed, the first files pcopy opens would be 0, 1, 2: the
+    // report (stdout) or an error (stderr) written there would land in SRC or the copy.
+    let dir = tempdir();
+    let p = dir.path();
+    let content = data(300_000, 11);
+    fs::write(p.join("a"), &content).unwrap();
+    let mut c = cmd(p);
+    c.args(["--verify", "a", "b"]);
+    close_fds(&mut c, &[0, 1, 2]);
+    let o = finish(c.spawn().unwrap());
+    assert_eq!(o.status.code(), Some(0));
+    assert!(
+        fs::read(p.join("b")).unwrap() == content,
+        "the copy differs"
+    );
+    assert!(fs::read(p.join("a")).unwrap() == content, "SRC changed");
+    assert_eq!(entries(p), vec!["a", "b"]);
+}
+
+#[test]
+fn closed_stderr_and_a_failure_exit_1_and_write_nothing_into_files() {
+    // The error line (stdout broken, stderr closed) must go nowhere, not into DST.
+    let dir = tempdir();
+    let p = dir.path();
+    let content = data(100_000, 12);
+    fs::write(p.join("a"), &content).unwrap();
+    let (read_end, write_end) = nix::unistd::pipe().unwrap();
+    drop(read_end);
+    let mut c = cmd(p);
+    c.args(["a", "b"]).stdout(Stdio::from(write_end));
+    close_fds(&mut c, &[2]);
+    let o = finish(c.spawn().unwrap());
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        fs::read(p.join("b")).unwrap() == content,
+        "the copy differs"
+    );
+    // And a refusal with stderr closed: exit 1, nothing created.
+    let mut c = cmd(p);
+    c.args(["missing", "c"]);
+    close_fds(&mut c, &[1, 2]);
+    let o = finish(c.spawn().unwrap());
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(entries(p), vec!["a", "b"]);
 }
