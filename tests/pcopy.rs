@@ -5,13 +5,13 @@
 
 use std::fs::{self, File};
 use std::io::{Read, Write};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
+use nix::sys::signal::{kill, sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
 use nix::unistd::Pid;
 
 const PCOPY: &str = env!("CARGO_BIN_EXE_pcopy");
@@ -314,16 +314,21 @@ fn copies_are_byte_identical_for_every_size_and_job_count() {
 #[test]
 fn default_is_the_homework_two_byte_halves() {
     let dir = tempdir();
-    big_file(&dir.path().join("f"), 10 * MIB + 1);
-    let o = run_in(dir.path(), &["--json", "f", "a"]);
-    assert_ok(&o);
-    let j = json(&o);
-    assert_eq!(j["workers"], 2, "{j}");
-    // [0, len/2) and [len/2, len).
-    let len = 10 * MIB as u64 + 1;
-    let half = len / 2;
-    assert_eq!(worker_bytes(&j), [half, len - half], "{j}");
-    assert!(fs::read(dir.path().join("f")).unwrap() == fs::read(dir.path().join("a")).unwrap());
+    // Below and above the share size (24 MiB) where workers switch from
+    // copy_file_range to pread/pwrite: the cut is at the exact byte either way.
+    for len in [10 * MIB + 1, 33 * MIB + 1] {
+        fs::remove_file(dir.path().join("a")).ok();
+        big_file(&dir.path().join("f"), len);
+        let o = run_in(dir.path(), &["--json", "f", "a"]);
+        assert_ok(&o);
+        let j = json(&o);
+        assert_eq!(j["workers"], 2, "{j}");
+        // [0, len/2) and [len/2, len).
+        let len = len as u64;
+        let half = len / 2;
+        assert_eq!(worker_bytes(&j), [half, len - half], "{j}");
+        assert!(fs::read(dir.path().join("f")).unwrap() == fs::read(dir.path().join("a")).unwrap());
+    }
     let o = run_in(dir.path(), &["-j", "8", "--json", "f", "b"]);
     assert_ok(&o);
     assert_eq!(json(&o)["workers"], 8);
@@ -477,6 +482,42 @@ fn size_zero_proc_files_are_copied_to_eof() {
     assert_ok(&o);
     let got = fs::read_to_string(dir.path().join("status")).unwrap();
     assert!(got.starts_with("Name:\tpcopy\n"), "{got}");
+}
+
+#[test]
+fn sysfs_files_are_copied_to_eof_whatever_their_size() {
+    // sysfs says 4096 bytes for every attribute; the content is a few bytes.
+    let src = Path::new("/sys/class/net/lo/mtu");
+    let Ok(want) = fs::read(src) else {
+        eprintln!("skipped: {} is not readable (no /sys here)", src.display());
+        return;
+    };
+    let dir = tempdir();
+    for jobs in ["1", "2"] {
+        let o = run_in(
+            dir.path(),
+            &[
+                "-j",
+                jobs,
+                "--verify",
+                "--json",
+                "/sys/class/net/lo/mtu",
+                "mtu",
+            ],
+        );
+        assert_ok(&o);
+        let got = fs::read(dir.path().join("mtu")).unwrap();
+        assert!(
+            got == want,
+            "-j {jobs}: got {} bytes {:?}, want {:?}",
+            got.len(),
+            String::from_utf8_lossy(&got[..got.len().min(64)]),
+            String::from_utf8_lossy(&want)
+        );
+        let j = json(&o);
+        assert_eq!(j["bytes"], want.len() as u64, "{j}");
+        assert_eq!(j["workers"], 1, "{j}");
+    }
 }
 
 #[test]
@@ -639,6 +680,123 @@ fn same_file_is_refused_in_all_its_forms() {
 }
 
 #[test]
+fn dst_directory_holding_a_same_named_directory_is_refused() {
+    let dir = tempdir();
+    let p = dir.path();
+    fs::write(p.join("a"), b"x").unwrap();
+    fs::create_dir_all(p.join("d/a")).unwrap();
+    fs::write(p.join("d/a/keep"), b"k").unwrap();
+    let o = run_in(p, &["a", "d"]);
+    assert_fails(&o, &["'d/a'", "is a directory"]);
+    assert!(fs::metadata(p.join("d/a")).unwrap().is_dir());
+    assert_eq!(entries(&p.join("d")), vec!["a"]);
+    assert_eq!(entries(&p.join("d/a")), vec!["keep"]);
+}
+
+#[test]
+fn dst_that_is_not_a_regular_file_is_refused() {
+    // A symlink to /dev/null: renaming over it would replace /dev/null itself.
+    let dir = tempdir();
+    let p = dir.path();
+    fs::write(p.join("a"), b"x").unwrap();
+    std::os::unix::fs::symlink("/dev/null", p.join("null")).unwrap();
+    let before = fs::metadata("/dev/null").unwrap();
+    let o = run_in(p, &["a", "null"]);
+    assert_fails(&o, &["'null'", "not a regular file"]);
+    let after = fs::metadata("/dev/null").unwrap();
+    assert!(after.file_type().is_char_device(), "/dev/null replaced");
+    assert_eq!((after.ino(), after.rdev()), (before.ino(), before.rdev()));
+    assert_eq!(entries(p), vec!["a", "null"]);
+    assert_eq!(
+        entries(Path::new("/dev"))
+            .iter()
+            .filter(|n| n.contains("pcopy"))
+            .count(),
+        0
+    );
+}
+
+#[test]
+fn dangling_dst_symlink_is_refused_like_cp() {
+    // cp: "not writing through dangling symlink 'X'"; creating the link's target
+    // would write wherever the link points (another user's directory, say).
+    let dir = tempdir();
+    let p = dir.path();
+    fs::write(p.join("a"), b"x").unwrap();
+    std::os::unix::fs::symlink("nowhere", p.join("dangling")).unwrap();
+    std::os::unix::fs::symlink("link2", p.join("link1")).unwrap();
+    std::os::unix::fs::symlink("nowhere2", p.join("link2")).unwrap();
+    for name in ["dangling", "link1"] {
+        let o = run_in(p, &["a", name]);
+        assert_fails(
+            &o,
+            &[&format!("not writing through dangling symlink '{name}'")],
+        );
+    }
+    assert_eq!(entries(p), vec!["a", "dangling", "link1", "link2"]);
+}
+
+#[test]
+fn dst_symlink_into_another_directory_replaces_its_target() {
+    let dir = tempdir();
+    let p = dir.path();
+    fs::create_dir(p.join("sub")).unwrap();
+    fs::write(p.join("a"), b"new").unwrap();
+    fs::write(p.join("sub/t"), b"old").unwrap();
+    std::os::unix::fs::symlink("sub/t", p.join("rel")).unwrap();
+    std::os::unix::fs::symlink(p.join("rel"), p.join("abs")).unwrap();
+    let o = run_in(p, &["a", "abs"]);
+    assert_ok(&o);
+    assert_eq!(fs::read(p.join("sub/t")).unwrap(), b"new");
+    assert_eq!(entries(&p.join("sub")), vec!["t"]);
+    assert_eq!(entries(p), vec!["a", "abs", "rel", "sub"]);
+    assert!(stdout(&o).contains("a -> abs "), "{}", stdout(&o));
+}
+
+#[test]
+fn dst_symlink_is_followed_by_the_kernel_so_protected_symlinks_applies() {
+    // fs.protected_symlinks: in a sticky world-writable directory (/tmp), a symlink
+    // owned by someone else is not followed. pcopy lets the kernel follow DST's link,
+    // so the rule holds for it as for any open().
+    let protected = fs::read_to_string("/proc/sys/fs/protected_symlinks").unwrap_or_default();
+    if protected.trim() != "1" || !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root and fs.protected_symlinks = 1");
+        return;
+    }
+    let dir = tempdir();
+    let p = dir.path();
+    fs::write(p.join("a"), b"new").unwrap();
+    fs::write(p.join("victim"), OLD).unwrap();
+    fs::create_dir(p.join("tmp")).unwrap();
+    fs::set_permissions(p.join("tmp"), fs::Permissions::from_mode(0o1777)).unwrap();
+    let link = p.join("tmp/planted");
+    std::os::unix::fs::symlink(p.join("victim"), &link).unwrap();
+    std::os::unix::fs::lchown(&link, Some(65534), Some(65534)).unwrap();
+    let o = run_in(p, &["a", "tmp/planted"]);
+    assert_fails(&o, &["'tmp/planted'", "Permission denied"]);
+    assert_eq!(fs::read(p.join("victim")).unwrap(), OLD);
+    assert_eq!(entries(&p.join("tmp")), vec!["planted"]);
+}
+
+#[test]
+fn symlink_loop_as_dst_is_refused() {
+    let dir = tempdir();
+    let p = dir.path();
+    fs::write(p.join("a"), b"x").unwrap();
+    std::os::unix::fs::symlink("loop", p.join("loop")).unwrap();
+    std::os::unix::fs::symlink("pong", p.join("ping")).unwrap();
+    std::os::unix::fs::symlink("ping", p.join("pong")).unwrap();
+    for name in ["loop", "ping"] {
+        let o = run_in(p, &["a", name]);
+        assert_fails(
+            &o,
+            &[&format!("'{name}'"), "Too many levels of symbolic links"],
+        );
+    }
+    assert_eq!(entries(p), vec!["a", "loop", "ping", "pong"]);
+}
+
+#[test]
 fn missing_dst_directory_is_refused() {
     let dir = tempdir();
     fs::write(dir.path().join("a"), b"x").unwrap();
@@ -669,34 +827,80 @@ fn file_size_limit_fails_at_preallocation() {
     fs::write(p.join("dst"), OLD).unwrap();
     let mut c = cmd(p);
     c.args(["src", "dst"]);
-    // SAFETY: setrlimit is async-signal-safe; this runs in Command's child before exec.
-    unsafe {
-        c.pre_exec(|| {
-            let (_, hard) =
-                nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_FSIZE)?;
-            nix::sys::resource::setrlimit(
-                nix::sys::resource::Resource::RLIMIT_FSIZE,
-                MIB as u64,
-                hard,
-            )?;
-            Ok(())
-        });
-    }
+    limit_file_size(&mut c, MIB as u64);
     let o = finish(c.spawn().unwrap());
     assert_fails(&o, &["cannot preallocate 'dst'", "File too large"]);
     assert_old_dst_intact_and_no_temp(p);
+
+    // With no DST at all: nothing appears, in either way of building the new file.
+    fs::remove_file(p.join("dst")).unwrap();
+    for no_tmpfile in [false, true] {
+        let mut c = cmd(p);
+        c.args(["src", "dst"]);
+        if no_tmpfile {
+            c.env("PCOPY_TEST_NO_TMPFILE", "1");
+        }
+        limit_file_size(&mut c, MIB as u64);
+        let o = finish(c.spawn().unwrap());
+        assert_fails(&o, &["cannot preallocate 'dst'", "File too large"]);
+        assert_eq!(entries(p), vec!["src"], "no_tmpfile {no_tmpfile}");
+    }
+}
+
+/// Sets RLIMIT_FSIZE (`ulimit -f`) to `bytes` in Command's child before exec.
+fn limit_file_size(c: &mut Command, bytes: u64) {
+    // SAFETY: setrlimit is async-signal-safe; this runs in Command's child before exec.
+    unsafe {
+        c.pre_exec(move || {
+            let (_, hard) =
+                nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_FSIZE)?;
+            nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_FSIZE, bytes, hard)?;
+            Ok(())
+        });
+    }
 }
 
 // ---------------------------------------------------------------------------
 // Failures mid-copy: nothing appears under DST's name, no temp is left
 
+/// pcopy on the 256 MiB `src` of [`big_setup`]; every test that signals pcopy or its
+/// workers starts it this way, with the default dispositions of [`default_signals`].
 fn big_cmd(dir: &Path, extra: &[&str], no_tmpfile: bool) -> Command {
     let mut c = cmd(dir);
     c.args(extra).args(["src", "dst"]);
+    default_signals(&mut c);
     if no_tmpfile {
         c.env("PCOPY_TEST_NO_TMPFILE", "1");
     }
     c
+}
+
+/// Sets each of `signals` to `handler` in Command's child, before exec: an ignored
+/// disposition survives exec, so this is how a shell with `trap '' SIG` (or `nohup`,
+/// or `&` in a script) starts pcopy.
+fn set_dispositions(c: &mut Command, signals: &'static [Signal], handler: SigHandler) {
+    // SAFETY: sigaction is async-signal-safe; this runs in Command's child before exec.
+    unsafe {
+        c.pre_exec(move || {
+            let act = SigAction::new(handler, SaFlags::empty(), SigSet::empty());
+            for &sig in signals {
+                sigaction(sig, &act)?;
+            }
+            Ok(())
+        });
+    }
+}
+
+/// The signals the tests send to pcopy, and SIGCHLD, at their default action, so a
+/// test does not depend on how the test runner itself was started (`nohup`, `&`).
+fn default_signals(c: &mut Command) {
+    const SIGNALS: &[Signal] = &[
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGCHLD,
+    ];
+    set_dispositions(c, SIGNALS, SigHandler::SigDfl);
 }
 
 fn worker_killed(no_tmpfile: bool) {
@@ -722,6 +926,22 @@ fn a_killed_worker_fails_the_copy_cleanly_without_o_tmpfile() {
 }
 
 #[test]
+fn a_killed_worker_fails_the_copy_even_with_sigchld_ignored() {
+    // Started with SIGCHLD ignored, a process's children are reaped by the kernel
+    // and waitpid says ECHILD: pcopy must not take that for "all done".
+    let (dir, _, _) = big_setup();
+    let (child, worker) = catch_a_worker(|| {
+        let mut c = big_cmd(dir.path(), &[], false);
+        set_dispositions(&mut c, &[Signal::SIGCHLD], SigHandler::SigIgn);
+        c
+    });
+    kill(Pid::from_raw(worker), Signal::SIGKILL).unwrap();
+    let o = finish(child);
+    assert_fails(&o, &["worker 2", &format!("{worker}")]);
+    assert_old_dst_intact_and_no_temp(dir.path());
+}
+
+#[test]
 fn src_shrinking_during_the_copy_fails_cleanly() {
     let (dir, src, _) = big_setup();
     let (child, worker) = catch_a_worker(|| big_cmd(dir.path(), &[], true));
@@ -742,12 +962,20 @@ fn src_shrinking_during_the_copy_fails_cleanly() {
     assert_old_dst_intact_and_no_temp(dir.path());
 }
 
-fn stopped_by(sig: Signal, code: i32, no_tmpfile: bool) {
+/// pcopy cleans up, then dies by the signal itself (not exit 128+N), so that a
+/// shell loop around it stops on Ctrl-C as it would around cp.
+fn stopped_by(sig: Signal, no_tmpfile: bool) {
     let (dir, _, _) = big_setup();
     let (child, worker) = catch_a_worker(|| big_cmd(dir.path(), &[], no_tmpfile));
     kill(Pid::from_raw(child.id() as i32), sig).unwrap();
     let o = finish(child);
-    assert_eq!(o.status.code(), Some(code), "stderr: {}", stderr(&o));
+    assert_eq!(
+        o.status.signal(),
+        Some(sig as i32),
+        "{:?}, stderr: {}",
+        o.status,
+        stderr(&o)
+    );
     let err = stderr(&o);
     assert!(err.contains(&format!("interrupted by {sig}")), "{err}");
     assert!(err.contains("'dst' left unchanged"), "{err}");
@@ -758,12 +986,47 @@ fn stopped_by(sig: Signal, code: i32, no_tmpfile: bool) {
 
 #[test]
 fn sigint_stops_the_copy_cleanly() {
-    stopped_by(Signal::SIGINT, 130, false);
+    stopped_by(Signal::SIGINT, false);
 }
 
 #[test]
 fn sigterm_stops_the_copy_cleanly_without_o_tmpfile() {
-    stopped_by(Signal::SIGTERM, 143, true);
+    stopped_by(Signal::SIGTERM, true);
+}
+
+/// The `flags:` (octal) of the descriptor of process `pid` that is open on `path`.
+fn open_flags_of(pid: i32, path: &Path) -> Option<u32> {
+    for entry in fs::read_dir(format!("/proc/{pid}/fd")).ok()? {
+        let entry = entry.ok()?;
+        if fs::read_link(entry.path()).ok().as_deref() != Some(path) {
+            continue;
+        }
+        let fd = entry.file_name();
+        let info =
+            fs::read_to_string(format!("/proc/{pid}/fdinfo/{}", fd.to_string_lossy())).ok()?;
+        let flags = info.lines().find_map(|l| l.strip_prefix("flags:"))?;
+        return u32::from_str_radix(flags.trim(), 8).ok();
+    }
+    None
+}
+
+#[test]
+fn src_is_read_in_blocking_mode_once_known_to_be_a_regular_file() {
+    // O_NONBLOCK only guards the open against a FIFO; it must not stay on the
+    // open file description the workers read.
+    let (dir, src, _) = big_setup();
+    let (mut child, worker) = catch_a_worker(|| big_cmd(dir.path(), &[], false));
+    let src = src.canonicalize().unwrap();
+    let flags = open_flags_of(worker, &src);
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
+    wait_bounded(&mut child, RUN_LIMIT);
+    wait_dead(worker);
+    let flags = flags.expect("the worker has SRC open");
+    assert_eq!(
+        flags & nix::libc::O_NONBLOCK as u32,
+        0,
+        "SRC open with flags {flags:o}"
+    );
 }
 
 #[test]
@@ -788,13 +1051,7 @@ fn closed_stdout_does_not_break_the_copy() {
     fs::write(dir.path().join("a"), data(100_000, 9)).unwrap();
     let mut c = cmd(dir.path());
     c.args(["a", "b"]);
-    // SAFETY: close is async-signal-safe; runs in Command's child before exec.
-    unsafe {
-        c.pre_exec(|| {
-            nix::libc::close(1);
-            Ok(())
-        });
-    }
+    close_fds(&mut c, &[1]);
     let o = finish(c.spawn().unwrap());
     assert_ok(&o);
     assert!(o.stderr.is_empty(), "{}", stderr(&o));
@@ -828,14 +1085,74 @@ fn stdin_closed_is_harmless() {
     fs::write(dir.path().join("a"), b"abc").unwrap();
     let mut c = cmd(dir.path());
     c.args(["a", "b"]);
-    // SAFETY: as above.
-    unsafe {
-        c.pre_exec(|| {
-            nix::libc::close(0);
-            Ok(())
-        });
-    }
+    close_fds(&mut c, &[0]);
     let o = finish(c.spawn().unwrap());
     assert_ok(&o);
     assert_eq!(fs::read(dir.path().join("b")).unwrap(), b"abc");
+    assert!(
+        stdout(&o).starts_with("copied 3 B (3 bytes) a -> b in "),
+        "{}",
+        stdout(&o)
+    );
+}
+
+/// Closes each of `fds` in Command's child before exec.
+fn close_fds(c: &mut Command, fds: &'static [i32]) {
+    // SAFETY: close is async-signal-safe; runs in Command's child before exec.
+    unsafe {
+        c.pre_exec(move || {
+            for &fd in fds {
+                nix::libc::close(fd);
+            }
+            Ok(())
+        });
+    }
+}
+
+#[test]
+fn all_std_fds_closed_the_copy_gets_no_stray_text() {
+    // With 0, 1 and 2 all closed, the first files pcopy opens would be 0, 1, 2: the
+    // report (stdout) or an error (stderr) written there would land in SRC or the copy.
+    let dir = tempdir();
+    let p = dir.path();
+    let content = data(300_000, 11);
+    fs::write(p.join("a"), &content).unwrap();
+    let mut c = cmd(p);
+    c.args(["--verify", "a", "b"]);
+    close_fds(&mut c, &[0, 1, 2]);
+    let o = finish(c.spawn().unwrap());
+    assert_eq!(o.status.code(), Some(0));
+    assert!(
+        fs::read(p.join("b")).unwrap() == content,
+        "the copy differs"
+    );
+    assert!(fs::read(p.join("a")).unwrap() == content, "SRC changed");
+    assert_eq!(entries(p), vec!["a", "b"]);
+}
+
+#[test]
+fn closed_stderr_and_a_failure_exit_1_and_write_nothing_into_files() {
+    // The error line (stdout broken, stderr closed) must go nowhere, not into DST.
+    let dir = tempdir();
+    let p = dir.path();
+    let content = data(100_000, 12);
+    fs::write(p.join("a"), &content).unwrap();
+    let (read_end, write_end) = nix::unistd::pipe().unwrap();
+    drop(read_end);
+    let mut c = cmd(p);
+    c.args(["a", "b"]).stdout(Stdio::from(write_end));
+    close_fds(&mut c, &[2]);
+    let o = finish(c.spawn().unwrap());
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        fs::read(p.join("b")).unwrap() == content,
+        "the copy differs"
+    );
+    // And a refusal with stderr closed: exit 1, nothing created.
+    let mut c = cmd(p);
+    c.args(["missing", "c"]);
+    close_fds(&mut c, &[1, 2]);
+    let o = finish(c.spawn().unwrap());
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(entries(p), vec!["a", "b"]);
 }

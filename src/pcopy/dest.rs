@@ -24,9 +24,6 @@ use nix::unistd::{linkat, unlinkat, UnlinkatFlags};
 use super::plan::Extent;
 use crate::error::{Error, Result};
 
-/// Symlinks followed when resolving DST before giving up (the kernel's own limit).
-const MAX_SYMLINKS: usize = 40;
-
 /// Where the copy goes.
 #[derive(Debug)]
 pub struct Target {
@@ -72,37 +69,48 @@ pub fn resolve(src: &Path, src_meta: &fs::Metadata, dst: &Path) -> Result<Target
     }
     let shown_text = shown.to_string_lossy().into_owned();
 
-    // Follow a chain of symlinks at the last component: the copy replaces the file the
-    // link points to, and the link stays a link (atomic replace of the link itself would
-    // turn it into a regular file).
+    // What DST names, followed through any symlinks by the kernel itself: open it
+    // with O_PATH (no read, no side effect even on a FIFO or device), then ask
+    // /proc/self/fd where that landed. The kernel applies its own rules on the way
+    // (`fs.protected_symlinks`, ELOOP). The copy then replaces the file the link
+    // points to, and the link stays a link (renaming over the link itself would turn
+    // it into a regular file).
     let mut real = shown.clone();
-    let mut hops = 0;
-    loop {
-        match fs::symlink_metadata(&real) {
-            Ok(m) if m.file_type().is_symlink() => {
-                hops += 1;
-                if hops > MAX_SYMLINKS {
-                    return Err(Error::io(
-                        "resolve",
-                        &shown_text,
-                        io::Error::from_raw_os_error(nix::libc::ELOOP),
-                    ));
-                }
-                let link =
-                    fs::read_link(&real).map_err(|e| Error::io("read link", &shown_text, e))?;
-                real = match real.parent() {
-                    Some(parent) if link.is_relative() => parent.join(link),
-                    _ => link,
-                };
+    let found = match openat(
+        AT_FDCWD,
+        &shown,
+        OFlag::O_PATH | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => Some(File::from(fd)),
+        Err(Errno::ENOENT) => {
+            // Nothing there, or a symlink to nothing: cp refuses to write through
+            // one, and so does pcopy (the file would appear wherever it points).
+            if fs::symlink_metadata(&shown).is_ok_and(|m| m.file_type().is_symlink()) {
+                return Err(Error::plain(format!(
+                    "not writing through dangling symlink '{shown_text}'"
+                )));
             }
-            Ok(_) => break,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => break,
-            // ENOTDIR, EACCES on the way: the create below reports it with its path.
-            Err(_) => break,
+            None
+        }
+        Err(e @ (Errno::ELOOP | Errno::EACCES)) => {
+            return Err(Error::io("resolve", &shown_text, e.into()))
+        }
+        // ENOTDIR and the like on the way: the create below reports it with its path.
+        Err(_) => None,
+    };
+    if let Some(file) = &found {
+        let is_link = fs::symlink_metadata(&shown).is_ok_and(|m| m.file_type().is_symlink());
+        if is_link {
+            real = fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
+                // No /proc: the kernel has already checked the way; let the C
+                // library retrace it.
+                .or_else(|_| fs::canonicalize(&shown))
+                .map_err(|e| Error::io("resolve", &shown_text, e))?;
         }
     }
 
-    if let Ok(m) = fs::metadata(&real) {
+    if let Some(m) = found.as_ref().and_then(|f| f.metadata().ok()) {
         if m.dev() == src_meta.dev() && m.ino() == src_meta.ino() {
             return Err(Error::plain(format!(
                 "'{}' and '{}' are the same file",

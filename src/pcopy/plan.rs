@@ -66,35 +66,17 @@ pub fn data_extents(fd: impl AsFd, size: u64) -> io::Result<Vec<Extent>> {
     Ok(out)
 }
 
-/// Largest alignment of an inner cut point: whole copy chunks.
-pub const MAX_ALIGN: u64 = 1 << 20;
-
 /// Cuts `extents` into `jobs` shares of about equal data bytes, in file order: share
-/// `k` holds data bytes `[k * total / jobs, (k + 1) * total / jobs)`, so two jobs copy
-/// exactly the byte halves `[0, len/2)` and `[len/2, len)` of a file without holes.
-///
-/// Where shares are 16 MiB or more, inner cut points are rounded down to whole
-/// [`MAX_ALIGN`] chunks (shares then differ by at most 1/16); smaller shares are cut
-/// at the exact byte. There are fewer shares than `jobs` only when there are
-/// fewer data bytes than jobs (never an empty worker), and one empty share for a file
-/// with no data.
+/// `k` holds data bytes `[k * total / jobs, (k + 1) * total / jobs)`, cut at the exact
+/// byte, so two jobs copy exactly the byte halves `[0, len/2)` and `[len/2, len)` of a
+/// file without holes (the homework), whatever its size. Shares differ by at most one
+/// byte. There are fewer shares than `jobs` only when there are fewer data bytes than
+/// jobs (never an empty worker), and one empty share for a file with no data.
 pub fn split(extents: &[Extent], jobs: usize) -> Vec<Vec<Extent>> {
     let total = total(extents);
     let n = (jobs.max(1) as u64).min(total.max(1));
-    let align = if total / n >= 16 * MAX_ALIGN {
-        MAX_ALIGN
-    } else {
-        1
-    };
     let mut cuts: Vec<u64> = (0..=n)
-        .map(|k| {
-            let c = (k as u128 * total as u128 / n as u128) as u64;
-            if k == n {
-                c
-            } else {
-                c / align * align
-            }
-        })
+        .map(|k| (k as u128 * total as u128 / n as u128) as u64)
         .collect();
     cuts.dedup();
     if cuts.len() < 2 {
@@ -150,10 +132,23 @@ mod tests {
     }
 
     #[test]
-    fn one_extent_splits_into_equal_aligned_halves() {
+    fn one_extent_splits_into_equal_halves() {
         let ext = [e(0, 1 << 20)];
         let shares = split(&ext, 2);
         assert_eq!(shares, vec![vec![e(0, 1 << 19)], vec![e(1 << 19, 1 << 20)]]);
+    }
+
+    #[test]
+    fn two_jobs_cut_at_the_exact_half_byte_at_any_size() {
+        // Large shares too: no rounding of the cut to whole chunks.
+        for len in [7u64, (33 << 20) + 1, (256 << 20) + 3, (2 << 30) + 1] {
+            let shares = split(&[e(0, len)], 2);
+            assert_eq!(
+                shares,
+                vec![vec![e(0, len / 2)], vec![e(len / 2, len)]],
+                "len {len}"
+            );
+        }
     }
 
     #[test]
@@ -169,21 +164,16 @@ mod tests {
     }
 
     #[test]
-    fn shares_are_balanced_within_the_alignment() {
-        let ext = [e(0, 10_000_000)];
-        let shares = split(&ext, 3);
-        assert_eq!(shares.len(), 3);
-        let sizes: Vec<u64> = shares.iter().map(|s| total(s)).collect();
-        let max = *sizes.iter().max().unwrap();
-        let min = *sizes.iter().min().unwrap();
-        assert!(max - min <= 1, "{sizes:?}");
-        let ext = [e(0, 100 << 20)];
-        let shares = split(&ext, 3);
-        let sizes: Vec<u64> = shares.iter().map(|s| total(s)).collect();
-        assert!(sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= MAX_ALIGN);
-        // Inner cut points of large shares are aligned.
-        for s in &shares[1..] {
-            assert_eq!(s[0].start % MAX_ALIGN, 0);
+    fn shares_are_balanced_to_the_byte() {
+        for len in [10_000_000u64, (100 << 20) + 1] {
+            for jobs in 1..=8 {
+                let shares = split(&[e(0, len)], jobs);
+                assert_eq!(shares.len(), jobs);
+                let sizes: Vec<u64> = shares.iter().map(|s| total(s)).collect();
+                let max = *sizes.iter().max().unwrap();
+                let min = *sizes.iter().min().unwrap();
+                assert!(max - min <= 1, "{len} -j {jobs}: {sizes:?}");
+            }
         }
     }
 

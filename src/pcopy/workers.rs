@@ -50,8 +50,14 @@ const STOP_SIGNALS: [Signal; 3] = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGH
 /// SIGINT, SIGTERM and SIGHUP into a flag that workers check between chunks, so the
 /// parent can kill and reap its children and remove the temporary file. A signal
 /// that was ignored when pcopy started (`nohup`, `&` in a script) stays ignored.
+///
+/// SIGCHLD goes back to its default action whatever pcopy inherited: an ignored
+/// SIGCHLD survives exec, and with it the kernel reaps the workers itself, so
+/// `waitpid` could never tell a killed worker from a finished one. Call this before
+/// any fork.
 pub fn install_signal_handlers() -> io::Result<()> {
     let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
+    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
     // No SA_RESTART: a blocked wait returns EINTR and the flag is seen at once.
     let flag = SigAction::new(
         SigHandler::Handler(on_stop_signal),
@@ -61,6 +67,7 @@ pub fn install_signal_handlers() -> io::Result<()> {
     // SAFETY: the handler only stores to an atomic; SIG_IGN is always safe.
     unsafe {
         sigaction(Signal::SIGXFSZ, &ignore)?;
+        sigaction(Signal::SIGCHLD, &default)?;
         for sig in STOP_SIGNALS {
             let old = sigaction(sig, &flag)?;
             if matches!(old.handler(), SigHandler::SigIgn) {
@@ -77,6 +84,21 @@ pub fn stop_signal() -> Option<Signal> {
         0 => None,
         n => Signal::try_from(n).ok(),
     }
+}
+
+/// Ends this process by `sig` itself, after pcopy's cleanup: default action,
+/// unblocked, raised. Returns only if the process is somehow still alive (the
+/// caller then exits with 128 + N).
+pub fn die_by(sig: Signal) {
+    let dfl = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    // SAFETY: restoring the default action of a stop signal.
+    if unsafe { sigaction(sig, &dfl) }.is_err() {
+        return;
+    }
+    let mut set = SigSet::empty();
+    set.add(sig);
+    let _ = sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&set), None);
+    let _ = nix::sys::signal::raise(sig);
 }
 
 /// In a child: stop signals kill it (default action), as for any process.
@@ -371,10 +393,18 @@ pub fn run(
                 }
             }
             Err(Errno::EINTR) => {}
-            Err(Errno::ECHILD) => break,
             Err(e) => {
-                // Cannot happen with valid arguments; do not spin.
-                results[0].get_or_insert(Error::io("wait for", "workers", e.into()));
+                // ECHILD with children still listed: someone else reaped them (SIGCHLD
+                // ignored, which `install_signal_handlers` undoes). Their outcome is
+                // unknown, so each counts as failed; never as done.
+                for &(i, pid) in &children {
+                    results[i].get_or_insert(Error::io(
+                        "wait for",
+                        format!("worker {} (pid {pid})", i + 1),
+                        e.into(),
+                    ));
+                }
+                any_failed = true;
                 break;
             }
         }
