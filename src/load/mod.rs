@@ -27,7 +27,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering::*};
+use std::sync::atomic::{AtomicBool, Ordering::*};
 use std::sync::mpsc::{channel, Receiver};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -279,11 +279,10 @@ struct Snap {
     at_ns: u64,
     server: Option<Cpu>,
     rx_ns: u64,
-    tx_ns: u64,
     machine: Option<(u64, u64)>,
 }
 
-fn snap(shared: &Shared, server_pid: Option<u32>, tx_tid: &AtomicI32) -> Snap {
+fn snap(shared: &Shared, server_pid: Option<u32>) -> Snap {
     let task = |tid: i32| {
         (tid > 0)
             .then(|| Cpu::read(&format!("self/task/{tid}")))
@@ -294,7 +293,6 @@ fn snap(shared: &Shared, server_pid: Option<u32>, tx_tid: &AtomicI32) -> Snap {
         at_ns: shared.now_ns(),
         server: server_pid.and_then(|p| Cpu::read(&p.to_string())),
         rx_ns: shared.rx_tids.iter().map(|t| task(t.load(Relaxed))).sum(),
-        tx_ns: task(tx_tid.load(Relaxed)),
         machine: net::machine_ticks(),
     }
 }
@@ -371,7 +369,6 @@ fn settle(
     shared: &Shared,
     expected: impl Fn() -> Option<u64>,
     server_pid: Option<u32>,
-    tx_tid: &AtomicI32,
     first: Snap,
     limit: Duration,
 ) -> Snap {
@@ -385,10 +382,10 @@ fn settle(
         if acc != last_acc {
             last_acc = acc;
             last_change = Instant::now();
-            last = snap(shared, server_pid, tx_tid);
+            last = snap(shared, server_pid);
         }
         match expected() {
-            Some(e) if acc >= e => return snap(shared, server_pid, tx_tid),
+            Some(e) if acc >= e => return snap(shared, server_pid),
             Some(_) if last_change.elapsed() > Duration::from_millis(500) => return last,
             _ => {}
         }
@@ -469,7 +466,6 @@ fn cpu_figures(r: &mut Report, a: &Snap, b: &Snap) {
         r.server_user_ns = Some(d.user_ns);
     }
     r.rx_cpu_ns = b.rx_ns.saturating_sub(a.rx_ns);
-    r.tx_cpu_ns = b.tx_ns.saturating_sub(a.tx_ns);
     if let (Some(x), Some(y)) = (a.machine, b.machine) {
         let secs = (b.at_ns.saturating_sub(a.at_ns)) as f64 / 1e9;
         if secs > 0.0 {
@@ -498,16 +494,15 @@ fn relay_run(opts: &Options) -> Result<Report, String> {
         return Err(format!("{unsynced} members got no answer to PING"));
     }
     let plan = opts.plan();
-    let tx_tid = Arc::new(AtomicI32::new(0));
     let done = Arc::new(std::sync::Mutex::new(None::<u64>));
-    let before = snap(&shared, server_pid, &tx_tid);
+    let before = snap(&shared, server_pid);
     shared.phase.store(phase::RUN, Release);
     let sender = {
-        let (shared, tx_tid, done) = (shared.clone(), tx_tid.clone(), done.clone());
+        let (shared, done) = (shared.clone(), done.clone());
         let senders: Vec<_> = (0..s).map(|i| (socks[i].clone(), tokens[i])).collect();
         let plan = plan.clone();
         std::thread::spawn(move || {
-            tx_tid.store(net::gettid(), Relaxed);
+            let _ = shared.sender.set(std::thread::current());
             let out = tx::server_senders(senders, &shared, &plan);
             let total: usize = out.sent.iter().sum();
             *done.lock().unwrap() = Some(total as u64 * plan.fanout);
@@ -518,7 +513,6 @@ fn relay_run(opts: &Options) -> Result<Report, String> {
         &shared,
         || *done.lock().unwrap(),
         server_pid,
-        &tx_tid,
         before,
         opts.duration + Duration::from_secs(20),
     );
@@ -555,6 +549,7 @@ fn relay_run(opts: &Options) -> Result<Report, String> {
     let last_rx = shared.last_rx_ns.load(Acquire);
     r.seconds = last_rx.saturating_sub(txo.first_ns) as f64 / 1e9;
     cpu_figures(&mut r, &before, &after);
+    r.tx_cpu_ns = txo.cpu_ns;
     leave_all(&socks, &tokens, server.is_none());
     drop(server);
     Ok(r)
@@ -593,16 +588,15 @@ fn baseline_run(opts: &Options) -> Result<Report, String> {
     let shared = Arc::new(Shared::new(n, 1, per, opts.threads.max(1)));
     let handles = start_receivers(&socks, 0, &shared, opts.threads.max(1), true);
     let plan = opts.plan();
-    let tx_tid = Arc::new(AtomicI32::new(0));
     let done = Arc::new(std::sync::Mutex::new(None::<u64>));
     shared.phase.store(phase::RUN, Release);
     std::thread::sleep(Duration::from_millis(20)); // the receivers are polling
-    let before = snap(&shared, None, &tx_tid);
+    let before = snap(&shared, None);
     let sender = {
-        let (shared, tx_tid, done) = (shared.clone(), tx_tid.clone(), done.clone());
+        let (shared, done) = (shared.clone(), done.clone());
         let plan = plan.clone();
         std::thread::spawn(move || {
-            tx_tid.store(net::gettid(), Relaxed);
+            let _ = shared.sender.set(std::thread::current());
             let out = tx::baseline_sender(&src, &dests, &shared, &plan);
             *done.lock().unwrap() = Some(out.sent[0] as u64 * plan.fanout);
             out
@@ -612,7 +606,6 @@ fn baseline_run(opts: &Options) -> Result<Report, String> {
         &shared,
         || *done.lock().unwrap(),
         None,
-        &tx_tid,
         before,
         opts.duration + Duration::from_secs(20),
     );
@@ -641,6 +634,7 @@ fn baseline_run(opts: &Options) -> Result<Report, String> {
     let last_rx = shared.last_rx_ns.load(Acquire);
     r.seconds = last_rx.saturating_sub(txo.first_ns) as f64 / 1e9;
     cpu_figures(&mut r, &before, &after);
+    r.tx_cpu_ns = txo.cpu_ns;
     Ok(r)
 }
 

@@ -49,6 +49,15 @@ pub fn tight_timer_slack() {
     }
 }
 
+/// CPU time of the calling thread, ns.
+pub fn thread_cpu_ns() -> u64 {
+    // SAFETY: a zeroed timespec is valid; clock_gettime writes it.
+    let mut ts: libc::timespec = unsafe { zeroed() };
+    // SAFETY: a valid clock id and a pointer to a live timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
 /// The calling thread's id (for its /proc/self/task entry).
 pub fn gettid() -> i32 {
     nix::unistd::gettid().as_raw()

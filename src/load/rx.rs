@@ -6,14 +6,15 @@
 use super::report::Hist;
 use super::text;
 use crate::protocol::{decode_server, Event, ServerMsg};
-use crate::server::Receiver;
+use crate::server::{Receiver, BATCH};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use std::io;
 use std::net::UdpSocket;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicU8, Ordering::*};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 /// Phases of a run, in order; the receivers read the current one.
@@ -50,6 +51,9 @@ pub struct Shared {
     pub per_sender: usize,
     /// Keepalive answers received (idle runs).
     pub pongs: AtomicU64,
+    /// A waiting closed-loop sender wants a wake-up once `accounted` reaches this.
+    pub wake_at: AtomicU64,
+    pub sender: OnceLock<Thread>,
 }
 
 impl Shared {
@@ -68,6 +72,8 @@ impl Shared {
             rx_tids: (0..threads).map(|_| AtomicI32::new(0)).collect(),
             per_sender,
             pongs: AtomicU64::new(0),
+            wake_at: AtomicU64::new(u64::MAX),
+            sender: OnceLock::new(),
         }
     }
 
@@ -232,10 +238,21 @@ fn drain(
             let Some((_, data)) = rx.get(k) else { continue };
             accounted += datagram(m, data, now, shared, ph, out);
         }
+        // A short batch emptied the queue: every datagram queued after it
+        // raises a new edge (the kernel reports each arrival), so the
+        // recvmmsg that would only say "would block" is saved.
+        if n < BATCH {
+            break;
+        }
     }
     if accounted > 0 {
-        shared.accounted.fetch_add(accounted, Relaxed);
+        let now = shared.accounted.fetch_add(accounted, SeqCst) + accounted;
         shared.last_rx_ns.fetch_max(shared.now_ns(), Relaxed);
+        if now >= shared.wake_at.load(SeqCst) && shared.wake_at.swap(u64::MAX, SeqCst) != u64::MAX {
+            if let Some(t) = shared.sender.get() {
+                t.unpark();
+            }
+        }
     }
     Ok(())
 }

@@ -54,9 +54,11 @@ pub struct TxOut {
     pub stalls: u64,
     /// Messages never acknowledged.
     pub unacked: u64,
+    /// CPU time of the sending thread, ns.
+    pub cpu_ns: u64,
 }
 
-/// Decides how many new messages may go now.
+/// Decides how many new messages may go now, and how to wait when none may.
 struct Pacer {
     window: Option<u64>,
     fanout: u64,
@@ -65,6 +67,9 @@ struct Pacer {
     last_acc: u64,
     last_change: u64,
     stalls: u64,
+    /// What held the last call back: the deliveries needed, or the time due.
+    need_acc: Option<u64>,
+    due_ns: Option<u64>,
 }
 
 impl Pacer {
@@ -77,12 +82,16 @@ impl Pacer {
             last_acc: 0,
             last_change: start_ns,
             stalls: 0,
+            need_acc: None,
+            due_ns: None,
         }
     }
 
     /// New messages allowed now, `g` having been sent.
     fn allowed(&mut self, shared: &Shared, g: u64, now: u64) -> u64 {
         let mut allowed = u64::MAX;
+        self.need_acc = None;
+        self.due_ns = None;
         if let Some(w) = self.window {
             let acc = shared.accounted.load(Acquire);
             if acc != self.last_acc {
@@ -90,27 +99,54 @@ impl Pacer {
                 self.last_change = now;
             }
             allowed = (acc / self.fanout + w).saturating_sub(g);
-            if allowed == 0 && now.saturating_sub(self.last_change) > STALL_NS {
-                self.stalls += 1;
-                self.last_change = now;
-                allowed = 1;
+            if allowed == 0 {
+                if now.saturating_sub(self.last_change) > STALL_NS {
+                    self.stalls += 1;
+                    self.last_change = now;
+                    allowed = 1;
+                } else {
+                    self.need_acc = Some((g + 1 - w) * self.fanout);
+                }
             }
         }
         if let Some(r) = self.rate {
             let due = ((now - self.start_ns) as f64 * r / 1e9) as u64 + 1;
-            allowed = allowed.min(due.saturating_sub(g));
+            if due <= g {
+                allowed = 0;
+                self.due_ns = Some(self.start_ns + (g as f64 * 1e9 / r) as u64);
+            } else {
+                allowed = allowed.min(due - g);
+            }
         }
         allowed
     }
-}
 
-fn pause() {
-    std::thread::sleep(Duration::from_micros(20));
+    /// Waits until more may go: woken by the receivers when the deliveries
+    /// reach what the window needs, or until the rate's next due time; at
+    /// most `max_ns`.
+    fn wait(&self, shared: &Shared, now: u64, max_ns: u64) {
+        let mut ns = max_ns;
+        if let Some(due) = self.due_ns {
+            ns = ns.min(due.saturating_sub(now));
+        }
+        if let Some(need) = self.need_acc {
+            shared.wake_at.store(need, SeqCst);
+            if shared.accounted.load(SeqCst) >= need {
+                shared.wake_at.store(u64::MAX, Relaxed);
+                return;
+            }
+        }
+        if ns > 0 {
+            std::thread::park_timeout(Duration::from_nanos(ns));
+        }
+        shared.wake_at.store(u64::MAX, Relaxed);
+    }
 }
 
 /// Sends SAYs from the sender members (`socks[s]` with its token) to the server.
 pub fn server_senders(socks: Vec<(Arc<UdpSocket>, Token)>, shared: &Shared, plan: &Plan) -> TxOut {
     net::tight_timer_slack();
+    let cpu0 = net::thread_cpu_ns();
     let ns = socks.len();
     let per = shared.per_sender;
     let mut k = vec![0usize; ns]; // next new message of each sender (seq = k + 1)
@@ -199,7 +235,13 @@ pub fn server_senders(socks: Vec<(Arc<UdpSocket>, Token)>, shared: &Shared, plan
             );
         }
         if sent_now == 0 {
-            pause();
+            // Held by the window, the rate, or (flooding) the ACK window.
+            let max = if pacer.need_acc.is_some() || pacer.due_ns.is_some() {
+                2_000_000
+            } else {
+                50_000
+            };
+            pacer.wait(shared, now, max);
         }
     }
     out.last_ns = shared.now_ns();
@@ -226,6 +268,7 @@ pub fn server_senders(socks: Vec<(Arc<UdpSocket>, Token)>, shared: &Shared, plan
         .sum();
     out.sent = k;
     out.stalls = pacer.stalls;
+    out.cpu_ns = net::thread_cpu_ns() - cpu0;
     out
 }
 
@@ -283,6 +326,7 @@ pub fn baseline_sender(
     plan: &Plan,
 ) -> TxOut {
     net::tight_timer_slack();
+    let cpu0 = net::thread_cpu_ns();
     let per = shared.per_sender;
     let mut out = TxOut {
         sent_at: vec![0; per],
@@ -303,7 +347,7 @@ pub fn baseline_sender(
             break;
         }
         if pacer.allowed(shared, g, now) == 0 {
-            pause();
+            pacer.wait(shared, now, 2_000_000);
             continue;
         }
         text::write(&mut textbuf, 0, g as usize, now);
@@ -324,5 +368,6 @@ pub fn baseline_sender(
     out.last_ns = shared.now_ns();
     out.sent = vec![g as usize];
     out.stalls = pacer.stalls;
+    out.cpu_ns = net::thread_cpu_ns() - cpu0;
     out
 }
