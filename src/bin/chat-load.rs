@@ -70,6 +70,10 @@ struct Args {
     /// Idle run: join the members, then only keepalives for SECONDS.
     #[arg(long, value_name = "SECONDS")]
     idle: Option<f64>,
+    /// Seconds each run waits for the machine to be idle (other processes under
+    /// 0.15 cores) before it starts; 0: do not wait. A run that started busy is marked.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+    idle_wait: f64,
     /// Run the README's whole table (N = 10, 100, 500; W=32 and flood; packing off
     /// and on; the latency run; 10,000 idle members).
     #[arg(long)]
@@ -120,6 +124,11 @@ fn run() -> Result<(), String> {
         threads: a.threads.clamp(1, 64),
         rcvbuf: a.rcvbuf,
         idle: a.idle.map(|v| secs(v, "--idle")).transpose()?,
+        idle_wait: if a.idle_wait == 0.0 {
+            Duration::ZERO
+        } else {
+            secs(a.idle_wait, "--idle-wait")?
+        },
     };
     let json_only = a.json.as_deref() == Some(std::path::Path::new("-"));
     let reports = if a.suite {

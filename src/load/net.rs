@@ -174,7 +174,10 @@ pub fn join_all(
             .collect();
         let mut tokens = Vec::with_capacity(socks.len());
         for h in handles {
-            tokens.extend(h.join().map_err(|_| "a join thread panicked".to_string())??);
+            tokens.extend(
+                h.join()
+                    .map_err(|_| "a join thread panicked".to_string())??,
+            );
         }
         Ok(tokens)
     })

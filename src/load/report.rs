@@ -157,6 +157,12 @@ pub struct Report {
     pub tx_cpu_ns: u64,
     /// The whole machine's busy time over the span, in cores (0..=cores).
     pub machine_busy_cores: Option<f64>,
+    /// CPU used by the rest of the machine (other processes) over the span, in
+    /// cores: machine busy minus the server and this tool. A run with much
+    /// of it was disturbed.
+    pub others_cores: Option<f64>,
+    /// The machine was still busy when the run started (waited in vain for it to be idle).
+    pub started_busy: bool,
     /// The kernel ceiling measured in the same invocation (datagrams delivered/s).
     pub ceiling_dgrams_per_s: Option<f64>,
     /// Idle runs: time to join every member, the server's resident memory, and
@@ -232,7 +238,7 @@ impl Report {
 
     /// The header of the markdown table of relay runs.
     pub fn table_header() -> String {
-        "| run | N | S | mode | msgs delivered/s | datagrams/s | events/datagram | of ceiling | loss (all seen as gaps?) | latency p50 / p99 / max µs | to last member p99 µs | server µs/msg | server cores | receivers cores | machine busy cores |\n\
+        "| run | N | S | mode | msgs delivered/s | datagrams/s | events/datagram | of ceiling | loss (all seen as gaps?) | latency p50 / p99 / max µs | to last member p99 µs | server µs/msg | server cores | receivers cores | machine busy cores (others) |\n\
          |---|---:|---:|---|---:|---:|---:|---:|---|---|---:|---:|---:|---:|---:|"
             .to_string()
     }
@@ -283,8 +289,14 @@ impl Report {
             self.server_cores()
                 .map_or("-".into(), |c| format!("{c:.2}")),
             self.rx_cores(),
-            self.machine_busy_cores
-                .map_or("-".into(), |c| format!("{c:.2}")),
+            match (self.machine_busy_cores, self.others_cores) {
+                (Some(m), Some(o)) => format!(
+                    "{m:.2} ({o:.2}){}",
+                    if self.started_busy { " busy" } else { "" }
+                ),
+                (Some(m), None) => format!("{m:.2}"),
+                _ => "-".into(),
+            },
         )
     }
 
@@ -334,7 +346,10 @@ impl Report {
         j.num("foreign_events", self.foreign as f64);
         j.num("incomplete_messages", self.incomplete_messages as f64);
         j.num("stalls", self.stalls as f64);
-        for (name, l) in [("latency", &self.latency), ("latency_last", &self.latency_last)] {
+        for (name, l) in [
+            ("latency", &self.latency),
+            ("latency_last", &self.latency_last),
+        ] {
             j.opt(&format!("{name}_p50_us"), l.map(|l| l.p50_us));
             j.opt(&format!("{name}_p99_us"), l.map(|l| l.p99_us));
             j.opt(&format!("{name}_max_us"), l.map(|l| l.max_us));
@@ -351,6 +366,8 @@ impl Report {
         j.num("receivers_cores", self.rx_cores());
         j.num("sender_cores", self.tx_cores());
         j.opt("machine_busy_cores", self.machine_busy_cores);
+        j.opt("others_cores", self.others_cores);
+        j.bool("started_busy", self.started_busy);
         j.opt("ceiling_datagrams_per_s", self.ceiling_dgrams_per_s);
         j.opt("of_ceiling", self.ceiling_share());
         j.opt("join_seconds", self.join_seconds);
@@ -398,7 +415,7 @@ impl Json {
         } else if v.fract() == 0.0 && v.abs() < 1e15 {
             let _ = write!(self.s, "{}", v as i64);
         } else {
-            let _ = write!(self.s, "{v:.3}");
+            let _ = write!(self.s, "{}", (v * 1e6).round() / 1e6);
         }
     }
     fn opt(&mut self, k: &str, v: Option<f64>) {

@@ -179,13 +179,11 @@ pub fn server_senders(socks: Vec<(Arc<UdpSocket>, Token)>, shared: &Shared, plan
         }
         .encode(wire);
     };
-    let mut send = |ms: &mut MultiSend,
-                    wire: &Vec<u8>,
-                    spans: &Vec<(usize, usize)>,
-                    sock: &UdpSocket| {
-        let parts: Vec<&[u8]> = spans.iter().map(|&(a, b)| &wire[a..b]).collect();
-        ms.send_many(sock.as_raw_fd(), &parts);
-    };
+    let mut send =
+        |ms: &mut MultiSend, wire: &Vec<u8>, spans: &Vec<(usize, usize)>, sock: &UdpSocket| {
+            let parts: Vec<&[u8]> = spans.iter().map(|&(a, b)| &wire[a..b]).collect();
+            ms.send_many(sock.as_raw_fd(), &parts);
+        };
 
     loop {
         let now = shared.now_ns();
@@ -230,8 +228,19 @@ pub fn server_senders(socks: Vec<(Arc<UdpSocket>, Token)>, shared: &Shared, plan
         if now - last_rto_check > RTO_NS / 4 {
             last_rto_check = now;
             out.retransmits += resend_overdue(
-                shared, &socks, &k, &mut lo, &out.sent_at, &mut tx_at, per, now, &mut say,
-                &mut wire, &mut spans, &mut send, &mut ms,
+                shared,
+                &socks,
+                &k,
+                &mut lo,
+                &out.sent_at,
+                &mut tx_at,
+                per,
+                now,
+                &mut say,
+                &mut wire,
+                &mut spans,
+                &mut send,
+                &mut ms,
             );
         }
         if sent_now == 0 {
@@ -258,13 +267,28 @@ pub fn server_senders(socks: Vec<(Arc<UdpSocket>, Token)>, shared: &Shared, plan
             break;
         }
         out.retransmits += resend_overdue(
-            shared, &socks, &k, &mut lo, &out.sent_at, &mut tx_at, per, now, &mut say, &mut wire,
-            &mut spans, &mut send, &mut ms,
+            shared,
+            &socks,
+            &k,
+            &mut lo,
+            &out.sent_at,
+            &mut tx_at,
+            per,
+            now,
+            &mut say,
+            &mut wire,
+            &mut spans,
+            &mut send,
+            &mut ms,
         );
         std::thread::sleep(Duration::from_millis(1));
     }
     out.unacked = (0..ns)
-        .map(|s| (lo[s]..k[s]).filter(|&i| !shared.acked(s, i as u32 + 1)).count() as u64)
+        .map(|s| {
+            (lo[s]..k[s])
+                .filter(|&i| !shared.acked(s, i as u32 + 1))
+                .count() as u64
+        })
         .sum();
     out.sent = k;
     out.stalls = pacer.stalls;

@@ -70,8 +70,16 @@ fn dont_fragment(sock: &UdpSocket) {
         }
     };
     // An IPv6 socket takes both: the IPv4 one for mapped (dual-stack) peers.
-    set(libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_PROBE);
-    set(libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER, libc::IPV6_PMTUDISC_PROBE);
+    set(
+        libc::IPPROTO_IP,
+        libc::IP_MTU_DISCOVER,
+        libc::IP_PMTUDISC_PROBE,
+    );
+    set(
+        libc::IPPROTO_IPV6,
+        libc::IPV6_MTU_DISCOVER,
+        libc::IPV6_PMTUDISC_PROBE,
+    );
 }
 
 fn to_socket_addr(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
