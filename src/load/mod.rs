@@ -632,7 +632,10 @@ fn baseline_run(opts: &Options) -> Result<Report, String> {
 }
 
 fn baseline_run_now(opts: &Options) -> Result<Report, String> {
-    let src = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|e| format!("bind: {e}"))?;
+    // Configured exactly as the server's socket (buffers, don't-fragment), so
+    // the ceiling and the server take the same path through the kernel.
+    let src = crate::server::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+        .map_err(|e| e.to_string())?;
     let src_addr = src.local_addr().map_err(|e| e.to_string())?;
     let n = opts.members;
     let socks = sockets(n, opts.rcvbuf, src_addr)?;
@@ -778,7 +781,8 @@ pub fn suite(base: &Options, mut progress: impl FnMut(&Report)) -> Result<Vec<Re
         progress(&r);
         out.push(r);
     };
-    let mut half_rate = None;
+    // Half the closed-loop message rate at N = 100, for packing off and on.
+    let mut half_rate = [None, None];
     for n in [10usize, 100, 500] {
         let o = Options {
             members: n,
@@ -800,15 +804,15 @@ pub fn suite(base: &Options, mut progress: impl FnMut(&Report)) -> Result<Vec<Re
                     ..o.clone()
                 })?;
                 r.ceiling_dgrams_per_s = Some(ceiling);
-                if n == 100 && !flood && packing {
-                    half_rate = Some(r.msgs_per_s() / (n - 1) as f64 / 2.0);
+                if n == 100 && !flood {
+                    half_rate[packing as usize] = Some(r.msgs_per_s() / (n - 1) as f64 / 2.0);
                 }
                 push(r, &mut out);
             }
         }
     }
-    if let Some(rate) = half_rate {
-        for packing in [false, true] {
+    for packing in [false, true] {
+        if let Some(rate) = half_rate[packing as usize] {
             let r = relay_run(&Options {
                 members: 100,
                 senders: 1,

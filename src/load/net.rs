@@ -132,7 +132,7 @@ impl MultiSend {
         let mut sent = 0;
         let mut i = 0;
         while i < self.hdrs.len() {
-            let n = (self.hdrs.len() - i).min(1024);
+            let n = (self.hdrs.len() - i).min(crate::server::BATCH);
             // SAFETY: headers i..i+n point into self's vectors and the
             // caller's payloads, all alive and unmoved for the call.
             let r = unsafe {

@@ -15,13 +15,14 @@ use std::time::Duration;
 
 /// SAYs per `sendmmsg` of one sender.
 const BATCH: usize = 32;
-/// An unacknowledged SAY is sent again after this long.
-const RTO_NS: u64 = 100_000_000;
+/// An unacknowledged SAY is sent again after this long (a flood queues for
+/// hundreds of ms: a shorter time only resends what is on its way).
+const RTO_NS: u64 = 1_000_000_000;
 /// A closed-loop sender whose deliveries have not moved for this long goes
 /// ahead anyway (deliveries lost at the end of a burst never show as gaps).
 const STALL_NS: u64 = 50_000_000;
 /// After the last new message, how long to wait for the acknowledgements.
-const ACK_DRAIN: Duration = Duration::from_secs(3);
+const ACK_DRAIN: Duration = Duration::from_secs(5);
 
 /// How the senders send.
 #[derive(Debug, Clone)]
