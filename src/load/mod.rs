@@ -122,9 +122,18 @@ impl Options {
         } else {
             format!("W={}", self.window)
         };
-        match self.rate {
+        let m = match self.rate {
             Some(r) => format!("{m} at {} msg/s", report::si(r)),
             None => m,
+        };
+        if self.threads == 2 {
+            m
+        } else {
+            format!(
+                "{m}, {} rx thread{}",
+                self.threads,
+                if self.threads == 1 { "" } else { "s" }
+            )
         }
     }
 
@@ -813,12 +822,16 @@ pub fn suite(base: &Options, mut progress: impl FnMut(&Report)) -> Result<Vec<Re
     }
     for packing in [false, true] {
         if let Some(rate) = half_rate[packing as usize] {
+            // One receiver thread: at half the rate it keeps up, and the
+            // second core stays free for the server (with two, the tool's own
+            // threads queue behind each other and add milliseconds).
             let r = relay_run(&Options {
                 members: 100,
                 senders: 1,
                 flood: false,
                 packing,
                 rate: Some(rate),
+                threads: 1,
                 ..base.clone()
             })?;
             push(r, &mut out);

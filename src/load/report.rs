@@ -118,6 +118,7 @@ pub struct Report {
     pub members: usize,
     pub senders: usize,
     /// "W=32", "flood" (within the ACK window), "idle"; a paced run adds its rate.
+    /// Receiver threads are added when not the default 2.
     pub mode: String,
     /// Packing on or off (None for the kernel ceiling).
     pub packing: Option<bool>,

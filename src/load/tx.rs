@@ -21,6 +21,8 @@ const RTO_NS: u64 = 1_000_000_000;
 /// A closed-loop sender whose deliveries have not moved for this long goes
 /// ahead anyway (deliveries lost at the end of a burst never show as gaps).
 const STALL_NS: u64 = 50_000_000;
+/// A paced sender sleeps at least this long and then sends what is due.
+const MIN_PACED_SLEEP_NS: u64 = 200_000;
 /// After the last new message, how long to wait for the acknowledgements.
 const ACK_DRAIN: Duration = Duration::from_secs(5);
 
@@ -128,7 +130,7 @@ impl Pacer {
     fn wait(&self, shared: &Shared, now: u64, max_ns: u64) {
         let mut ns = max_ns;
         if let Some(due) = self.due_ns {
-            ns = ns.min(due.saturating_sub(now));
+            ns = ns.min(due.saturating_sub(now).max(MIN_PACED_SLEEP_NS));
         }
         if let Some(need) = self.need_acc {
             shared.wake_at.store(need, SeqCst);
