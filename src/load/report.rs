@@ -197,6 +197,23 @@ impl Report {
         let cpu = self.server_cpu_ns? as f64;
         (self.delivered > 0).then(|| cpu / self.delivered as f64)
     }
+    /// CPU of what sent the deliveries (the server, or the ceiling's bare
+    /// loop) per delivered message, ns.
+    pub fn sending_ns_per_msg(&self) -> Option<f64> {
+        match self.kind {
+            Some(Kind::Baseline) => {
+                (self.delivered > 0).then(|| self.tx_cpu_ns as f64 / self.delivered as f64)
+            }
+            _ => self.server_ns_per_msg(),
+        }
+    }
+    /// CPU of what sent the deliveries, in cores.
+    pub fn sending_cores(&self) -> Option<f64> {
+        match self.kind {
+            Some(Kind::Baseline) => Some(self.tx_cores()),
+            _ => self.server_cores(),
+        }
+    }
     pub fn server_ns_per_dgram(&self) -> Option<f64> {
         let cpu = self.server_cpu_ns? as f64;
         (self.datagrams > 0).then(|| cpu / self.datagrams as f64)
@@ -239,7 +256,7 @@ impl Report {
 
     /// The header of the markdown table of relay runs.
     pub fn table_header() -> String {
-        "| run | N | S | mode | msgs delivered/s | datagrams/s | events/datagram | of ceiling | loss (all seen as gaps?) | latency p50 / p99 / max µs | to last member p99 µs | server µs/msg | server cores | receivers cores | machine busy cores (others) |\n\
+        "| run | N | S | mode | msgs delivered/s | datagrams/s | events/datagram | of ceiling | loss (all seen as gaps?) | latency p50 / p99 / max µs | to last member p99 µs | sending µs/msg | sending cores | receivers cores | machine busy cores (others) |\n\
          |---|---:|---:|---|---:|---:|---:|---:|---|---|---:|---:|---:|---:|---:|"
             .to_string()
     }
@@ -285,9 +302,9 @@ impl Report {
             lat(&self.latency),
             self.latency_last
                 .map_or("-".into(), |l| format!("{:.0}", l.p99_us)),
-            self.server_ns_per_msg()
+            self.sending_ns_per_msg()
                 .map_or("-".into(), |ns| format!("{:.2}", ns / 1000.0)),
-            self.server_cores()
+            self.sending_cores()
                 .map_or("-".into(), |c| format!("{c:.2}")),
             self.rx_cores(),
             match (self.machine_busy_cores, self.others_cores) {
