@@ -779,9 +779,28 @@ fn idle_run(opts: &Options, idle: Duration) -> Result<Report, String> {
     Ok(r)
 }
 
+/// Runs `f` again (twice at most) while its run was disturbed: other
+/// processes used more than 0.15 cores, or the machine was busy at the start.
+/// Keeps the least disturbed run.
+fn steady(f: impl Fn() -> Result<Report, String>) -> Result<Report, String> {
+    let disturbed = |r: &Report| r.started_busy || r.others_cores.unwrap_or(0.0) > 0.15;
+    let mut best = f()?;
+    for _ in 0..2 {
+        if !disturbed(&best) {
+            break;
+        }
+        let r = f()?;
+        if r.others_cores.unwrap_or(0.0) < best.others_cores.unwrap_or(0.0) {
+            best = r;
+        }
+    }
+    Ok(best)
+}
+
 /// The README's table: for N = 10, 100, 500 the ceiling, then the server
 /// with packing off and on, closed loop (S = 1) and flood (S = 4); the
 /// latency at half the N = 100 closed-loop rate; and 10,000 idle members.
+/// A run disturbed by other processes is repeated (see [`steady`]).
 /// `progress` is told each report as it comes.
 pub fn suite(base: &Options, mut progress: impl FnMut(&Report)) -> Result<Vec<Report>, String> {
     net::raise_fd_limit();
@@ -797,20 +816,24 @@ pub fn suite(base: &Options, mut progress: impl FnMut(&Report)) -> Result<Vec<Re
             members: n,
             ..base.clone()
         };
-        let b = baseline_run(&Options {
-            senders: 1,
-            flood: false,
-            ..o.clone()
+        let b = steady(|| {
+            baseline_run(&Options {
+                senders: 1,
+                flood: false,
+                ..o.clone()
+            })
         })?;
         let ceiling = b.dgrams_per_s();
         push(b, &mut out);
         for (flood, senders) in [(false, 1), (true, 4)] {
             for packing in [false, true] {
-                let mut r = relay_run(&Options {
-                    flood,
-                    senders,
-                    packing,
-                    ..o.clone()
+                let mut r = steady(|| {
+                    relay_run(&Options {
+                        flood,
+                        senders,
+                        packing,
+                        ..o.clone()
+                    })
                 })?;
                 r.ceiling_dgrams_per_s = Some(ceiling);
                 if n == 100 && !flood {
@@ -825,14 +848,16 @@ pub fn suite(base: &Options, mut progress: impl FnMut(&Report)) -> Result<Vec<Re
             // One receiver thread: at half the rate it keeps up, and the
             // second core stays free for the server (with two, the tool's own
             // threads queue behind each other and add milliseconds).
-            let r = relay_run(&Options {
-                members: 100,
-                senders: 1,
-                flood: false,
-                packing,
-                rate: Some(rate),
-                threads: 1,
-                ..base.clone()
+            let r = steady(|| {
+                relay_run(&Options {
+                    members: 100,
+                    senders: 1,
+                    flood: false,
+                    packing,
+                    rate: Some(rate),
+                    threads: 1,
+                    ..base.clone()
+                })
             })?;
             push(r, &mut out);
         }
