@@ -13,6 +13,8 @@
 //!   receiver, retransmission, the line editor, terminal modes and rendering.
 //! * [`error`]: the one error type, which names the operation, the path or
 //!   address, and the reason.
+//! * [`load`]: `chat-load`, the load generator and kernel-ceiling benchmark
+//!   for the chat server (threads, never forks; a developer tool).
 //! * [`pcopy`]: the fork-split file copier: plan, destination, workers, report.
 //! * [`protocol`]: the chat wire format of PROTOCOL.md (encode, decode, limits,
 //!   name and text rules), pure functions over bytes.
@@ -25,6 +27,7 @@
 
 pub mod client;
 pub mod error;
+pub mod load;
 pub mod pcopy;
 pub mod protocol;
 pub mod room;

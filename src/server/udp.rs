@@ -37,6 +37,7 @@ pub fn bind(addr: SocketAddr) -> Result<UdpSocket> {
     // Best effort: an unprivileged process gets at most the system's maximum.
     let _ = setsockopt(&sock, sockopt::RcvBuf, &SOCKET_BUFFER);
     let _ = setsockopt(&sock, sockopt::SndBuf, &SOCKET_BUFFER);
+    dont_fragment(&sock);
     if addr.ip().is_unspecified() {
         let r = match addr {
             SocketAddr::V4(_) => setsockopt(&sock, sockopt::Ipv4PacketInfo, &true),
@@ -46,6 +47,39 @@ pub fn bind(addr: SocketAddr) -> Result<UdpSocket> {
         r.map_err(|e| Error::io("enable packet info on", addr, e.into()))?;
     }
     Ok(sock)
+}
+
+/// Sets the don't-fragment bit on every datagram, ignoring the path MTU the
+/// kernel may have learnt (IP_PMTUDISC_PROBE, as QUIC stacks do). Datagrams
+/// are at most 1200 bytes so that nothing is fragmented anyway; with DF set
+/// the kernel also skips choosing a fresh IP ID per datagram from its shared,
+/// hashed counters (`__ip_select_ident`: ~10% of the server's CPU in a packed
+/// flood to 500 members). Best effort: without it the kernel fragments as before.
+fn dont_fragment(sock: &UdpSocket) {
+    use std::os::fd::AsRawFd;
+    let set = |level, name, value: libc::c_int| {
+        // SAFETY: a valid socket and a pointer to a live c_int of the size given.
+        unsafe {
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                level,
+                name,
+                (&value as *const libc::c_int).cast(),
+                size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        }
+    };
+    // An IPv6 socket takes both: the IPv4 one for mapped (dual-stack) peers.
+    set(
+        libc::IPPROTO_IP,
+        libc::IP_MTU_DISCOVER,
+        libc::IP_PMTUDISC_PROBE,
+    );
+    set(
+        libc::IPPROTO_IPV6,
+        libc::IPV6_MTU_DISCOVER,
+        libc::IPV6_PMTUDISC_PROBE,
+    );
 }
 
 fn to_socket_addr(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {

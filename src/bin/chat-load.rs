@@ -1,0 +1,169 @@
+//! `chat-load`: load generator for `chat-server`, and the kernel ceiling it is
+//! measured against. See README.md, "Performance".
+
+use clap::Parser;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+use udpchat::load::{self, Ceiling, Options};
+use udpchat::stdio;
+
+/// Joins N members to a chat server (started here unless --server), lets S of
+/// them send SAYs, and reports delivery rates, loss, latency and the server's
+/// CPU time per delivered message next to the kernel ceiling (the same sockets
+/// fed by a bare sendmmsg loop). Every run is bounded in count and time.
+#[derive(Parser, Debug)]
+#[command(name = "chat-load", version)]
+struct Args {
+    /// Members, each its own UDP socket (senders included).
+    #[arg(short = 'n', long, default_value_t = 100)]
+    members: usize,
+    /// Members that send.
+    #[arg(short = 's', long, default_value_t = 1)]
+    senders: usize,
+    /// Flood within the acknowledgement window instead of the closed loop.
+    #[arg(long)]
+    flood: bool,
+    /// Closed loop: message k goes once the deliveries reach (k - W) * (N - 1).
+    #[arg(short = 'w', long, default_value_t = 32)]
+    window: u64,
+    /// Flood: unacknowledged SAYs per sender, at most (the server's at-most-once window).
+    #[arg(long, default_value_t = 1024)]
+    ack_window: usize,
+    /// Messages over all senders, at most.
+    #[arg(short = 'm', long, default_value_t = 1_000_000)]
+    messages: u64,
+    /// Seconds of sending, at most.
+    #[arg(short = 'd', long, default_value_t = 3.0)]
+    duration: f64,
+    /// Messages per second over all senders, at most (default: as fast as the mode allows).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Bytes of text per message (at least 26: sender, number and send time).
+    #[arg(long, default_value_t = 64)]
+    text_len: usize,
+    /// Start the server with --no-packing (one event per datagram).
+    #[arg(long)]
+    no_packing: bool,
+    /// Measure only the kernel ceiling (no server).
+    #[arg(long, conflicts_with = "no_baseline")]
+    baseline: bool,
+    /// Skip the kernel-ceiling run that precedes a server run.
+    #[arg(long)]
+    no_baseline: bool,
+    /// Use a running server at ADDR instead of starting one (start it with --rate 0).
+    #[arg(long, value_name = "ADDR")]
+    server: Option<SocketAddr>,
+    /// The pid of that server, for its CPU time and memory.
+    #[arg(long, value_name = "PID", requires = "server")]
+    server_pid: Option<u32>,
+    /// The chat-server binary to start (default: next to chat-load).
+    #[arg(long, value_name = "PATH")]
+    server_bin: Option<PathBuf>,
+    /// Receiver threads.
+    #[arg(short = 't', long, default_value_t = 2)]
+    threads: usize,
+    /// Receive buffer per member socket, bytes (capped by net.core.rmem_max).
+    #[arg(long, default_value_t = 1 << 20)]
+    rcvbuf: usize,
+    /// Idle run: join the members, then only keepalives for SECONDS.
+    #[arg(long, value_name = "SECONDS")]
+    idle: Option<f64>,
+    /// Seconds each run waits for the machine to be idle (other processes under
+    /// 0.15 cores) before it starts; 0: do not wait. A run that started busy is marked.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+    idle_wait: f64,
+    /// Run the README's whole table (N = 10, 100, 500; W=32 and flood; packing off
+    /// and on; the latency run; 10,000 idle members).
+    #[arg(long)]
+    suite: bool,
+    /// Also write the reports as JSON to FILE ('-': stdout, instead of the table).
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+}
+
+fn secs(v: f64, what: &str) -> Result<Duration, String> {
+    if v.is_finite() && v > 0.0 && v <= 3600.0 {
+        Ok(Duration::from_secs_f64(v))
+    } else {
+        Err(format!("{what} must be between 0 and 3600 seconds"))
+    }
+}
+
+fn run() -> Result<(), String> {
+    let a = Args::parse();
+    if let Some(addr) = a.server {
+        if !load::reachable(&addr) {
+            return Err(format!(
+                "the members live on 127.1.0.0/16: '{addr}' must be an IPv4 loopback address"
+            ));
+        }
+    }
+    let opts = Options {
+        members: a.members,
+        senders: a.senders,
+        flood: a.flood,
+        window: a.window.max(1),
+        ack_window: a.ack_window.clamp(1, 1024),
+        messages: a.messages.max(1),
+        duration: secs(a.duration, "--duration")?,
+        rate: a.rate.filter(|r| *r > 0.0),
+        text_len: a.text_len.clamp(26, 1000),
+        packing: !a.no_packing,
+        ceiling: if a.baseline {
+            Ceiling::Only
+        } else if a.no_baseline || a.server.is_some() {
+            Ceiling::Skip
+        } else {
+            Ceiling::Also
+        },
+        server: a.server,
+        server_pid: a.server_pid,
+        server_bin: a.server_bin.unwrap_or_else(load::default_server_bin),
+        threads: a.threads.clamp(1, 64),
+        rcvbuf: a.rcvbuf,
+        idle: a.idle.map(|v| secs(v, "--idle")).transpose()?,
+        idle_wait: if a.idle_wait == 0.0 {
+            Duration::ZERO
+        } else {
+            secs(a.idle_wait, "--idle-wait")?
+        },
+    };
+    let json_only = a.json.as_deref() == Some(std::path::Path::new("-"));
+    let reports = if a.suite {
+        load::suite(&opts, |r| {
+            stdio::err_line(&format!("done: {}", r.json()));
+        })?
+    } else {
+        load::run(&opts)?
+    };
+    if !json_only {
+        stdio::out_line(load::markdown(&reports).trim_end())
+            .map_err(|e| format!("cannot write the table: {e}"))?;
+    }
+    if let Some(path) = &a.json {
+        let j = load::json(&reports);
+        if json_only {
+            stdio::out_line(j.trim_end()).map_err(|e| format!("cannot write JSON: {e}"))?;
+        } else {
+            std::fs::write(path, j)
+                .map_err(|e| format!("cannot write '{}': {e}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    if let Err(e) = stdio::reopen_closed_std_fds() {
+        stdio::err_line(&format!("chat-load: cannot reopen /dev/null: {e}"));
+        return ExitCode::FAILURE;
+    }
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            stdio::err_line(&format!("chat-load: {e}"));
+            ExitCode::FAILURE
+        }
+    }
+}
