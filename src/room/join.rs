@@ -138,7 +138,7 @@ impl Room {
                 let i = self.members.insert(m);
                 self.stats.peak = self.stats.peak.max(self.members.len());
                 self.log.push(format!(
-                    "{name} joined from {} ({} members)",
+                    "{name} joined from {} ({} in the room)",
                     peer.addr,
                     self.members.len()
                 ));

@@ -316,7 +316,7 @@ impl Room {
             LeftReason::Removed => "was removed by the admin",
         };
         self.log.push(format!(
-            "{} ({}) {why} ({} members)",
+            "{} ({}) {why} ({} in the room)",
             m.name,
             m.peer.addr,
             self.members.len()

@@ -340,6 +340,10 @@ pub fn run(opts: &Options) -> Result<()> {
             last_summary = Some(now);
         }
         if stop.is_some() {
+            // What was dropped since the last summary is said before the end.
+            if let Some(s) = room.malformed_summary() {
+                log(&s);
+            }
             log("exiting");
             return Ok(());
         }
