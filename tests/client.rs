@@ -784,41 +784,17 @@ fn events_dropped_on_the_way_are_reported_lost() {
     assert_eq!(relay.stop(), 3);
 }
 
-#[test]
-fn a_pasted_burst_is_paced_by_the_rate_limit_not_lost() {
-    let srv = Server::start(&[]);
+/// `lines` lines piped into one client arrive in order at another, and the
+/// sender exits 0 without a "not delivered".
+fn paste_arrives_whole(server_args: &[&str], lines: usize) {
+    let srv = Server::start(server_args);
     let mut watcher = member(&srv.addr, "watcher");
     let mut paster = member(&srv.addr, "paster");
-    for i in 1..=25 {
+    for i in 1..=lines {
         paster.send(&format!("line {i}"));
     }
     paster.close_stdin();
-    for i in 1..=25 {
-        let want = format!("paster: line {i}");
-        let got = saw(&mut watcher, "paster: line");
-        assert!(got.ends_with(&want), "in order: {got} for {want}");
-    }
-    assert_eq!(paster.wait_clean(Duration::from_secs(20)).code(), Some(0));
-    assert!(!paster
-        .out
-        .rest(WAIT)
-        .iter()
-        .any(|l| l.contains("not delivered")));
-}
-
-#[test]
-fn a_piped_file_longer_than_the_drain_limit_is_sent_whole() {
-    // At 2 messages a second after a burst of 10, 36 lines take about 13 s after
-    // end of input: longer than the 10 s the sender waits for the next ACK, so
-    // only a drain that each ACK extends sends the whole file.
-    let srv = Server::start(&["--rate", "2"]);
-    let mut watcher = member(&srv.addr, "watcher");
-    let mut paster = member(&srv.addr, "paster");
-    for i in 1..=36 {
-        paster.send(&format!("line {i}"));
-    }
-    paster.close_stdin();
-    for i in 1..=36 {
+    for i in 1..=lines {
         let want = format!("paster: line {i}");
         let got = saw(&mut watcher, "paster: line");
         assert!(got.ends_with(&want), "in order: {got} for {want}");
@@ -829,4 +805,17 @@ fn a_piped_file_longer_than_the_drain_limit_is_sent_whole() {
         .rest(WAIT)
         .iter()
         .any(|l| l.contains("not delivered")));
+}
+
+#[test]
+fn a_pasted_burst_is_paced_by_the_rate_limit_not_lost() {
+    paste_arrives_whole(&[], 25);
+}
+
+#[test]
+fn a_piped_file_longer_than_the_drain_limit_is_sent_whole() {
+    // At 2 messages a second after a burst of 10, 36 lines take about 13 s after
+    // end of input: longer than the 10 s the sender waits for the next ACK, so
+    // only a drain that each ACK extends sends the whole file.
+    paste_arrives_whole(&["--rate", "2"], 36);
 }

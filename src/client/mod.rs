@@ -390,6 +390,20 @@ pub fn say_line(text: &str) {
     let _ = crate::stdio::out_line(&render::stamped(&render::local_hhmm(), text));
 }
 
+/// The signals waiting on a signalfd, read until it would block.
+pub fn pending_signals(fd: &mut nix::sys::signalfd::SignalFd) -> Vec<Signal> {
+    let mut out = Vec::new();
+    loop {
+        match fd.read_signal() {
+            Ok(Some(info)) => out.extend(Signal::try_from(info.ssi_signo as i32).ok()),
+            Ok(None) => break,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => break,
+        }
+    }
+    out
+}
+
 /// Waits up to `limit` for `child` to end, then kills it; returns its status.
 pub fn reap(child: Pid, limit: Duration) -> Option<nix::sys::wait::WaitStatus> {
     use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};

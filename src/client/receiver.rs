@@ -10,7 +10,9 @@ use crate::client::render::{self, Lang, Notice};
 use crate::client::screen::Screen;
 use crate::client::tally::{SeqTracker, WhoPager, WhoStep};
 use crate::client::term::{self, TermModes};
-use crate::client::{code, Session, LEAVE_RESEND, LEAVE_WAIT, PARENT_DEATH_SIGNAL};
+use crate::client::{
+    code, pending_signals, Session, LEAVE_RESEND, LEAVE_WAIT, PARENT_DEATH_SIGNAL,
+};
 use crate::protocol::{self, ByeReason, ClientMsg, ServerMsg, Token, MAX_DATAGRAM};
 use mio::net::{UdpSocket, UnixDatagram};
 use mio::unix::SourceFd;
@@ -506,23 +508,17 @@ impl Receiver {
     }
 
     fn drain_signals(&mut self) {
-        loop {
-            let sig = match self.signals.read_signal() {
-                Ok(Some(info)) => Signal::try_from(info.ssi_signo as i32).ok(),
-                Ok(None) => break,
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(_) => break,
-            };
+        for sig in pending_signals(&mut self.signals) {
             match sig {
-                Some(Signal::SIGINT) => self.leave(code::SIGINT),
-                Some(Signal::SIGTERM) => self.leave(code::SIGTERM),
-                Some(Signal::SIGHUP) => self.leave(code::SIGHUP),
-                Some(s) if s == PARENT_DEATH_SIGNAL && nix::unistd::getppid() != self.parent => {
+                Signal::SIGINT => self.leave(code::SIGINT),
+                Signal::SIGTERM => self.leave(code::SIGTERM),
+                Signal::SIGHUP => self.leave(code::SIGHUP),
+                s if s == PARENT_DEATH_SIGNAL && nix::unistd::getppid() != self.parent => {
                     self.parent_gone();
                 }
-                Some(Signal::SIGTSTP) => self.suspend(),
-                Some(Signal::SIGCONT) => self.resume(),
-                Some(Signal::SIGWINCH) => {
+                Signal::SIGTSTP => self.suspend(),
+                Signal::SIGCONT => self.resume(),
+                Signal::SIGWINCH => {
                     self.screen.cols = term::columns(term::stdout_fd());
                     self.screen.redraw();
                 }

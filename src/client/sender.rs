@@ -9,7 +9,7 @@ use crate::client::link::{ToReceiver, ToSender};
 use crate::client::outbox::{Outbox, Outgoing};
 use crate::client::render::{self, Lang, Notice, Undelivered};
 use crate::client::term::{self, StdinReader, TermModes};
-use crate::client::{code, leave_and_wait, reap, Session};
+use crate::client::{code, leave_and_wait, pending_signals, reap, Session};
 use crate::protocol::{Token, MAX_NAME_BYTES, MAX_TEXT_BYTES};
 use mio::net::UnixDatagram;
 use mio::unix::SourceFd;
@@ -448,18 +448,12 @@ impl Sender {
     }
 
     fn drain_signals(&mut self) {
-        loop {
-            let sig = match self.signals.read_signal() {
-                Ok(Some(info)) => Signal::try_from(info.ssi_signo as i32).ok(),
-                Ok(None) => break,
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(_) => break,
-            };
+        for sig in pending_signals(&mut self.signals) {
             match sig {
-                Some(Signal::SIGINT) => self.ask_quit(code::SIGINT),
-                Some(Signal::SIGTERM) => self.ask_quit(code::SIGTERM),
-                Some(Signal::SIGHUP) => self.ask_quit(code::SIGHUP),
-                Some(Signal::SIGCHLD) => {
+                Signal::SIGINT => self.ask_quit(code::SIGINT),
+                Signal::SIGTERM => self.ask_quit(code::SIGTERM),
+                Signal::SIGHUP => self.ask_quit(code::SIGHUP),
+                Signal::SIGCHLD => {
                     use nix::sys::wait::{waitpid, WaitPidFlag};
                     if self.status.is_none() {
                         match waitpid(self.child, Some(WaitPidFlag::WNOHANG)) {
