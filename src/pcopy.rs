@@ -2,11 +2,11 @@
 //! range of a preallocated destination with positioned I/O.
 //!
 //! The course's homework ("a parent and a child each copy one half") grown into a
-//! tool: SRC's data map is split into about equal shares ([`plan`]); the new file is
-//! built nameless next to DST and preallocated ([`dest`]); the parent forks a child
-//! per share but the first and copies the first itself ([`workers`], [`copy`]); only
+//! tool: SRC's data map is split into about equal shares (`plan`); the new file is
+//! built nameless next to DST and preallocated (`dest`); the parent forks a child
+//! per share but the first and copies the first itself (`workers`, `copy`); only
 //! when all succeeded (and `--verify` agreed) does the file replace DST, atomically;
-//! then one line says what was done ([`report`]).
+//! then one line says what was done (`report`).
 
 mod copy;
 mod dest;

@@ -3,7 +3,7 @@
 //! * [`reopen_closed_std_fds`]: a program started with fd 0, 1 or 2 closed
 //!   would hand that number to its next `open` or `socket` (a destination file
 //!   becoming "stdout", a socket becoming "stdin"). Every binary calls it first.
-//! * [`line`]: write one line and flush, reporting EPIPE and friends as an
+//! * [`line()`]: write one line and flush, reporting EPIPE and friends as an
 //!   error instead of panicking like `println!` (`pcopy … | head`).
 
 use std::io::{self, Write};

@@ -90,7 +90,7 @@ pub fn columns(fd: BorrowedFd<'_>) -> usize {
 /// the shell: setting it on fd 0 would make the shell's next read fail. So
 /// stdin is opened anew through `/proc/self/fd/0` (a new description of the
 /// same terminal or pipe). Where that fails, fd 0 is duplicated and made
-/// non-blocking, and [`StdinReader::restore`] must run on every way out.
+/// non-blocking, and [`restore_stdin_flags`] must run on every way out.
 pub struct StdinReader {
     pub fd: OwnedFd,
     /// fd 0's original flags, when they were changed.

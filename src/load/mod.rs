@@ -800,7 +800,7 @@ fn steady(f: impl Fn() -> Result<Report, String>) -> Result<Report, String> {
 /// The README's table: for N = 10, 100, 500 the ceiling, then the server
 /// with packing off and on, closed loop (S = 1) and flood (S = 4); the
 /// latency at half the N = 100 closed-loop rate; and 10,000 idle members.
-/// A run disturbed by other processes is repeated (see [`steady`]).
+/// A run disturbed by other processes is repeated (see `steady`).
 /// `progress` is told each report as it comes.
 pub fn suite(base: &Options, mut progress: impl FnMut(&Report)) -> Result<Vec<Report>, String> {
     net::raise_fd_limit();
