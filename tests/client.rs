@@ -588,14 +588,7 @@ fn started_with_stdin_closed_it_joins_and_leaves() {
             reason: ByeReason::Left,
         },
     );
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(start.elapsed() < WAIT, "did not exit");
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let status = wait_child(&mut child, WAIT).expect("did not exit");
     assert_eq!(status.code(), Some(0));
 }
 
