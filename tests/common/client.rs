@@ -12,7 +12,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
-use udpchat::protocol::{self, ClientMsg, Event, ServerMsg, Token};
+use udpchat::protocol::{self, ByeReason, ClientMsg, Event, ServerMsg, Token};
 
 pub const CLIENT: &str = env!("CARGO_BIN_EXE_chat-client");
 
@@ -362,6 +362,37 @@ impl FakeServer {
         let mut out = Vec::new();
         protocol::encode_events(&mut out, first_seq, events);
         self.sock.send_to(&out, to).unwrap();
+    }
+
+    /// Sends one SAID event, number `seq`, from the member `from`.
+    pub fn said(&self, to: SocketAddr, seq: u32, from: &str, text: &str) {
+        self.events(to, seq, &[Event::Said { from, text }]);
+    }
+
+    /// Waits for a SAY (panics with `what` if none comes within [`WAIT`]) and
+    /// asserts that it is exactly this one.
+    #[track_caller]
+    pub fn expect_say(&self, what: &str, token: Token, seq: u32, text: &str) {
+        let is_say = |m: &ClientMsg<'_>| matches!(m, ClientMsg::Say { .. });
+        let (d, _) = self.recv_where(WAIT, is_say).expect(what);
+        assert_eq!(
+            protocol::decode_client(&d).unwrap(),
+            ClientMsg::Say { token, seq, text }
+        );
+    }
+
+    /// Waits for a LEAVE (panics with `what` if none comes within [`WAIT`])
+    /// and answers it with BYE (left) to `to`. Returns the LEAVE.
+    #[track_caller]
+    pub fn answer_leave(&self, to: SocketAddr, what: &str) -> Vec<u8> {
+        let (d, _) = self.recv_where(WAIT, is_leave).expect(what);
+        self.send(
+            to,
+            &ServerMsg::Bye {
+                reason: ByeReason::Left,
+            },
+        );
+        d
     }
 
     /// Plays the login: JOIN, CHALLENGE, JOIN with the cookie, WELCOME.
