@@ -101,26 +101,10 @@ fn name_from_stdin_without_a_prompt() {
     let (from, prev) = srv.accept(11, 30_000);
     assert_eq!(prev, 0);
     c.out.wait_for("welcome, carol", WAIT).expect("welcome");
-    let (d, _) = srv
-        .recv_where(WAIT, |m| matches!(m, ClientMsg::Say { .. }))
-        .expect("the line after the name is said");
-    assert_eq!(
-        protocol::decode_client(&d).unwrap(),
-        ClientMsg::Say {
-            token: 11,
-            seq: 1,
-            text: "first words"
-        }
-    );
+    srv.expect_say("the line after the name is said", 11, 1, "first words");
     srv.send(from, &ServerMsg::Ack { seq: 1 });
     c.close_stdin();
-    srv.recv_where(WAIT, is_leave).expect("LEAVE");
-    srv.send(
-        from,
-        &ServerMsg::Bye {
-            reason: ByeReason::Left,
-        },
-    );
+    srv.answer_leave(from, "LEAVE");
     assert_eq!(c.wait_clean(WAIT).code(), Some(0));
     assert!(c.err.rest(WAIT).is_empty());
 }
@@ -160,13 +144,7 @@ fn remote_text_arrives_escaped() {
         assert!(!line.chars().any(|ch| ch.is_control()), "{line:?}");
     }
     c.signal(Signal::SIGTERM);
-    srv.recv_where(WAIT, is_leave).expect("LEAVE");
-    srv.send(
-        from,
-        &ServerMsg::Bye {
-            reason: ByeReason::Left,
-        },
-    );
+    srv.answer_leave(from, "LEAVE");
     assert_eq!(c.wait_clean(WAIT).code(), Some(143));
 }
 
@@ -176,39 +154,11 @@ fn lost_events_are_counted_from_gaps_and_pongs() {
     let mut c = Client::spawn(&srv.addr_text(), "alice", &[]);
     // A short timeout: PING every 300 ms.
     let (from, _) = srv.accept(5, 900);
-    srv.events(
-        from,
-        1,
-        &[Event::Said {
-            from: "bob",
-            text: "one",
-        }],
-    );
-    srv.events(
-        from,
-        4,
-        &[Event::Said {
-            from: "bob",
-            text: "four",
-        }],
-    );
+    srv.said(from, 1, "bob", "one");
+    srv.said(from, 4, "bob", "four");
     // A duplicate and a late one are not printed again.
-    srv.events(
-        from,
-        4,
-        &[Event::Said {
-            from: "bob",
-            text: "four again",
-        }],
-    );
-    srv.events(
-        from,
-        5,
-        &[Event::Said {
-            from: "bob",
-            text: "five",
-        }],
-    );
+    srv.said(from, 4, "bob", "four again");
+    srv.said(from, 5, "bob", "five");
     c.out.wait_for("bob: one", WAIT).expect("one");
     let lost = c.out.wait_for("lost", WAIT).expect("a gap notice");
     assert!(lost.ends_with(" (2 messages lost)"), "{lost:?}");
@@ -222,13 +172,7 @@ fn lost_events_are_counted_from_gaps_and_pongs() {
     assert!(lost.ends_with(" (3 messages lost)"), "{lost:?}");
     assert!(!c.out.seen.iter().any(|l| l.contains("again")));
     c.close_stdin();
-    srv.recv_where(WAIT, is_leave).expect("LEAVE");
-    srv.send(
-        from,
-        &ServerMsg::Bye {
-            reason: ByeReason::Left,
-        },
-    );
+    srv.answer_leave(from, "LEAVE");
     assert_eq!(c.wait_clean(WAIT).code(), Some(0));
 }
 
@@ -301,13 +245,7 @@ fn retransmits_until_acknowledged_and_reports_refusals() {
         .wait_for("unknown command /frobnicate", WAIT)
         .is_some());
     c.send("/quit");
-    srv.recv_where(WAIT, is_leave).expect("LEAVE");
-    srv.send(
-        from,
-        &ServerMsg::Bye {
-            reason: ByeReason::Left,
-        },
-    );
+    srv.answer_leave(from, "LEAVE");
     assert_eq!(c.wait_clean(WAIT).code(), Some(0));
 }
 
@@ -324,39 +262,16 @@ fn unknown_session_for_our_token_rejoins_with_the_previous_token() {
     assert_eq!(prev, 5, "the re-join names the old session");
     c.out.wait_for("joined again", WAIT).expect("said so");
     c.send("after");
-    let (d, _) = srv
-        .recv_where(WAIT, |m| matches!(m, ClientMsg::Say { .. }))
-        .unwrap();
-    assert_eq!(
-        protocol::decode_client(&d).unwrap(),
-        ClientMsg::Say {
-            token: 77,
-            seq: 1,
-            text: "after"
-        }
-    );
+    srv.expect_say("the SAY", 77, 1, "after");
     srv.send(from, &ServerMsg::Ack { seq: 1 });
     // Event numbers restart at 1 in the new session.
-    srv.events(
-        from,
-        1,
-        &[Event::Said {
-            from: "bob",
-            text: "new",
-        }],
-    );
+    srv.said(from, 1, "bob", "new");
     c.out.wait_for("bob: new", WAIT).unwrap();
     c.close_stdin();
-    let (d, _) = srv.recv_where(WAIT, is_leave).expect("LEAVE");
+    let d = srv.answer_leave(from, "LEAVE");
     assert_eq!(
         protocol::decode_client(&d).unwrap(),
         ClientMsg::Leave { token: 77 }
-    );
-    srv.send(
-        from,
-        &ServerMsg::Bye {
-            reason: ByeReason::Left,
-        },
     );
     assert_eq!(c.wait_clean(WAIT).code(), Some(0));
     assert!(!c.out.seen.iter().any(|l| l.contains("lost")));
@@ -396,25 +311,17 @@ fn joined(srv: &FakeServer, name: &str) -> (Client, std::net::SocketAddr) {
 }
 
 /// Exactly one LEAVE reaches the peer (it answers with BYE) and no more follow.
-fn one_leave(srv: &FakeServer, from: std::net::SocketAddr, answer: bool) {
-    let (d, _) = srv.recv_where(WAIT, is_leave).expect("LEAVE");
+fn one_leave(srv: &FakeServer, from: std::net::SocketAddr) {
+    let d = srv.answer_leave(from, "LEAVE");
     assert_eq!(
         protocol::decode_client(&d).unwrap(),
         ClientMsg::Leave { token: 5 }
     );
-    if answer {
-        srv.send(
-            from,
-            &ServerMsg::Bye {
-                reason: ByeReason::Left,
-            },
-        );
-        assert!(
-            srv.recv_where(Duration::from_millis(400), is_leave)
-                .is_none(),
-            "the LEAVE is not repeated after BYE"
-        );
-    }
+    assert!(
+        srv.recv_where(Duration::from_millis(400), is_leave)
+            .is_none(),
+        "the LEAVE is not repeated after BYE"
+    );
 }
 
 #[test]
@@ -422,7 +329,7 @@ fn ctrl_c_to_the_process_group() {
     let srv = FakeServer::new();
     let (mut c, from) = joined(&srv, "alice");
     c.signal_group(Signal::SIGINT);
-    one_leave(&srv, from, true);
+    one_leave(&srv, from);
     assert_eq!(c.wait_clean(WAIT).code(), Some(130));
 }
 
@@ -431,7 +338,7 @@ fn sigterm_to_the_parent_only() {
     let srv = FakeServer::new();
     let (mut c, from) = joined(&srv, "alice");
     c.signal(Signal::SIGTERM);
-    one_leave(&srv, from, true);
+    one_leave(&srv, from);
     assert_eq!(c.wait_clean(WAIT).code(), Some(143));
 }
 
@@ -441,7 +348,7 @@ fn sigterm_to_the_receiver_only() {
     let (mut c, from) = joined(&srv, "alice");
     let h = c.helper.unwrap();
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(h), Signal::SIGTERM).unwrap();
-    one_leave(&srv, from, true);
+    one_leave(&srv, from);
     assert_eq!(c.wait_clean(WAIT).code(), Some(143));
 }
 
@@ -465,7 +372,7 @@ fn sigkill_of_the_parent_the_receiver_leaves() {
     let h = c.helper.unwrap();
     c.signal(Signal::SIGKILL);
     c.wait(WAIT).expect("killed");
-    one_leave(&srv, from, true);
+    one_leave(&srv, from);
     assert!(orphan_ended_within(h, WAIT), "the receiver ended");
     let err = c.err.rest(WAIT);
     assert!(err.iter().all(|l| !l.contains("panick")), "{err:?}");
@@ -477,7 +384,7 @@ fn sigkill_of_the_receiver_the_parent_leaves() {
     let (mut c, from) = joined(&srv, "alice");
     let h = c.helper.unwrap();
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(h), Signal::SIGKILL).unwrap();
-    one_leave(&srv, from, true);
+    one_leave(&srv, from);
     assert_eq!(c.wait_clean(WAIT).code(), Some(1));
     let err = c.err.rest(WAIT);
     assert_eq!(
@@ -536,13 +443,7 @@ fn chinese_lines_by_flag_and_by_locale() {
             assert!(line.ends_with(want), "{line}");
         }
         c.close_stdin();
-        srv.recv_where(WAIT, is_leave).expect("LEAVE");
-        srv.send(
-            from,
-            &ServerMsg::Bye {
-                reason: ByeReason::Left,
-            },
-        );
+        srv.answer_leave(from, "LEAVE");
         assert_eq!(c.wait_clean(WAIT).code(), Some(0));
     }
 }
@@ -557,14 +458,7 @@ fn started_with_stdin_closed_it_joins_and_leaves() {
     // That client has a pipe as stdin; this one has none at all.
     c.close_stdin();
     let (from, _) = srv.accept(5, 30_000);
-    srv.recv_where(WAIT, is_leave)
-        .expect("LEAVE on end of input");
-    srv.send(
-        from,
-        &ServerMsg::Bye {
-            reason: ByeReason::Left,
-        },
-    );
+    srv.answer_leave(from, "LEAVE on end of input");
     assert_eq!(c.wait_clean(WAIT).code(), Some(0));
 
     let mut cmd = std::process::Command::new(CLIENT);
@@ -580,22 +474,8 @@ fn started_with_stdin_closed_it_joins_and_leaves() {
     }
     let mut child = cmd.spawn().unwrap();
     let (from, _) = srv.accept(6, 30_000);
-    srv.recv_where(WAIT, is_leave)
-        .expect("LEAVE: fd 0 was /dev/null");
-    srv.send(
-        from,
-        &ServerMsg::Bye {
-            reason: ByeReason::Left,
-        },
-    );
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(start.elapsed() < WAIT, "did not exit");
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    srv.answer_leave(from, "LEAVE: fd 0 was /dev/null");
+    let status = wait_child(&mut child, WAIT).expect("did not exit");
     assert_eq!(status.code(), Some(0));
 }
 

@@ -12,7 +12,7 @@ use nix::sys::signal::Signal;
 use nix::sys::termios::LocalFlags;
 use pty::PtyClient;
 use std::time::Duration;
-use udpchat::protocol::{self, ByeReason, ClientMsg, Event, ServerMsg};
+use udpchat::protocol::{self, ClientMsg, Event, ServerMsg};
 
 fn start(srv: &FakeServer, cols: u16) -> (PtyClient, std::net::SocketAddr) {
     let addr = srv.addr_text();
@@ -53,14 +53,7 @@ fn a_half_typed_line_survives_incoming_messages() {
     c.wait_screen("the typed text", |s| {
         s.cursor_line() == "> hel 你好" && s.col == 10
     });
-    srv.events(
-        from,
-        1,
-        &[Event::Said {
-            from: "bob",
-            text: "hi there",
-        }],
-    );
+    srv.said(from, 1, "bob", "hi there");
     srv.events(from, 2, &[Event::Joined { name: "carol" }]);
     let s = c.wait_screen("the messages above the input line", |s| {
         s.text().iter().any(|l| l.ends_with("* carol joined"))
@@ -84,44 +77,21 @@ fn a_half_typed_line_survives_incoming_messages() {
     c.type_bytes(b"\x1b[D\x1b[D\x7f");
     c.wait_screen("the edit", |s| s.cursor_line() == "> hel你好" && s.col == 5);
     c.type_bytes(b"\r");
-    let (d, _) = srv
-        .recv_where(WAIT, |m| matches!(m, ClientMsg::Say { .. }))
-        .expect("the line is said");
-    assert_eq!(
-        protocol::decode_client(&d).unwrap(),
-        ClientMsg::Say {
-            token: 5,
-            seq: 1,
-            text: "hel你好"
-        }
-    );
+    srv.expect_say("the line is said", 5, 1, "hel你好");
     srv.send(from, &ServerMsg::Ack { seq: 1 });
     let s = c.wait_screen("the own line echoed", |s| {
         s.text().iter().any(|l| l.ends_with(" alice: hel你好")) && s.cursor_line() == ">"
     });
     assert_eq!(s.col, 2);
     // An escape sequence in a message is shown, not obeyed.
-    srv.events(
-        from,
-        3,
-        &[Event::Said {
-            from: "eve",
-            text: "\x1b[2J\x1b[1;1Hgotcha",
-        }],
-    );
+    srv.said(from, 3, "eve", "\x1b[2J\x1b[1;1Hgotcha");
     c.wait_screen("the escaped message", |s| {
         s.text()
             .iter()
             .any(|l| l.ends_with(" eve: \\x1b[2J\\x1b[1;1Hgotcha"))
     });
     c.type_bytes(b"\x04"); // Ctrl-D on an empty line
-    srv.recv_where(WAIT, is_leave).expect("LEAVE");
-    srv.send(
-        from,
-        &ServerMsg::Bye {
-            reason: ByeReason::Left,
-        },
-    );
+    srv.answer_leave(from, "LEAVE");
     let mut c = c;
     assert_eq!(c.wait_clean().code(), Some(0));
     assert_restored(&c);
@@ -134,13 +104,7 @@ fn ctrl_c_through_the_terminal_leaves_and_restores_the_modes() {
     c.type_bytes(b"half");
     c.wait_screen("typed", |s| s.cursor_line() == "> half");
     c.type_bytes(b"\x03");
-    srv.recv_where(WAIT, is_leave).expect("LEAVE");
-    srv.send(
-        from,
-        &ServerMsg::Bye {
-            reason: ByeReason::Left,
-        },
-    );
+    srv.answer_leave(from, "LEAVE");
     assert_eq!(c.wait_clean().code(), Some(130));
     assert_restored(&c);
 }
@@ -153,14 +117,7 @@ fn modes_are_restored_when_the_parent_is_killed() {
     assert!(chat_mode(c.local_flags()));
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.pid()), Signal::SIGKILL).unwrap();
     c.wait(WAIT).expect("killed");
-    srv.recv_where(WAIT, is_leave)
-        .expect("the receiver's LEAVE");
-    srv.send(
-        from,
-        &ServerMsg::Bye {
-            reason: ByeReason::Left,
-        },
-    );
+    srv.answer_leave(from, "the receiver's LEAVE");
     assert!(orphan_ended_within(helper, WAIT));
     assert_restored(&c);
 }
@@ -171,13 +128,7 @@ fn modes_are_restored_when_the_receiver_is_killed() {
     let (mut c, from) = start(&srv, 80);
     let helper = c.helper.unwrap();
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(helper), Signal::SIGKILL).unwrap();
-    srv.recv_where(WAIT, is_leave).expect("the sender's LEAVE");
-    srv.send(
-        from,
-        &ServerMsg::Bye {
-            reason: ByeReason::Left,
-        },
-    );
+    srv.answer_leave(from, "the sender's LEAVE");
     assert_eq!(c.wait_clean().code(), Some(1));
     assert_restored(&c);
 }
@@ -220,13 +171,7 @@ fn ctrl_z_gives_the_modes_back_and_continuing_redraws() {
     ));
     srv.send(from, &ServerMsg::Ack { seq: 1 });
     c.type_bytes(b"/quit\r");
-    srv.recv_where(WAIT, is_leave).expect("LEAVE");
-    srv.send(
-        from,
-        &ServerMsg::Bye {
-            reason: ByeReason::Left,
-        },
-    );
+    srv.answer_leave(from, "LEAVE");
     assert_eq!(c.wait_clean().code(), Some(0));
     assert_restored(&c);
 }
@@ -255,13 +200,7 @@ fn a_narrow_window_scrolls_the_input_line() {
         s.cursor_line() == "> abcdefghijklmnopqrstuvwxyz"
     });
     c.type_bytes(b"\x03");
-    srv.recv_where(WAIT, is_leave).expect("LEAVE");
-    srv.send(
-        from,
-        &ServerMsg::Bye {
-            reason: ByeReason::Left,
-        },
-    );
+    srv.answer_leave(from, "LEAVE");
 }
 
 #[test]
@@ -303,13 +242,7 @@ fn on_a_terminal_a_refused_name_is_asked_again() {
             && s.cursor_line() == ">"
     });
     c.type_bytes(b"/quit\r");
-    srv.recv_where(WAIT, is_leave).expect("LEAVE");
-    srv.send(
-        from,
-        &ServerMsg::Bye {
-            reason: ByeReason::Left,
-        },
-    );
+    srv.answer_leave(from, "LEAVE");
     assert_eq!(c.wait_clean().code(), Some(0));
     assert_restored(&c);
 }

@@ -21,6 +21,18 @@ fn join_msg(nonce: u64, cookie: [u8; 16], name: &str) -> Vec<u8> {
     .to_vec()
 }
 
+/// Joins `names` in order; each member then reads the JOINED events of those
+/// who came after it.
+fn in_the_room<const N: usize>(server: SocketAddr, names: [&str; N]) -> [Client; N] {
+    let mut members = names.map(|name| Client::join(server, name));
+    for (i, m) in members.iter_mut().enumerate() {
+        for _ in i + 1..N {
+            m.event();
+        }
+    }
+    members
+}
+
 #[test]
 fn join_welcomes_and_announces() {
     let s = Server::start(&["--member-timeout", "7"]);
@@ -79,12 +91,7 @@ fn refusals_say_why() {
 #[test]
 fn say_reaches_everyone_but_the_sender() {
     let s = Server::start(&[]);
-    let mut alice = Client::join(s.addr, "alice");
-    let mut bob = Client::join(s.addr, "bob");
-    let mut carol = Client::join(s.addr, "carol");
-    alice.event();
-    alice.event();
-    bob.event();
+    let [mut alice, mut bob, mut carol] = in_the_room(s.addr, ["alice", "bob", "carol"]);
     alice.say_acked("hello 世界");
     assert_eq!(bob.event(), Ev::Said("alice".into(), "hello 世界".into()));
     assert_eq!(carol.event(), Ev::Said("alice".into(), "hello 世界".into()));
@@ -102,9 +109,7 @@ fn say_reaches_everyone_but_the_sender() {
 #[test]
 fn admin_line_reaches_everyone() {
     let mut s = Server::start(&[]);
-    let mut alice = Client::join(s.addr, "alice");
-    let mut bob = Client::join(s.addr, "bob");
-    alice.event();
+    let [mut alice, mut bob] = in_the_room(s.addr, ["alice", "bob"]);
     assert_eq!(s.command("maintenance at noon"), "sent to 2 members");
     assert_eq!(alice.event(), Ev::Admin("maintenance at noon".into()));
     assert_eq!(bob.event(), Ev::Admin("maintenance at noon".into()));
@@ -149,12 +154,7 @@ fn who_pages_through_a_big_room() {
 #[test]
 fn private_message_reaches_only_its_recipient() {
     let s = Server::start(&[]);
-    let mut alice = Client::join(s.addr, "alice");
-    let mut bob = Client::join(s.addr, "bob");
-    let mut carol = Client::join(s.addr, "carol");
-    alice.event();
-    alice.event();
-    bob.event();
+    let [mut alice, mut bob, mut carol] = in_the_room(s.addr, ["alice", "bob", "carol"]);
     let seq = alice.private("BOB", "psst");
     assert_eq!(alice.next(), Got::Ack(seq));
     assert_eq!(bob.event(), Ev::Private("alice".into(), "psst".into()));
@@ -167,9 +167,7 @@ fn private_message_reaches_only_its_recipient() {
 #[test]
 fn leave_says_goodbye_and_tells_the_others() {
     let s = Server::start(&[]);
-    let mut alice = Client::join(s.addr, "alice");
-    let mut bob = Client::join(s.addr, "bob");
-    alice.event();
+    let [mut alice, mut bob] = in_the_room(s.addr, ["alice", "bob"]);
     bob.leave();
     assert_eq!(bob.next(), Got::Bye(ByeReason::Left));
     assert_eq!(alice.event(), Ev::Left(LeftReason::Left, "bob".into()));
@@ -184,9 +182,7 @@ fn leave_says_goodbye_and_tells_the_others() {
 #[test]
 fn kick_removes_a_member() {
     let mut s = Server::start(&[]);
-    let mut alice = Client::join(s.addr, "alice");
-    let mut bob = Client::join(s.addr, "bob");
-    alice.event();
+    let [mut alice, mut bob] = in_the_room(s.addr, ["alice", "bob"]);
     let r = s.command("/kick BOB");
     assert!(r.starts_with("kicked bob (127.0.0.1:"), "{r}");
     assert_eq!(bob.next(), Got::Bye(ByeReason::Kicked));
@@ -201,9 +197,7 @@ fn silent_members_time_out() {
     // 1.5 s: alice's pings every 0.1 s keep her in even when a loaded machine
     // stalls the test for a second.
     let mut s = Server::start(&["--member-timeout", "1.5"]);
-    let mut alice = Client::join(s.addr, "alice");
-    let mut bob = Client::join(s.addr, "bob");
-    alice.event();
+    let [mut alice, mut bob] = in_the_room(s.addr, ["alice", "bob"]);
     let start = Instant::now();
     // Alice keeps alive, Bob says nothing.
     loop {
@@ -233,9 +227,7 @@ fn silent_members_time_out() {
 #[test]
 fn rejoin_with_the_previous_token() {
     let s = Server::start(&[]);
-    let mut alice = Client::join(s.addr, "alice");
-    let mut bob = Client::join(s.addr, "bob");
-    alice.event();
+    let [mut alice, mut bob] = in_the_room(s.addr, ["alice", "bob"]);
     bob.say_acked("one");
     alice.event();
     let old = bob.token;
@@ -261,9 +253,7 @@ fn rejoin_with_the_previous_token() {
 #[test]
 fn sigterm_tells_everyone_and_exits_zero() {
     let mut s = Server::start(&[]);
-    let mut alice = Client::join(s.addr, "alice");
-    let mut bob = Client::join(s.addr, "bob");
-    alice.event();
+    let [mut alice, mut bob] = in_the_room(s.addr, ["alice", "bob"]);
     let t = Instant::now();
     s.signal(Signal::SIGTERM);
     assert_eq!(alice.next(), Got::Bye(ByeReason::Shutdown));
@@ -374,9 +364,7 @@ fn wildcard_bind_answers_from_the_address_asked() {
 #[test]
 fn identity_cannot_be_forged() {
     let mut s = Server::start(&[]);
-    let mut alice = Client::join(s.addr, "alice");
-    let mut bob = Client::join(s.addr, "bob");
-    alice.event();
+    let [mut alice, mut bob] = in_the_room(s.addr, ["alice", "bob"]);
     // Mallory cannot take a member's name, in any case, nor the admin's.
     for name in ["bob", "BOB", "admin", "管理员"] {
         assert!(Client::new(s.addr, name).try_join(0).is_err());
@@ -508,9 +496,7 @@ fn strangers_never_get_more_bytes_than_they_send() {
 #[test]
 fn retransmissions_are_forwarded_once() {
     let s = Server::start(&["--rate", "0"]);
-    let mut alice = Client::join(s.addr, "alice");
-    let mut bob = Client::join(s.addr, "bob");
-    alice.event();
+    let [mut alice, mut bob] = in_the_room(s.addr, ["alice", "bob"]);
     let say = |c: &Client, seq: u32, text: &str| {
         c.send(&ClientMsg::Say {
             token: c.token,
@@ -541,9 +527,7 @@ fn retransmissions_are_forwarded_once() {
 #[test]
 fn a_flood_is_rate_limited() {
     let mut s = Server::start(&[]);
-    let mut alice = Client::join(s.addr, "alice");
-    let mut bob = Client::join(s.addr, "bob");
-    alice.event();
+    let [mut alice, mut bob] = in_the_room(s.addr, ["alice", "bob"]);
     for k in 0..30 {
         alice.say(&format!("spam {k}"));
     }
@@ -621,9 +605,7 @@ fn malformed_datagrams_are_counted_never_answered() {
 #[test]
 fn random_datagrams_do_not_hurt() {
     let mut s = Server::start(&[]);
-    let mut alice = Client::join(s.addr, "alice");
-    let mut bob = Client::join(s.addr, "bob");
-    alice.event();
+    let [mut alice, mut bob] = in_the_room(s.addr, ["alice", "bob"]);
     let samples: Vec<Vec<u8>> = vec![
         join_msg(1, [0; 16], "x"),
         ClientMsg::Say {
@@ -728,9 +710,7 @@ fn ten_thousand_members() {
 #[test]
 fn no_packing_sends_one_event_per_datagram() {
     let s = Server::start(&["--no-packing", "--rate", "0"]);
-    let mut alice = Client::join(s.addr, "alice");
-    let bob = Client::join(s.addr, "bob");
-    alice.event();
+    let [mut alice, bob] = in_the_room(s.addr, ["alice", "bob"]);
     for k in 0..20 {
         alice.say(&format!("m{k}"));
     }

@@ -12,7 +12,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
-use udpchat::protocol::{self, ClientMsg, Event, ServerMsg, Token};
+use udpchat::protocol::{self, ByeReason, ClientMsg, Event, ServerMsg, Token};
 
 pub const CLIENT: &str = env!("CARGO_BIN_EXE_chat-client");
 
@@ -88,6 +88,57 @@ pub fn gone_within(pid: i32, limit: Duration) -> bool {
         std::thread::sleep(Duration::from_millis(10));
     }
     false
+}
+
+/// Waits up to `limit` for `child` to exit.
+pub fn wait_child(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let start = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return Some(s);
+        }
+        if start.elapsed() >= limit {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The second process (the receiver) of the chat-client `pid`, once it has
+/// forked; panics if it has not within [`WAIT`].
+pub fn find_second_process(pid: i32) -> i32 {
+    let start = Instant::now();
+    while start.elapsed() < WAIT {
+        if let Some(&p) = children_of(pid).first() {
+            return p;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("chat-client {pid} never forked");
+}
+
+/// Asserts that a client's second process, if one was found, has left the
+/// process table within 3 s (after the client itself exited).
+#[track_caller]
+pub fn assert_second_process_gone(helper: Option<i32>) {
+    if let Some(h) = helper {
+        assert!(
+            gone_within(h, Duration::from_secs(3)),
+            "the client's second process {h} was left behind"
+        );
+    }
+}
+
+/// Kills a client's second process, if one was found, and reaps it when it
+/// was re-parented to this (subreaper) process.
+pub fn kill_second_process(helper: Option<i32>) {
+    if let Some(h) = helper {
+        let pid = nix::unistd::Pid::from_raw(h);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        if stat(h).map(|(ppid, _)| ppid) == Some(std::process::id() as i32) {
+            let _ = nix::sys::wait::waitpid(pid, None);
+        }
+    }
 }
 
 /// Lines from a child's stdout or stderr, read by a thread, waited for with bounds.
@@ -207,29 +258,14 @@ impl Client {
 
     /// The client's second process (the receiver), once it has forked.
     pub fn find_helper(&mut self) -> i32 {
-        let start = Instant::now();
-        while start.elapsed() < WAIT {
-            if let Some(&p) = children_of(self.pid()).first() {
-                self.helper = Some(p);
-                return p;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        panic!("chat-client {} never forked", self.pid());
+        let p = find_second_process(self.pid());
+        self.helper = Some(p);
+        p
     }
 
     /// Waits for the client to exit, up to `limit`.
     pub fn wait(&mut self, limit: Duration) -> Option<ExitStatus> {
-        let start = Instant::now();
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return Some(s);
-            }
-            if start.elapsed() >= limit {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_child(&mut self.child, limit)
     }
 
     /// Waits for the exit and checks that no process of this client is left.
@@ -237,12 +273,7 @@ impl Client {
         let status = self
             .wait(limit)
             .unwrap_or_else(|| panic!("chat-client did not exit; stderr: {:?}", self.err.seen));
-        if let Some(h) = self.helper {
-            assert!(
-                gone_within(h, Duration::from_secs(3)),
-                "the client's second process {h} was left behind"
-            );
-        }
+        assert_second_process_gone(self.helper);
         status
     }
 
@@ -262,15 +293,7 @@ impl Drop for Client {
             self.signal_group(nix::sys::signal::Signal::SIGKILL);
             let _ = self.child.wait();
         }
-        if let Some(h) = self.helper {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(h),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-            if stat(h).map(|(ppid, _)| ppid) == Some(std::process::id() as i32) {
-                let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(h), None);
-            }
-        }
+        kill_second_process(self.helper);
     }
 }
 
@@ -339,6 +362,37 @@ impl FakeServer {
         let mut out = Vec::new();
         protocol::encode_events(&mut out, first_seq, events);
         self.sock.send_to(&out, to).unwrap();
+    }
+
+    /// Sends one SAID event, number `seq`, from the member `from`.
+    pub fn said(&self, to: SocketAddr, seq: u32, from: &str, text: &str) {
+        self.events(to, seq, &[Event::Said { from, text }]);
+    }
+
+    /// Waits for a SAY (panics with `what` if none comes within [`WAIT`]) and
+    /// asserts that it is exactly this one.
+    #[track_caller]
+    pub fn expect_say(&self, what: &str, token: Token, seq: u32, text: &str) {
+        let is_say = |m: &ClientMsg<'_>| matches!(m, ClientMsg::Say { .. });
+        let (d, _) = self.recv_where(WAIT, is_say).expect(what);
+        assert_eq!(
+            protocol::decode_client(&d).unwrap(),
+            ClientMsg::Say { token, seq, text }
+        );
+    }
+
+    /// Waits for a LEAVE (panics with `what` if none comes within [`WAIT`])
+    /// and answers it with BYE (left) to `to`. Returns the LEAVE.
+    #[track_caller]
+    pub fn answer_leave(&self, to: SocketAddr, what: &str) -> Vec<u8> {
+        let (d, _) = self.recv_where(WAIT, is_leave).expect(what);
+        self.send(
+            to,
+            &ServerMsg::Bye {
+                reason: ByeReason::Left,
+            },
+        );
+        d
     }
 
     /// Plays the login: JOIN, CHALLENGE, JOIN with the cookie, WELCOME.

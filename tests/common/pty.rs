@@ -191,15 +191,9 @@ impl PtyClient {
 
     /// The client's second process (the receiver), once it has forked.
     pub fn find_helper(&mut self) -> i32 {
-        let start = Instant::now();
-        while start.elapsed() < crate::common::WAIT {
-            if let Some(&p) = crate::common::children_of(self.pid()).first() {
-                self.helper = Some(p);
-                return p;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        panic!("chat-client {} never forked", self.pid());
+        let p = crate::common::find_second_process(self.pid());
+        self.helper = Some(p);
+        p
     }
 
     /// Waits for the exit and checks that the second process is gone too.
@@ -207,12 +201,7 @@ impl PtyClient {
         let status = self
             .wait(crate::common::WAIT)
             .expect("chat-client did not exit");
-        if let Some(h) = self.helper {
-            assert!(
-                crate::common::gone_within(h, Duration::from_secs(3)),
-                "the client's second process {h} was left behind"
-            );
-        }
+        crate::common::assert_second_process_gone(self.helper);
         status
     }
 
@@ -255,16 +244,7 @@ impl PtyClient {
     }
 
     pub fn wait(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
-        let start = Instant::now();
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return Some(s);
-            }
-            if start.elapsed() >= limit {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        crate::common::wait_child(&mut self.child, limit)
     }
 }
 
@@ -276,12 +256,6 @@ impl Drop for PtyClient {
             let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL);
             let _ = self.child.wait();
         }
-        if let Some(h) = self.helper {
-            let pid = nix::unistd::Pid::from_raw(h);
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-            if crate::common::stat(h).map(|(ppid, _)| ppid) == Some(std::process::id() as i32) {
-                let _ = nix::sys::wait::waitpid(pid, None);
-            }
-        }
+        crate::common::kill_second_process(self.helper);
     }
 }
