@@ -819,23 +819,27 @@ pub fn check_text(text: &str) -> bool {
         && !text.chars().any(|c| c.is_control() || is_bidi_control(c))
 }
 
+/// A small deterministic generator for randomized tests (xorshift64*), shared
+/// by the protocol's and the room's tests.
+#[cfg(test)]
+pub(crate) struct TestRng(pub(crate) u64);
+
+#[cfg(test)]
+impl TestRng {
+    pub(crate) fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    pub(crate) fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A small deterministic generator for randomized tests (xorshift64*).
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-    }
 
     fn client_samples() -> Vec<ClientMsg<'static>> {
         vec![
@@ -1066,7 +1070,7 @@ mod tests {
 
     #[test]
     fn decoding_random_and_mutated_bytes_never_panics() {
-        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        let mut rng = TestRng(0x9E37_79B9_7F4A_7C15);
         let mut seeds: Vec<Vec<u8>> = client_samples().iter().map(|m| m.to_vec()).collect();
         seeds.extend(server_samples());
         for _ in 0..200_000 {

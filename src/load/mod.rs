@@ -525,22 +525,92 @@ pub fn wait_idle(limit: Duration) -> bool {
     }
 }
 
-/// The chat server relaying SAYs to N members.
-fn relay_run(opts: &Options) -> Result<Report, String> {
+/// Runs `run` once the machine is idle (waiting up to `idle_wait`); the
+/// report says whether it was still busy at the start.
+fn when_idle(
+    opts: &Options,
+    run: fn(&Options) -> Result<Report, String>,
+) -> Result<Report, String> {
     let idle = opts.idle_wait.is_zero() || wait_idle(opts.idle_wait);
-    let mut r = relay_run_now(opts)?;
+    let mut r = run(opts)?;
     r.started_busy = !idle;
     Ok(r)
+}
+
+/// Members joined to the server: their sockets and tokens, and how long the
+/// joins took.
+struct Joined {
+    socks: Vec<Arc<UdpSocket>>,
+    tokens: Vec<u64>,
+    join_secs: f64,
+}
+
+/// Opens the sockets of `n` members of the server at `addr` and joins them.
+fn join_members(n: usize, rcvbuf: usize, addr: SocketAddr) -> Result<Joined, String> {
+    let socks = sockets(n, rcvbuf, addr)?;
+    let t = Instant::now();
+    let tokens = net::join_all(&socks, 4, Duration::from_secs(60))?;
+    Ok(Joined {
+        socks,
+        tokens,
+        join_secs: t.elapsed().as_secs_f64(),
+    })
+}
+
+/// Runs `send` on a thread of its own (the receivers wake it through
+/// `shared.sender`), waits for the deliveries of what it sent to settle
+/// (`settle`, from `before`, bounded by `limit`), and returns what it did
+/// with the snapshot after.
+fn send_and_settle(
+    shared: &Arc<Shared>,
+    plan: &Plan,
+    server_pid: Option<u32>,
+    before: Snap,
+    limit: Duration,
+    send: impl FnOnce(&Shared, &Plan) -> TxOut + Send + 'static,
+) -> Result<(TxOut, Snap), String> {
+    let done = Arc::new(std::sync::Mutex::new(None::<u64>));
+    let sender = {
+        let (shared, done) = (shared.clone(), done.clone());
+        let plan = plan.clone();
+        std::thread::spawn(move || {
+            let _ = shared.sender.set(std::thread::current());
+            let out = send(&shared, &plan);
+            let total: usize = out.sent.iter().sum();
+            *done.lock().unwrap() = Some(total as u64 * plan.fanout);
+            out
+        })
+    };
+    let after = settle(shared, || *done.lock().unwrap(), server_pid, before, limit);
+    let txo = sender
+        .join()
+        .map_err(|_| "the sender panicked".to_string())?;
+    Ok((txo, after))
+}
+
+/// Fills in the run's span (first send to last receipt) and its CPU figures.
+fn timing(r: &mut Report, shared: &Shared, txo: &TxOut, before: &Snap, after: &Snap) {
+    let last_rx = shared.last_rx_ns.load(Acquire);
+    r.seconds = last_rx.saturating_sub(txo.first_ns) as f64 / 1e9;
+    cpu_figures(r, before, after);
+    r.tx_cpu_ns = txo.cpu_ns;
+    others(r, before, after);
+}
+
+/// The chat server relaying SAYs to N members.
+fn relay_run(opts: &Options) -> Result<Report, String> {
+    when_idle(opts, relay_run_now)
 }
 
 fn relay_run_now(opts: &Options) -> Result<Report, String> {
     let (mut server, addr) = server_for(opts, &["--member-timeout", "120"])?;
     let server_pid = server.as_ref().map(ServerProc::pid).or(opts.server_pid);
     let n = opts.members;
-    let socks = sockets(n, opts.rcvbuf, addr)?;
-    let t = Instant::now();
-    let tokens = net::join_all(&socks, 4, Duration::from_secs(60))?;
-    let join_secs = t.elapsed().as_secs_f64();
+    let Joined {
+        socks,
+        tokens,
+        join_secs,
+    } = join_members(n, opts.rcvbuf, addr)?;
     let s = opts.senders;
     let per = (opts.messages as usize).div_ceil(s).max(1);
     let shared = Arc::new(Shared::new(n, s, per, opts.threads.max(1)));
@@ -552,31 +622,17 @@ fn relay_run_now(opts: &Options) -> Result<Report, String> {
         return Err(format!("{unsynced} members got no answer to PING"));
     }
     let plan = opts.plan();
-    let done = Arc::new(std::sync::Mutex::new(None::<u64>));
     let before = snap(&shared, server_pid);
     shared.phase.store(phase::RUN, Release);
-    let sender = {
-        let (shared, done) = (shared.clone(), done.clone());
-        let senders: Vec<_> = (0..s).map(|i| (socks[i].clone(), tokens[i])).collect();
-        let plan = plan.clone();
-        std::thread::spawn(move || {
-            let _ = shared.sender.set(std::thread::current());
-            let out = tx::server_senders(senders, &shared, &plan);
-            let total: usize = out.sent.iter().sum();
-            *done.lock().unwrap() = Some(total as u64 * plan.fanout);
-            out
-        })
-    };
-    let after = settle(
+    let senders: Vec<_> = (0..s).map(|i| (socks[i].clone(), tokens[i])).collect();
+    let (txo, after) = send_and_settle(
         &shared,
-        || *done.lock().unwrap(),
+        &plan,
         server_pid,
         before,
         opts.duration + Duration::from_secs(20),
-    );
-    let txo = sender
-        .join()
-        .map_err(|_| "the sender panicked".to_string())?;
+        move |shared, plan| tx::server_senders(senders, shared, plan),
+    )?;
     shared.phase.store(phase::FINAL, Release);
     ping_all(&socks, &tokens, &shared.finals, Duration::from_secs(10));
     let dropped = server.as_mut().and_then(|s| s.dropped_sends());
@@ -606,11 +662,7 @@ fn relay_run_now(opts: &Options) -> Result<Report, String> {
         |i| total - sent.get(i).copied().unwrap_or(0) as u64,
         None,
     )?;
-    let last_rx = shared.last_rx_ns.load(Acquire);
-    r.seconds = last_rx.saturating_sub(txo.first_ns) as f64 / 1e9;
-    cpu_figures(&mut r, &before, &after);
-    r.tx_cpu_ns = txo.cpu_ns;
-    others(&mut r, &before, &after);
+    timing(&mut r, &shared, &txo, &before, &after);
     leave_all(&socks, &tokens, server.is_none());
     drop(server);
     Ok(r)
@@ -634,10 +686,7 @@ fn leave_all(socks: &[Arc<UdpSocket>], tokens: &[u64], external: bool) {
 
 /// The kernel ceiling: the same N sockets fed by a bare `sendmmsg` loop.
 fn baseline_run(opts: &Options) -> Result<Report, String> {
-    let idle = opts.idle_wait.is_zero() || wait_idle(opts.idle_wait);
-    let mut r = baseline_run_now(opts)?;
-    r.started_busy = !idle;
-    Ok(r)
+    when_idle(opts, baseline_run_now)
 }
 
 fn baseline_run_now(opts: &Options) -> Result<Report, String> {
@@ -659,30 +708,17 @@ fn baseline_run_now(opts: &Options) -> Result<Report, String> {
     let shared = Arc::new(Shared::new(n, 1, per, opts.threads.max(1)));
     let handles = start_receivers(&socks, 0, &shared, opts.threads.max(1), true);
     let plan = opts.plan();
-    let done = Arc::new(std::sync::Mutex::new(None::<u64>));
     shared.phase.store(phase::RUN, Release);
     std::thread::sleep(Duration::from_millis(20)); // the receivers are polling
     let before = snap(&shared, None);
-    let sender = {
-        let (shared, done) = (shared.clone(), done.clone());
-        let plan = plan.clone();
-        std::thread::spawn(move || {
-            let _ = shared.sender.set(std::thread::current());
-            let out = tx::baseline_sender(&src, &dests, &shared, &plan);
-            *done.lock().unwrap() = Some(out.sent[0] as u64 * plan.fanout);
-            out
-        })
-    };
-    let after = settle(
+    let (txo, after) = send_and_settle(
         &shared,
-        || *done.lock().unwrap(),
+        &plan,
         None,
         before,
         opts.duration + Duration::from_secs(20),
-    );
-    let txo = sender
-        .join()
-        .map_err(|_| "the sender panicked".to_string())?;
+        move |shared, plan| tx::baseline_sender(&src, &dests, shared, plan),
+    )?;
     shared.phase.store(phase::STOP, Release);
     let sent = txo.sent[0] as u64;
     let mut r = Report {
@@ -704,11 +740,7 @@ fn baseline_run_now(opts: &Options) -> Result<Report, String> {
         |i| if i == 0 { 0 } else { sent },
         Some(sent as u32),
     )?;
-    let last_rx = shared.last_rx_ns.load(Acquire);
-    r.seconds = last_rx.saturating_sub(txo.first_ns) as f64 / 1e9;
-    cpu_figures(&mut r, &before, &after);
-    r.tx_cpu_ns = txo.cpu_ns;
-    others(&mut r, &before, &after);
+    timing(&mut r, &shared, &txo, &before, &after);
     Ok(r)
 }
 
@@ -721,10 +753,11 @@ fn idle_run(opts: &Options, idle: Duration) -> Result<Report, String> {
     let (server, addr) = server_for(opts, &["--member-timeout", &timeout])?;
     let server_pid = server.as_ref().map(ServerProc::pid).or(opts.server_pid);
     let n = opts.members;
-    let socks = sockets(n, opts.rcvbuf, addr)?;
-    let t = Instant::now();
-    let tokens = net::join_all(&socks, 4, Duration::from_secs(60))?;
-    let join_secs = t.elapsed().as_secs_f64();
+    let Joined {
+        socks,
+        tokens,
+        join_secs,
+    } = join_members(n, opts.rcvbuf, addr)?;
     let shared = Arc::new(Shared::new(n, 1, 1, opts.threads.max(1)));
     let handles = start_receivers(&socks, 0, &shared, opts.threads.max(1), false);
     std::thread::sleep(Duration::from_millis(200)); // the join traffic settles

@@ -439,11 +439,12 @@ impl Json {
     fn opt(&mut self, k: &str, v: Option<f64>) {
         match v {
             Some(v) => self.num(k, v),
-            None => {
-                self.key(k);
-                self.s.push_str("null");
-            }
+            None => self.null(k),
         }
+    }
+    fn null(&mut self, k: &str) {
+        self.key(k);
+        self.s.push_str("null");
     }
     fn bool(&mut self, k: &str, v: bool) {
         self.key(k);
@@ -452,10 +453,7 @@ impl Json {
     fn opt_bool(&mut self, k: &str, v: Option<bool>) {
         match v {
             Some(v) => self.bool(k, v),
-            None => {
-                self.key(k);
-                self.s.push_str("null");
-            }
+            None => self.null(k),
         }
     }
     fn str(&mut self, k: &str, v: &str) {

@@ -146,23 +146,123 @@ impl Pacer {
     }
 }
 
+/// SAYs encoded for one `sendmmsg`, and the buffers to encode them.
+struct Batch {
+    wire: Vec<u8>,
+    spans: Vec<(usize, usize)>,
+    textbuf: Vec<u8>,
+    ms: MultiSend,
+}
+
+impl Batch {
+    fn new(text_len: usize) -> Batch {
+        Batch {
+            wire: Vec::with_capacity(BATCH * (text_len + 32)),
+            spans: Vec::with_capacity(BATCH),
+            textbuf: vec![0u8; text_len.max(text::MIN_LEN)],
+            ms: MultiSend::default(),
+        }
+    }
+
+    fn clear(&mut self) {
+        self.wire.clear();
+        self.spans.clear();
+    }
+
+    /// Adds SAY `idx` (0-based) of sender `s`, stamped `stamp`.
+    fn say(&mut self, s: usize, idx: usize, stamp: u64, token: Token) {
+        text::write(&mut self.textbuf, s, idx, stamp);
+        let text = std::str::from_utf8(&self.textbuf).expect("ASCII");
+        let a = self.wire.len();
+        ClientMsg::Say {
+            token,
+            seq: idx as u32 + 1,
+            text,
+        }
+        .encode(&mut self.wire);
+        self.spans.push((a, self.wire.len()));
+    }
+
+    fn send(&mut self, sock: &UdpSocket) {
+        let parts: Vec<&[u8]> = self.spans.iter().map(|&(a, b)| &self.wire[a..b]).collect();
+        self.ms.send_many(sock.as_raw_fd(), &parts);
+    }
+}
+
+/// Where each sender is: its messages sent and acknowledged, and when each
+/// was sent (first, and last), by cell `s * per + idx`.
+struct Flights {
+    per: usize,
+    /// The next new message of each sender (seq = k + 1).
+    k: Vec<usize>,
+    /// The lowest unacknowledged message of each sender.
+    lo: Vec<usize>,
+    sent_at: Vec<u64>,
+    tx_at: Vec<u64>,
+}
+
+impl Flights {
+    fn new(senders: usize, per: usize) -> Flights {
+        Flights {
+            per,
+            k: vec![0; senders],
+            lo: vec![0; senders],
+            sent_at: vec![0; senders * per],
+            tx_at: vec![0; senders * per],
+        }
+    }
+
+    /// Moves sender `s`'s lowest unacknowledged message past the acknowledged ones.
+    fn advance(&mut self, shared: &Shared, s: usize) {
+        while self.lo[s] < self.k[s] && shared.acked(s, self.lo[s] as u32 + 1) {
+            self.lo[s] += 1;
+        }
+    }
+
+    /// Sends again the unacknowledged SAYs older than the RTO (a batch per
+    /// sender); returns how many.
+    fn resend_overdue(
+        &mut self,
+        shared: &Shared,
+        socks: &[(Arc<UdpSocket>, Token)],
+        now: u64,
+        batch: &mut Batch,
+    ) -> u64 {
+        let per = self.per;
+        let mut n = 0;
+        for (s, (sock, token)) in socks.iter().enumerate() {
+            self.advance(shared, s);
+            batch.clear();
+            for idx in self.lo[s]..self.k[s] {
+                if batch.spans.len() == BATCH
+                    || now.saturating_sub(self.tx_at[s * per + idx]) < RTO_NS
+                {
+                    break;
+                }
+                if shared.acked(s, idx as u32 + 1) {
+                    continue;
+                }
+                batch.say(s, idx, self.sent_at[s * per + idx], *token);
+                self.tx_at[s * per + idx] = now;
+            }
+            if !batch.spans.is_empty() {
+                n += batch.spans.len() as u64;
+                batch.send(sock);
+            }
+        }
+        n
+    }
+}
+
 /// Sends SAYs from the sender members (`socks[s]` with its token) to the server.
 pub fn server_senders(socks: Vec<(Arc<UdpSocket>, Token)>, shared: &Shared, plan: &Plan) -> TxOut {
     net::tight_timer_slack();
     let cpu0 = net::thread_cpu_ns();
     let ns = socks.len();
     let per = shared.per_sender;
-    let mut k = vec![0usize; ns]; // next new message of each sender (seq = k + 1)
-    let mut lo = vec![0usize; ns]; // lowest unacknowledged
-    let mut out = TxOut {
-        sent_at: vec![0; ns * per],
-        ..Default::default()
-    };
-    let mut tx_at = vec![0u64; ns * per];
-    let mut wire: Vec<u8> = Vec::with_capacity(BATCH * (plan.text_len + 32));
-    let mut spans: Vec<(usize, usize)> = Vec::with_capacity(BATCH);
-    let mut textbuf = vec![0u8; plan.text_len.max(text::MIN_LEN)];
-    let mut ms = MultiSend::default();
+    let mut fl = Flights::new(ns, per);
+    let mut out = TxOut::default();
+    let mut batch = Batch::new(plan.text_len);
     let start = shared.now_ns();
     out.first_ns = start;
     let deadline = start + plan.duration.as_nanos() as u64;
@@ -171,26 +271,9 @@ pub fn server_senders(socks: Vec<(Arc<UdpSocket>, Token)>, shared: &Shared, plan
     let mut rr = 0;
     let mut last_rto_check = start;
 
-    // Encodes SAY `idx` (0-based) of sender `s`, stamped `stamp`, into `wire`.
-    let mut say = |wire: &mut Vec<u8>, s: usize, idx: usize, stamp: u64, token: Token| {
-        text::write(&mut textbuf, s, idx, stamp);
-        let text = std::str::from_utf8(&textbuf).expect("ASCII");
-        ClientMsg::Say {
-            token,
-            seq: idx as u32 + 1,
-            text,
-        }
-        .encode(wire);
-    };
-    let mut send =
-        |ms: &mut MultiSend, wire: &Vec<u8>, spans: &Vec<(usize, usize)>, sock: &UdpSocket| {
-            let parts: Vec<&[u8]> = spans.iter().map(|&(a, b)| &wire[a..b]).collect();
-            ms.send_many(sock.as_raw_fd(), &parts);
-        };
-
     loop {
         let now = shared.now_ns();
-        let all_done = (0..ns).all(|s| k[s] >= per);
+        let all_done = (0..ns).all(|s| fl.k[s] >= per);
         if g >= plan.total || now >= deadline || all_done {
             break;
         }
@@ -201,27 +284,23 @@ pub fn server_senders(socks: Vec<(Arc<UdpSocket>, Token)>, shared: &Shared, plan
                 break;
             }
             let s = (rr + step) % ns;
-            while lo[s] < k[s] && shared.acked(s, lo[s] as u32 + 1) {
-                lo[s] += 1;
-            }
-            let room = (per - k[s])
-                .min(plan.ack_window.saturating_sub(k[s] - lo[s]))
+            fl.advance(shared, s);
+            let (k, lo) = (fl.k[s], fl.lo[s]);
+            let room = (per - k)
+                .min(plan.ack_window.saturating_sub(k - lo))
                 .min(allowed.min(BATCH as u64) as usize);
             if room == 0 {
                 continue;
             }
-            wire.clear();
-            spans.clear();
+            batch.clear();
             let stamp = shared.now_ns();
-            for idx in k[s]..k[s] + room {
-                let a = wire.len();
-                say(&mut wire, s, idx, stamp, socks[s].1);
-                spans.push((a, wire.len()));
-                out.sent_at[s * per + idx] = stamp;
-                tx_at[s * per + idx] = stamp;
+            for idx in k..k + room {
+                batch.say(s, idx, stamp, socks[s].1);
+                fl.sent_at[s * per + idx] = stamp;
+                fl.tx_at[s * per + idx] = stamp;
             }
-            send(&mut ms, &wire, &spans, &socks[s].0);
-            k[s] += room;
+            batch.send(&socks[s].0);
+            fl.k[s] += room;
             g += room as u64;
             allowed -= room as u64;
             sent_now += room;
@@ -230,21 +309,7 @@ pub fn server_senders(socks: Vec<(Arc<UdpSocket>, Token)>, shared: &Shared, plan
         // Resend what has waited too long for its ACK.
         if now - last_rto_check > RTO_NS / 4 {
             last_rto_check = now;
-            out.retransmits += resend_overdue(
-                shared,
-                &socks,
-                &k,
-                &mut lo,
-                &out.sent_at,
-                &mut tx_at,
-                per,
-                now,
-                &mut say,
-                &mut wire,
-                &mut spans,
-                &mut send,
-                &mut ms,
-            );
+            out.retransmits += fl.resend_overdue(shared, &socks, now, &mut batch);
         }
         if sent_now == 0 {
             // Held by the window, the rate, or (flooding) the ACK window.
@@ -262,85 +327,26 @@ pub fn server_senders(socks: Vec<(Arc<UdpSocket>, Token)>, shared: &Shared, plan
     loop {
         let now = shared.now_ns();
         for s in 0..ns {
-            while lo[s] < k[s] && shared.acked(s, lo[s] as u32 + 1) {
-                lo[s] += 1;
-            }
+            fl.advance(shared, s);
         }
-        if (0..ns).all(|s| lo[s] >= k[s]) || now > end {
+        if (0..ns).all(|s| fl.lo[s] >= fl.k[s]) || now > end {
             break;
         }
-        out.retransmits += resend_overdue(
-            shared,
-            &socks,
-            &k,
-            &mut lo,
-            &out.sent_at,
-            &mut tx_at,
-            per,
-            now,
-            &mut say,
-            &mut wire,
-            &mut spans,
-            &mut send,
-            &mut ms,
-        );
+        out.retransmits += fl.resend_overdue(shared, &socks, now, &mut batch);
         std::thread::sleep(Duration::from_millis(1));
     }
     out.unacked = (0..ns)
         .map(|s| {
-            (lo[s]..k[s])
+            (fl.lo[s]..fl.k[s])
                 .filter(|&i| !shared.acked(s, i as u32 + 1))
                 .count() as u64
         })
         .sum();
-    out.sent = k;
+    out.sent = fl.k;
+    out.sent_at = fl.sent_at;
     out.stalls = pacer.stalls;
     out.cpu_ns = net::thread_cpu_ns() - cpu0;
     out
-}
-
-/// Sends again the unacknowledged SAYs older than the RTO (a batch per sender).
-#[allow(clippy::too_many_arguments)]
-fn resend_overdue(
-    shared: &Shared,
-    socks: &[(Arc<UdpSocket>, Token)],
-    k: &[usize],
-    lo: &mut [usize],
-    sent_at: &[u64],
-    tx_at: &mut [u64],
-    per: usize,
-    now: u64,
-    say: &mut impl FnMut(&mut Vec<u8>, usize, usize, u64, Token),
-    wire: &mut Vec<u8>,
-    spans: &mut Vec<(usize, usize)>,
-    send: &mut impl FnMut(&mut MultiSend, &Vec<u8>, &Vec<(usize, usize)>, &UdpSocket),
-    ms: &mut MultiSend,
-) -> u64 {
-    let mut n = 0;
-    for s in 0..socks.len() {
-        while lo[s] < k[s] && shared.acked(s, lo[s] as u32 + 1) {
-            lo[s] += 1;
-        }
-        wire.clear();
-        spans.clear();
-        for idx in lo[s]..k[s] {
-            if spans.len() == BATCH || now.saturating_sub(tx_at[s * per + idx]) < RTO_NS {
-                break;
-            }
-            if shared.acked(s, idx as u32 + 1) {
-                continue;
-            }
-            let a = wire.len();
-            say(wire, s, idx, sent_at[s * per + idx], socks[s].1);
-            spans.push((a, wire.len()));
-            tx_at[s * per + idx] = now;
-        }
-        if !spans.is_empty() {
-            n += spans.len() as u64;
-            send(ms, wire, spans, &socks[s].0);
-        }
-    }
-    n
 }
 
 /// The kernel ceiling: each message is one EVENTS datagram (as the server

@@ -1,20 +1,6 @@
 use super::*;
-use crate::protocol::{decode_server, Cookie, ServerMsg, JOIN_SIZE, MAX_DATAGRAM};
+use crate::protocol::{decode_server, Cookie, ServerMsg, TestRng, JOIN_SIZE, MAX_DATAGRAM};
 use std::collections::{HashMap, HashSet};
-
-/// xorshift64*: deterministic randomness for tokens and random tests.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
 
 fn addr(n: u16) -> SocketAddr {
     SocketAddr::from(([10, 0, (n >> 8) as u8, n as u8], 4000 + n))
@@ -67,7 +53,7 @@ type Sent = Vec<(SocketAddr, Vec<u8>)>;
 impl T {
     fn new(cfg: Config) -> T {
         let now = Instant::now();
-        let mut rng = Rng(0x1234_5678_9abc_def1);
+        let mut rng = TestRng(0x1234_5678_9abc_def1);
         T {
             room: Room::new(cfg, [42; 16], Box::new(move || rng.next()), now),
             now,
@@ -597,7 +583,7 @@ struct Client {
 }
 
 fn random_run(seed: u64, steps: usize) {
-    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut rng = TestRng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     let mut t = T::new(Config {
         max_members: 12,
         announce_limit: 8,
