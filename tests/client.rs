@@ -699,3 +699,23 @@ fn a_piped_file_longer_than_the_drain_limit_is_sent_whole() {
     // only a drain that each ACK extends sends the whole file.
     paste_arrives_whole(&["--rate", "2"], 36);
 }
+
+#[test]
+fn a_scripts_last_who_is_printed_before_the_client_leaves() {
+    // `printf 'hello\n/who\n' | chat-client`: end of input right behind /who
+    // must not cut the member list off (it did, about one run in three).
+    let srv = Server::start(&[]);
+    let _watcher = member(&srv.addr, "watcher");
+    for round in 0..5 {
+        let mut c = member(&srv.addr, &format!("script{round}"));
+        c.send("hello");
+        c.send("/who");
+        c.close_stdin();
+        assert_eq!(c.wait_clean(WAIT).code(), Some(0));
+        let out = c.out.rest(WAIT);
+        assert!(
+            out.iter().any(|l| l.contains("-- 2 in the room: ")),
+            "round {round}: no member list in {out:?}"
+        );
+    }
+}

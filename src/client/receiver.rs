@@ -28,6 +28,10 @@ use std::time::{Duration, Instant};
 const SOCKET: MioToken = MioToken(0);
 const LINK: MioToken = MioToken(1);
 const SIGNALS: MioToken = MioToken(2);
+/// How long a quit on end of input waits for a `/who` still paging (its pages
+/// take milliseconds; the sender kills a receiver that has not ended 0.9 s after
+/// the quit, LEAVE included).
+const WHO_BEFORE_QUIT: Duration = Duration::from_millis(300);
 
 struct Leaving {
     code: u8,
@@ -48,6 +52,9 @@ struct Receiver {
     next_ping: Instant,
     seq: SeqTracker,
     who: Option<WhoPager>,
+    /// End of input or `/quit` arrived while a `/who` was still paging: the
+    /// quit waits for it (until this deadline), so a script's last `/who` prints.
+    quit_after_who: Option<(u8, Instant)>,
     rejoin: Option<Login>,
     leaving: Option<Leaving>,
     done: Option<(u8, Option<String>)>,
@@ -140,6 +147,7 @@ impl Receiver {
             next_ping: now + timeout / 3,
             seq: SeqTracker::new(),
             who: None,
+            quit_after_who: None,
             rejoin: None,
             leaving: None,
             done: None,
@@ -218,6 +226,9 @@ impl Receiver {
         }
         if let Some(w) = &self.who {
             t = t.min(w.next_wakeup());
+        }
+        if let Some((_, until)) = self.quit_after_who {
+            t = t.min(if self.who.is_none() { now } else { until });
         }
         t
     }
@@ -448,6 +459,13 @@ impl Receiver {
         if self.done.is_some() {
             return;
         }
+        if let Some((code, until)) = self.quit_after_who {
+            if self.who.is_none() || now >= until {
+                self.quit_after_who = None;
+                self.leave(code);
+                return;
+            }
+        }
         if let Some(l) = &mut self.leaving {
             if now >= l.until {
                 let code = l.code;
@@ -493,6 +511,9 @@ impl Receiver {
                     Some(ToReceiver::Who) if self.leaving.is_none() && self.rejoin.is_none() => {
                         self.who = Some(WhoPager::new(Instant::now()));
                         self.who_step(WhoStep::Ask(0));
+                    }
+                    Some(ToReceiver::Quit(code)) if code == code::OK && self.who.is_some() => {
+                        self.quit_after_who = Some((code, Instant::now() + WHO_BEFORE_QUIT));
                     }
                     Some(ToReceiver::Quit(code)) => self.leave(code),
                     Some(ToReceiver::Who) | None => {}
