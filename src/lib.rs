@@ -6,6 +6,8 @@
 //!   console on stdin; the wire format is PROTOCOL.md.
 //! * `chat-client`: a member of a UDP chat room that logs in, then forks into a
 //!   sender and a receiver.
+//! * `chat-load`: the benchmark tool that loads a chat server with N members and
+//!   measures its fan-out next to the kernel's ceiling.
 //!
 //! # Layout
 //!

@@ -17,9 +17,10 @@ struct Args {
     /// Address to listen on (`0.0.0.0:PORT` or `[::]:PORT` opens it to the network).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8888")]
     bind: SocketAddr,
-    /// Refuse joins beyond this many members.
-    #[arg(long, value_name = "N", default_value_t = 10_000)]
-    max_members: usize,
+    /// Refuse joins beyond this many members (at least 1).
+    #[arg(long, value_name = "N", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_members: u32,
     /// In rooms larger than this, joins and leaves are not announced.
     #[arg(long, value_name = "N", default_value_t = 500)]
     announce_limit: usize,
@@ -27,7 +28,8 @@ struct Args {
     #[arg(long, value_name = "DURATION", default_value = "30", value_parser = parse_duration)]
     member_timeout: Duration,
     /// Messages per second per member (burst 10); 0 turns flood control off.
-    #[arg(long, value_name = "PER_SECOND", default_value_t = 5.0, value_parser = parse_rate)]
+    #[arg(long, value_name = "PER_SECOND", default_value_t = 5.0, value_parser = parse_rate,
+          allow_negative_numbers = true)]
     rate: f64,
     /// Send one event per datagram instead of packing a turn's events together (for measurement).
     #[arg(long)]
@@ -74,7 +76,7 @@ fn run() -> Result<()> {
     let opts = Options {
         bind: args.bind,
         room: Config {
-            max_members: args.max_members,
+            max_members: args.max_members as usize,
             announce_limit: args.announce_limit,
             member_timeout: args.member_timeout,
             rate: args.rate,

@@ -231,7 +231,10 @@ fn join_loop(socket: &UdpSocket, opts: &Options, interactive: bool) -> Result<We
         };
         let reason = render::refusal(lang, refusal.expect("set above"));
         if !interactive {
-            return Err(Error::msg("join as", &name, reason));
+            return Err(Error::plain(format!(
+                "cannot join as '{}': {reason}",
+                render::escape(&name)
+            )));
         }
         let _ = writeln!(io::stderr(), "{}: {reason}", render::escape(&name));
     }

@@ -102,7 +102,12 @@ impl Console {
             .map_err(|e| format!("cannot open stdin: {}", crate::error::os_reason(&e)))?;
         poll.registry()
             .register(&mut SourceFd(&file.as_raw_fd()), STDIN, Interest::READABLE)
-            .map_err(|e| format!("stdin cannot be polled: {}", crate::error::os_reason(&e)))?;
+            .map_err(|e| {
+                format!(
+                    "stdin is not a terminal or pipe, epoll refuses it: {}",
+                    crate::error::os_reason(&e)
+                )
+            })?;
         Ok(Console {
             file,
             buf: Vec::new(),
