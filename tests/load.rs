@@ -139,3 +139,60 @@ fn refuses_a_room_of_one() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("at least 2 members"));
 }
+
+/// Runs chat-load with `args`, killed after `limit`; returns its exit code,
+/// its stderr and how long it took.
+fn run_bounded(args: &[&str], limit: Duration) -> (Option<i32>, String, Duration) {
+    let start = Instant::now();
+    let mut child = Command::new(LOAD)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start chat-load");
+    while child.try_wait().expect("wait").is_none() {
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("chat-load {args:?} did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("output");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.code(), stderr, start.elapsed())
+}
+
+#[test]
+fn a_silent_server_ends_the_run_with_one_line() {
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let addr = silent.local_addr().expect("address").to_string();
+    let (code, stderr, took) = run_bounded(
+        &["--server", &addr, "-n", "3", "-d", "1", "--idle-wait", "0"],
+        Duration::from_secs(20),
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(
+        stderr,
+        format!("chat-load: no answer from chat server at {addr}\n")
+    );
+    assert!(took >= Duration::from_secs(4), "gave up after {took:?}");
+}
+
+#[test]
+fn a_closed_port_ends_the_run_at_once() {
+    let addr = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        s.local_addr().expect("address").to_string()
+    }; // closed again
+    let (code, stderr, _) = run_bounded(
+        &["--server", &addr, "-n", "3", "-d", "1", "--idle-wait", "0"],
+        Duration::from_secs(20),
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(
+        stderr,
+        format!("chat-load: cannot join chat server at {addr}: Connection refused\n")
+    );
+}

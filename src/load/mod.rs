@@ -549,7 +549,7 @@ struct Joined {
 fn join_members(n: usize, rcvbuf: usize, addr: SocketAddr) -> Result<Joined, String> {
     let socks = sockets(n, rcvbuf, addr)?;
     let t = Instant::now();
-    let tokens = net::join_all(&socks, 4, Duration::from_secs(60))?;
+    let tokens = net::join_all(&socks, addr, 4, Duration::from_secs(60))?;
     Ok(Joined {
         socks,
         tokens,
@@ -619,7 +619,10 @@ fn relay_run_now(opts: &Options) -> Result<Report, String> {
     let unsynced = ping_all(&socks, &tokens, &shared.synced, Duration::from_secs(10));
     if unsynced > 0 {
         shared.phase.store(phase::STOP, Release);
-        return Err(format!("{unsynced} members got no answer to PING"));
+        return Err(format!(
+            "{} got no answer to PING",
+            net::count(unsynced, "member", "members")
+        ));
     }
     let plan = opts.plan();
     let before = snap(&shared, server_pid);
