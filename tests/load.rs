@@ -196,3 +196,24 @@ fn a_closed_port_ends_the_run_at_once() {
         format!("chat-load: cannot join chat server at {addr}: Connection refused\n")
     );
 }
+
+#[test]
+fn errors_carry_no_os_error_number() {
+    let (code, stderr, _) = run_bounded(
+        &[
+            "--server-bin",
+            "/nonexistent",
+            "-n",
+            "3",
+            "--no-baseline",
+            "--idle-wait",
+            "0",
+        ],
+        Duration::from_secs(20),
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(
+        stderr,
+        "chat-load: cannot start '/nonexistent': No such file or directory\n"
+    );
+}

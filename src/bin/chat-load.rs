@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
+use udpchat::error::{os_reason, Error};
 use udpchat::load::{self, Ceiling, Options};
 use udpchat::stdio;
 
@@ -140,15 +141,16 @@ fn run() -> Result<(), String> {
     };
     if !json_only {
         stdio::out_line(load::markdown(&reports).trim_end())
-            .map_err(|e| format!("cannot write the table: {e}"))?;
+            .map_err(|e| format!("cannot write the table: {}", os_reason(&e)))?;
     }
     if let Some(path) = &a.json {
         let j = load::json(&reports);
         if json_only {
-            stdio::out_line(j.trim_end()).map_err(|e| format!("cannot write JSON: {e}"))?;
+            stdio::out_line(j.trim_end())
+                .map_err(|e| format!("cannot write JSON: {}", os_reason(&e)))?;
         } else {
             std::fs::write(path, j)
-                .map_err(|e| format!("cannot write '{}': {e}", path.display()))?;
+                .map_err(|e| Error::io("write", path.display(), e).to_string())?;
         }
     }
     Ok(())
@@ -156,7 +158,10 @@ fn run() -> Result<(), String> {
 
 fn main() -> ExitCode {
     if let Err(e) = stdio::reopen_closed_std_fds() {
-        stdio::err_line(&format!("chat-load: cannot reopen /dev/null: {e}"));
+        stdio::err_line(&format!(
+            "chat-load: {}",
+            Error::io("reopen", "/dev/null", e)
+        ));
         return ExitCode::FAILURE;
     }
     match run() {

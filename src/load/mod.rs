@@ -20,6 +20,7 @@ mod rx;
 mod text;
 mod tx;
 
+use crate::error::{os_reason, Error};
 use net::Cpu;
 pub use report::{Kind, Latency, Report};
 use rx::{phase, RxMember, RxOut, Shared};
@@ -195,7 +196,7 @@ impl ServerProc {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| format!("cannot start '{}': {e}", bin.display()))?;
+            .map_err(|e| Error::io("start", bin.display(), e).to_string())?;
         let (etx, erx) = channel();
         let stderr = child.stderr.take().expect("piped stderr");
         std::thread::spawn(move || {
@@ -349,8 +350,9 @@ fn sockets(n: usize, rcvbuf: usize, peer: SocketAddr) -> Result<Vec<Arc<UdpSocke
                 .map(Arc::new)
                 .map_err(|e| {
                     format!(
-                        "cannot open the socket of member {i} on {}: {e}",
-                        net::member_ip(i)
+                        "cannot open the socket of member {i} on {}: {}",
+                        net::member_ip(i),
+                        os_reason(&e)
                     )
                 })
         })
@@ -432,7 +434,7 @@ fn merge(
         outs.push(
             h.join()
                 .map_err(|_| "a receiver thread panicked".to_string())?
-                .map_err(|e| format!("receiving: {e}"))?,
+                .map_err(|e| format!("cannot receive: {}", os_reason(&e)))?,
         );
     }
     let cells = outs.first().map_or(0, |o| o.counts.len());
