@@ -217,3 +217,22 @@ fn errors_carry_no_os_error_number() {
         "chat-load: cannot start '/nonexistent': No such file or directory\n"
     );
 }
+
+#[test]
+fn a_bad_json_path_fails_before_any_run() {
+    let path = std::env::temp_dir()
+        .join(format!("udpchat-load-missing-{}", std::process::id()))
+        .join("perf.json");
+    let path = path.to_str().expect("UTF-8 temp path");
+    // Without --idle-wait 0 and with the ceiling, a run would take seconds.
+    let (code, stderr, took) = run_bounded(
+        &["--server-bin", SERVER, "-n", "3", "--json", path],
+        Duration::from_secs(20),
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(
+        stderr,
+        format!("chat-load: cannot open '{path}': No such file or directory\n")
+    );
+    assert!(took < Duration::from_secs(2), "failed only after {took:?}");
+}

@@ -2,8 +2,10 @@
 //! measured against. See README.md, "Performance".
 
 use clap::Parser;
+use std::fs::{File, OpenOptions};
+use std::io::{Seek, SeekFrom, Write};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 use udpchat::error::{os_reason, Error};
@@ -131,7 +133,12 @@ fn run() -> Result<(), String> {
             secs(a.idle_wait, "--idle-wait")?
         },
     };
-    let json_only = a.json.as_deref() == Some(std::path::Path::new("-"));
+    let json_only = a.json.as_deref() == Some(Path::new("-"));
+    // Opened before the runs, so that a bad path fails at once, not minutes later.
+    let mut json_file = match &a.json {
+        Some(path) if !json_only => Some(JsonFile::open(path)?),
+        _ => None,
+    };
     let reports = if a.suite {
         load::suite(&opts, |r| {
             stdio::err_line(&format!("done: {}", r.json()));
@@ -143,17 +150,62 @@ fn run() -> Result<(), String> {
         stdio::out_line(load::markdown(&reports).trim_end())
             .map_err(|e| format!("cannot write the table: {}", os_reason(&e)))?;
     }
-    if let Some(path) = &a.json {
-        let j = load::json(&reports);
-        if json_only {
-            stdio::out_line(j.trim_end())
-                .map_err(|e| format!("cannot write JSON: {}", os_reason(&e)))?;
-        } else {
-            std::fs::write(path, j)
-                .map_err(|e| Error::io("write", path.display(), e).to_string())?;
-        }
+    if json_only {
+        stdio::out_line(load::json(&reports).trim_end())
+            .map_err(|e| format!("cannot write JSON: {}", os_reason(&e)))?;
+    }
+    if let Some(f) = json_file.take() {
+        f.write(&load::json(&reports))?;
     }
     Ok(())
+}
+
+/// The `--json` file, opened before the runs. Its old contents stay until
+/// the reports replace them; a file created here is removed again if the
+/// reports never come.
+struct JsonFile {
+    file: File,
+    path: PathBuf,
+    created: bool,
+}
+
+impl JsonFile {
+    fn open(path: &Path) -> Result<JsonFile, String> {
+        let existed = path.symlink_metadata().is_ok();
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false) // the old reports stay until the new ones come
+            .open(path)
+            .map_err(|e| Error::io("open", path.display(), e).to_string())?;
+        Ok(JsonFile {
+            file,
+            path: path.to_path_buf(),
+            created: !existed,
+        })
+    }
+
+    fn write(mut self, json: &str) -> Result<(), String> {
+        self.created = false; // from here on the file is the reports' own
+                              // A regular file is emptied first; a pipe or a device is written as is.
+        let regular = self.file.metadata().is_ok_and(|m| m.is_file());
+        let r = (|| {
+            if regular {
+                self.file.set_len(0)?;
+                self.file.seek(SeekFrom::Start(0))?;
+            }
+            self.file.write_all(json.as_bytes())
+        })();
+        r.map_err(|e| Error::io("write", self.path.display(), e).to_string())
+    }
+}
+
+impl Drop for JsonFile {
+    fn drop(&mut self) {
+        if self.created {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
 }
 
 fn main() -> ExitCode {
