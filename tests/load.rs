@@ -236,3 +236,12 @@ fn a_bad_json_path_fails_before_any_run() {
     );
     assert!(took < Duration::from_secs(2), "failed only after {took:?}");
 }
+
+#[test]
+fn text_len_out_of_range_is_a_usage_error() {
+    for bad in ["25", "1001"] {
+        let (code, stderr, _) = run_bounded(&["--text-len", bad], Duration::from_secs(20));
+        assert_eq!(code, Some(2), "{stderr}");
+        assert!(stderr.contains("26..=1000"), "{stderr}");
+    }
+}

@@ -1,6 +1,7 @@
 //! `chat-load`: load generator for `chat-server`, and the kernel ceiling it is
 //! measured against. See README.md, "Performance".
 
+use clap::builder::RangedU64ValueParser;
 use clap::Parser;
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
@@ -43,8 +44,8 @@ struct Args {
     /// Messages per second over all senders, at most (default: as fast as the mode allows).
     #[arg(long)]
     rate: Option<f64>,
-    /// Bytes of text per message (at least 26: sender, number and send time).
-    #[arg(long, default_value_t = 64)]
+    /// Bytes of text per message, 26 to 1000 (26: sender, number and send time).
+    #[arg(long, default_value_t = 64, value_parser = RangedU64ValueParser::<usize>::new().range(26..=1000))]
     text_len: usize,
     /// Start the server with --no-packing (one event per datagram).
     #[arg(long)]
@@ -112,7 +113,7 @@ fn run() -> Result<(), String> {
         messages: a.messages.max(1),
         duration: secs(a.duration, "--duration")?,
         rate: a.rate.filter(|r| *r > 0.0),
-        text_len: a.text_len.clamp(26, 1000),
+        text_len: a.text_len,
         packing: !a.no_packing,
         ceiling: if a.baseline {
             Ceiling::Only
