@@ -21,31 +21,32 @@ use udpchat::stdio;
 #[command(name = "chat-load", version)]
 struct Args {
     /// Members, each its own UDP socket (senders included).
-    #[arg(short = 'n', long, default_value_t = 100)]
+    #[arg(short = 'n', long, value_name = "N", default_value_t = 100)]
     members: usize,
     /// Members that send.
-    #[arg(short = 's', long, default_value_t = 1)]
+    #[arg(short = 's', long, value_name = "S", default_value_t = 1)]
     senders: usize,
     /// Flood within the acknowledgement window instead of the closed loop.
     #[arg(long)]
     flood: bool,
     /// Closed loop: message k goes once the deliveries reach (k - W) * (N - 1).
-    #[arg(short = 'w', long, default_value_t = 32)]
+    #[arg(short = 'w', long, value_name = "W", default_value_t = 32)]
     window: u64,
     /// Flood: unacknowledged SAYs per sender, at most (the server's at-most-once window).
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, value_name = "A", default_value_t = 1024)]
     ack_window: usize,
     /// Messages over all senders, at most.
-    #[arg(short = 'm', long, default_value_t = 1_000_000)]
+    #[arg(short = 'm', long, value_name = "M", default_value_t = 1_000_000)]
     messages: u64,
     /// Seconds of sending, at most.
-    #[arg(short = 'd', long, default_value_t = 3.0)]
+    #[arg(short = 'd', long, value_name = "SECONDS", default_value_t = 3.0)]
     duration: f64,
     /// Messages per second over all senders, at most (default: as fast as the mode allows).
-    #[arg(long)]
+    #[arg(long, value_name = "R")]
     rate: Option<f64>,
     /// Bytes of text per message, 26 to 1000 (26: sender, number and send time).
-    #[arg(long, default_value_t = 64, value_parser = RangedU64ValueParser::<usize>::new().range(26..=1000))]
+    #[arg(long, value_name = "BYTES", default_value_t = 64,
+          value_parser = RangedU64ValueParser::<usize>::new().range(26..=1000))]
     text_len: usize,
     /// Start the server with --no-packing (one event per datagram).
     #[arg(long)]
@@ -66,10 +67,10 @@ struct Args {
     #[arg(long, value_name = "PATH")]
     server_bin: Option<PathBuf>,
     /// Receiver threads.
-    #[arg(short = 't', long, default_value_t = 2)]
+    #[arg(short = 't', long, value_name = "T", default_value_t = 2)]
     threads: usize,
     /// Receive buffer per member socket, bytes (capped by net.core.rmem_max).
-    #[arg(long, default_value_t = 1 << 20)]
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
     rcvbuf: usize,
     /// Idle run: join the members, then only keepalives for SECONDS.
     #[arg(long, value_name = "SECONDS")]
@@ -82,7 +83,8 @@ struct Args {
     /// and on; the latency run; 10,000 idle members).
     #[arg(long)]
     suite: bool,
-    /// Also write the reports as JSON to FILE ('-': stdout, instead of the table).
+    /// Also write the reports as JSON to FILE ('-': stdout, instead of the table);
+    /// FILE is opened before the runs, so a bad path fails at once.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
 }
