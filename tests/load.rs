@@ -139,3 +139,109 @@ fn refuses_a_room_of_one() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("at least 2 members"));
 }
+
+/// Runs chat-load with `args`, killed after `limit`; returns its exit code,
+/// its stderr and how long it took.
+fn run_bounded(args: &[&str], limit: Duration) -> (Option<i32>, String, Duration) {
+    let start = Instant::now();
+    let mut child = Command::new(LOAD)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start chat-load");
+    while child.try_wait().expect("wait").is_none() {
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("chat-load {args:?} did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("output");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.code(), stderr, start.elapsed())
+}
+
+#[test]
+fn a_silent_server_ends_the_run_with_one_line() {
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let addr = silent.local_addr().expect("address").to_string();
+    let (code, stderr, took) = run_bounded(
+        &["--server", &addr, "-n", "3", "-d", "1", "--idle-wait", "0"],
+        Duration::from_secs(20),
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(
+        stderr,
+        format!("chat-load: no answer from chat server at {addr}\n")
+    );
+    assert!(took >= Duration::from_secs(4), "gave up after {took:?}");
+}
+
+#[test]
+fn a_closed_port_ends_the_run_at_once() {
+    let addr = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        s.local_addr().expect("address").to_string()
+    }; // closed again
+    let (code, stderr, _) = run_bounded(
+        &["--server", &addr, "-n", "3", "-d", "1", "--idle-wait", "0"],
+        Duration::from_secs(20),
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(
+        stderr,
+        format!("chat-load: cannot join chat server at {addr}: Connection refused\n")
+    );
+}
+
+#[test]
+fn errors_carry_no_os_error_number() {
+    let (code, stderr, _) = run_bounded(
+        &[
+            "--server-bin",
+            "/nonexistent",
+            "-n",
+            "3",
+            "--no-baseline",
+            "--idle-wait",
+            "0",
+        ],
+        Duration::from_secs(20),
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(
+        stderr,
+        "chat-load: cannot start '/nonexistent': No such file or directory\n"
+    );
+}
+
+#[test]
+fn a_bad_json_path_fails_before_any_run() {
+    let path = std::env::temp_dir()
+        .join(format!("udpchat-load-missing-{}", std::process::id()))
+        .join("perf.json");
+    let path = path.to_str().expect("UTF-8 temp path");
+    // Without --idle-wait 0 and with the ceiling, a run would take seconds.
+    let (code, stderr, took) = run_bounded(
+        &["--server-bin", SERVER, "-n", "3", "--json", path],
+        Duration::from_secs(20),
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(
+        stderr,
+        format!("chat-load: cannot open '{path}': No such file or directory\n")
+    );
+    assert!(took < Duration::from_secs(2), "failed only after {took:?}");
+}
+
+#[test]
+fn text_len_out_of_range_is_a_usage_error() {
+    for bad in ["25", "1001"] {
+        let (code, stderr, _) = run_bounded(&["--text-len", bad], Duration::from_secs(20));
+        assert_eq!(code, Some(2), "{stderr}");
+        assert!(stderr.contains("26..=1000"), "{stderr}");
+    }
+}

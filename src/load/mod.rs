@@ -20,6 +20,7 @@ mod rx;
 mod text;
 mod tx;
 
+use crate::error::{os_reason, Error};
 use net::Cpu;
 pub use report::{Kind, Latency, Report};
 use rx::{phase, RxMember, RxOut, Shared};
@@ -195,7 +196,7 @@ impl ServerProc {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| format!("cannot start '{}': {e}", bin.display()))?;
+            .map_err(|e| Error::io("start", bin.display(), e).to_string())?;
         let (etx, erx) = channel();
         let stderr = child.stderr.take().expect("piped stderr");
         std::thread::spawn(move || {
@@ -349,8 +350,9 @@ fn sockets(n: usize, rcvbuf: usize, peer: SocketAddr) -> Result<Vec<Arc<UdpSocke
                 .map(Arc::new)
                 .map_err(|e| {
                     format!(
-                        "cannot open the socket of member {i} on {}: {e}",
-                        net::member_ip(i)
+                        "cannot open the socket of member {i} on {}: {}",
+                        net::member_ip(i),
+                        os_reason(&e)
                     )
                 })
         })
@@ -432,7 +434,7 @@ fn merge(
         outs.push(
             h.join()
                 .map_err(|_| "a receiver thread panicked".to_string())?
-                .map_err(|e| format!("receiving: {e}"))?,
+                .map_err(|e| format!("cannot receive: {}", os_reason(&e)))?,
         );
     }
     let cells = outs.first().map_or(0, |o| o.counts.len());
@@ -549,7 +551,7 @@ struct Joined {
 fn join_members(n: usize, rcvbuf: usize, addr: SocketAddr) -> Result<Joined, String> {
     let socks = sockets(n, rcvbuf, addr)?;
     let t = Instant::now();
-    let tokens = net::join_all(&socks, 4, Duration::from_secs(60))?;
+    let tokens = net::join_all(&socks, addr, 4, Duration::from_secs(60))?;
     Ok(Joined {
         socks,
         tokens,
@@ -619,7 +621,10 @@ fn relay_run_now(opts: &Options) -> Result<Report, String> {
     let unsynced = ping_all(&socks, &tokens, &shared.synced, Duration::from_secs(10));
     if unsynced > 0 {
         shared.phase.store(phase::STOP, Release);
-        return Err(format!("{unsynced} members got no answer to PING"));
+        return Err(format!(
+            "{} got no answer to PING",
+            net::count(unsynced, "member", "members")
+        ));
     }
     let plan = opts.plan();
     let before = snap(&shared, server_pid);

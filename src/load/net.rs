@@ -2,13 +2,15 @@
 //! (`sendmmsg`), the pipelined cookie round-trips of many joins, and CPU and
 //! memory counters read from /proc.
 
+use crate::error::os_reason;
 use crate::protocol::{decode_server, ClientMsg, Cookie, ServerMsg, Token};
 use nix::libc;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{setsockopt, sockopt};
 use std::io;
 use std::mem::{size_of, zeroed};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
-use std::os::fd::RawFd;
+use std::os::fd::{AsFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -156,11 +158,25 @@ impl MultiSend {
     }
 }
 
-/// Joins every member (name `m{i}`) through the cookie round-trip, pipelined
-/// `window` at a time per thread over `threads` threads, resending what gets
-/// no answer. Returns the tokens in member order, or an error after `limit`.
+/// A join run that hears nothing at all from the server for this long ends.
+const SILENCE: Duration = Duration::from_secs(5);
+
+/// A member's JOIN with no answer is sent again after this long.
+const RESEND: Duration = Duration::from_millis(200);
+
+/// `n` and the noun, singular or plural ("1 join", "3 joins").
+pub fn count(n: usize, singular: &str, plural: &str) -> String {
+    format!("{n} {}", if n == 1 { singular } else { plural })
+}
+
+/// Joins every member (name `m{i}`) of the server at `server` through the
+/// cookie round-trip, pipelined `window` at a time per thread over `threads`
+/// threads, resending what gets no answer. Returns the tokens in member
+/// order; an error after `limit`, when the server refuses (ICMP port
+/// unreachable), or when it has not answered at all for 5 s.
 pub fn join_all(
     socks: &[Arc<UdpSocket>],
+    server: SocketAddr,
     threads: usize,
     limit: Duration,
 ) -> Result<Vec<Token>, String> {
@@ -170,16 +186,25 @@ pub fn join_all(
         let handles: Vec<_> = socks
             .chunks(chunk)
             .enumerate()
-            .map(|(t, part)| scope.spawn(move || join_part(part, t * chunk, end)))
+            .map(|(t, part)| scope.spawn(move || join_part(part, t * chunk, server, end)))
             .collect();
         let mut tokens = Vec::with_capacity(socks.len());
+        let mut first_err = None;
         for h in handles {
-            tokens.extend(
-                h.join()
-                    .map_err(|_| "a join thread panicked".to_string())??,
-            );
+            match h.join() {
+                Ok(Ok(t)) => tokens.extend(t),
+                Ok(Err(e)) => {
+                    first_err.get_or_insert(e);
+                }
+                Err(_) => {
+                    first_err.get_or_insert_with(|| "a join thread panicked".to_string());
+                }
+            }
         }
-        Ok(tokens)
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(tokens),
+        }
     })
 }
 
@@ -188,13 +213,24 @@ pub fn member_name(i: usize) -> String {
     format!("m{i}")
 }
 
-fn join_part(socks: &[Arc<UdpSocket>], base: usize, end: Instant) -> Result<Vec<Token>, String> {
+fn join_part(
+    socks: &[Arc<UdpSocket>],
+    base: usize,
+    server: SocketAddr,
+    end: Instant,
+) -> Result<Vec<Token>, String> {
     const WINDOW: usize = 32;
     let n = socks.len();
     let names: Vec<String> = (0..n).map(|k| member_name(base + k)).collect();
     let mut nonces = vec![0u64; n];
     for v in &mut nonces {
-        *v = getrandom::u64().map_err(|e| format!("random: {e}"))?;
+        *v = getrandom::u64().map_err(|e| {
+            let reason = match e.raw_os_error() {
+                Some(n) => os_reason(&io::Error::from_raw_os_error(n)),
+                None => e.to_string(),
+            };
+            format!("cannot get random numbers: {reason}")
+        })?;
     }
     let mut cookies: Vec<Option<Cookie>> = vec![None; n];
     let mut tokens = vec![0 as Token; n];
@@ -202,7 +238,14 @@ fn join_part(socks: &[Arc<UdpSocket>], base: usize, end: Instant) -> Result<Vec<
     let mut wire = Vec::with_capacity(256);
     let mut next = 0; // members below `next` have been started
     let mut waiting: Vec<(usize, Instant)> = Vec::new(); // (member, when its JOIN was sent)
-    let send = |k: usize, cookie: Option<Cookie>, wire: &mut Vec<u8>| {
+    let mut heard = Instant::now(); // the last datagram from the server (or the start)
+                                    // A connected UDP socket reports the server's ICMP port unreachable as
+                                    // ECONNREFUSED on its next send or receive: nobody is listening there.
+    let refused = |e: &io::Error| {
+        (e.kind() == io::ErrorKind::ConnectionRefused)
+            .then(|| format!("cannot join chat server at {server}: {}", os_reason(e)))
+    };
+    let send = |k: usize, cookie: Option<Cookie>, wire: &mut Vec<u8>| -> Result<(), String> {
         wire.clear();
         ClientMsg::Join {
             nonce: nonces[k],
@@ -211,29 +254,46 @@ fn join_part(socks: &[Arc<UdpSocket>], base: usize, end: Instant) -> Result<Vec<
             name: &names[k],
         }
         .encode(wire);
-        let _ = socks[k].send(wire);
+        match socks[k].send(wire) {
+            Err(e) => refused(&e).map_or(Ok(()), Err), // anything else: sent again later
+            Ok(_) => Ok(()),
+        }
     };
     while next < n || !waiting.is_empty() {
-        if Instant::now() > end {
+        let now = Instant::now();
+        if now > end {
             let left = n - tokens.iter().filter(|&&t| t != 0).count();
-            return Err(format!("{left} joins did not finish in time"));
+            return Err(format!(
+                "{} did not finish in time",
+                count(left, "join", "joins")
+            ));
+        }
+        if now.duration_since(heard) > SILENCE {
+            return Err(format!("no answer from chat server at {server}"));
         }
         while waiting.len() < WINDOW && next < n {
-            send(next, None, &mut wire);
+            send(next, None, &mut wire)?;
             waiting.push((next, Instant::now()));
             next += 1;
         }
-        let now = Instant::now();
         let mut progressed = false;
         let mut k = 0;
         while k < waiting.len() {
             let (m, sent) = waiting[k];
             let mut done = false;
-            while let Ok(len) = socks[m].recv(&mut buf) {
+            loop {
+                let len = match socks[m].recv(&mut buf) {
+                    Ok(len) => len,
+                    Err(e) => match refused(&e) {
+                        Some(msg) => return Err(msg),
+                        None => break, // would block (or interrupted: next turn)
+                    },
+                };
+                heard = now;
                 match decode_server(&buf[..len]) {
                     Ok(ServerMsg::Challenge { nonce, cookie }) if nonce == nonces[m] => {
                         cookies[m] = Some(cookie);
-                        send(m, Some(cookie), &mut wire);
+                        send(m, Some(cookie), &mut wire)?;
                         waiting[k].1 = now;
                         progressed = true;
                     }
@@ -252,18 +312,35 @@ fn join_part(socks: &[Arc<UdpSocket>], base: usize, end: Instant) -> Result<Vec<
                 waiting.swap_remove(k);
                 progressed = true;
             } else {
-                if now.duration_since(sent) > Duration::from_millis(200) {
-                    send(m, cookies[m], &mut wire); // lost, or rate limited: again
+                if now.duration_since(sent) > RESEND {
+                    send(m, cookies[m], &mut wire)?; // lost, or rate limited: again
                     waiting[k].1 = now;
                 }
                 k += 1;
             }
         }
         if !progressed {
-            std::thread::sleep(Duration::from_micros(100));
+            wait_readable(socks, &waiting);
         }
     }
     Ok(tokens)
+}
+
+/// Sleeps until one of the `waiting` members' sockets has a datagram or an
+/// error, or the next resend is due (at most `RESEND`).
+fn wait_readable(socks: &[Arc<UdpSocket>], waiting: &[(usize, Instant)]) {
+    let Some(oldest) = waiting.iter().map(|w| w.1).min() else {
+        return;
+    };
+    let wait = (oldest + RESEND)
+        .saturating_duration_since(Instant::now())
+        .clamp(Duration::from_millis(1), RESEND);
+    let mut fds: Vec<PollFd> = waiting
+        .iter()
+        .map(|&(m, _)| PollFd::new(socks[m].as_fd(), PollFlags::POLLIN))
+        .collect();
+    let timeout = PollTimeout::try_from(wait).unwrap_or(PollTimeout::MAX);
+    let _ = poll(&mut fds, timeout); // EINTR: the caller's loop looks again
 }
 
 /// CPU time of a task from /proc: user and system, in ns.
