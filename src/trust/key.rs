@@ -215,6 +215,7 @@ impl Drop for TempFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::trust::file_mode;
     use std::fs;
 
     /// RFC 7748 §6.1: Alice's secret and public keys, and the public key's
@@ -231,10 +232,6 @@ mod tests {
             .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
             .collect();
         v.try_into().unwrap()
-    }
-
-    fn mode(p: &Path) -> u32 {
-        fs::metadata(p).unwrap().permissions().mode() & 0o777
     }
 
     fn write_mode(p: &Path, text: &str, mode: u32) {
@@ -276,8 +273,8 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let p = tmp.path().join("new/dir/server.key");
         let a = ServerKey::load_or_create(&p).unwrap();
-        assert_eq!(mode(&p), 0o600);
-        assert_eq!(mode(p.parent().unwrap()), 0o700);
+        assert_eq!(file_mode(&p), 0o600);
+        assert_eq!(file_mode(p.parent().unwrap()), 0o700);
         let b = ServerKey::load_or_create(&p).unwrap();
         assert_eq!(a.public(), b.public());
         assert_eq!(ServerKey::load(&p).unwrap().secret(), a.secret());
@@ -372,7 +369,7 @@ mod tests {
             }
             // Never replaced.
             assert_eq!(fs::read_to_string(&p).unwrap(), text);
-            assert_eq!(mode(&p), m);
+            assert_eq!(file_mode(&p), m);
         }
         let e = ServerKey::load_or_create(tmp.path())
             .unwrap_err()

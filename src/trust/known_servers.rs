@@ -243,15 +243,11 @@ fn parse_line(line: &[u8]) -> std::result::Result<Option<(&str, Fingerprint)>, S
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::trust::file_mode;
     use std::fs;
-    use std::os::unix::fs::PermissionsExt;
 
     fn fp(n: u8) -> Fingerprint {
         Fingerprint::of(&[n; 32])
-    }
-
-    fn mode(p: &Path) -> u32 {
-        fs::metadata(p).unwrap().permissions().mode() & 0o777
     }
 
     #[test]
@@ -315,8 +311,8 @@ mod tests {
         assert_eq!(unknown.verdict, Verdict::Unknown);
         assert!(!path.exists(), "check creates nothing");
         assert_eq!(ks.record("s:1", &fp(1)).unwrap(), Verdict::Unknown);
-        assert_eq!(mode(&path), 0o600);
-        assert_eq!(mode(path.parent().unwrap()), 0o700);
+        assert_eq!(file_mode(&path), 0o600);
+        assert_eq!(file_mode(path.parent().unwrap()), 0o700);
         assert_eq!(
             fs::read_to_string(&path).unwrap(),
             format!("s:1 {}\n", fp(1))

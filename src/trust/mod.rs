@@ -62,6 +62,13 @@ fn create_parent_dir(file: &Path) -> Result<()> {
     }
 }
 
+/// A file's permission bits (for the tests of this module's files).
+#[cfg(test)]
+fn file_mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,15 +95,10 @@ mod tests {
 
     #[test]
     fn parent_dir_is_created_private() {
-        use std::os::unix::fs::PermissionsExt;
         let tmp = tempfile::tempdir().unwrap();
         let file = tmp.path().join("a/b/f");
         create_parent_dir(&file).unwrap();
-        let mode = std::fs::metadata(tmp.path().join("a/b"))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o077, 0, "mode {mode:o}");
+        assert_eq!(file_mode(&tmp.path().join("a/b")), 0o700);
         // Existing: fine.
         create_parent_dir(&file).unwrap();
         create_parent_dir(Path::new("bare-name")).unwrap();
