@@ -80,16 +80,9 @@ impl ServerKey {
         let fail = |e| Error::io(LOAD, path.display(), e);
         let mut file = File::open(path).map_err(fail)?;
         let meta = file.metadata().map_err(fail)?;
-        if !meta.is_file() {
-            return Err(Error::msg(LOAD, path.display(), "not a regular file"));
-        }
-        let mode = meta.mode() & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(Error::msg(
-                LOAD,
-                path.display(),
-                format!("mode {mode:04o} lets group or others in (chmod 600 it)"),
-            ));
+        let euid = nix::unistd::geteuid().as_raw();
+        if let Some(why) = unsafe_file(meta.is_file(), meta.mode(), meta.uid(), euid) {
+            return Err(Error::msg(LOAD, path.display(), why));
         }
         let mut text = Vec::new();
         Read::by_ref(&mut file)
@@ -134,6 +127,27 @@ impl ServerKey {
 impl fmt::Debug for ServerKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "ServerKey({})", self.fingerprint())
+    }
+}
+
+/// Why a key file with this type, mode and owner must not be used, if it
+/// must not: anyone but its owner could read or change it, or its owner is
+/// not the user running the server (a file placed in a shared directory by
+/// someone else would hand them the server's identity).
+fn unsafe_file(is_file: bool, mode: u32, owner: u32, euid: u32) -> Option<String> {
+    let mode = mode & 0o7777;
+    if !is_file {
+        Some("not a regular file".to_string())
+    } else if mode & 0o077 != 0 {
+        Some(format!(
+            "mode {mode:04o} lets group or others in (chmod 600 it)"
+        ))
+    } else if owner != euid {
+        Some(format!(
+            "owned by uid {owner}, not by the server's user (uid {euid})"
+        ))
+    } else {
+        None
     }
 }
 
@@ -375,6 +389,30 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.ends_with("': not a regular file"), "{e}");
+    }
+
+    #[test]
+    fn only_the_owners_private_regular_file_is_used() {
+        assert_eq!(unsafe_file(true, 0o100600, 1000, 1000), None);
+        assert_eq!(unsafe_file(true, 0o100400, 0, 0), None);
+        let refused = |is_file, mode, owner| unsafe_file(is_file, mode, owner, 1000).unwrap();
+        assert_eq!(refused(false, 0o40700, 1000), "not a regular file");
+        assert_eq!(
+            refused(true, 0o100640, 1000),
+            "mode 0640 lets group or others in (chmod 600 it)"
+        );
+        assert_eq!(
+            refused(true, 0o100601, 1000),
+            "mode 0601 lets group or others in (chmod 600 it)"
+        );
+        assert_eq!(
+            refused(true, 0o104620, 1000),
+            "mode 4620 lets group or others in (chmod 600 it)"
+        );
+        assert_eq!(
+            refused(true, 0o100600, 0),
+            "owned by uid 0, not by the server's user (uid 1000)"
+        );
     }
 
     #[test]
