@@ -89,10 +89,11 @@ impl ServerKey {
             .take(MAX_FILE_LEN + 1)
             .read_to_end(&mut text)
             .map_err(fail)?;
-        let secret = parse(&text).map_err(|why| {
+        let parsed = parse(&text);
+        text.fill(0);
+        let secret = parsed.map_err(|why| {
             Error::msg(LOAD, path.display(), format!("malformed key file: {why}"))
         })?;
-        text.fill(0);
         Ok(ServerKey::from_secret(secret))
     }
 
