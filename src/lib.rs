@@ -26,6 +26,8 @@
 //!   `recvmmsg`/`sendmmsg`), the console on stdin and the signals.
 //! * [`stdio`]: reopening closed standard fds and writing lines without
 //!   panicking on a closed pipe.
+//! * [`trust`]: the server's long-term key and its key file, key
+//!   fingerprints, and the client's known-servers file (trust on first use).
 
 pub mod client;
 pub mod error;
@@ -35,3 +37,4 @@ pub mod protocol;
 pub mod room;
 pub mod server;
 pub mod stdio;
+pub mod trust;
