@@ -145,3 +145,24 @@ fn random_names_never_panic_and_keys_are_stable() {
         }
     }
 }
+
+#[test]
+fn reserved_keys_are_as_documented() {
+    let hex = |s: &str| -> Vec<String> { s.chars().map(|c| format!("{:04X}", c as u32)).collect() };
+    let documented = [
+        ("admin", "0061 0064 0072 006E 0069 006E"),
+        ("server", "0073 0065 0072 0076 0065 0072"),
+        ("system", "0073 0079 0073 0074 0065 0072 006E"),
+        ("管理员", "7BA1 7406 5458"),
+        ("管理員", "7BA1 7406 54E1"),
+        ("系统", "7CFB 7EDF"),
+        ("系統", "7CFB 7D71"),
+        ("服务器", "670D 52A1 5668"),
+        ("服務器", "670D 52D9 5668"),
+        ("伺服器", "4F3A 670D 5668"),
+    ];
+    assert_eq!(documented.map(|(w, _)| w), RESERVED_NAMES);
+    for (word, key) in documented {
+        assert_eq!(hex(&name_key(word)).join(" "), key, "{word}");
+    }
+}
