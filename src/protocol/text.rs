@@ -83,7 +83,7 @@ pub fn is_bidi_control(c: char) -> bool {
 }
 
 /// The kind of `c` if a text may never hold it, wherever it stands.
-pub fn forbidden(c: char) -> Option<Forbidden> {
+pub(crate) fn forbidden(c: char) -> Option<Forbidden> {
     if c.is_ascii() {
         return c.is_ascii_control().then_some(Forbidden::Control);
     }
@@ -100,7 +100,7 @@ pub fn forbidden(c: char) -> Option<Forbidden> {
 }
 
 /// Must a receiver show `c` as an escape rather than send it to the terminal?
-/// Exactly the code points a text may never hold (see [`forbidden`]); every
+/// Exactly the code points a text may never hold (the kinds of [`Forbidden`]); every
 /// escaped code point is written `\xHH` below U+0080, else `\uHHHH` (at least
 /// four lower-case hex digits).
 pub fn must_escape(c: char) -> bool {
