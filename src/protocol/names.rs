@@ -99,7 +99,7 @@ impl fmt::Display for NameError {
     }
 }
 
-/// toNFKC_Casefold (Unicode chapter 3, D145; the NFKC_CF property of
+/// toNFKC_Casefold (The Unicode Standard, section 3.13; the NFKC_CF property of
 /// DerivedNormalizationProps.txt): default-ignorable code points removed, NFKC,
 /// then full case folding, removal and NFKC again until nothing changes.
 fn nfkc_casefold(s: &str) -> String {
