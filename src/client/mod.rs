@@ -216,8 +216,7 @@ fn join_loop(socket: &UdpSocket, opts: &Options, interactive: bool) -> Result<We
             None => read_name(lang, interactive)?,
         };
         let refusal = match protocol::check_name(&name) {
-            Err(protocol::NameError::Invalid) => Some(protocol::RefuseReason::InvalidName),
-            Err(protocol::NameError::Reserved) => Some(protocol::RefuseReason::Reserved),
+            Err(e) => Some(e.refuse_reason()),
             Ok(()) => match login_blocking(socket, &name, 0)? {
                 Joined::Welcome(w) => return Ok(w),
                 Joined::Refused(r) => Some(r),

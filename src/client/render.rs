@@ -2,7 +2,7 @@
 //! English and Chinese, the local `HH:MM` time, and the visible window of the
 //! input line. Pure functions, except [`local_hhmm`] which reads the clock.
 
-use crate::protocol::{is_bidi_control, Event, LeftReason, RefuseReason, RejectReason};
+use crate::protocol::{Event, LeftReason, RefuseReason, RejectReason};
 use std::borrow::Cow;
 use std::fmt::Write as _;
 use unicode_width::UnicodeWidthChar;
@@ -36,12 +36,9 @@ impl Lang {
     }
 }
 
-/// Must `c` be shown as an escape rather than sent to the terminal?
-/// C0 controls, DEL, C1 controls, bidi controls, and the Unicode line and
-/// paragraph separators.
-pub fn must_escape(c: char) -> bool {
-    c.is_control() || is_bidi_control(c) || matches!(c, '\u{2028}' | '\u{2029}')
-}
+/// Must `c` be shown as an escape rather than sent to the terminal? The
+/// protocol's rule: exactly the code points a text may never hold.
+pub use crate::protocol::must_escape;
 
 /// Remote text made harmless: every character of [`must_escape`] becomes a
 /// visible escape (`\x1b`, `\x7f`, `\u0085`, `\u202e`), so no message can move
