@@ -24,6 +24,8 @@
 //!   time in, datagrams to send out as values.
 //! * [`server`]: the chat server's mio loop over the socket (batched
 //!   `recvmmsg`/`sendmmsg`), the console on stdin and the signals.
+//! * [`session`]: the sealed session of protocol version 2, sans-IO: cookie,
+//!   Noise handshake, sealing and replay window, rekey, reset tokens, path checks.
 //! * [`stdio`]: reopening closed standard fds and writing lines without
 //!   panicking on a closed pipe.
 
@@ -34,4 +36,5 @@ pub mod pcopy;
 pub mod protocol;
 pub mod room;
 pub mod server;
+pub mod session;
 pub mod stdio;

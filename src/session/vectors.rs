@@ -1,0 +1,1 @@
+//! PROTOCOL.md test vectors (filled in below).
