@@ -222,6 +222,12 @@ impl Session {
         &self.transport
     }
 
+    /// Replaces both transport keys (test vectors with a fixed key).
+    #[cfg(test)]
+    pub(super) fn set_keys(&mut self, key: &[u8; 32]) {
+        self.transport.rekey_manually(Some(key), Some(key));
+    }
+
     #[cfg(test)]
     pub(super) fn set_next_counter(&mut self, c: u64) {
         self.next_counter = c;
