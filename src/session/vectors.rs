@@ -154,6 +154,32 @@ fn protocol_md_test_vectors() {
     let n = server.seal(&hex(c.get("data_body")), &mut out).unwrap();
     c.expect("data_datagram", &out[..n]);
 
+    // A rekey inside that session, with fixed ephemeral keys.
+    let new_id_c = c.u64("new_id_c");
+    let mut rekey = ClientRekey::start_with(
+        &session,
+        new_id_c,
+        Some(&c.hex("rekey_client_ephemeral_private")),
+    )
+    .unwrap();
+    c.expect("rekey_init_body", rekey.body());
+    let server_eph = c.hex("rekey_server_ephemeral_private");
+    let (_, answer) = key
+        .respond_rekey_with(
+            &server,
+            rekey.body(),
+            c.u64("new_id_s"),
+            rekey_after,
+            now,
+            Some(&server_eph),
+        )
+        .unwrap();
+    c.expect("rekey_response_body", &answer);
+    let est2 = rekey
+        .on_response(&answer, Some(&est.server_key), now)
+        .unwrap();
+    c.expect("rekey_handshake_hash", &est2.handshake_hash);
+
     // Stateless reset.
     c.expect("reset_token", &key.reset_key().token(id_s));
     c.expect("reset_datagram", &key.reset_key().reset_datagram(id_s));
