@@ -7,21 +7,17 @@
 use super::reset::ResetKey;
 use super::transport::Session;
 use super::{
-    body_type, header, kind, Cookie, ResetToken, SessionId, HANDSHAKE_PAYLOAD_LEN, INIT_SIZE,
-    NOISE_MSG2_LEN, NOISE_PARAMS, RESPONSE_SIZE,
+    header, kind, Cookie, ResetToken, SessionId, HANDSHAKE_PAYLOAD_LEN, INIT_SIZE, NOISE_MSG2_LEN,
+    NOISE_PARAMS, RESPONSE_SIZE,
 };
 use snow::{Builder, HandshakeState};
 use std::fmt;
 use std::time::{Duration, Instant};
 
 /// Bytes 0..28 of INIT: header, `id_c`, cookie (the Noise prologue).
-const INIT_PROLOGUE_LEN: usize = 28;
+pub(super) const INIT_PROLOGUE_LEN: usize = 28;
 /// The clear length of a Noise ephemeral key.
-const KEY_LEN: usize = 32;
-/// REKEY_INIT's body: type, `new_id_c`, Noise message 1.
-const REKEY_INIT_LEN: usize = 1 + 8 + KEY_LEN;
-/// REKEY_RESPONSE's body: type, Noise message 2.
-pub const REKEY_RESPONSE_LEN: usize = 1 + NOISE_MSG2_LEN;
+pub(super) const KEY_LEN: usize = 32;
 
 /// Why a handshake message was not taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,11 +44,11 @@ impl fmt::Display for HandshakeError {
     }
 }
 
-fn noise<T>(r: Result<T, snow::Error>) -> Result<T, HandshakeError> {
+pub(super) fn noise<T>(r: Result<T, snow::Error>) -> Result<T, HandshakeError> {
     r.map_err(|_| HandshakeError::Noise)
 }
 
-fn builder<'a>(
+pub(super) fn builder<'a>(
     prologue: &'a [u8; INIT_PROLOGUE_LEN],
     eph: Option<&'a [u8; KEY_LEN]>,
 ) -> Result<Builder<'a>, HandshakeError> {
@@ -65,7 +61,7 @@ fn builder<'a>(
 }
 
 /// The 28-byte prologue: `UC`, version, a kind or type byte, an id, 16 more bytes.
-fn prologue(kind_byte: u8, id: SessionId, rest: &[u8; 16]) -> [u8; INIT_PROLOGUE_LEN] {
+pub(super) fn prologue(kind_byte: u8, id: SessionId, rest: &[u8; 16]) -> [u8; INIT_PROLOGUE_LEN] {
     let mut p = [0u8; INIT_PROLOGUE_LEN];
     p[..4].copy_from_slice(&header(kind_byte));
     p[3] = kind_byte;
@@ -74,21 +70,12 @@ fn prologue(kind_byte: u8, id: SessionId, rest: &[u8; 16]) -> [u8; INIT_PROLOGUE
     p
 }
 
-/// The rekey prologue: `UC 02 0C`, `new_id_c`, then the old session's `id_s` and `id_c`.
-fn rekey_prologue(new_id_c: SessionId, old: &Session) -> [u8; INIT_PROLOGUE_LEN] {
-    let (id_s, id_c) = if old.is_client() {
-        (old.peer_id(), old.local_id())
-    } else {
-        (old.local_id(), old.peer_id())
-    };
-    let mut ids = [0u8; 16];
-    ids[..8].copy_from_slice(&id_s.to_be_bytes());
-    ids[8..].copy_from_slice(&id_c.to_be_bytes());
-    prologue(body_type::REKEY_INIT, new_id_c, &ids)
-}
-
 /// The handshake payload of message 2: `id_s`, reset token, `rekey_after_s`.
-fn payload(id_s: SessionId, token: &ResetToken, rekey_after_s: u32) -> [u8; HANDSHAKE_PAYLOAD_LEN] {
+pub(super) fn payload(
+    id_s: SessionId,
+    token: &ResetToken,
+    rekey_after_s: u32,
+) -> [u8; HANDSHAKE_PAYLOAD_LEN] {
     let mut p = [0u8; HANDSHAKE_PAYLOAD_LEN];
     p[..8].copy_from_slice(&id_s.to_be_bytes());
     p[8..24].copy_from_slice(token);
@@ -119,7 +106,7 @@ impl ServerKey {
 
     /// Noise responder: reads message 1, writes message 2 with the payload
     /// for `id_s`, and returns the finished state and message 2.
-    fn respond_noise(
+    pub(super) fn respond_noise(
         &self,
         prologue: &[u8; INIT_PROLOGUE_LEN],
         msg1: &[u8],
@@ -174,52 +161,9 @@ impl ServerKey {
         let session = server_session(hs, id_s, init.id_c, rekey_after_s, now)?;
         Ok((session, response))
     }
-
-    /// Answers a REKEY_INIT body that arrived on `old`: the new session (with
-    /// server id `new_id_s`) and the REKEY_RESPONSE body to seal on `old`.
-    pub fn respond_rekey(
-        &self,
-        old: &Session,
-        body: &[u8],
-        new_id_s: SessionId,
-        rekey_after_s: u32,
-        now: Instant,
-    ) -> Result<(Session, [u8; REKEY_RESPONSE_LEN]), HandshakeError> {
-        self.respond_rekey_with(old, body, new_id_s, rekey_after_s, now, None)
-    }
-
-    pub(super) fn respond_rekey_with(
-        &self,
-        old: &Session,
-        body: &[u8],
-        new_id_s: SessionId,
-        rekey_after_s: u32,
-        now: Instant,
-        eph: Option<&[u8; KEY_LEN]>,
-    ) -> Result<(Session, [u8; REKEY_RESPONSE_LEN]), HandshakeError> {
-        if body.len() < REKEY_INIT_LEN || body[0] != body_type::REKEY_INIT {
-            return Err(HandshakeError::Forged);
-        }
-        let new_id_c = super::u64_at(body, 1);
-        let prologue = rekey_prologue(new_id_c, old);
-        let (hs, msg2) = self.respond_noise(
-            &prologue,
-            &body[9..REKEY_INIT_LEN],
-            new_id_s,
-            rekey_after_s,
-            eph,
-        )?;
-        let mut out = [0u8; REKEY_RESPONSE_LEN];
-        out[0] = body_type::REKEY_RESPONSE;
-        out[1..].copy_from_slice(&msg2);
-        Ok((
-            server_session(hs, new_id_s, new_id_c, rekey_after_s, now)?,
-            out,
-        ))
-    }
 }
 
-fn server_session(
+pub(super) fn server_session(
     hs: HandshakeState,
     id_s: SessionId,
     id_c: SessionId,
@@ -278,7 +222,7 @@ pub struct Established {
 }
 
 /// Reads message 2 on the client's side and checks the pin.
-fn finish(
+pub(super) fn finish(
     mut hs: HandshakeState,
     msg2: &[u8],
     id_c: SessionId,
@@ -316,7 +260,7 @@ fn finish(
 }
 
 /// Starts a Noise initiator and writes message 1 with `padding` zero bytes.
-fn initiate(
+pub(super) fn initiate(
     prologue: &[u8; INIT_PROLOGUE_LEN],
     padding: usize,
     out: &mut [u8],
@@ -447,57 +391,5 @@ impl ClientHandshake {
             }
             r => r,
         }
-    }
-}
-
-/// The client's side of a rekey: REKEY_INIT sealed on the old session,
-/// REKEY_RESPONSE read from it.
-pub struct ClientRekey {
-    hs: Option<Box<HandshakeState>>,
-    new_id_c: SessionId,
-    body: [u8; REKEY_INIT_LEN],
-}
-
-impl ClientRekey {
-    /// Starts a rekey of `old` with the new client session id `new_id_c`.
-    pub fn start(old: &Session, new_id_c: SessionId) -> Result<Self, HandshakeError> {
-        Self::start_with(old, new_id_c, None)
-    }
-
-    pub(super) fn start_with(
-        old: &Session,
-        new_id_c: SessionId,
-        eph: Option<&[u8; KEY_LEN]>,
-    ) -> Result<Self, HandshakeError> {
-        let mut body = [0u8; REKEY_INIT_LEN];
-        body[0] = body_type::REKEY_INIT;
-        body[1..9].copy_from_slice(&new_id_c.to_be_bytes());
-        let hs = initiate(&rekey_prologue(new_id_c, old), 0, &mut body[9..], eph)?;
-        Ok(ClientRekey {
-            hs: Some(Box::new(hs)),
-            new_id_c,
-            body,
-        })
-    }
-
-    /// The REKEY_INIT body to seal on the old session (resend it unchanged).
-    pub fn body(&self) -> &[u8] {
-        &self.body
-    }
-
-    /// Takes a REKEY_RESPONSE body (from the old session); `pin` as for
-    /// [`ClientHandshake::on_response`]. After an error the rekey is over:
-    /// start another one.
-    pub fn on_response(
-        &mut self,
-        body: &[u8],
-        pin: Option<&[u8; 32]>,
-        now: Instant,
-    ) -> Result<Established, HandshakeError> {
-        if body.len() != REKEY_RESPONSE_LEN || body[0] != body_type::REKEY_RESPONSE {
-            return Err(HandshakeError::Forged);
-        }
-        let hs = self.hs.take().ok_or(HandshakeError::Ignored)?;
-        finish(*hs, &body[1..], self.new_id_c, pin, now)
     }
 }

@@ -5,8 +5,9 @@
 //!
 //! * [`cookie`]: the stateless cookie (keyed BLAKE2s over window and address).
 //! * [`handshake`]: INIT, COOKIE and RESPONSE, the client's states and the
-//!   server's answer over `Noise_NX_25519_ChaChaPoly_BLAKE2s`, and the rekey
-//!   handshake carried inside a session.
+//!   server's answer over `Noise_NX_25519_ChaChaPoly_BLAKE2s` (the parts the
+//!   rekey shares too).
+//! * [`rekey`]: the rekey handshake carried inside a session.
 //! * [`transport`]: an established [`Session`]: ids, counter, replay window,
 //!   sealing and opening one DATA datagram, rekey deadlines.
 //! * [`replay`]: the sliding replay window of 1024 counters.
@@ -16,6 +17,7 @@
 pub mod cookie;
 pub mod handshake;
 pub mod path;
+pub mod rekey;
 pub mod replay;
 pub mod reset;
 #[cfg(test)]
@@ -25,8 +27,9 @@ pub mod transport;
 mod vectors;
 
 pub use cookie::CookieKey;
-pub use handshake::{ClientHandshake, ClientRekey, Established, HandshakeError, ServerKey};
+pub use handshake::{ClientHandshake, Established, HandshakeError, ServerKey};
 pub use path::Path;
+pub use rekey::ClientRekey;
 pub use replay::ReplayWindow;
 pub use reset::ResetKey;
 pub use transport::{Opened, Session};

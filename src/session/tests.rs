@@ -1,7 +1,8 @@
 //! Tests of the handshake and the transport together: both sides in memory.
 
 use super::cookie::{cookie_datagram, parse_cookie};
-use super::handshake::{parse_init, REKEY_RESPONSE_LEN};
+use super::handshake::parse_init;
+use super::rekey::REKEY_RESPONSE_LEN;
 use super::transport::{data_header, OpenError, SealError};
 use super::*;
 use std::net::SocketAddr;
