@@ -2,7 +2,7 @@
 //! the 30-second window and the source address, so the server keeps no state
 //! and does no Diffie-Hellman before an address shows it can receive.
 
-use super::{header, kind, Cookie, SessionId, COOKIE_SIZE, COOKIE_WINDOW_SECS};
+use super::{kind, Cookie, SessionId, COOKIE_SIZE, COOKIE_WINDOW_SECS};
 use blake2::digest::consts::U16;
 use std::net::{IpAddr, SocketAddr};
 
@@ -47,19 +47,12 @@ impl CookieKey {
 
 /// The COOKIE datagram that answers an INIT of `id_c`.
 pub fn cookie_datagram(id_c: SessionId, cookie: &Cookie) -> [u8; COOKIE_SIZE] {
-    let mut d = [0u8; COOKIE_SIZE];
-    d[..4].copy_from_slice(&header(kind::COOKIE));
-    d[4..12].copy_from_slice(&id_c.to_be_bytes());
-    d[12..].copy_from_slice(cookie);
-    d
+    super::id_datagram(kind::COOKIE, id_c, cookie)
 }
 
 /// The `id_c` and cookie of a COOKIE datagram, or `None` when malformed.
 pub fn parse_cookie(datagram: &[u8]) -> Option<(SessionId, Cookie)> {
-    if datagram.len() != COOKIE_SIZE || super::clear_kind(datagram) != Some(kind::COOKIE) {
-        return None;
-    }
-    Some((super::u64_at(datagram, 4), super::array_at(datagram, 12)))
+    super::parse_id_datagram(kind::COOKIE, datagram)
 }
 
 #[cfg(test)]

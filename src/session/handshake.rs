@@ -64,7 +64,6 @@ pub(super) fn builder<'a>(
 pub(super) fn prologue(kind_byte: u8, id: SessionId, rest: &[u8; 16]) -> [u8; INIT_PROLOGUE_LEN] {
     let mut p = [0u8; INIT_PROLOGUE_LEN];
     p[..4].copy_from_slice(&header(kind_byte));
-    p[3] = kind_byte;
     p[4..12].copy_from_slice(&id.to_be_bytes());
     p[12..].copy_from_slice(rest);
     p
@@ -88,6 +87,8 @@ pub(super) fn payload(
 pub struct ServerKey {
     private: [u8; 32],
     reset: ResetKey,
+    /// A fixed ephemeral key, for test vectors only.
+    test_ephemeral: Option<[u8; KEY_LEN]>,
 }
 
 impl ServerKey {
@@ -96,7 +97,14 @@ impl ServerKey {
         ServerKey {
             reset: ResetKey::from_static(&private),
             private,
+            test_ephemeral: None,
         }
+    }
+
+    #[cfg(test)]
+    pub(super) fn with_ephemeral(mut self, e: [u8; KEY_LEN]) -> Self {
+        self.test_ephemeral = Some(e);
+        self
     }
 
     /// The reset key derived from it.
@@ -112,8 +120,8 @@ impl ServerKey {
         msg1: &[u8],
         id_s: SessionId,
         rekey_after_s: u32,
-        eph: Option<&[u8; KEY_LEN]>,
     ) -> Result<(HandshakeState, [u8; NOISE_MSG2_LEN]), HandshakeError> {
+        let eph = self.test_ephemeral.as_ref();
         let hs = noise(builder(prologue, eph)?.local_private_key(&self.private))?;
         let mut hs = noise(hs.build_responder())?;
         let mut scratch = [0u8; INIT_SIZE];
@@ -135,24 +143,12 @@ impl ServerKey {
         rekey_after_s: u32,
         now: Instant,
     ) -> Result<(Session, [u8; RESPONSE_SIZE]), HandshakeError> {
-        self.respond_with(init, id_s, rekey_after_s, now, None)
-    }
-
-    pub(super) fn respond_with(
-        &self,
-        init: &Init,
-        id_s: SessionId,
-        rekey_after_s: u32,
-        now: Instant,
-        eph: Option<&[u8; KEY_LEN]>,
-    ) -> Result<(Session, [u8; RESPONSE_SIZE]), HandshakeError> {
         let prologue: [u8; INIT_PROLOGUE_LEN] = super::array_at(&init.bytes, 0);
         let (hs, msg2) = self.respond_noise(
             &prologue,
             &init.bytes[INIT_PROLOGUE_LEN..],
             id_s,
             rekey_after_s,
-            eph,
         )?;
         let mut response = [0u8; RESPONSE_SIZE];
         response[..4].copy_from_slice(&header(kind::RESPONSE));

@@ -85,6 +85,7 @@ pub const COOKIE_SIZE: usize = 28;
 pub const RESPONSE_SIZE: usize = 12 + NOISE_MSG2_LEN;
 /// A RESET datagram: header, id, token.
 pub const RESET_SIZE: usize = 28;
+const _: () = assert!(COOKIE_SIZE == 28 && RESET_SIZE == 28);
 /// Noise message 2 of NX with the 28-byte payload: e, sealed s, sealed payload.
 pub const NOISE_MSG2_LEN: usize = 32 + 48 + HANDSHAKE_PAYLOAD_LEN + TAG_LEN;
 /// The handshake payload: `id_s`, reset token, `rekey_after_s`.
@@ -136,6 +137,23 @@ pub fn clear_kind(datagram: &[u8]) -> Option<u8> {
         [m0, m1, v, k, ..] if [*m0, *m1] == MAGIC && *v == VERSION => Some(*k),
         _ => None,
     }
+}
+
+/// A 28-byte datagram of `kind`: header, `id`, 16 bytes (COOKIE, RESET).
+fn id_datagram(kind: u8, id: SessionId, bytes: &[u8; 16]) -> [u8; 28] {
+    let mut d = [0u8; 28];
+    d[..4].copy_from_slice(&header(kind));
+    d[4..12].copy_from_slice(&id.to_be_bytes());
+    d[12..].copy_from_slice(bytes);
+    d
+}
+
+/// The id and the 16 bytes of a 28-byte datagram of `kind`, or `None`.
+fn parse_id_datagram(kind: u8, datagram: &[u8]) -> Option<(SessionId, [u8; 16])> {
+    if datagram.len() != 28 || clear_kind(datagram) != Some(kind) {
+        return None;
+    }
+    Some((u64_at(datagram, 4), array_at(datagram, 12)))
 }
 
 /// Reads a big-endian `u64` at `at` (the caller checked the length).

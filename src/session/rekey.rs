@@ -40,30 +40,13 @@ impl ServerKey {
         rekey_after_s: u32,
         now: Instant,
     ) -> Result<(Session, [u8; REKEY_RESPONSE_LEN]), HandshakeError> {
-        self.respond_rekey_with(old, body, new_id_s, rekey_after_s, now, None)
-    }
-
-    pub(super) fn respond_rekey_with(
-        &self,
-        old: &Session,
-        body: &[u8],
-        new_id_s: SessionId,
-        rekey_after_s: u32,
-        now: Instant,
-        eph: Option<&[u8; KEY_LEN]>,
-    ) -> Result<(Session, [u8; REKEY_RESPONSE_LEN]), HandshakeError> {
         if body.len() < REKEY_INIT_LEN || body[0] != body_type::REKEY_INIT {
             return Err(HandshakeError::Forged);
         }
         let new_id_c = super::u64_at(body, 1);
         let prologue = rekey_prologue(new_id_c, old);
-        let (hs, msg2) = self.respond_noise(
-            &prologue,
-            &body[9..REKEY_INIT_LEN],
-            new_id_s,
-            rekey_after_s,
-            eph,
-        )?;
+        let (hs, msg2) =
+            self.respond_noise(&prologue, &body[9..REKEY_INIT_LEN], new_id_s, rekey_after_s)?;
         let mut out = [0u8; REKEY_RESPONSE_LEN];
         out[0] = body_type::REKEY_RESPONSE;
         out[1..].copy_from_slice(&msg2);

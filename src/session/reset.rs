@@ -2,7 +2,7 @@
 //! session id that only the owner of the server's long-term key can compute,
 //! also after a restart.
 
-use super::{header, kind, ResetToken, SessionId, RESET_SIZE};
+use super::{kind, ResetToken, SessionId, RESET_SIZE};
 use blake2::digest::consts::{U16, U32};
 
 /// What the reset key is derived over, keyed with the server's static private key.
@@ -26,20 +26,13 @@ impl ResetKey {
     /// The RESET datagram for `id` (the caller checked that `id` is not live,
     /// that it answers a DATA datagram and that the source is within its limit).
     pub fn reset_datagram(&self, id: SessionId) -> [u8; RESET_SIZE] {
-        let mut d = [0u8; RESET_SIZE];
-        d[..4].copy_from_slice(&header(kind::RESET));
-        d[4..12].copy_from_slice(&id.to_be_bytes());
-        d[12..].copy_from_slice(&self.token(id));
-        d
+        super::id_datagram(kind::RESET, id, &self.token(id))
     }
 }
 
 /// The id and token of a RESET datagram, or `None` when malformed.
 pub fn parse_reset(datagram: &[u8]) -> Option<(SessionId, ResetToken)> {
-    if datagram.len() != RESET_SIZE || super::clear_kind(datagram) != Some(kind::RESET) {
-        return None;
-    }
-    Some((super::u64_at(datagram, 4), super::array_at(datagram, 12)))
+    super::parse_id_datagram(kind::RESET, datagram)
 }
 
 #[cfg(test)]

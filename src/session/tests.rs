@@ -381,3 +381,63 @@ fn the_cookie_reply_is_smaller_than_init() {
     assert!(d.len() < INIT_SIZE);
     assert_eq!(parse_cookie(&d), Some((ID_C, [3; 16])));
 }
+
+#[test]
+fn no_bytes_make_anything_panic() {
+    let mut rng = crate::protocol::TestRng(0x5EED_0F5E_5510_11AA);
+    let now = Instant::now();
+    let key = ServerKey::new(SERVER_PRIVATE);
+    let (mut c, mut s) = pair();
+    let mut client = ClientHandshake::new(ID_C);
+    client.on_cookie(&cookie_datagram(ID_C, &[1; 16])).unwrap();
+    let mut rekey = ClientRekey::start(&c, 5).unwrap();
+    let mut path = Path::new(addr());
+    let seeds: Vec<Vec<u8>> = vec![
+        client.init_datagram().to_vec(),
+        cookie_datagram(ID_C, &[2; 16]).to_vec(),
+        key.respond(
+            &parse_init(&client.init_datagram()).unwrap(),
+            ID_S,
+            120,
+            now,
+        )
+        .unwrap()
+        .1
+        .to_vec(),
+        seal(&mut s, b"x"),
+        seal(&mut c, b"y"),
+        key.reset_key().reset_datagram(ID_S).to_vec(),
+    ];
+    let mut plain = [0u8; MAX_DATAGRAM];
+    for _ in 0..20_000 {
+        let mut d = if rng.below(3) == 0 {
+            let len = rng.below(MAX_DATAGRAM + 50);
+            (0..len).map(|_| rng.next() as u8).collect()
+        } else {
+            seeds[rng.below(seeds.len())].clone()
+        };
+        for _ in 0..rng.below(3) {
+            if !d.is_empty() {
+                let i = rng.below(d.len());
+                d[i] ^= 1 << rng.below(8);
+            }
+        }
+        if rng.below(8) == 0 {
+            d.truncate(rng.below(d.len() + 1));
+        }
+        let _ = parse_init(&d).map(|i| key.respond(&i, ID_S, 120, now));
+        let _ = parse_cookie(&d);
+        let _ = reset::parse_reset(&d);
+        let _ = transport::parse_data_header(&d);
+        assert!(s.open(&d, &mut plain).is_err() || d == seeds[4]);
+        let _ = c.open(&d, &mut plain);
+        let _ = c.is_reset(&d);
+        let _ = client.on_cookie(&d);
+        let _ = client.on_response(&d, None, now);
+        let _ = key.respond_rekey(&s, &d, 9, 60, now);
+        let _ = rekey.on_response(&d, None, now);
+        if d.len() >= 8 {
+            let _ = path.on_response(addr(), &d[..8].try_into().unwrap());
+        }
+    }
+}

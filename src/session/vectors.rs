@@ -107,7 +107,8 @@ fn protocol_md_test_vectors() {
     assert!(cookies.check(unix + COOKIE_WINDOW_SECS, c.addr("client_address"), &v4));
 
     // The handshake with fixed keys.
-    let key = ServerKey::new(c.hex("server_static_private"));
+    let key = ServerKey::new(c.hex("server_static_private"))
+        .with_ephemeral(c.hex("server_ephemeral_private"));
     let id_c = c.u64("id_c");
     let id_s = c.u64("id_s");
     let mut client = ClientHandshake::new(id_c).with_ephemeral(c.hex("client_ephemeral_private"));
@@ -116,15 +117,7 @@ fn protocol_md_test_vectors() {
     c.expect("init", &init);
     let init = parse_init(&init).unwrap();
     let rekey_after = u32::from_be_bytes(c.hex("rekey_after_s"));
-    let (mut server, response) = key
-        .respond_with(
-            &init,
-            id_s,
-            rekey_after,
-            now,
-            Some(&c.hex("server_ephemeral_private")),
-        )
-        .unwrap();
+    let (mut server, response) = key.respond(&init, id_s, rekey_after, now).unwrap();
     c.expect("response", &response);
     let est = client.on_response(&response, None, now).unwrap();
     c.expect("server_static_public", &est.server_key);
@@ -163,16 +156,9 @@ fn protocol_md_test_vectors() {
     )
     .unwrap();
     c.expect("rekey_init_body", rekey.body());
-    let server_eph = c.hex("rekey_server_ephemeral_private");
+    let key = key.with_ephemeral(c.hex("rekey_server_ephemeral_private"));
     let (_, answer) = key
-        .respond_rekey_with(
-            &server,
-            rekey.body(),
-            c.u64("new_id_s"),
-            rekey_after,
-            now,
-            Some(&server_eph),
-        )
+        .respond_rekey(&server, rekey.body(), c.u64("new_id_s"), rekey_after, now)
         .unwrap();
     c.expect("rekey_response_body", &answer);
     let est2 = rekey
