@@ -26,13 +26,13 @@ pub mod transport;
 #[cfg(test)]
 mod vectors;
 
-pub use cookie::CookieKey;
-pub use handshake::{ClientHandshake, Established, HandshakeError, ServerKey};
+pub use cookie::{cookie_datagram, parse_cookie, CookieKey};
+pub use handshake::{parse_init, ClientHandshake, Established, HandshakeError, Init, ServerKey};
 pub use path::Path;
 pub use rekey::ClientRekey;
 pub use replay::ReplayWindow;
-pub use reset::ResetKey;
-pub use transport::{Opened, Session};
+pub use reset::{parse_reset, ResetKey};
+pub use transport::{parse_data_header, DataHeader, OpenError, Opened, SealError, Session};
 
 use blake2::digest::consts::U32;
 use blake2::digest::generic_array::{ArrayLength, GenericArray};

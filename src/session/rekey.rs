@@ -93,7 +93,7 @@ impl ClientRekey {
     }
 
     /// Takes a REKEY_RESPONSE body (from the old session); `pin` as for
-    /// [`ClientHandshake::on_response`]. After an error the rekey is over:
+    /// [`super::ClientHandshake::on_response`]. After an error the rekey is over:
     /// start another one.
     pub fn on_response(
         &mut self,
