@@ -27,6 +27,8 @@
 //!   time in, datagrams to send out as values.
 //! * [`server`]: the chat server's mio loop over the socket (batched
 //!   `recvmmsg`/`sendmmsg`), the console on stdin and the signals.
+//! * [`session`]: the sealed session of protocol version 2, sans-IO: cookie,
+//!   Noise handshake, sealing and replay window, rekey, reset tokens, path checks.
 //! * [`stdio`]: reopening closed standard fds and writing lines without
 //!   panicking on a closed pipe.
 //! * [`trust`]: the server's long-term key and its key file, key
@@ -40,5 +42,6 @@ pub mod process;
 pub mod protocol;
 pub mod room;
 pub mod server;
+pub mod session;
 pub mod stdio;
 pub mod trust;
