@@ -24,6 +24,8 @@
 //!   time in, datagrams to send out as values.
 //! * [`server`]: the chat server's mio loop over the socket (batched
 //!   `recvmmsg`/`sendmmsg`), the console on stdin and the signals.
+//! * [`store`]: the room history behind one small trait: SQLite written by a
+//!   thread of its own (`--db PATH`), or memory only (`--db none`).
 //! * [`stdio`]: reopening closed standard fds and writing lines without
 //!   panicking on a closed pipe.
 
@@ -35,3 +37,4 @@ pub mod protocol;
 pub mod room;
 pub mod server;
 pub mod stdio;
+pub mod store;
