@@ -114,7 +114,6 @@ impl SqliteStore {
                 .create(dir)
                 .map_err(|e| Error::io("create directory", dir.display(), e))?;
         }
-        let lock = lock::take(path)?;
         // Open the file ourselves first: a new one gets mode 0600, and an
         // unreadable one gets the OS's reason.
         let opened = OpenOptions::new()
@@ -134,6 +133,7 @@ impl SqliteStore {
             }
             Err(e) => return Err(Error::io("create", &shown, e)),
         }
+        let lock = lock::take(path)?;
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags).map_err(fail)?;
         check(&conn).map_err(|why| Error::msg("open", &shown, why))?;
