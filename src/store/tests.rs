@@ -2,6 +2,7 @@
 //! trait, then what only the database does (restarts, names, failed batches).
 
 use super::sqlite::RECENT;
+use super::writer::{LAG_LIMIT, MAX_QUEUED_ROWS};
 use super::*;
 use tempfile::TempDir;
 
@@ -187,6 +188,42 @@ fn a_failed_batch_is_reported_once_and_retried() {
         .unwrap();
     assert_eq!(stored, 4);
     assert_eq!(s.not_stored(), 0);
+}
+
+#[test]
+fn rows_that_cannot_be_written_in_time_are_dropped_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open_db(&dir, 100);
+    let admin = rusqlite::Connection::open(s.path()).unwrap();
+    admin
+        .execute_batch(
+            "CREATE TRIGGER broken BEFORE INSERT ON messages \
+             BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END",
+        )
+        .unwrap();
+    s.append(msgs(1..=2));
+    s.flush().unwrap();
+    std::thread::sleep(LAG_LIMIT + LAG_LIMIT / 2);
+    admin.execute_batch("DROP TRIGGER broken").unwrap();
+    s.append(msgs(3..=3));
+    s.flush().unwrap();
+    assert_eq!(s.not_stored(), 2);
+    assert_eq!(seqs(&s.after(0, 10).unwrap()), span(1..=3));
+    drop(s);
+    assert_eq!(seqs(&open_db(&dir, 100).last(10).unwrap()), vec![3]);
+}
+
+#[test]
+fn a_batch_larger_than_the_queue_is_dropped_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open_db(&dir, 100);
+    let n = MAX_QUEUED_ROWS as u64 + 1;
+    s.append(msgs(1..=n));
+    s.append(msgs(n + 1..=n + 1));
+    s.flush().unwrap();
+    assert_eq!(s.not_stored(), n);
+    drop(s);
+    assert_eq!(seqs(&open_db(&dir, 100).last(10).unwrap()), vec![n + 1]);
 }
 
 #[test]

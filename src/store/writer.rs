@@ -29,7 +29,7 @@ pub(super) const LAG_LIMIT: Duration = Duration::from_secs(1);
 /// How often commits are synced to the disk (a WAL checkpoint).
 pub(super) const SYNC_EVERY: Duration = Duration::from_secs(10);
 /// The most rows in the queue; more are dropped and counted.
-const MAX_QUEUED_ROWS: usize = 65_536;
+pub(super) const MAX_QUEUED_ROWS: usize = 65_536;
 /// The most operations in the queue.
 const QUEUE_OPS: usize = 4_096;
 /// The most rows in one transaction.
