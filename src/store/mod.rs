@@ -6,7 +6,7 @@
 //! * [`SqliteStore`] (`--db PATH`): an SQLite database in WAL mode, written by
 //!   a thread of its own fed by a bounded channel; the caller never waits on
 //!   the disk. It survives restarts and can be read with `sqlite3` while the
-//!   server runs (the schema is in [`sqlite`]'s documentation).
+//!   server runs (its schema is in [`SqliteStore`]'s documentation).
 //! * [`MemoryStore`] (`--db none`): the last `--history-size` messages in
 //!   memory only; every start is a new epoch.
 //!
@@ -15,7 +15,7 @@
 
 mod lock;
 mod memory;
-pub mod sqlite;
+mod sqlite;
 mod window;
 mod writer;
 
@@ -47,7 +47,7 @@ pub enum Kind {
 
 impl Kind {
     /// The word stored in the database's `kind` column.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Kind::Member => "member",
             Kind::Admin => "admin",
@@ -56,7 +56,7 @@ impl Kind {
     }
 
     /// The kind stored as `word`, if it is one.
-    pub fn parse(word: &str) -> Option<Kind> {
+    pub(crate) fn parse(word: &str) -> Option<Kind> {
         match word {
             "member" => Some(Kind::Member),
             "admin" => Some(Kind::Admin),
@@ -150,7 +150,8 @@ pub trait HistoryStore: Send {
     /// not yet released with [`HistoryStore::name_gone`]).
     fn present_at_start(&self) -> &[Present];
 
-    /// Records that `who` holds its name now.
+    /// Records that `who` holds its name now. Like rows, a name change that
+    /// does not fit in a full queue is dropped.
     fn name_present(&mut self, who: Present);
 
     /// Records that the name with key `name_key` is no longer held.

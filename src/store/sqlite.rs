@@ -1,43 +1,5 @@
-//! `--db PATH`: the history in an SQLite database.
-//!
-//! The file is created `0600` (its directory `0700` when this creates it),
-//! kept in WAL mode with `synchronous=NORMAL`, and locked against a second
-//! server by `PATH.lock` (an advisory lock, so `sqlite3` can read the database
-//! while the server runs). A process SIGKILLed loses nothing it handed over
-//! more than 1 s before; a power loss leaves the file intact and can lose the
-//! commits since the writer's last sync, at most about 10 s of messages.
-//!
-//! # Schema (version 1, in `PRAGMA user_version`; `PRAGMA application_id` is `0x75647063`)
-//!
-//! ```sql
-//! CREATE TABLE messages (            -- the room's history, the newest --history-size rows
-//!     room_seq   INTEGER PRIMARY KEY, -- room-wide sequence number, never goes back
-//!     time_ms    INTEGER NOT NULL,    -- server time, milliseconds since 1970-01-01 UTC
-//!     sender     TEXT NOT NULL,       -- the sender's name as shown
-//!     kind       TEXT NOT NULL CHECK (kind IN ('member', 'admin', 'me')),
-//!     client_id  INTEGER NOT NULL,    -- message id: the sender's client id (0: admin) ...
-//!     client_seq INTEGER NOT NULL,    -- ... and the sender's sequence number
-//!     text       TEXT NOT NULL,
-//!     UNIQUE (client_id, client_seq)
-//! );
-//! CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL); -- 'epoch', 'high_seq'
-//! CREATE TABLE present (              -- the names present (or held) when the server stopped
-//!     name_key  TEXT PRIMARY KEY,     -- the name's comparison key
-//!     name      TEXT NOT NULL,
-//!     client_id INTEGER NOT NULL      -- the client id of its resume ticket
-//! );
-//! ```
-//!
-//! Ids and the epoch are 64-bit unsigned numbers stored in SQLite's signed
-//! integers (the same bits). An admin reads the last lines with
-//! `sqlite3 PATH "SELECT datetime(time_ms / 1000, 'unixepoch'), sender, kind, text
-//! FROM messages ORDER BY room_seq DESC LIMIT 20"`.
-//!
-//! Reads for pages are answered from the last [`RECENT`] messages in memory
-//! when they hold the page, and otherwise by a second connection in the
-//! caller's thread: WAL readers never wait for the writer, each read is one
-//! indexed query of at most [`MAX_PAGE`](super::MAX_PAGE) rows, and a busy
-//! database (a checkpoint's brief lock) is given up after [`READ_BUSY`].
+//! `--db PATH`: the history in an SQLite database ([`SqliteStore`]), how it
+//! is opened and checked, and how pages are read.
 
 use super::lock::{self, DbLock};
 use super::window::{merge, Window};
@@ -52,13 +14,16 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 1;
 /// `PRAGMA application_id` of a udpchat history ("udpc").
 const APPLICATION_ID: i64 = 0x7564_7063;
 /// How many of the newest messages are also kept in memory for reads.
-pub const RECENT: usize = 1_024;
+pub(super) const RECENT: usize = 1_024;
+/// The most message ids kept in memory to drop a repeated message; beyond
+/// them the table's UNIQUE constraint still keeps each id once on the disk.
+const MAX_IDS: usize = 100_000;
 /// How long a page read waits for a locked database before failing.
-pub const READ_BUSY: Duration = Duration::from_millis(100);
+const READ_BUSY: Duration = Duration::from_millis(100);
 /// How long the writer may take to commit at shutdown.
 const FLUSH_LIMIT: Duration = Duration::from_secs(10);
 
@@ -83,7 +48,46 @@ CREATE TABLE present (
 
 const COLUMNS: &str = "room_seq, time_ms, sender, kind, client_id, client_seq, text";
 
-/// The history in an SQLite database, written by a thread of its own.
+/// `--db PATH`: the history in an SQLite database, written by a thread of its own.
+///
+/// The file is created `0600` (its directory `0700` when this creates it),
+/// kept in WAL mode with `synchronous=NORMAL`, and locked against a second
+/// server by `PATH.lock` (an advisory lock, so `sqlite3` can read the database
+/// while the server runs). A process SIGKILLed loses nothing it handed over
+/// more than 1 s before; a power loss leaves the file intact and can lose the
+/// commits since the writer's last sync, at most about 10 s of messages.
+///
+/// # Schema (version 1, in `PRAGMA user_version`; `PRAGMA application_id` is `0x75647063`)
+///
+/// ```sql
+/// CREATE TABLE messages (            -- the room's history, the newest --history-size rows
+///     room_seq   INTEGER PRIMARY KEY, -- room-wide sequence number, never goes back
+///     time_ms    INTEGER NOT NULL,    -- server time, milliseconds since 1970-01-01 UTC
+///     sender     TEXT NOT NULL,       -- the sender's name as shown
+///     kind       TEXT NOT NULL CHECK (kind IN ('member', 'admin', 'me')),
+///     client_id  INTEGER NOT NULL,    -- message id: the sender's client id (0: admin) ...
+///     client_seq INTEGER NOT NULL,    -- ... and the sender's sequence number
+///     text       TEXT NOT NULL,
+///     UNIQUE (client_id, client_seq)
+/// );
+/// CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL); -- 'epoch', 'high_seq'
+/// CREATE TABLE present (              -- the names present (or held) when the server stopped
+///     name_key  TEXT PRIMARY KEY,     -- the name's comparison key
+///     name      TEXT NOT NULL,
+///     client_id INTEGER NOT NULL      -- the client id of its resume ticket
+/// );
+/// ```
+///
+/// Ids and the epoch are 64-bit unsigned numbers stored in SQLite's signed
+/// integers (the same bits). An admin reads the last lines with
+/// `sqlite3 PATH "SELECT datetime(time_ms / 1000, 'unixepoch'), sender, kind, text
+/// FROM messages ORDER BY room_seq DESC LIMIT 20"`.
+///
+/// Reads for pages are answered from the last 1,024 messages in memory
+/// when they hold the page, and otherwise by a second connection in the
+/// caller's thread: WAL readers never wait for the writer, each read is one
+/// indexed query of at most [`MAX_PAGE`](super::MAX_PAGE) rows, and a busy
+/// database (a checkpoint's brief lock) is given up after 100 ms.
 pub struct SqliteStore {
     path: PathBuf,
     window: Window,
@@ -246,7 +250,8 @@ fn load(conn: &Connection, history_size: usize) -> rusqlite::Result<(Window, Vec
         .query_map([recent_cap as i64], message)?
         .collect::<rusqlite::Result<_>>()?;
     recent.reverse();
-    let mut window = Window::new(history_size, recent_cap, high.max(0) as u64);
+    let ids_cap = MAX_IDS.min(history_size);
+    let mut window = Window::new(ids_cap, recent_cap, high.max(0) as u64);
     let oldest_recent = recent.first().map_or(i64::MAX, |m| seq_to_sql(m.room_seq));
     let mut stmt = conn.prepare(
         "SELECT client_id, client_seq FROM messages WHERE room_seq < ?1 \
@@ -254,7 +259,7 @@ fn load(conn: &Connection, history_size: usize) -> rusqlite::Result<(Window, Vec
     )?;
     let older: Vec<MessageId> = stmt
         .query_map(
-            params![oldest_recent, (history_size - recent.len()) as i64],
+            params![oldest_recent, ids_cap.saturating_sub(recent.len()) as i64],
             |r| {
                 Ok(MessageId {
                     client: r.get::<_, i64>(0)? as u64,
