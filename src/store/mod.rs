@@ -12,6 +12,21 @@
 //!
 //! Private messages are never given to a store. Only a process that never
 //! forks may open an [`SqliteStore`] (it starts a thread).
+//!
+//! How a server uses it:
+//! * at start, [`DbChoice::open`]; the room sequence goes on from
+//!   [`HistoryStore::last_seq`] in [`HistoryStore::epoch`], and each name of
+//!   [`HistoryStore::present_at_start`] is held for its ticket's holder for one
+//!   member timeout ([`HistoryStore::name_gone`] when a hold ends unclaimed);
+//! * on each turn of the poll loop, [`HistoryStore::append`] with the room
+//!   messages of that turn, [`HistoryStore::name_present`] and
+//!   [`HistoryStore::name_gone`] as members come and go, and
+//!   [`HistoryStore::take_event`] until `None`, for the log;
+//! * a newcomer gets [`HistoryStore::last`], `/history` pages with
+//!   [`HistoryStore::before`] (the oldest room sequence shown), and a client
+//!   that comes back catches up with [`HistoryStore::after`] (the last shown);
+//! * `/stats` shows [`HistoryStore::not_stored`]; at shutdown,
+//!   [`HistoryStore::flush`], then drop the store.
 
 mod lock;
 mod memory;

@@ -137,12 +137,24 @@ impl Writer {
 
     /// Waits (at most `limit`) until everything queued so far is committed or given up.
     pub(super) fn flush(&self, db: &str, limit: Duration) -> Result<()> {
-        let (tx, rx) = mpsc::channel();
-        let sent = match &self.tx {
-            Some(q) => q.send(Op::Flush(tx)).is_ok(),
-            None => false,
+        let deadline = Instant::now() + limit;
+        let (reply, answer) = mpsc::channel();
+        let mut op = Op::Flush(reply);
+        let queued = loop {
+            match self.tx.as_ref().map(|q| q.try_send(op)) {
+                Some(Ok(())) => break true,
+                Some(Err(TrySendError::Full(back))) if Instant::now() < deadline => {
+                    op = back;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                _ => break false,
+            }
         };
-        if sent && rx.recv_timeout(limit).is_ok() {
+        if queued
+            && answer
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .is_ok()
+        {
             Ok(())
         } else {
             Err(Error::msg(
