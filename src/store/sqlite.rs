@@ -111,35 +111,11 @@ impl SqliteStore {
     pub fn open(path: &Path, history_size: usize) -> Result<SqliteStore> {
         let shown = path.display().to_string();
         let fail = |e: rusqlite::Error| Error::msg("open", &shown, sql_reason(&e));
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(|e| Error::io("create directory", dir.display(), e))?;
-        }
-        // Open the file ourselves first: a new one gets mode 0600, and an
-        // unreadable one gets the OS's reason.
-        let opened = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path);
-        match opened {
-            Ok(_) => {}
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .open(path)
-                    .map_err(|e| Error::io("open", &shown, e))?;
-            }
-            Err(e) => return Err(Error::io("create", &shown, e)),
-        }
+        open_file(path)?;
         let lock = lock::take(path)?;
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags).map_err(fail)?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(fail)?;
         check(&conn).map_err(|why| Error::msg("open", &shown, why))?;
         let epoch = set_up(&conn).map_err(|why| Error::msg("open", &shown, why))?;
         let (window, present) = load(&conn, history_size).map_err(fail)?;
@@ -148,7 +124,6 @@ impl SqliteStore {
             .busy_timeout(READ_BUSY)
             .and_then(|()| reader.pragma_update(None, "query_only", true))
             .map_err(fail)?;
-        conn.busy_timeout(Duration::from_secs(5)).map_err(fail)?;
         Ok(SqliteStore {
             path: path.to_path_buf(),
             window,
@@ -172,6 +147,29 @@ impl SqliteStore {
             rows.collect()
         };
         read().map_err(|e| Error::msg("read", self.path.display(), sql_reason(&e)))
+    }
+}
+
+/// Creates the database file (mode 0600, its missing directories 0700) or
+/// checks that the existing one can be read and written, with the OS's reason
+/// when it cannot.
+fn open_file(path: &Path) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| Error::io("create directory", dir.display(), e))?;
+    }
+    let mut options = OpenOptions::new();
+    options.read(true).write(true);
+    match options.clone().create_new(true).mode(0o600).open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => options
+            .open(path)
+            .map(drop)
+            .map_err(|e| Error::io("open", path.display(), e)),
+        Err(e) => Err(Error::io("create", path.display(), e)),
     }
 }
 
