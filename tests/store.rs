@@ -38,6 +38,7 @@ fn main() -> ExitCode {
         Trial::test("another_programs_database_is_refused", foreign_database),
         Trial::test("an_unreadable_database_is_refused", unreadable),
         Trial::test("a_database_in_use_is_refused_with_the_pid", in_use),
+        Trial::ignorable_test("a_lock_held_by_another_program_is_refused", foreign_lock),
         Trial::test("sigkill_keeps_what_was_handed_over_earlier", sigkill),
         Trial::ignorable_test("sqlite3_reads_the_database_while_open", sqlite3_reads),
         Trial::bench("bench_write_rows", bench_write),
@@ -279,6 +280,30 @@ fn in_use() -> Result<(), Failed> {
     let pid = std::fs::read_to_string(format!("{}.lock", db.display())).unwrap();
     assert_eq!(pid, format!("{}\n", std::process::id()));
     Ok(())
+}
+
+fn foreign_lock() -> Result<Completion, Failed> {
+    let dir = tempdir();
+    let db = dir.path().join("history.db");
+    let lock = format!("{}.lock", db.display());
+    let mut cmd = Command::new("flock");
+    cmd.args([
+        "--exclusive",
+        "--no-fork",
+        &lock,
+        "-c",
+        "echo ready; exec cat",
+    ]);
+    let holder = match Command::new("flock").arg("--version").output() {
+        Ok(_) => Helper::spawn(cmd),
+        Err(_) => return Ok(Completion::ignored_with("flock(1) is not installed")),
+    };
+    assert_eq!(holder.line().0, "ready");
+    assert_eq!(
+        refusal(&db),
+        format!("cannot open '{}': in use by another process", db.display())
+    );
+    Ok(Completion::Completed)
 }
 
 fn sigkill() -> Result<(), Failed> {

@@ -2,7 +2,7 @@
 //! takes its work from a bounded channel, so the room never waits on the disk.
 //!
 //! Each batch is one transaction, committed at most [`GATHER`] after its first
-//! row arrived (well inside the 0.5 s), so a row handed over more than
+//! row arrived (well inside the required 0.5 s), so a row handed over more than
 //! 1 s before a SIGKILL is in the database. Rows that waited more than
 //! [`LAG_LIMIT`] (the writer is behind), or that do not fit in the queue, are
 //! dropped and counted. A failed batch is reported once, and its rows are tried
