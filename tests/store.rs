@@ -458,9 +458,17 @@ fn cpu_time(who: UsageWho) -> Duration {
     d(u.user_time()) + d(u.system_time())
 }
 
+/// The mean of `samples` (ns) and their standard deviation (shown as +/-).
 fn measurement(samples: &[u64]) -> Measurement {
-    let avg = samples.iter().sum::<u64>() / samples.len() as u64;
-    let variance =
-        samples.iter().map(|s| s.abs_diff(avg).pow(2)).sum::<u64>() / samples.len() as u64;
-    Measurement { avg, variance }
+    let n = samples.len() as f64;
+    let avg = samples.iter().sum::<u64>() as f64 / n;
+    let var = samples
+        .iter()
+        .map(|&s| (s as f64 - avg).powi(2))
+        .sum::<f64>()
+        / n;
+    Measurement {
+        avg: avg as u64,
+        variance: var.sqrt() as u64,
+    }
 }
