@@ -155,17 +155,24 @@ fn the_database_keeps_the_names_present() {
     assert_eq!(open_db(&dir, 10).present_at_start(), &[who("cid", 4)]);
 }
 
+/// A new database whose inserts fail with `reason` until the returned
+/// connection drops the trigger `failing`.
+fn failing_writes(dir: &TempDir, reason: &str) -> (SqliteStore, rusqlite::Connection) {
+    let s = open_db(dir, 100);
+    let admin = rusqlite::Connection::open(s.path()).unwrap();
+    admin
+        .execute_batch(&format!(
+            "CREATE TRIGGER failing BEFORE INSERT ON messages \
+             BEGIN SELECT RAISE(ABORT, '{reason}'); END"
+        ))
+        .unwrap();
+    (s, admin)
+}
+
 #[test]
 fn a_failed_batch_is_reported_once_and_retried() {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = open_db(&dir, 100);
-    let admin = rusqlite::Connection::open(s.path()).unwrap();
-    admin
-        .execute_batch(
-            "CREATE TRIGGER full BEFORE INSERT ON messages \
-             BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END",
-        )
-        .unwrap();
+    let (mut s, admin) = failing_writes(&dir, "database or disk is full");
     s.append(msgs(1..=2));
     s.flush().unwrap();
     s.append(msgs(3..=3));
@@ -179,7 +186,7 @@ fn a_failed_batch_is_reported_once_and_retried() {
     assert_eq!(s.take_event(), None);
     // The room goes on: recent pages still come from memory.
     assert_eq!(seqs(&s.last(5).unwrap()), span(1..=3));
-    admin.execute_batch("DROP TRIGGER full").unwrap();
+    admin.execute_batch("DROP TRIGGER failing").unwrap();
     s.append(msgs(4..=4));
     s.flush().unwrap();
     assert_eq!(s.take_event(), Some(StoreEvent::WritesResumed));
@@ -193,18 +200,11 @@ fn a_failed_batch_is_reported_once_and_retried() {
 #[test]
 fn rows_that_cannot_be_written_in_time_are_dropped_and_counted() {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = open_db(&dir, 100);
-    let admin = rusqlite::Connection::open(s.path()).unwrap();
-    admin
-        .execute_batch(
-            "CREATE TRIGGER broken BEFORE INSERT ON messages \
-             BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END",
-        )
-        .unwrap();
+    let (mut s, admin) = failing_writes(&dir, "disk I/O error");
     s.append(msgs(1..=2));
     s.flush().unwrap();
     std::thread::sleep(LAG_LIMIT + LAG_LIMIT / 2);
-    admin.execute_batch("DROP TRIGGER broken").unwrap();
+    admin.execute_batch("DROP TRIGGER failing").unwrap();
     s.append(msgs(3..=3));
     s.flush().unwrap();
     assert_eq!(s.not_stored(), 2);
