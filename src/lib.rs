@@ -29,6 +29,8 @@
 //!   `recvmmsg`/`sendmmsg`), the console on stdin and the signals.
 //! * [`session`]: the sealed session of protocol version 2, sans-IO: cookie,
 //!   Noise handshake, sealing and replay window, rekey, reset tokens, path checks.
+//! * [`store`]: the room history behind one small trait: SQLite written by a
+//!   thread of its own (`--db PATH`), or memory only (`--db none`).
 //! * [`stdio`]: reopening closed standard fds and writing lines without
 //!   panicking on a closed pipe.
 //! * [`trust`]: the server's long-term key and its key file, key
@@ -44,4 +46,5 @@ pub mod room;
 pub mod server;
 pub mod session;
 pub mod stdio;
+pub mod store;
 pub mod trust;
