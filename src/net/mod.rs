@@ -3,8 +3,14 @@
 //! each datagram's local address (IP_PKTINFO / IPV6_PKTINFO), so that with a
 //! wildcard bind every reply leaves from the address its request arrived on.
 //!
-//! Addresses are converted by nix's `SockaddrStorage`; see [`recv`] and
-//! [`send`] for why the two system calls are made directly.
+//! Both calls are nix's safe `recvmmsg`/`sendmmsg`, and addresses are
+//! converted by nix's `SockaddrStorage`: this module has no `unsafe`. The raw
+//! libc calls were measured against them with `cargo bench --bench fanout`
+//! (its two `sockets:` rows, over loopback) and were not faster: median ns
+//! per datagram, two alternating runs each on a loaded 2-core sandbox,
+//! batch of 64 safe 11626 / 10103 vs raw 11140 / 21108, one datagram per
+//! call safe 22798 / 17872 vs raw 13231 / 35855. The system call dominates;
+//! the wrappers' work is lost in its noise.
 
 mod recv;
 mod resolve;
