@@ -17,7 +17,7 @@ mod resolve;
 mod send;
 
 pub use recv::BatchReceiver;
-pub use resolve::{find_server, parse_bind_addr, parse_host_port, resolve_all};
+pub use resolve::{find_server, parse_bind_addr, parse_host_port};
 pub use send::{BatchSender, Outgoing, SendCount};
 
 use crate::error::{Error, Result};

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 /// Checks the syntax of `HOST:PORT` (`[v6]:PORT` for an IPv6 literal);
 /// returns the host and the port. The error says what is wrong, for clap.
-pub fn split_host_port(text: &str) -> std::result::Result<(&str, u16), String> {
+fn split_host_port(text: &str) -> std::result::Result<(&str, u16), String> {
     let example = "HOST:PORT, e.g. 127.0.0.1:8888, [::1]:8888 or localhost:8888";
     let (host, port) = match text.rsplit_once(':') {
         Some((h, p)) if !h.is_empty() => (h, p),
@@ -57,7 +57,7 @@ pub fn parse_bind_addr(text: &str) -> std::result::Result<SocketAddr, String> {
 }
 
 /// Every address `HOST:PORT` resolves to, in the resolver's order.
-pub fn resolve_all(text: &str) -> Result<Vec<SocketAddr>> {
+fn resolve_all(text: &str) -> Result<Vec<SocketAddr>> {
     let addrs: Vec<SocketAddr> = text
         .to_socket_addrs()
         .map_err(|e| Error::io("resolve", text, e))?
@@ -100,7 +100,7 @@ struct Probe {
 /// keeps nothing) to every address from a socket connected to it; returns
 /// the first address any answer comes from. An address whose socket fails
 /// or is refused (ICMP port unreachable) is given up at once.
-pub fn first_answering(addrs: &[SocketAddr]) -> Option<SocketAddr> {
+fn first_answering(addrs: &[SocketAddr]) -> Option<SocketAddr> {
     let now = Instant::now();
     let mut probes: Vec<Probe> = addrs
         .iter()

@@ -45,7 +45,7 @@ pub struct Options {
 }
 
 /// Writes one log line to stderr, with a UTC timestamp.
-pub fn log(msg: &str) {
+fn log(msg: &str) {
     stdio::err_line(&format!("{} {msg}", timestamp(SystemTime::now())));
 }
 
