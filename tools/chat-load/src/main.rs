@@ -4,11 +4,13 @@
 //! Modules: [`options`] (what a run is asked), [`runs`] (the relay, ceiling,
 //! idle runs and the suite), [`join`] (many logins at once), [`rx`] and
 //! [`tx`] (the receiving and sending threads), [`measure`] (CPU, settling,
-//! merging), [`report`] (the figures, as a table or JSON), [`server_proc`]
-//! (the chat-server started for a run), [`net`] (member sockets and /proc
-//! counters), [`text`] (what each message carries).
+//! merging), [`latency`] (the histogram), [`report`] (the figures, as a
+//! table or JSON), [`server_proc`] (the chat-server started for a run),
+//! [`net`] (member sockets and /proc counters), [`text`] (what each message
+//! carries).
 
 mod join;
+mod latency;
 mod measure;
 mod net;
 mod options;

@@ -1,9 +1,10 @@
 //! What a run measures besides the deliveries: CPU snapshots, settling,
 //! merging the receivers' counts into a report, and waiting for an idle machine.
 
+use super::latency::{Hist, Latency};
 use super::net::{self, Cpu};
 use super::options::Options;
-use super::report::{self, Latency, Report};
+use super::report::Report;
 use super::rx::{RxOut, Shared};
 use super::tx::TxOut;
 use std::sync::atomic::Ordering::*;
@@ -85,7 +86,7 @@ pub fn merge(
         );
     }
     let cells = outs.first().map_or(0, |o| o.counts.len());
-    let mut hist = report::Hist::new();
+    let mut hist = Hist::new();
     let mut counts = vec![0u32; cells];
     let mut last = vec![0u64; cells];
     for o in &outs {
@@ -114,7 +115,7 @@ pub fn merge(
         }
     }
     r.latency = Latency::of(&hist);
-    let mut last_hist = report::Hist::new();
+    let mut last_hist = Hist::new();
     for (s, &n) in tx.sent.iter().enumerate() {
         for k in 0..n.min(per) {
             let c = s * per + k;

@@ -3,7 +3,7 @@
 //! count per member: events, datagrams, gaps in the event numbers, and the
 //! latency from the send time written in each message's text.
 
-use super::report::Hist;
+use super::latency::Hist;
 use super::text;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
