@@ -22,10 +22,9 @@ pub use send::{BatchSender, Outgoing, SendCount};
 
 use crate::error::{Error, Result};
 use crate::room::Local;
+use mtu::{Ipv4MtuDiscover, Ipv6MtuDiscover};
 use nix::libc;
-// The macro calls itself and its helper unqualified: both must be in scope by name.
 use nix::sys::socket::{setsockopt, sockopt, SockaddrStorage};
-use nix::{setsockopt_impl, sockopt_impl};
 use std::net::{SocketAddr, UdpSocket};
 
 /// Datagrams per `recvmmsg`/`sendmmsg` call.
@@ -33,22 +32,30 @@ pub const BATCH: usize = 64;
 /// Socket buffer size we ask for (the kernel may cap it at `rmem_max`/`wmem_max`).
 const SOCKET_BUFFER: usize = 4 << 20;
 
-sockopt_impl!(
-    /// IP_MTU_DISCOVER: path MTU discovery for IPv4 datagrams.
-    Ipv4MtuDiscover,
-    SetOnly,
-    libc::IPPROTO_IP,
-    libc::IP_MTU_DISCOVER,
-    libc::c_int
-);
-sockopt_impl!(
-    /// IPV6_MTU_DISCOVER: path MTU discovery for IPv6 datagrams.
-    Ipv6MtuDiscover,
-    SetOnly,
-    libc::IPPROTO_IPV6,
-    libc::IPV6_MTU_DISCOVER,
-    libc::c_int
-);
+/// The socket options nix has no type for (the macro declares public types:
+/// they stay in this private module).
+mod mtu {
+    use nix::libc;
+    // The macro calls itself and its helper unqualified: both must be in scope by name.
+    use nix::{setsockopt_impl, sockopt_impl};
+
+    sockopt_impl!(
+        /// IP_MTU_DISCOVER: path MTU discovery for IPv4 datagrams.
+        Ipv4MtuDiscover,
+        SetOnly,
+        libc::IPPROTO_IP,
+        libc::IP_MTU_DISCOVER,
+        libc::c_int
+    );
+    sockopt_impl!(
+        /// IPV6_MTU_DISCOVER: path MTU discovery for IPv6 datagrams.
+        Ipv6MtuDiscover,
+        SetOnly,
+        libc::IPPROTO_IPV6,
+        libc::IPV6_MTU_DISCOVER,
+        libc::c_int
+    );
+}
 
 /// Binds a server socket: no SO_REUSEADDR/SO_REUSEPORT (a port in use is an
 /// error, so no second server can steal it), non-blocking, big buffers, and
