@@ -15,8 +15,9 @@ enum LangArg {
 #[derive(Parser, Debug)]
 #[command(name = "chat-client", version)]
 struct Args {
-    /// The chat server, HOST:PORT.
-    #[arg(long, default_value = "127.0.0.1:8888", value_name = "ADDR")]
+    /// The chat server, HOST:PORT (every address HOST resolves to is tried).
+    #[arg(long, default_value = "127.0.0.1:8888", value_name = "ADDR",
+          value_parser = udpchat::net::parse_host_port)]
     server: String,
     /// The name to join as (asked for when absent).
     #[arg(long)]

@@ -3,11 +3,8 @@
 //! console lines go into the [`Room`], what the room queues goes out in
 //! `sendmmsg` batches, and the loop sleeps until the room's next deadline.
 
-mod udp;
-
-pub use udp::{bind, Receiver, SendCount, Sender, BATCH};
-
 use crate::error::{Error, Result};
+use crate::net::{bind_server_socket, BatchReceiver, BatchSender, Outgoing, BATCH};
 use crate::room::{Config, Room};
 use crate::stdio;
 use mio::unix::SourceFd;
@@ -18,7 +15,7 @@ use siphasher::sip128::SipHasher24;
 use std::fs::File;
 use std::io::{self, Read};
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -48,7 +45,7 @@ pub struct Options {
 }
 
 /// Writes one log line to stderr, with a UTC timestamp.
-pub fn log(msg: &str) {
+fn log(msg: &str) {
     stdio::err_line(&format!("{} {msg}", timestamp(SystemTime::now())));
 }
 
@@ -193,7 +190,12 @@ fn read_signals(sfd: &SignalFd) -> Option<String> {
 
 /// Receives and handles datagrams until the socket is drained (returns
 /// false) or the turn's budget is spent (returns true: more may be waiting).
-fn drain_socket(fd: RawFd, rx: &mut Receiver, room: &mut Room, now: Instant) -> Result<bool> {
+fn drain_socket(
+    fd: BorrowedFd<'_>,
+    rx: &mut BatchReceiver,
+    room: &mut Room,
+    now: Instant,
+) -> Result<bool> {
     let unix = unix_secs();
     let mut handled = 0;
     while handled < TURN_BUDGET {
@@ -224,7 +226,7 @@ fn drain_socket(fd: RawFd, rx: &mut Receiver, room: &mut Room, now: Instant) -> 
 pub fn run(opts: &Options) -> Result<()> {
     // Signals first: once "listening on" is out, SIGTERM must find them handled.
     let sfd = signal_fd()?;
-    let sock = bind(opts.bind)?;
+    let sock = bind_server_socket(opts.bind)?;
     let local = sock
         .local_addr()
         .map_err(|e| Error::io("read the address of", opts.bind, e))?;
@@ -269,8 +271,8 @@ pub fn run(opts: &Options) -> Result<()> {
     };
 
     let mut events = Events::with_capacity(16);
-    let mut rx = Receiver::new();
-    let mut tx = Sender::new();
+    let mut rx = BatchReceiver::new();
+    let mut tx = BatchSender::new();
     let mut socket_ready = true; // drain what arrived before registration
     let mut last_summary: Option<Instant> = None;
     loop {
@@ -319,7 +321,7 @@ pub fn run(opts: &Options) -> Result<()> {
             }
         }
         if socket_ready && stop.is_none() {
-            socket_ready = drain_socket(fd, &mut rx, &mut room, now)?;
+            socket_ready = drain_socket(sock.as_fd(), &mut rx, &mut room, now)?;
         }
         room.expire(now);
         if let Some(sig) = &stop {
@@ -329,7 +331,14 @@ pub fn run(opts: &Options) -> Result<()> {
             room.shutdown();
         }
         let out = room.flush();
-        let n = tx.send(fd, out);
+        let n = tx.send(
+            &sock,
+            out.transmits().iter().map(|t| Outgoing {
+                to: Some(t.peer.addr),
+                from: t.peer.local,
+                pieces: out.slices(t),
+            }),
+        );
         room.end_turn();
         room.stats.datagrams_out += n.sent;
         room.stats.dropped_sends += n.dropped;
