@@ -185,20 +185,30 @@ fn a_narrow_window_scrolls_the_input_line() {
     assert!(s.cursor_line().starts_with("> "));
     assert!(s.col < 20, "the cursor stays on the row: {}", s.col);
     // Resize wider: SIGWINCH redraws with more of the line.
-    let ws = nix::pty::Winsize {
-        ws_row: 24,
-        ws_col: 60,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCSWINSZ reads one winsize.
-    unsafe {
-        use std::os::fd::AsRawFd;
-        nix::libc::ioctl(c.master.as_raw_fd(), nix::libc::TIOCSWINSZ, &ws);
-    }
+    c.resize(60);
     c.wait_screen("the whole line", |s| {
         s.cursor_line() == "> abcdefghijklmnopqrstuvwxyz"
     });
+    c.type_bytes(b"\x03");
+    srv.answer_leave(from, "LEAVE");
+}
+
+#[test]
+fn a_message_wider_than_the_window_wraps_above_the_input_line() {
+    let srv = FakeServer::new();
+    let (c, from) = start(&srv, 20);
+    c.type_bytes(b"draft");
+    c.wait_screen("typed", |s| s.cursor_line() == "> draft");
+    let text = "0123456789".repeat(4);
+    srv.said(from, 1, "bob", &text);
+    let s = c.wait_screen("the message, then the input line", |s| {
+        s.cursor_line() == "> draft" && s.row >= 3 && s.line(s.row - 1).ends_with("789")
+    });
+    // "HH:MM bob: " and 40 digits: 51 columns on three rows of 20.
+    let rows = s.text();
+    let shown = rows[s.row - 3..s.row].concat();
+    assert!(shown.ends_with(&format!("bob: {text}")), "{rows:#?}");
+    assert_eq!(rows[s.row - 3].chars().count(), 20, "{rows:#?}");
     c.type_bytes(b"\x03");
     srv.answer_leave(from, "LEAVE");
 }

@@ -3,7 +3,7 @@
 
 use clap::{Parser, ValueEnum};
 use std::process::ExitCode;
-use udpchat::client::{self, render::Lang};
+use udpchat::client::{self, Lang};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum LangArg {
@@ -16,7 +16,7 @@ enum LangArg {
 #[command(name = "chat-client", version)]
 struct Args {
     /// The chat server, HOST:PORT.
-    #[arg(long, default_value = "127.0.0.1:8888", value_name = "ADDR")]
+    #[arg(long, default_value = "127.0.0.1:8888", value_name = "ADDR", value_parser = parse_server)]
     server: String,
     /// The name to join as (asked for when absent).
     #[arg(long)]
@@ -25,6 +25,23 @@ struct Args {
     /// or LANG starts with "zh", else en).
     #[arg(long, value_enum)]
     lang: Option<LangArg>,
+}
+
+/// `HOST:PORT`, where HOST is a name, an IPv4 address or a bracketed IPv6
+/// address, and PORT a number from 1 to 65535. Resolving is left to the client.
+fn parse_server(s: &str) -> Result<String, String> {
+    let expected = "expected HOST:PORT, e.g. 127.0.0.1:8888 or [::1]:8888";
+    let Some((host, port)) = s.rsplit_once(':') else {
+        return Err(format!("the port is missing ({expected})"));
+    };
+    let bare_v6 = !host.starts_with('[') && host.contains(':');
+    if host.is_empty() || bare_v6 {
+        return Err(expected.to_string());
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(s.to_string()),
+        _ => Err(format!("'{port}' is not a port (1 to 65535)")),
+    }
 }
 
 fn main() -> ExitCode {
@@ -51,4 +68,21 @@ fn run() -> udpchat::error::Result<u8> {
         },
     };
     client::run(&opts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_addresses() {
+        assert!(parse_server("127.0.0.1:8888").is_ok());
+        assert!(parse_server("localhost:1").is_ok());
+        assert!(parse_server("[::1]:8888").is_ok());
+        assert!(parse_server("127.0.0.1").is_err());
+        assert!(parse_server("::1").is_err());
+        assert!(parse_server(":8888").is_err());
+        assert!(parse_server("host:0").is_err());
+        assert!(parse_server("host:http").is_err());
+    }
 }

@@ -62,11 +62,6 @@ impl Editor {
         }
     }
 
-    /// The characters of the line.
-    pub fn line(&self) -> &[char] {
-        &self.line
-    }
-
     /// The line as a string.
     pub fn text(&self) -> String {
         self.line.iter().collect()
@@ -245,12 +240,6 @@ impl Editor {
 
     fn right(&mut self) {
         self.cursor = (self.cursor + 1).min(self.line.len());
-    }
-
-    /// Replaces the buffer (used to restore a line).
-    pub fn set(&mut self, text: &str, cursor: usize) {
-        self.line = text.chars().collect();
-        self.cursor = cursor.min(self.line.len());
     }
 }
 

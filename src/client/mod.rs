@@ -18,16 +18,19 @@
 //! also has `PR_SET_PDEATHSIG`, and the parent a SIGCHLD. The terminal's modes
 //! are restored by the process that ends last.
 
-pub mod editor;
-pub mod link;
+mod editor;
+mod lines;
+mod link;
 pub mod login;
-pub mod outbox;
-pub mod receiver;
-pub mod render;
-pub mod screen;
-pub mod sender;
-pub mod tally;
-pub mod term;
+mod outgoing;
+mod receiver;
+mod render;
+mod screen;
+mod sender;
+mod tally;
+mod term;
+
+pub use render::Lang;
 
 use crate::error::{Error, Result};
 use crate::protocol::{self, ClientMsg, ServerMsg, Token, MAX_DATAGRAM};
@@ -35,7 +38,7 @@ use login::{Login, Step, Welcome};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use nix::unistd::{fork, ForkResult, Pid};
-use render::{Lang, Notice};
+use render::Notice;
 use std::io::{self, Write};
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
 use std::time::{Duration, Instant};
@@ -48,32 +51,35 @@ pub struct Options {
     pub server: String,
     /// The name to join as; asked for when absent.
     pub name: Option<String>,
+    /// The language of every line the client prints.
     pub lang: Lang,
 }
 
 /// The signal the child gets when the parent dies.
-pub const PARENT_DEATH_SIGNAL: Signal = Signal::SIGUSR1;
+pub(crate) const PARENT_DEATH_SIGNAL: Signal = Signal::SIGUSR1;
 /// How long the LEAVE is repeated while waiting for BYE.
-pub const LEAVE_WAIT: Duration = Duration::from_millis(500);
+pub(crate) const LEAVE_WAIT: Duration = Duration::from_millis(500);
 /// LEAVE is repeated this often until BYE.
-pub const LEAVE_RESEND: Duration = Duration::from_millis(200);
+pub(crate) const LEAVE_RESEND: Duration = Duration::from_millis(200);
 
 /// Exit codes.
-pub mod code {
+pub(crate) mod code {
     /// `/quit`, end of input.
     pub const OK: u8 = 0;
     /// Every end the user did not ask for: no answer, refused, kicked,
     /// shutdown, lost contact, the other process killed.
     pub const FAIL: u8 = 1;
+    /// Ended by SIGHUP (the terminal hung up).
     pub const SIGHUP: u8 = 128 + 1;
+    /// Ended by SIGINT (Ctrl-C).
     pub const SIGINT: u8 = 128 + 2;
+    /// Ended by SIGTERM.
     pub const SIGTERM: u8 = 128 + 15;
 }
 
 /// What both halves know after the login.
-pub struct Session {
+pub(crate) struct Session {
     pub socket: UdpSocket,
-    pub server: SocketAddr,
     pub server_text: String,
     pub token: Token,
     pub timeout_ms: u32,
@@ -102,7 +108,6 @@ pub fn run(opts: &Options) -> Result<u8> {
         .map_err(|e| Error::io("set up socket for", &opts.server, e))?;
     let mut session = Session {
         socket,
-        server,
         server_text: opts.server.clone(),
         token: welcome.token,
         timeout_ms: if welcome.timeout_ms == 0 {
@@ -219,9 +224,9 @@ fn join_loop(socket: &UdpSocket, opts: &Options, interactive: bool) -> Result<We
             Err(protocol::NameError::Invalid) => Some(protocol::RefuseReason::InvalidName),
             Err(protocol::NameError::Reserved) => Some(protocol::RefuseReason::Reserved),
             Ok(()) => match login_blocking(socket, &name, 0)? {
-                Joined::Welcome(w) => return Ok(w),
-                Joined::Refused(r) => Some(r),
-                Joined::NoAnswer => {
+                LoginOutcome::Welcome(w) => return Ok(w),
+                LoginOutcome::Refused(r) => Some(r),
+                LoginOutcome::NoAnswer => {
                     return Err(Error::plain(format!(
                         "no answer from chat server at {}",
                         opts.server
@@ -271,15 +276,18 @@ fn read_name(lang: Lang, interactive: bool) -> Result<String> {
 }
 
 /// The end of one login attempt.
-pub enum Joined {
+pub enum LoginOutcome {
+    /// Let in.
     Welcome(Welcome),
+    /// Refused, with the server's reason.
     Refused(protocol::RefuseReason),
+    /// No answer within [`login::LOGIN_TIMEOUT`].
     NoAnswer,
 }
 
 /// Logs in with a blocking socket: the handshake of [`login`], bounded by
 /// [`login::LOGIN_TIMEOUT`]. ICMP "connection refused" counts as silence.
-pub fn login_blocking(socket: &UdpSocket, name: &str, prev: Token) -> Result<Joined> {
+pub fn login_blocking(socket: &UdpSocket, name: &str, prev: Token) -> Result<LoginOutcome> {
     let (mut login, join) = Login::start(name, prev, login::random_nonce(), Instant::now());
     let _ = socket.send(&join);
     let mut buf = vec![0u8; MAX_DATAGRAM + 1];
@@ -311,9 +319,9 @@ pub fn login_blocking(socket: &UdpSocket, name: &str, prev: Token) -> Result<Joi
                 let _ = socket.send(&d);
             }
             Step::Wait => {}
-            Step::Welcome(w) => return Ok(Joined::Welcome(w)),
-            Step::Refused(r) => return Ok(Joined::Refused(r)),
-            Step::GiveUp => return Ok(Joined::NoAnswer),
+            Step::Welcome(w) => return Ok(LoginOutcome::Welcome(w)),
+            Step::Refused(r) => return Ok(LoginOutcome::Refused(r)),
+            Step::GiveUp => return Ok(LoginOutcome::NoAnswer),
         }
     }
 }
@@ -339,7 +347,8 @@ fn block_signals() -> nix::Result<()> {
         set.add(s);
     }
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)?;
-    // SAFETY: SIG_IGN installs no handler code.
+    // SAFETY: SIG_IGN installs no handler code, so nothing runs in signal
+    // context, and no handler is replaced that other code relies on.
     unsafe {
         nix::sys::signal::signal(Signal::SIGTTOU, nix::sys::signal::SigHandler::SigIgn)?;
     }
@@ -361,7 +370,7 @@ fn leave_once(socket: &UdpSocket, token: Token) {
 /// Sends LEAVE and repeats it until BYE or UNKNOWN_SESSION, for at most
 /// [`LEAVE_WAIT`]. Used by a process that reads the socket itself (the sender
 /// once the receiver is gone). The socket is non-blocking.
-pub fn leave_and_wait(socket: &UdpSocket, token: Token) -> bool {
+pub(crate) fn leave_and_wait(socket: &UdpSocket, token: Token) -> bool {
     let start = Instant::now();
     let mut buf = vec![0u8; MAX_DATAGRAM + 1];
     let mut next = start;
@@ -389,12 +398,12 @@ pub fn leave_and_wait(socket: &UdpSocket, token: Token) -> bool {
 
 /// Writes a line stamped with the local time to stdout (before the fork, or
 /// by a process that is the only one left).
-pub fn say_line(text: &str) {
+pub(crate) fn say_line(text: &str) {
     let _ = crate::stdio::out_line(&render::stamped(&render::local_hhmm(), text));
 }
 
 /// The signals waiting on a signalfd, read until it would block.
-pub fn pending_signals(fd: &mut nix::sys::signalfd::SignalFd) -> Vec<Signal> {
+pub(crate) fn pending_signals(fd: &mut nix::sys::signalfd::SignalFd) -> Vec<Signal> {
     let mut out = Vec::new();
     loop {
         match fd.read_signal() {

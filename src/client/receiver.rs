@@ -13,6 +13,7 @@ use crate::client::term::{self, TermModes};
 use crate::client::{
     code, pending_signals, Session, LEAVE_RESEND, LEAVE_WAIT, PARENT_DEATH_SIGNAL,
 };
+use crate::error::Error;
 use crate::protocol::{self, ByeReason, ClientMsg, ServerMsg, Token, MAX_DATAGRAM};
 use mio::net::{UdpSocket, UnixDatagram};
 use mio::unix::SourceFd;
@@ -39,7 +40,7 @@ struct Leaving {
     until: Instant,
 }
 
-struct Receiver {
+struct ReceiverProcess {
     socket: UdpSocket,
     link: UnixDatagram,
     signals: SignalFd,
@@ -74,10 +75,10 @@ pub fn run(
     parent_gone: bool,
     stdin_flags: Option<OFlag>,
 ) -> u8 {
-    let mut r = match Receiver::new(session, link, parent, stdin_flags) {
+    let mut r = match ReceiverProcess::new(session, link, parent, stdin_flags) {
         Ok(r) => r,
         Err((e, socket, token)) => {
-            crate::stdio::err_line(&format!("chat-client: cannot start the receiver: {e}"));
+            crate::stdio::err_line(&format!("chat-client: {e}"));
             let _ = socket.send(&ClientMsg::Leave { token }.to_vec());
             return code::FAIL;
         }
@@ -88,15 +89,15 @@ pub fn run(
     r.run()
 }
 
-type StartError = (io::Error, std::net::UdpSocket, Token);
+type StartError = (Error, std::net::UdpSocket, Token);
 
-impl Receiver {
+impl ReceiverProcess {
     fn new(
         s: Session,
         link: OwnedFd,
         parent: Pid,
         stdin_flags: Option<OFlag>,
-    ) -> Result<Receiver, StartError> {
+    ) -> Result<ReceiverProcess, StartError> {
         let tty = s.term.is_some();
         let mut mask = SigSet::empty();
         for sig in [
@@ -118,7 +119,7 @@ impl Receiver {
                 SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
             }) {
             Ok(fd) => fd,
-            Err(e) => return Err((e.into(), s.socket, token)),
+            Err(e) => return Err((Error::io("create", "signalfd", e.into()), s.socket, token)),
         };
         let now = Instant::now();
         let timeout = Duration::from_millis(s.timeout_ms as u64);
@@ -134,7 +135,7 @@ impl Receiver {
             },
             broken: false,
         };
-        Ok(Receiver {
+        Ok(ReceiverProcess {
             socket: UdpSocket::from_std(s.socket),
             link: UnixDatagram::from_std(std::os::unix::net::UnixDatagram::from(link)),
             signals,
@@ -164,7 +165,7 @@ impl Receiver {
         let mut poll = match Poll::new() {
             Ok(p) => p,
             Err(e) => {
-                self.end(code::FAIL, Some(format!("cannot create a poll: {e}")));
+                self.end(code::FAIL, Some(Error::io("create", "poll", e).to_string()));
                 return self.finish();
             }
         };
@@ -181,7 +182,10 @@ impl Receiver {
                     .register(&mut SourceFd(&sfd), SIGNALS, Interest::READABLE)
             });
         if let Err(e) = registered {
-            self.end(code::FAIL, Some(format!("cannot poll: {e}")));
+            self.end(
+                code::FAIL,
+                Some(Error::io("register", "poll", e).to_string()),
+            );
             return self.finish();
         }
         self.screen.redraw();
@@ -193,7 +197,7 @@ impl Receiver {
             let wait = self.next_deadline().saturating_duration_since(now);
             if let Err(e) = poll.poll(&mut events, Some(wait)) {
                 if e.kind() != io::ErrorKind::Interrupted {
-                    self.end(code::FAIL, Some(format!("cannot poll: {e}")));
+                    self.end(code::FAIL, Some(Error::io("poll", "socket", e).to_string()));
                     break;
                 }
             }

@@ -117,10 +117,19 @@ pub fn own_private(lang: Lang, to: &str, text: &str) -> String {
 /// it starts with `-- ` or `(`, and names hold neither spaces nor brackets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Notice<'a> {
-    Welcome { name: &'a str, members: u32 },
+    Welcome {
+        name: &'a str,
+        members: u32,
+    },
     Lost(u64),
-    NotDelivered { text: &'a str, why: Undelivered },
-    Members { total: u32, names: &'a [String] },
+    NotDelivered {
+        text: &'a str,
+        why: Undelivered,
+    },
+    Members {
+        total: u32,
+        names: &'a [String],
+    },
     WhoNoAnswer,
     Rejoining,
     Rejoined,
@@ -128,7 +137,8 @@ pub enum Notice<'a> {
     Help,
     UnknownCommand(&'a str),
     Usage(&'a str),
-    TooLong(usize),
+    /// A long line goes out in this many parts.
+    SendingParts(usize),
 }
 
 /// Why a message was not delivered.
@@ -136,7 +146,6 @@ pub enum Notice<'a> {
 pub enum Undelivered {
     Refused(RejectReason),
     NoAnswer,
-    Cancelled,
 }
 
 /// How many member names `/who` shows before "… and N more".
@@ -161,14 +170,12 @@ pub fn notice_line(lang: Lang, n: &Notice<'_>) -> String {
             let why = match (lang, why) {
                 (En, Undelivered::Refused(r)) => r.to_string(),
                 (En, Undelivered::NoAnswer) => "no answer from the server".to_string(),
-                (En, Undelivered::Cancelled) => "session ended".to_string(),
                 (Zh, Undelivered::Refused(RejectReason::RateLimited)) => "发送太快".to_string(),
                 (Zh, Undelivered::Refused(RejectReason::InvalidText)) => "内容不合法".to_string(),
                 (Zh, Undelivered::Refused(RejectReason::NoSuchMember)) => {
                     "没有这个成员".to_string()
                 }
                 (Zh, Undelivered::NoAnswer) => "服务器没有回应".to_string(),
-                (Zh, Undelivered::Cancelled) => "会话已结束".to_string(),
             };
             match lang {
                 En => format!("-- not delivered ({why}): {}", escape(text)),
@@ -220,18 +227,8 @@ pub fn notice_line(lang: Lang, n: &Notice<'_>) -> String {
         (Zh, Notice::UnknownCommand(c)) => format!("-- 未知命令 {}: 输入 /help", escape(c)),
         (En, Notice::Usage(u)) => format!("-- usage: {u}"),
         (Zh, Notice::Usage(u)) => format!("-- 用法: {u}"),
-        (En, Notice::TooLong(n)) => {
-            format!(
-                "-- not sent: {n} bytes, the limit is {}",
-                crate::protocol::MAX_TEXT_BYTES
-            )
-        }
-        (Zh, Notice::TooLong(n)) => {
-            format!(
-                "-- 未发送: {n} 字节, 上限 {}",
-                crate::protocol::MAX_TEXT_BYTES
-            )
-        }
+        (En, Notice::SendingParts(n)) => format!("-- sending {n} parts…"),
+        (Zh, Notice::SendingParts(n)) => format!("-- 分 {n} 段发送…"),
     }
 }
 
@@ -272,15 +269,18 @@ pub fn stamped(hhmm: &str, line: &str) -> String {
 
 /// The local time as `HH:MM`.
 pub fn local_hhmm() -> String {
-    // SAFETY: time(NULL) only reads the clock; localtime_r writes into our `tm`.
-    unsafe {
-        let t = nix::libc::time(std::ptr::null_mut());
-        let mut tm: nix::libc::tm = std::mem::zeroed();
-        if nix::libc::localtime_r(&t, &mut tm).is_null() {
-            return "--:--".to_string();
-        }
-        format!("{:02}:{:02}", tm.tm_hour, tm.tm_min)
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs()) as nix::libc::time_t;
+    // SAFETY: `tm` is plain data (integers and a pointer that may be null),
+    // for which all zero bytes are a valid value.
+    let mut tm: nix::libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: localtime_r reads one time_t and writes one tm through pointers
+    // to locals that live for the call; it is the thread-safe variant.
+    if unsafe { nix::libc::localtime_r(&now, &mut tm) }.is_null() {
+        return "--:--".to_string();
     }
+    format!("{:02}:{:02}", tm.tm_hour, tm.tm_min)
 }
 
 /// Display width of a character on a terminal (controls never reach it: 0).
