@@ -353,7 +353,7 @@ mod tests {
         // A whole line is left to the parser (which splits it the same way);
         // here it arrives in pieces, so it is split before its end is seen.
         let long_line = |head: &str| format!("{head}{long}");
-        let mut feed = |p: &mut PipeLines, line: String| {
+        let feed = |p: &mut PipeLines, line: String| {
             let mut out = p.feed(line.as_bytes());
             out.extend(p.feed(b"\n"));
             out
