@@ -158,6 +158,17 @@ pub struct PtyClient {
 
 impl PtyClient {
     pub fn spawn(args: &[&str], cols: u16) -> PtyClient {
+        PtyClient::spawn_program(crate::common::CLIENT, args, &[], cols)
+    }
+
+    /// Any program on a pty of `cols` columns, with these environment
+    /// variables added (TERM is xterm).
+    pub fn spawn_program(
+        program: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        cols: u16,
+    ) -> PtyClient {
         crate::common::become_subreaper();
         let ws = Winsize {
             ws_row: 24,
@@ -167,13 +178,16 @@ impl PtyClient {
         };
         let pty = openpty(&ws, None).expect("openpty");
         let modes_at_start = tcgetattr(&pty.slave).unwrap();
-        let mut cmd = Command::new(crate::common::CLIENT);
+        let mut cmd = Command::new(program);
         cmd.args(args)
             .env("TERM", "xterm")
+            .envs(env.iter().copied())
             .stdin(Stdio::from(pty.slave.try_clone().unwrap()))
             .stdout(Stdio::from(pty.slave.try_clone().unwrap()))
             .stderr(Stdio::from(pty.slave.try_clone().unwrap()));
-        // SAFETY: only async-signal-safe calls (setsid, ioctl) between fork and exec.
+        // SAFETY: the closure runs in the child between fork and exec, where only
+        // async-signal-safe calls are allowed: it makes two system calls
+        // (setsid, and ioctl TIOCSCTTY with an integer argument) and allocates nothing.
         unsafe {
             cmd.pre_exec(|| {
                 if nix::libc::setsid() == -1 {
@@ -185,7 +199,7 @@ impl PtyClient {
                 Ok(())
             });
         }
-        let child = cmd.spawn().expect("spawn chat-client on a pty");
+        let child = cmd.spawn().expect("spawn a program on a pty");
         let output = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let master = pty.master;
