@@ -25,6 +25,19 @@ struct Args {
     /// or LANG starts with "zh", else en).
     #[arg(long, value_enum)]
     lang: Option<LangArg>,
+    /// Do not ring the terminal's bell when your name is mentioned or a private message arrives.
+    #[arg(long)]
+    no_bell: bool,
+    /// When to highlight your name: auto (stdout a terminal, TERM not dumb, NO_COLOR unset), always, never.
+    #[arg(long, value_enum, default_value = "auto", value_name = "WHEN")]
+    color: ColorArg,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ColorArg {
+    Auto,
+    Always,
+    Never,
 }
 
 /// `HOST:PORT`, where HOST is a name, an IPv4 address or a bracketed IPv6
@@ -65,6 +78,12 @@ fn run() -> udpchat::error::Result<u8> {
             Some(LangArg::En) => Lang::En,
             Some(LangArg::Zh) => Lang::Zh,
             None => Lang::from_env(),
+        },
+        bell: !args.no_bell,
+        color: match args.color {
+            ColorArg::Auto => client::ColorChoice::Auto,
+            ColorArg::Always => client::ColorChoice::Always,
+            ColorArg::Never => client::ColorChoice::Never,
         },
     };
     client::run(&opts)

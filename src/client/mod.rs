@@ -22,6 +22,7 @@ mod editor;
 mod lines;
 mod link;
 pub mod login;
+mod names;
 mod outgoing;
 mod receiver;
 mod render;
@@ -53,6 +54,36 @@ pub struct Options {
     pub name: Option<String>,
     /// The language of every line the client prints.
     pub lang: Lang,
+    /// Ring the terminal's bell when mentioned (`--no-bell` turns it off).
+    pub bell: bool,
+    /// When to colour: `--color=auto|always|never`.
+    pub color: ColorChoice,
+}
+
+/// `--color`: when lines are coloured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColorChoice {
+    /// When stdout is a terminal, `TERM` is not `dumb` and `NO_COLOR` is unset.
+    Auto,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
+}
+
+impl ColorChoice {
+    /// Whether to colour, given the environment.
+    pub fn enabled(self, stdout_is_tty: bool, get: impl Fn(&str) -> Option<String>) -> bool {
+        match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => {
+                stdout_is_tty
+                    && get("TERM").is_none_or(|t| t != "dumb")
+                    && get("NO_COLOR").is_none_or(|v| v.is_empty())
+            }
+        }
+    }
 }
 
 /// The signal the child gets when the parent dies.
@@ -87,6 +118,10 @@ pub(crate) struct Session {
     pub lang: Lang,
     /// Set when stdin and stdout are both terminals.
     pub term: Option<TermModes>,
+    /// Ring the bell on a mention.
+    pub bell: bool,
+    /// Highlight mentions.
+    pub color: bool,
 }
 
 /// Runs the client; returns the exit code (in whichever process returns).
@@ -118,6 +153,10 @@ pub fn run(opts: &Options) -> Result<u8> {
         name: welcome.name,
         lang: opts.lang,
         term: None,
+        bell: opts.bell,
+        color: opts
+            .color
+            .enabled(term::is_tty(term::stdout_fd()), |k| std::env::var(k).ok()),
     };
     block_signals().map_err(|e| Error::io("block", "signals", e.into()))?;
     if terminal {

@@ -140,9 +140,10 @@ impl OutgoingQueue {
         (out, failed)
     }
 
-    /// The server accepted message `seq`.
-    pub fn ack(&mut self, seq: u32) {
-        self.flight.retain(|f| f.seq != seq);
+    /// The server accepted message `seq`: returns it (once).
+    pub fn ack(&mut self, seq: u32) -> Option<Outgoing> {
+        let i = self.flight.iter().position(|f| f.seq == seq)?;
+        Some(self.flight.remove(i).msg)
     }
 
     /// The server refused message `seq`: given up, or (rate limited) held back
@@ -248,8 +249,9 @@ mod tests {
         });
         let (d, _) = o.poll(t0);
         assert_eq!(d.iter().map(|d| seq_of(d).1).collect::<Vec<_>>(), [1, 2]);
-        o.ack(1);
-        o.ack(2);
+        assert_eq!(o.ack(1), Some(Outgoing::Say("a".into())));
+        assert!(o.ack(2).is_some());
+        assert_eq!(o.ack(2), None, "once");
         assert!(o.is_empty());
         assert_eq!(o.next_deadline(), None);
         o.push(Outgoing::Say("c".into()));

@@ -6,6 +6,7 @@
 
 use crate::client::link::{ToReceiver, ToSender};
 use crate::client::login::{Login, Step};
+use crate::client::names::{mentions, sort_names};
 use crate::client::render::{self, Lang, Notice};
 use crate::client::screen::Screen;
 use crate::client::tally::{SeqTracker, WhoPager, WhoStep};
@@ -14,7 +15,7 @@ use crate::client::{
     code, pending_signals, Session, LEAVE_RESEND, LEAVE_WAIT, PARENT_DEATH_SIGNAL,
 };
 use crate::error::Error;
-use crate::protocol::{self, ByeReason, ClientMsg, ServerMsg, Token, MAX_DATAGRAM};
+use crate::protocol::{self, ByeReason, ClientMsg, Event, ServerMsg, Token, MAX_DATAGRAM};
 use mio::net::{UdpSocket, UnixDatagram};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token as MioToken};
@@ -53,6 +54,8 @@ struct ReceiverProcess {
     next_ping: Instant,
     seq: SeqTracker,
     who: Option<WhoPager>,
+    /// The `/who` in progress only refreshes the names for completion.
+    who_quiet: bool,
     /// End of input or `/quit` arrived while a `/who` was still paging: the
     /// quit waits for it (until this deadline), so a script's last `/who` prints.
     quit_after_who: Option<(u8, Instant)>,
@@ -133,6 +136,8 @@ impl ReceiverProcess {
             } else {
                 80
             },
+            bell: s.bell,
+            color: s.color,
             broken: false,
         };
         Ok(ReceiverProcess {
@@ -148,6 +153,7 @@ impl ReceiverProcess {
             next_ping: now + timeout / 3,
             seq: SeqTracker::new(),
             who: None,
+            who_quiet: false,
             quit_after_who: None,
             rejoin: None,
             leaving: None,
@@ -323,8 +329,7 @@ impl ReceiverProcess {
                         if missed > 0 {
                             self.notice(Notice::Lost(missed as u64));
                         }
-                        let line = render::event_line(self.lang, &ev);
-                        self.print(&line);
+                        self.event(&ev);
                     }
                 }
             }
@@ -392,6 +397,47 @@ impl ReceiverProcess {
         }
     }
 
+    /// One event: printed, and its names told to the sender for completion.
+    /// A line that mentions this member, and a private message, ring the bell
+    /// and show the name highlighted.
+    fn event(&mut self, ev: &Event<'_>) {
+        let line = render::event_line(self.lang, ev);
+        let mention = match *ev {
+            Event::Joined { name } => {
+                self.tell_sender(ToSender::Seen(name.to_string()));
+                false
+            }
+            Event::Left { name, .. } => {
+                self.tell_sender(ToSender::Gone(name.to_string()));
+                false
+            }
+            Event::Said { from, text } => {
+                self.tell_sender(ToSender::Seen(from.to_string()));
+                mentions(text, &self.name)
+            }
+            Event::PrivateFrom { from, .. } => {
+                self.tell_sender(ToSender::Seen(from.to_string()));
+                true
+            }
+            Event::Admin { text } => mentions(text, &self.name),
+        };
+        if mention {
+            self.screen.print_mention(&line, &self.name);
+        } else {
+            self.print(&line);
+        }
+    }
+
+    /// Starts paging the member list: printed, or (quiet) only told to the
+    /// sender for completion.
+    fn start_who(&mut self, quiet: bool) {
+        if self.leaving.is_none() && self.rejoin.is_none() {
+            self.who = Some(WhoPager::new(Instant::now()));
+            self.who_quiet = quiet;
+            self.who_step(WhoStep::Ask(0));
+        }
+    }
+
     fn rejoin_step(&mut self, step: Step) {
         match step {
             Step::Send(d) => self.send(&d),
@@ -444,17 +490,26 @@ impl ReceiverProcess {
                 }
                 .to_vec(),
             ),
-            WhoStep::Done(total, names) => {
+            WhoStep::Done(total, mut names) => {
                 self.who = None;
-                self.notice(Notice::Members {
-                    total,
-                    names: &names,
-                });
+                sort_names(&mut names);
+                if std::mem::take(&mut self.who_quiet) {
+                    for n in names {
+                        self.tell_sender(ToSender::Seen(n));
+                    }
+                } else {
+                    self.notice(Notice::Members {
+                        total,
+                        names: &names,
+                    });
+                }
             }
             WhoStep::Ignore => {}
             WhoStep::GiveUp => {
                 self.who = None;
-                self.notice(Notice::WhoNoAnswer);
+                if !std::mem::take(&mut self.who_quiet) {
+                    self.notice(Notice::WhoNoAnswer);
+                }
             }
         }
     }
@@ -512,15 +567,14 @@ impl ReceiverProcess {
                         self.screen.redraw();
                     }
                     Some(ToReceiver::Print(text)) => self.print(&text),
-                    Some(ToReceiver::Who) if self.leaving.is_none() && self.rejoin.is_none() => {
-                        self.who = Some(WhoPager::new(Instant::now()));
-                        self.who_step(WhoStep::Ask(0));
-                    }
+                    Some(ToReceiver::Who) => self.start_who(false),
+                    Some(ToReceiver::RefreshNames) if self.who.is_none() => self.start_who(true),
+                    Some(ToReceiver::Redraw) => self.screen.clear_all(),
                     Some(ToReceiver::Quit(code)) if code == code::OK && self.who.is_some() => {
                         self.quit_after_who = Some((code, Instant::now() + WHO_BEFORE_QUIT));
                     }
                     Some(ToReceiver::Quit(code)) => self.leave(code),
-                    Some(ToReceiver::Who) | None => {}
+                    Some(ToReceiver::RefreshNames) | None => {}
                 },
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

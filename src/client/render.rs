@@ -137,6 +137,8 @@ pub enum Notice<'a> {
     Help,
     UnknownCommand(&'a str),
     Usage(&'a str),
+    /// Tab: the names that fit.
+    Candidates(&'a [String]),
     /// A long line goes out in this many parts.
     SendingParts(usize),
 }
@@ -227,6 +229,10 @@ pub fn notice_line(lang: Lang, n: &Notice<'_>) -> String {
         (Zh, Notice::UnknownCommand(c)) => format!("-- 未知命令 {}: 输入 /help", escape(c)),
         (En, Notice::Usage(u)) => format!("-- usage: {u}"),
         (Zh, Notice::Usage(u)) => format!("-- 用法: {u}"),
+        (_, Notice::Candidates(names)) => {
+            let list: Vec<String> = names.iter().map(|n| escape(n).into_owned()).collect();
+            format!("-- {}", list.join(", "))
+        }
         (En, Notice::SendingParts(n)) => format!("-- sending {n} parts…"),
         (Zh, Notice::SendingParts(n)) => format!("-- 分 {n} 段发送…"),
     }

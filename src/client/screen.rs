@@ -1,7 +1,11 @@
 //! The receiver's output: plain flushed lines through a pipe; on a terminal,
 //! messages above an input line that is redrawn after each one.
 
-use crate::client::render;
+use crate::client::{names, render};
+
+/// Bold yellow, and back to normal.
+const HIGHLIGHT_ON: &str = "\x1b[1;33m";
+const HIGHLIGHT_OFF: &str = "\x1b[0m";
 use std::io::{self, Write};
 
 /// stdout: plain flushed lines through a pipe; on a terminal, messages above
@@ -12,6 +16,10 @@ pub struct Screen {
     pub line: Vec<char>,
     pub cursor: usize,
     pub cols: usize,
+    /// Ring the bell when this member is mentioned (only on a terminal).
+    pub bell: bool,
+    /// Highlight this member's name where it is mentioned.
+    pub color: bool,
     /// A write failed (a closed pipe, a hung-up terminal): nothing more is written.
     pub broken: bool,
 }
@@ -34,6 +42,27 @@ impl Screen {
             self.write(&s);
         } else {
             self.write(&format!("{line}\n"));
+        }
+    }
+
+    /// A line that mentions this member (or a private message): the bell
+    /// once, and the name highlighted.
+    pub fn print_mention(&mut self, text: &str, name: &str) {
+        if self.bell && self.tty {
+            self.write("\x07");
+        }
+        if self.color {
+            self.print(&names::highlight(text, name, HIGHLIGHT_ON, HIGHLIGHT_OFF));
+        } else {
+            self.print(text);
+        }
+    }
+
+    /// Ctrl-L: clears the screen and draws the input line at the top.
+    pub fn clear_all(&mut self) {
+        if self.tty {
+            self.write("\x1b[H\x1b[2J");
+            self.redraw();
         }
     }
 

@@ -7,6 +7,7 @@
 use crate::client::editor::{Action, Editor};
 use crate::client::lines::{split_text, PipeLines, Piped};
 use crate::client::link::{ToReceiver, ToSender};
+use crate::client::names::{common_prefix, SeenNames};
 use crate::client::outgoing::{Outgoing, OutgoingQueue, WINDOW};
 use crate::client::render::{self, Lang, Notice, Undelivered};
 use crate::client::term::{self, StdinReader, TermModes};
@@ -108,6 +109,8 @@ struct SenderProcess {
     /// Stdin cannot be polled (a regular file, `/dev/zero`): it is always ready.
     stdin_pollable: bool,
     editor: Editor,
+    /// Members seen, for Tab completion.
+    names: SeenNames,
     pipe: PipeLines,
     queue: OutgoingQueue,
     /// End of input or `/quit`: quit once the queue is empty (or at this deadline).
@@ -154,6 +157,7 @@ pub fn run(session: Session, link: OwnedFd, child: Pid, stdin: StdinReader) -> u
         stdin_ready: true,
         stdin_pollable: false,
         editor: Editor::new(),
+        names: SeenNames::new(),
         pipe: PipeLines::new(),
         queue: OutgoingQueue::new(session.token),
         draining: None,
@@ -346,7 +350,7 @@ impl SenderProcess {
 
     fn input(&mut self, bytes: &[u8]) {
         if self.term.is_some() {
-            let before = (self.editor.text(), self.editor.cursor());
+            let before = (self.editor.text().to_string(), self.editor.cursor());
             for action in self.editor.feed(bytes) {
                 self.send_edit();
                 match action {
@@ -355,12 +359,14 @@ impl SenderProcess {
                         self.start_draining();
                         return;
                     }
+                    Action::Redraw => self.tell_receiver(ToReceiver::Redraw),
+                    Action::Complete => self.complete(),
                 }
                 if !self.stdin_live {
                     return;
                 }
             }
-            if (self.editor.text(), self.editor.cursor()) != before {
+            if (self.editor.text(), self.editor.cursor()) != (before.0.as_str(), before.1) {
                 self.send_edit();
             }
         } else {
@@ -382,7 +388,7 @@ impl SenderProcess {
 
     fn send_edit(&mut self) {
         let m = ToReceiver::Edit {
-            line: self.editor.text(),
+            line: self.editor.text().to_string(),
             cursor: self.editor.cursor() as u32,
         };
         self.tell_receiver(m);
@@ -405,11 +411,8 @@ impl SenderProcess {
             Command::Private { to, text } => {
                 let parts = split_text(&text);
                 self.parts_notice(parts.len());
+                // Echoed once the server has taken it (the member may be absent).
                 for part in parts {
-                    if self.term.is_some() {
-                        let echo = render::own_private(self.lang, &to, part);
-                        self.tell_receiver(ToReceiver::Print(echo));
-                    }
                     self.queue.push(Outgoing::Private {
                         to: to.clone(),
                         text: part.to_string(),
@@ -431,8 +434,46 @@ impl SenderProcess {
         }
     }
 
+    /// Tab: completes the member name before the cursor, at the start of a
+    /// line (`name: `) or after `/msg ` (`name `); lists the candidates when
+    /// several fit and nothing more can be completed.
+    fn complete(&mut self) {
+        if self.names.refresh_due(Instant::now()) {
+            self.tell_receiver(ToReceiver::RefreshNames);
+        }
+        let (start, word) = self.editor.word_before_cursor();
+        let head = &self.editor.text()[..start];
+        let at_start = head.is_empty() && !word.starts_with('/');
+        let after_msg = head.split_whitespace().eq(["/msg"]) && head.starts_with("/msg");
+        if word.is_empty() || !(at_start || after_msg) {
+            return;
+        }
+        let fits: Vec<&str> = self
+            .names
+            .starting_with(word)
+            .into_iter()
+            .filter(|n| *n != self.name)
+            .collect();
+        let with = match fits.as_slice() {
+            [] => return,
+            [one] if at_start => format!("{one}: "),
+            [one] => format!("{one} "),
+            many => {
+                let common = common_prefix(many);
+                if common.chars().count() > word.chars().count() {
+                    common.to_string()
+                } else {
+                    let list: Vec<String> = many.iter().map(|n| n.to_string()).collect();
+                    self.notice(Notice::Candidates(&list));
+                    return;
+                }
+            }
+        };
+        self.editor.replace_before_cursor(start, &with);
+    }
+
     fn drain_link(&mut self) {
-        let mut buf = [0u8; 64];
+        let mut buf = [0u8; 256];
         while self.link_open {
             match self.link.recv(&mut buf) {
                 Ok(0) => {
@@ -444,7 +485,12 @@ impl SenderProcess {
                 }
                 Ok(n) => match ToSender::decode(&buf[..n]) {
                     Some(ToSender::Ack(seq)) => {
-                        self.queue.ack(seq);
+                        let acked = self.queue.ack(seq);
+                        if let (Some(Outgoing::Private { to, text }), Some(_)) = (acked, &self.term)
+                        {
+                            let echo = render::own_private(self.lang, &to, &text);
+                            self.tell_receiver(ToReceiver::Print(echo));
+                        }
                         if let Some(deadline) = &mut self.draining {
                             *deadline = Instant::now() + DRAIN_LIMIT;
                         }
@@ -459,6 +505,8 @@ impl SenderProcess {
                         self.token = t;
                         self.queue.new_token(t);
                     }
+                    Some(ToSender::Seen(name)) => self.names.seen(&name),
+                    Some(ToSender::Gone(name)) => self.names.gone(&name),
                     Some(ToSender::Leaving) => {
                         self.receiver_leaving = true;
                         self.stdin_live = false;
