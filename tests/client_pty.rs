@@ -115,11 +115,33 @@ fn modes_are_restored_when_the_parent_is_killed() {
     let (mut c, from) = start(&srv, 80);
     let helper = c.helper.unwrap();
     assert!(chat_mode(c.local_flags()));
+    let before = c.output().len();
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.pid()), Signal::SIGKILL).unwrap();
     c.wait(WAIT).expect("killed");
     srv.answer_leave(from, "the receiver's LEAVE");
     assert!(orphan_ended_within(helper, WAIT));
     assert_restored(&c);
+    // The shell has its prompt up again: the receiver drew nothing over it.
+    let after = String::from_utf8_lossy(&c.output()[before..]).into_owned();
+    assert!(!after.contains("> "), "{after:?}");
+}
+
+#[test]
+fn a_half_typed_line_stays_on_the_screen_at_the_end() {
+    let srv = FakeServer::new();
+    let (mut c, from) = start(&srv, 80);
+    c.type_bytes(b"half a tho");
+    c.wait_screen("typed", |s| s.cursor_line() == "> half a tho");
+    c.type_bytes(b"\x03");
+    srv.answer_leave(from, "the LEAVE after Ctrl-C");
+    assert_eq!(c.wait_clean().code(), Some(130));
+    let s = c.screen();
+    assert!(
+        s.row > 0 && s.line(s.row - 1) == "> half a tho",
+        "{:#?}",
+        s.text()
+    );
+    assert_eq!(s.cursor_line(), "", "the cursor below it");
 }
 
 #[test]

@@ -139,6 +139,7 @@ impl ReceiverProcess {
             bell: s.bell,
             color: s.color,
             broken: false,
+            silent: false,
         };
         Ok(ReceiverProcess {
             socket: UdpSocket::from_std(s.socket),
@@ -291,6 +292,8 @@ impl ReceiverProcess {
         }
         self.parent_alive = false;
         self.link_open = false;
+        // The shell has the terminal again: no line, no prompt over its own.
+        self.screen.silent = self.screen.tty;
         self.leave(code::FAIL);
     }
 
@@ -637,7 +640,7 @@ impl ReceiverProcess {
     fn finish(mut self) -> u8 {
         let (code, msg) = self.done.take().unwrap_or((code::FAIL, None));
         if self.parent_alive {
-            self.screen.clear();
+            self.screen.keep_input();
         }
         if let Some(m) = msg {
             crate::stdio::err_line(&format!("chat-client: {m}"));

@@ -22,6 +22,9 @@ pub struct Screen {
     pub color: bool,
     /// A write failed (a closed pipe, a hung-up terminal): nothing more is written.
     pub broken: bool,
+    /// The terminal is no longer ours (the sender was killed, the shell has
+    /// its prompt up): nothing more is written.
+    pub silent: bool,
 }
 
 impl Screen {
@@ -79,8 +82,19 @@ impl Screen {
         }
     }
 
+    /// At the end: a half-typed line stays on the screen, above whatever
+    /// follows; an empty one is cleared.
+    pub fn keep_input(&mut self) {
+        if self.tty && !self.line.is_empty() {
+            let text: String = self.line.iter().collect();
+            self.write(&format!("\r\x1b[K{}{text}\r\n", self.prompt));
+        } else {
+            self.clear();
+        }
+    }
+
     fn write(&mut self, s: &str) {
-        if self.broken {
+        if self.broken || self.silent {
             return;
         }
         let mut out = io::stdout().lock();
