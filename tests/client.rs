@@ -75,7 +75,18 @@ fn refusal_through_a_pipe_is_fatal() {
 #[test]
 fn invalid_and_reserved_names_are_refused_before_sending() {
     let srv = FakeServer::new();
-    for (name, why) in [("a b", "invalid name"), ("ＡＤＭＩＮ", "name reserved")] {
+    for (name, why) in [
+        ("a b", "invalid name: spaces are not allowed"),
+        (
+            "abcdefghijklmnopqrstuvwxyz",
+            "invalid name: more than 24 characters",
+        ),
+        (
+            "bob!",
+            "invalid name: '!' is not allowed (letters, digits, _ - . only)",
+        ),
+        ("ＡＤＭＩＮ", "name reserved"),
+    ] {
         let mut c = Client::spawn(&srv.addr_text(), name, &[]);
         assert_eq!(c.wait_clean(WAIT).code(), Some(1));
         assert_eq!(

@@ -127,6 +127,21 @@ fn modes_are_restored_when_the_parent_is_killed() {
 }
 
 #[test]
+fn ctrl_d_at_the_name_prompt_ends_quietly_on_a_new_line() {
+    let srv = FakeServer::new();
+    let addr = srv.addr_text();
+    let mut c = PtyClient::spawn(&["--server", &addr, "--lang", "en"], 80);
+    c.wait_screen("the name prompt", |s| s.cursor_line() == "name:");
+    c.type_bytes(b"bo\x1b[D\x1b[C\x04\x15\x04");
+    assert_eq!(c.wait_clean().code(), Some(0));
+    let s = c.screen();
+    assert_eq!(s.text(), ["name:", ""], "nothing more said");
+    assert_eq!((s.row, s.col), (1, 0), "on a new line");
+    assert_restored(&c);
+    assert!(srv.recv(std::time::Duration::from_millis(200)).is_none());
+}
+
+#[test]
 fn a_half_typed_line_stays_on_the_screen_at_the_end() {
     let srv = FakeServer::new();
     let (mut c, from) = start(&srv, 80);
@@ -246,7 +261,17 @@ fn on_a_terminal_a_refused_name_is_asked_again() {
     c.wait_screen("the reason and a new prompt", |s| {
         s.text().iter().any(|l| l == "Admin: name reserved") && s.cursor_line() == "name:"
     });
-    c.type_bytes(b"bob\r");
+    // The line editor at the prompt: arrows move, Backspace deletes.
+    c.type_bytes(b"a b\r");
+    c.wait_screen("why the name is refused", |s| {
+        s.text()
+            .iter()
+            .any(|l| l == "a b: invalid name: spaces are not allowed")
+            && s.cursor_line() == "name:"
+    });
+    c.type_bytes(b"bxb\x1b[D\x7fo");
+    c.wait_screen("the edited name", |s| s.cursor_line() == "name: bob");
+    c.type_bytes(b"\r");
     let (d, from) = srv
         .recv_where(WAIT, |m| matches!(m, ClientMsg::Join { .. }))
         .expect("JOIN");

@@ -33,6 +33,8 @@ pub enum Action {
     Redraw,
     /// Tab: complete the word before the cursor.
     Complete,
+    /// Ctrl-C as a key (only where signals are off: the name prompt).
+    Interrupt,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -154,6 +156,7 @@ impl Editor {
             0x10 => self.older(),
             0x0e => self.newer(),
             0x0c => return Some(Action::Redraw),
+            0x03 => return Some(Action::Interrupt),
             b'\t' => return Some(Action::Complete),
             0x1b => self.esc = Esc::Start,
             0x20..=0x7e => self.insert(&(b as char).to_string()),
@@ -506,6 +509,7 @@ mod tests {
         typed(&mut e, "\x1b]0;title\x07c\x1b]52;c;x\x1b\\d");
         assert_eq!(e.text(), "abcd");
         typed(&mut e, "\x1bxe\x00\x07\x1cf\u{85}\u{202e}g");
+        assert_eq!(typed(&mut e, "\x03"), [Action::Interrupt]);
         assert_eq!(e.text(), "abcdefg");
     }
 

@@ -22,6 +22,7 @@ mod editor;
 mod lines;
 mod link;
 pub mod login;
+mod name_prompt;
 mod names;
 mod outgoing;
 mod receiver;
@@ -36,6 +37,7 @@ pub use render::Lang;
 use crate::error::{Error, Result};
 use crate::protocol::{self, ClientMsg, ServerMsg, Token, MAX_DATAGRAM};
 use login::{Login, Step, Welcome};
+use name_prompt::NameInput;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use nix::unistd::{fork, ForkResult, Pid};
@@ -130,7 +132,10 @@ pub fn run(opts: &Options) -> Result<u8> {
     let socket = connect(server, &opts.server)?;
     let interactive = term::is_tty(term::stdin_fd());
     let terminal = interactive && term::is_tty(term::stdout_fd());
-    let welcome = join_loop(&socket, opts, interactive)?;
+    let welcome = match join_loop(&socket, opts, interactive)? {
+        Ok(w) => w,
+        Err(code) => return Ok(code),
+    };
     say_line(&render::notice_line(
         opts.lang,
         &Notice::Welcome {
@@ -251,19 +256,27 @@ fn connect(server: SocketAddr, text: &str) -> Result<UdpSocket> {
 }
 
 /// Asks for names and logs in until welcomed (or it is hopeless).
-fn join_loop(socket: &UdpSocket, opts: &Options, interactive: bool) -> Result<Welcome> {
+/// `Ok(Err(code))`: no name was given (Ctrl-D or Ctrl-C at the prompt).
+fn join_loop(
+    socket: &UdpSocket,
+    opts: &Options,
+    interactive: bool,
+) -> Result<std::result::Result<Welcome, u8>> {
     let lang = opts.lang;
     let mut given = opts.name.clone();
     loop {
         let name = match given.take() {
             Some(n) => n.trim().to_string(),
-            None => read_name(lang, interactive)?,
+            None => match name_prompt::read_name(lang, interactive)? {
+                NameInput::Name(n) => n,
+                NameInput::Quit(code) => return Ok(Err(code)),
+            },
         };
         let refusal = match protocol::check_name(&name) {
             Err(protocol::NameError::Invalid) => Some(protocol::RefuseReason::InvalidName),
             Err(protocol::NameError::Reserved) => Some(protocol::RefuseReason::Reserved),
             Ok(()) => match login_blocking(socket, &name, 0)? {
-                LoginOutcome::Welcome(w) => return Ok(w),
+                LoginOutcome::Welcome(w) => return Ok(Ok(w)),
                 LoginOutcome::Refused(r) => Some(r),
                 LoginOutcome::NoAnswer => {
                     return Err(Error::plain(format!(
@@ -273,7 +286,12 @@ fn join_loop(socket: &UdpSocket, opts: &Options, interactive: bool) -> Result<We
                 }
             },
         };
-        let reason = render::refusal(lang, refusal.expect("set above"));
+        let reason = match refusal.expect("set above") {
+            protocol::RefuseReason::InvalidName => {
+                render::invalid_name(lang, names::name_problem(&name))
+            }
+            r => render::refusal(lang, r),
+        };
         if !interactive {
             return Err(Error::plain(format!(
                 "cannot join as '{}': {reason}",
@@ -281,36 +299,6 @@ fn join_loop(socket: &UdpSocket, opts: &Options, interactive: bool) -> Result<We
             )));
         }
         let _ = writeln!(io::stderr(), "{}: {reason}", render::escape(&name));
-    }
-}
-
-/// Reads a name from stdin: with a prompt on a terminal, without one otherwise.
-/// Reads byte by byte so that no later input is taken from stdin.
-fn read_name(lang: Lang, interactive: bool) -> Result<String> {
-    loop {
-        if interactive {
-            let mut err = io::stderr();
-            let _ = err.write_all(render::name_prompt(lang).as_bytes());
-            let _ = err.flush();
-        }
-        let mut bytes = Vec::new();
-        let mut b = [0u8; 1];
-        loop {
-            match nix::unistd::read(term::stdin_fd(), &mut b) {
-                Ok(0) if bytes.is_empty() => {
-                    return Err(Error::msg("read a name from", "stdin", "end of input"))
-                }
-                Ok(0) => break,
-                Ok(_) if b[0] == b'\n' => break,
-                Ok(_) => bytes.push(b[0]),
-                Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => return Err(Error::io("read a name from", "stdin", e.into())),
-            }
-        }
-        let name = String::from_utf8_lossy(&bytes).trim().to_string();
-        if !name.is_empty() || !interactive {
-            return Ok(name);
-        }
     }
 }
 

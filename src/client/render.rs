@@ -2,6 +2,7 @@
 //! English and Chinese, the local `HH:MM` time, and the visible window of the
 //! input line. Pure functions, except [`local_hhmm`] which reads the clock.
 
+use crate::client::names::NameProblem;
 use crate::protocol::{is_bidi_control, Event, LeftReason, RefuseReason, RejectReason};
 use std::borrow::Cow;
 use std::fmt::Write as _;
@@ -250,6 +251,38 @@ pub fn refusal(lang: Lang, r: RefuseReason) -> String {
         }
         .to_string(),
     }
+}
+
+/// Why a name is invalid, in the user's language: `invalid name: spaces are
+/// not allowed`.
+pub fn invalid_name(lang: Lang, problem: Option<NameProblem>) -> String {
+    use crate::protocol::{MAX_NAME_BYTES, MAX_NAME_CHARS};
+    let detail = match (lang, problem) {
+        (_, None) => return refusal(lang, RefuseReason::InvalidName),
+        (Lang::En, Some(p)) => match p {
+            NameProblem::Empty => "it is empty".to_string(),
+            NameProblem::Space => "spaces are not allowed".to_string(),
+            NameProblem::TooLong => format!("more than {MAX_NAME_CHARS} characters"),
+            NameProblem::TooManyBytes => format!("more than {MAX_NAME_BYTES} bytes"),
+            NameProblem::StartsWithMark => "it starts with a combining mark".to_string(),
+            NameProblem::Character(c) => format!(
+                "'{}' is not allowed (letters, digits, _ - . only)",
+                escape(&c.to_string())
+            ),
+        },
+        (Lang::Zh, Some(p)) => match p {
+            NameProblem::Empty => "名字是空的".to_string(),
+            NameProblem::Space => "不能有空格".to_string(),
+            NameProblem::TooLong => format!("超过 {MAX_NAME_CHARS} 个字符"),
+            NameProblem::TooManyBytes => format!("超过 {MAX_NAME_BYTES} 字节"),
+            NameProblem::StartsWithMark => "不能以组合符号开头".to_string(),
+            NameProblem::Character(c) => format!(
+                "不能有 '{}' (只能用字母、数字和 _ - .)",
+                escape(&c.to_string())
+            ),
+        },
+    };
+    format!("{}: {detail}", refusal(lang, RefuseReason::InvalidName))
 }
 
 /// The prompt asking for a name (only on a terminal).

@@ -361,6 +361,8 @@ impl SenderProcess {
                     }
                     Action::Redraw => self.tell_receiver(ToReceiver::Redraw),
                     Action::Complete => self.complete(),
+                    // ISIG is on while chatting: Ctrl-C is SIGINT, never a key.
+                    Action::Interrupt => {}
                 }
                 if !self.stdin_live {
                     return;
