@@ -163,3 +163,65 @@ fn errors_are_one_line_naming_what_failed_without_os_error_numbers() {
     }
     assert!(failures >= 3, "the lowest limits make it fail");
 }
+
+#[test]
+fn traditional_chinese_for_taiwan_and_every_line_in_chinese() {
+    let srv = FakeServer::new();
+    let mut cmd = Command::new(CLIENT);
+    cmd.args(["--server", &srv.addr_text(), "--name", "阿发"])
+        .env_remove("LC_ALL")
+        .env_remove("LC_MESSAGES")
+        .env_remove("LANGUAGE")
+        .env("LANG", "zh_TW.UTF-8");
+    let mut c = Client::spawn_cmd(cmd);
+    let (from, _) = srv.accept(5, 30_000);
+    c.out
+        .wait_for("歡迎 阿发", WAIT)
+        .expect("welcome in Traditional");
+    srv.said(from, 1, "小发", "这里");
+    // The client's words are converted, the member's name and text are not.
+    let line = c.out.wait_for("小发", WAIT).expect("the message");
+    assert!(line.ends_with("小发 說: 这里"), "{line}");
+    c.close_stdin();
+    srv.answer_leave(from, "LEAVE");
+    assert_eq!(c.wait_clean(WAIT).code(), Some(0));
+    // Errors too: a refused name and no answer, with no English left.
+    let srv = FakeServer::new();
+    let mut cmd = Command::new(CLIENT);
+    cmd.args([
+        "--server",
+        &srv.addr_text(),
+        "--name",
+        "a b",
+        "--lang",
+        "zh",
+    ]);
+    let mut c = Client::spawn_cmd(cmd);
+    assert_eq!(c.wait_clean(WAIT).code(), Some(1));
+    assert_eq!(
+        c.err.rest(WAIT),
+        ["chat-client: 无法以 'a b' 加入: 名字不合法: 不能有空格"]
+    );
+    let mut cmd = Command::new(CLIENT);
+    cmd.args([
+        "--server",
+        &srv.addr_text(),
+        "--name",
+        "bob",
+        "--lang",
+        "zh-Hant",
+    ]);
+    let mut c = Client::spawn_cmd(cmd);
+    // No answer: the login gives up after 4.5 s; 20 s is more than 4 times that.
+    assert_eq!(
+        c.wait_clean(std::time::Duration::from_secs(20)).code(),
+        Some(1)
+    );
+    assert_eq!(
+        c.err.rest(WAIT),
+        [format!(
+            "chat-client: 聊天服務器 {} 沒有回應",
+            srv.addr_text()
+        )]
+    );
+}

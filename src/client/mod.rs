@@ -19,6 +19,7 @@
 //! are restored by the process that ends last.
 
 mod editor;
+mod lang;
 mod lines;
 mod link;
 pub mod login;
@@ -32,7 +33,7 @@ mod sender;
 mod tally;
 mod term;
 
-pub use render::Lang;
+pub use lang::{error_text, Lang};
 
 use crate::error::{Error, Result};
 use crate::protocol::{self, ClientMsg, ServerMsg, Token, MAX_DATAGRAM};
@@ -279,10 +280,9 @@ fn join_loop(
                 LoginOutcome::Welcome(w) => return Ok(Ok(w)),
                 LoginOutcome::Refused(r) => Some(r),
                 LoginOutcome::NoAnswer => {
-                    return Err(Error::plain(format!(
-                        "no answer from chat server at {}",
-                        opts.server
-                    )))
+                    let server = &opts.server;
+                    let f = render::Fatal::NoAnswer { server };
+                    return Err(Error::plain(render::fatal_line(lang, &f)));
                 }
             },
         };
@@ -293,10 +293,12 @@ fn join_loop(
             r => render::refusal(lang, r),
         };
         if !interactive {
-            return Err(Error::plain(format!(
-                "cannot join as '{}': {reason}",
-                render::escape(&name)
-            )));
+            let f = render::Fatal::CannotJoin {
+                name: &name,
+                reason: &reason,
+                again: false,
+            };
+            return Err(Error::plain(render::fatal_line(lang, &f)));
         }
         let _ = writeln!(io::stderr(), "{}: {reason}", render::escape(&name));
     }

@@ -71,7 +71,7 @@ fn edit_name(lang: Lang) -> Result<NameInput> {
 fn edit_loop(lang: Lang) -> Result<NameInput> {
     let prompt = render::name_prompt(lang);
     let mut editor = Editor::new();
-    draw(prompt, &editor);
+    draw(&prompt, &editor);
     let mut buf = [0u8; 256];
     loop {
         let n = match nix::unistd::read(term::stdin_fd(), &mut buf) {
@@ -90,7 +90,7 @@ fn edit_loop(lang: Lang) -> Result<NameInput> {
                 Action::Redraw | Action::Complete => {}
             }
         }
-        draw(prompt, &editor);
+        draw(&prompt, &editor);
     }
 }
 

@@ -4,10 +4,11 @@
 //! LEAVE, and on a terminal draws the sender's half-typed line under the
 //! messages.
 
+use crate::client::lang::error_text;
 use crate::client::link::{ToReceiver, ToSender};
 use crate::client::login::{Login, Step};
 use crate::client::names::{mentions, sort_names};
-use crate::client::render::{self, Lang, Notice};
+use crate::client::render::{self, Fatal, Lang, Notice};
 use crate::client::screen::Screen;
 use crate::client::tally::{SeqTracker, WhoPager, WhoStep};
 use crate::client::term::{self, TermModes};
@@ -78,9 +79,11 @@ pub fn run(
     parent_gone: bool,
     stdin_flags: Option<OFlag>,
 ) -> u8 {
+    let lang = session.lang;
     let mut r = match ReceiverProcess::new(session, link, parent, stdin_flags) {
         Ok(r) => r,
         Err((e, socket, token)) => {
+            let e = error_text(lang, &e);
             crate::stdio::err_line(&format!("chat-client: {e}"));
             let _ = socket.send(&ClientMsg::Leave { token }.to_vec());
             return code::FAIL;
@@ -128,7 +131,7 @@ impl ReceiverProcess {
         let timeout = Duration::from_millis(s.timeout_ms as u64);
         let screen = Screen {
             tty,
-            prompt: render::input_prompt(s.lang),
+            prompt: render::input_prompt(s.lang).into_owned(),
             line: Vec::new(),
             cursor: 0,
             cols: if tty {
@@ -172,7 +175,10 @@ impl ReceiverProcess {
         let mut poll = match Poll::new() {
             Ok(p) => p,
             Err(e) => {
-                self.end(code::FAIL, Some(Error::io("create", "poll", e).to_string()));
+                self.end(
+                    code::FAIL,
+                    Some(error_text(self.lang, &Error::io("create", "poll", e))),
+                );
                 return self.finish();
             }
         };
@@ -191,7 +197,7 @@ impl ReceiverProcess {
         if let Err(e) = registered {
             self.end(
                 code::FAIL,
-                Some(Error::io("register", "poll", e).to_string()),
+                Some(error_text(self.lang, &Error::io("register", "poll", e))),
             );
             return self.finish();
         }
@@ -204,7 +210,10 @@ impl ReceiverProcess {
             let wait = self.next_deadline().saturating_duration_since(now);
             if let Err(e) = poll.poll(&mut events, Some(wait)) {
                 if e.kind() != io::ErrorKind::Interrupted {
-                    self.end(code::FAIL, Some(Error::io("poll", "socket", e).to_string()));
+                    self.end(
+                        code::FAIL,
+                        Some(error_text(self.lang, &Error::io("poll", "socket", e))),
+                    );
                     break;
                 }
             }
@@ -360,16 +369,9 @@ impl ReceiverProcess {
                     }
                     self.end(code, None);
                 } else {
-                    let why = match (self.lang, reason) {
-                        (Lang::En, ByeReason::Left) => "the server ended the session",
-                        (Lang::En, ByeReason::Kicked) => "you were removed by the admin",
-                        (Lang::En, ByeReason::Shutdown) => "the chat server is shutting down",
-                        (Lang::Zh, ByeReason::Left) => "服务器结束了会话",
-                        (Lang::Zh, ByeReason::Kicked) => "你被管理员移出了聊天室",
-                        (Lang::Zh, ByeReason::Shutdown) => "聊天服务器正在关闭",
-                    };
+                    let why = render::fatal_line(self.lang, &Fatal::Bye(reason));
                     self.tell_sender(ToSender::Leaving);
-                    self.end(code::FAIL, Some(why.to_string()));
+                    self.end(code::FAIL, Some(why));
                 }
             }
             ServerMsg::UnknownSession { token } if token == self.token => {
@@ -461,9 +463,13 @@ impl ReceiverProcess {
             }
             Step::Refused(r) => {
                 let reason = render::refusal(self.lang, r);
-                let msg = format!(
-                    "cannot join as '{}' again: {reason}",
-                    render::escape(&self.name)
+                let msg = render::fatal_line(
+                    self.lang,
+                    &Fatal::CannotJoin {
+                        name: &self.name,
+                        reason: &reason,
+                        again: true,
+                    },
                 );
                 self.rejoin = None;
                 self.tell_sender(ToSender::Leaving);
@@ -477,10 +483,12 @@ impl ReceiverProcess {
         // The server may still hear us: one LEAVE, no waiting.
         self.send(&ClientMsg::Leave { token: self.token }.to_vec());
         self.tell_sender(ToSender::Leaving);
-        let msg = match self.lang {
-            Lang::En => format!("lost contact with the server at {}", self.server_text),
-            Lang::Zh => format!("与服务器 {} 失去联系", self.server_text),
-        };
+        let msg = render::fatal_line(
+            self.lang,
+            &Fatal::LostContact {
+                server: &self.server_text,
+            },
+        );
         self.end(code::FAIL, Some(msg));
     }
 

@@ -12,7 +12,7 @@ use std::io::{self, Write};
 /// an input line that is redrawn after each one.
 pub struct Screen {
     pub tty: bool,
-    pub prompt: &'static str,
+    pub prompt: String,
     pub line: Vec<char>,
     pub cursor: usize,
     pub cols: usize,
@@ -29,7 +29,7 @@ pub struct Screen {
 
 impl Screen {
     fn input_seq(&self) -> String {
-        let pw = render::str_width(self.prompt);
+        let pw = render::str_width(&self.prompt);
         let (text, col) = render::input_view(&self.line, self.cursor, pw, self.cols);
         let mut s = format!("\r\x1b[K{}{}\r", self.prompt, text);
         if pw + col > 0 {

@@ -5,11 +5,12 @@
 //! before it exits, and takes over the LEAVE if the receiver was killed.
 
 use crate::client::editor::{Action, Editor};
+use crate::client::lang::error_text;
 use crate::client::lines::{split_text, PipeLines, Piped};
 use crate::client::link::{ToReceiver, ToSender};
 use crate::client::names::{common_prefix, SeenNames};
 use crate::client::outgoing::{Outgoing, OutgoingQueue, WINDOW};
-use crate::client::render::{self, Lang, Notice, Undelivered};
+use crate::client::render::{self, Fatal, Lang, Notice, Undelivered};
 use crate::client::term::{self, StdinReader, TermModes};
 use crate::client::{code, leave_and_wait, pending_signals, reap, Session};
 use crate::error::Error;
@@ -138,6 +139,7 @@ pub fn run(session: Session, link: OwnedFd, child: Pid, stdin: StdinReader) -> u
         Ok(s) => s,
         Err(e) => {
             let e = Error::io("create", "signalfd", e.into());
+            let e = error_text(session.lang, &e);
             crate::stdio::err_line(&format!("chat-client: {e}"));
             let _ = nix::sys::signal::kill(child, Signal::SIGTERM);
             let status = reap(child, QUIT_GRACE);
@@ -556,6 +558,7 @@ impl SenderProcess {
     /// Something broke before the loop could run: the receiver is told to quit,
     /// then reaped.
     fn abandon(mut self, why: Error) -> u8 {
+        let why = error_text(self.lang, &why);
         crate::stdio::err_line(&format!("chat-client: {why}"));
         self.ask_quit(code::FAIL);
         self.status = reap(self.child, QUIT_GRACE);
@@ -569,16 +572,15 @@ impl SenderProcess {
         let code = match self.status {
             Some(WaitStatus::Exited(_, c)) => c as u8,
             other => {
-                let how = match other {
-                    Some(WaitStatus::Signaled(_, sig, _)) => format!("killed by {sig}"),
-                    _ => "lost".to_string(),
+                let signal = match other {
+                    Some(WaitStatus::Signaled(_, sig, _)) => Some(sig.as_str()),
+                    _ => None,
                 };
                 if self.term.is_some() {
                     let _ = crate::stdio::line(&mut io::stdout().lock(), "\r\x1b[K");
                 }
-                crate::stdio::err_line(&format!(
-                    "chat-client: the receiver process was {how}; leaving"
-                ));
+                let why = render::fatal_line(self.lang, &Fatal::ReceiverEnded { signal });
+                crate::stdio::err_line(&format!("chat-client: {why}"));
                 let requested = self.quit_sent.map(|(c, _)| c);
                 leave_and_wait(&self.socket, self.token);
                 requested.unwrap_or(code::FAIL)
