@@ -139,6 +139,7 @@ impl ReceiverProcess {
             } else {
                 80
             },
+            reflows: term::reflows(|k| std::env::var(k).ok()),
             bell: s.bell,
             color: s.color,
             broken: false,
@@ -608,10 +609,7 @@ impl ReceiverProcess {
                 }
                 Signal::SIGTSTP => self.suspend(),
                 Signal::SIGCONT => self.resume(),
-                Signal::SIGWINCH => {
-                    self.screen.cols = term::columns(term::stdout_fd());
-                    self.screen.redraw();
-                }
+                Signal::SIGWINCH => self.screen.resize(term::columns(term::stdout_fd())),
                 _ => {}
             }
         }

@@ -20,6 +20,9 @@ pub struct Screen {
     pub bell: bool,
     /// Highlight this member's name where it is mentioned.
     pub color: bool,
+    /// The terminal rewraps its lines when its width changes (tmux, VTE,
+    /// kitty…; not xterm or the Linux console).
+    pub reflows: bool,
     /// A write failed (a closed pipe, a hung-up terminal): nothing more is written.
     pub broken: bool,
     /// The terminal is no longer ours (the sender was killed, the shell has
@@ -59,6 +62,31 @@ impl Screen {
         } else {
             self.print(text);
         }
+    }
+
+    /// The window's width changed to `cols`. A terminal that rewraps its
+    /// lines (tmux, the reference terminal) has wrapped the input line over
+    /// several rows if it got narrower, the cursor on the row of its old
+    /// column: the rows from the line's first down are cleared, then the line
+    /// is drawn anew for the new width, so no stale prompt row stays.
+    pub fn resize(&mut self, cols: usize) {
+        if self.tty {
+            let pw = render::str_width(&self.prompt);
+            let (_, col) = render::input_view(&self.line, self.cursor, pw, self.cols);
+            let rows_above = if self.reflows {
+                (pw + col) / cols.max(1)
+            } else {
+                0
+            };
+            let mut s = String::from("\r");
+            if rows_above > 0 {
+                s.push_str(&format!("\x1b[{rows_above}A"));
+            }
+            s.push_str("\x1b[J");
+            self.write(&s);
+        }
+        self.cols = cols;
+        self.redraw();
     }
 
     /// Ctrl-L: clears the screen and draws the input line at the top.

@@ -92,6 +92,14 @@ pub fn columns(fd: BorrowedFd<'_>) -> usize {
     }
 }
 
+/// Does the terminal rewrap its lines when its width changes? Most do (tmux,
+/// VTE, kitty, iTerm2, Windows Terminal); xterm (`XTERM_VERSION` set) and the
+/// Linux console (`TERM=linux`) do not.
+pub fn reflows(get: impl Fn(&str) -> Option<String>) -> bool {
+    get("TMUX").is_some()
+        || !(get("XTERM_VERSION").is_some() || get("TERM").is_some_and(|t| t == "linux"))
+}
+
 /// A non-blocking reader of stdin that leaves fd 0's own flags alone.
 ///
 /// O_NONBLOCK lives on the open file description, which a terminal shares with
