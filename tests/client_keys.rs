@@ -207,4 +207,17 @@ fn who_lists_members_by_name_key() {
         line.ends_with("-- 5 in the room: alice, Bob, carol, dave, ÉMILE"),
         "{line}"
     );
+    // On a terminal the welcome is followed by who is in the room.
+    let mut zed = PtyClient::spawn(
+        &["--server", &server.addr, "--name", "zed", "--lang", "en"],
+        80,
+    );
+    zed.find_helper();
+    zed.wait_screen("the members after the welcome", |s| {
+        s.text()
+            .iter()
+            .any(|l| l.ends_with("-- 6 in the room: alice, Bob, carol, dave, zed, ÉMILE"))
+    });
+    zed.type_bytes(b"/quit\r");
+    assert_eq!(zed.wait_clean().code(), Some(0));
 }

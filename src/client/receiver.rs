@@ -36,6 +36,17 @@ const SIGNALS: MioToken = MioToken(2);
 /// the quit, LEAVE included).
 const WHO_BEFORE_QUIT: Duration = Duration::from_millis(300);
 
+/// What a `/who` fetch is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WhoFor {
+    /// `/who`: the list is printed.
+    Printing,
+    /// After the welcome on a terminal: up to a screenful is printed.
+    Welcome,
+    /// Tab: only the names for completion.
+    Completion,
+}
+
 struct Leaving {
     code: u8,
     next_send: Instant,
@@ -55,8 +66,8 @@ struct ReceiverProcess {
     next_ping: Instant,
     seq: SeqTracker,
     who: Option<WhoPager>,
-    /// The `/who` in progress only refreshes the names for completion.
-    who_quiet: bool,
+    /// What the `/who` in progress is for.
+    who_for: WhoFor,
     /// End of input or `/quit` arrived while a `/who` was still paging: the
     /// quit waits for it (until this deadline), so a script's last `/who` prints.
     quit_after_who: Option<(u8, Instant)>,
@@ -129,16 +140,18 @@ impl ReceiverProcess {
         };
         let now = Instant::now();
         let timeout = Duration::from_millis(s.timeout_ms as u64);
+        let (cols, rows) = if tty {
+            term::window_size(term::stdout_fd())
+        } else {
+            (80, 24)
+        };
         let screen = Screen {
             tty,
             prompt: render::input_prompt(s.lang).into_owned(),
             line: Vec::new(),
             cursor: 0,
-            cols: if tty {
-                term::columns(term::stdout_fd())
-            } else {
-                80
-            },
+            cols,
+            rows,
             reflows: term::reflows(|k| std::env::var(k).ok()),
             bell: s.bell,
             color: s.color,
@@ -158,7 +171,7 @@ impl ReceiverProcess {
             next_ping: now + timeout / 3,
             seq: SeqTracker::new(),
             who: None,
-            who_quiet: false,
+            who_for: WhoFor::Printing,
             quit_after_who: None,
             rejoin: None,
             leaving: None,
@@ -203,6 +216,9 @@ impl ReceiverProcess {
             return self.finish();
         }
         self.screen.redraw();
+        if self.screen.tty {
+            self.start_who(WhoFor::Welcome);
+        }
         let mut events = Events::with_capacity(16);
         // Signals that arrived before the signalfd existed are pending on it.
         self.drain_signals();
@@ -434,12 +450,12 @@ impl ReceiverProcess {
         }
     }
 
-    /// Starts paging the member list: printed, or (quiet) only told to the
-    /// sender for completion.
-    fn start_who(&mut self, quiet: bool) {
+    /// Starts paging the member list (the names always go to the sender,
+    /// for completion).
+    fn start_who(&mut self, why: WhoFor) {
         if self.leaving.is_none() && self.rejoin.is_none() {
             self.who = Some(WhoPager::new(Instant::now()));
-            self.who_quiet = quiet;
+            self.who_for = why;
             self.who_step(WhoStep::Ask(0));
         }
     }
@@ -505,21 +521,23 @@ impl ReceiverProcess {
             WhoStep::Done(total, mut names) => {
                 self.who = None;
                 sort_names(&mut names);
-                if std::mem::take(&mut self.who_quiet) {
-                    for n in names {
-                        self.tell_sender(ToSender::Seen(n));
-                    }
-                } else {
-                    self.notice(Notice::Members {
-                        total,
-                        names: &names,
-                    });
+                for n in &names {
+                    self.tell_sender(ToSender::Seen(n.clone()));
                 }
+                let shown = match self.who_for {
+                    WhoFor::Printing => names.len(),
+                    WhoFor::Welcome => self.screen.names_in_a_screenful(&names),
+                    WhoFor::Completion => return,
+                };
+                self.notice(Notice::Members {
+                    total,
+                    names: &names[..shown],
+                });
             }
             WhoStep::Ignore => {}
             WhoStep::GiveUp => {
                 self.who = None;
-                if !std::mem::take(&mut self.who_quiet) {
+                if self.who_for == WhoFor::Printing {
                     self.notice(Notice::WhoNoAnswer);
                 }
             }
@@ -579,8 +597,10 @@ impl ReceiverProcess {
                         self.screen.redraw();
                     }
                     Some(ToReceiver::Print(text)) => self.print(&text),
-                    Some(ToReceiver::Who) => self.start_who(false),
-                    Some(ToReceiver::RefreshNames) if self.who.is_none() => self.start_who(true),
+                    Some(ToReceiver::Who) => self.start_who(WhoFor::Printing),
+                    Some(ToReceiver::RefreshNames) if self.who.is_none() => {
+                        self.start_who(WhoFor::Completion)
+                    }
                     Some(ToReceiver::Redraw) => self.screen.clear_all(),
                     Some(ToReceiver::Quit(code)) if code == code::OK && self.who.is_some() => {
                         self.quit_after_who = Some((code, Instant::now() + WHO_BEFORE_QUIT));
@@ -609,7 +629,11 @@ impl ReceiverProcess {
                 }
                 Signal::SIGTSTP => self.suspend(),
                 Signal::SIGCONT => self.resume(),
-                Signal::SIGWINCH => self.screen.resize(term::columns(term::stdout_fd())),
+                Signal::SIGWINCH => {
+                    let (cols, rows) = term::window_size(term::stdout_fd());
+                    self.screen.rows = rows;
+                    self.screen.resize(cols);
+                }
                 _ => {}
             }
         }

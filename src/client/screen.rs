@@ -16,6 +16,8 @@ pub struct Screen {
     pub line: Vec<char>,
     pub cursor: usize,
     pub cols: usize,
+    /// The window's height in rows.
+    pub rows: usize,
     /// Ring the bell when this member is mentioned (only on a terminal).
     pub bell: bool,
     /// Highlight this member's name where it is mentioned.
@@ -87,6 +89,22 @@ impl Screen {
         }
         self.cols = cols;
         self.redraw();
+    }
+
+    /// How many of `names` fit in a screenful (the window's rows but three),
+    /// joined with `, ` (at least one).
+    pub fn names_in_a_screenful(&self, names: &[String]) -> usize {
+        let budget = self.cols * self.rows.saturating_sub(3).max(1);
+        let mut used = 0;
+        names
+            .iter()
+            .take_while(|n| {
+                used += render::str_width(n) + 2;
+                used <= budget
+            })
+            .count()
+            .max(1)
+            .min(names.len())
     }
 
     /// Ctrl-L: clears the screen and draws the input line at the top.

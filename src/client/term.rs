@@ -75,6 +75,11 @@ impl TermModes {
 
 /// The terminal's width in columns (80 when unknown).
 pub fn columns(fd: BorrowedFd<'_>) -> usize {
+    window_size(fd).0
+}
+
+/// The terminal's width in columns and height in rows (80 by 24 when unknown).
+pub fn window_size(fd: BorrowedFd<'_>) -> (usize, usize) {
     use std::os::fd::AsRawFd;
     let mut ws = nix::libc::winsize {
         ws_row: 0,
@@ -85,10 +90,10 @@ pub fn columns(fd: BorrowedFd<'_>) -> usize {
     // SAFETY: TIOCGWINSZ writes one `winsize` through the pointer, which points
     // to `ws`, alive and writable for the call; `fd` is open (borrowed).
     let r = unsafe { nix::libc::ioctl(fd.as_raw_fd(), nix::libc::TIOCGWINSZ, &mut ws) };
-    if r == 0 && ws.ws_col > 0 {
-        ws.ws_col as usize
+    if r == 0 && ws.ws_col > 0 && ws.ws_row > 0 {
+        (ws.ws_col as usize, ws.ws_row as usize)
     } else {
-        80
+        (80, 24)
     }
 }
 
