@@ -18,6 +18,9 @@
 //! * [`load`]: `chat-load`, the load generator and kernel-ceiling benchmark
 //!   for the chat server (threads, never forks; a developer tool).
 //! * [`pcopy`]: the fork-split file copier: plan, destination, workers, report.
+//! * [`process`]: process-wide effects by name: the fork that checks the process
+//!   is single-threaded, waiting only for one's own children, signal
+//!   dispositions and masks.
 //! * [`protocol`]: the chat wire format of PROTOCOL.md (encode, decode, limits,
 //!   name and text rules), pure functions over bytes.
 //! * [`room`]: the chat room as a sans-IO state machine: datagram, source and
@@ -26,12 +29,16 @@
 //!   `recvmmsg`/`sendmmsg`), the console on stdin and the signals.
 //! * [`stdio`]: reopening closed standard fds and writing lines without
 //!   panicking on a closed pipe.
+//! * [`trust`]: the server's long-term key and its key file, key
+//!   fingerprints, and the client's known-servers file (trust on first use).
 
 pub mod client;
 pub mod error;
 pub mod load;
 pub mod pcopy;
+pub mod process;
 pub mod protocol;
 pub mod room;
 pub mod server;
 pub mod stdio;
+pub mod trust;

@@ -25,6 +25,7 @@ use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sys::signal::Signal;
 
 use crate::error::{Error, Result};
+use crate::process;
 use crate::stdio;
 use copy::Files;
 use report::{Progress, Report};
@@ -47,7 +48,9 @@ pub const NO_TMPFILE_ENV: &str = "PCOPY_TEST_NO_TMPFILE";
 /// What the user asked for.
 #[derive(Debug, Clone)]
 pub struct Options {
+    /// The file to copy.
     pub src: PathBuf,
+    /// Where to copy it: a file name, or an existing directory to copy into.
     pub dst: PathBuf,
     /// The most workers, parent included (1..=64).
     pub jobs: usize,
@@ -64,6 +67,7 @@ pub struct Options {
 /// A failed run: the error line to print and how to end.
 #[derive(Debug)]
 pub struct Failure {
+    /// What went wrong, printed as `pcopy: ERROR`.
     pub error: Error,
     /// 1 for errors; 128 + N when stopped by signal N (used only if dying by the
     /// signal itself fails, see [`exit_code`]).
@@ -95,7 +99,7 @@ pub fn exit_code(result: Result<(), Failure>) -> ExitCode {
         Err(f) => {
             stdio::err_line(&format!("pcopy: {}", f.error));
             if let Some(sig) = f.signal {
-                workers::die_by(sig);
+                process::die_by_signal(sig);
             }
             ExitCode::from(f.status)
         }
@@ -204,11 +208,27 @@ fn on_pseudo_fs(file: &File) -> bool {
     }
 }
 
+/// Sets the process-wide signal state pcopy needs, for a binary's `main` to call
+/// before [`run`]: SIGXFSZ ignored (a file-size limit becomes EFBIG), SIGCHLD at
+/// its default action and blocked (so the workers' exits can be waited for and
+/// slept on), and SIGINT, SIGTERM and SIGHUP recorded in a flag that the workers
+/// check between chunks, so the copy stops cleanly (see [`process`]).
+pub fn set_up_signals() -> Result<()> {
+    let err = |e| Error::io("set up", "signal handling", e);
+    process::ignore_sigxfsz().map_err(err)?;
+    process::set_sigchld_to_default().map_err(err)?;
+    process::block_sigchld().map_err(err)?;
+    process::set_stop_signals_to_flag().map_err(err)
+}
+
 /// Copies `opts.src` to `opts.dst`; see the module doc.
+///
+/// It forks and reaps its workers (only them), and changes no signal disposition
+/// or mask: a program that wants a stop signal to end the copy cleanly, or the
+/// other effects of [`set_up_signals`], calls that first.
 pub fn run(opts: &Options) -> Result<(), Failure> {
     let start = Instant::now();
     let jobs = opts.jobs.clamp(1, MAX_WORKERS);
-    workers::install_signal_handlers().map_err(|e| Error::io("install", "signal handlers", e))?;
 
     let src_shown = opts.src.to_string_lossy().into_owned();
     let (src, meta) = open_source(opts)?;
@@ -229,7 +249,7 @@ pub fn run(opts: &Options) -> Result<(), Failure> {
 
     let no_tmpfile = std::env::var_os(NO_TMPFILE_ENV).is_some();
     let tmp = dest::TempFile::create(&target, meta.mode(), no_tmpfile)?;
-    let check_signal = || match workers::stop_signal() {
+    let check_signal = || match process::stop_signal() {
         Some(sig) => Err(Error::plain(format!("interrupted by {sig}"))),
         None => Ok(()),
     };
@@ -326,7 +346,7 @@ pub fn run(opts: &Options) -> Result<(), Failure> {
     // and rename below, or later) is not acted on: pcopy goes on and exits 0. That
     // is acceptable: the copy is complete (and verified if asked), so DST ends up
     // either old or new, consistent either way, and nothing is left to clean up.
-    if let Some(sig) = workers::stop_signal() {
+    if let Some(sig) = process::stop_signal() {
         return Err(interrupted(sig));
     }
     tmp.commit(&target, opts.sync)?;

@@ -1,271 +1,20 @@
 //! Integration tests for `pcopy`: they run the real binary on real files in
-//! temporary directories. The test process never forks by hand (Command's own
-//! spawn, with `pre_exec` for rlimits and closed fds, is the only fork), and every
-//! wait is bounded.
+//! temporary directories, every wait bounded. The tests that need something of the
+//! machine (root, a sysctl, /sys) are in `pcopy_host.rs`, whose harness can skip.
+
+#[path = "common/pcopy.rs"]
+mod pcopy_harness;
 
 use std::fs::{self, File};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
 
-use nix::sys::signal::{kill, sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-
-const PCOPY: &str = env!("CARGO_BIN_EXE_pcopy");
-const MIB: usize = 1 << 20;
-/// Longest any single pcopy run may take before the test gives up on it.
-const RUN_LIMIT: Duration = Duration::from_secs(30);
-
-// ---------------------------------------------------------------------------
-// Helpers
-
-fn tempdir() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("pcopy-test-")
-        .tempdir()
-        .expect("tempdir")
-}
-
-/// Deterministic pseudo-random bytes (xorshift), different for each `seed`.
-fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
-/// A large file written quickly: one random MiB repeated with a counter in each.
-fn big_file(path: &Path, len: usize) {
-    let block = data(MIB, 99);
-    let mut f = File::create(path).unwrap();
-    let mut written = 0;
-    let mut i = 0u64;
-    while written < len {
-        let n = MIB.min(len - written);
-        let mut b = block[..n].to_vec();
-        b[..8.min(n)].copy_from_slice(&i.to_le_bytes()[..8.min(n)]);
-        f.write_all(&b).unwrap();
-        written += n;
-        i += 1;
-    }
-}
-
-fn cmd(dir: &Path) -> Command {
-    let mut c = Command::new(PCOPY);
-    c.current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    c
-}
-
-/// Waits for `child` at most `limit`; kills it and panics when it takes longer.
-fn wait_bounded(child: &mut Child, limit: Duration) -> ExitStatus {
-    let t0 = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if t0.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("pcopy did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
-/// Waits (bounded) and collects the output of a child spawned with piped stdout
-/// and stderr. pcopy writes a line or two, far below a pipe's capacity.
-fn finish(mut child: Child) -> Output {
-    let status = wait_bounded(&mut child, RUN_LIMIT);
-    let mut stdout = Vec::new();
-    let mut stderr = Vec::new();
-    if let Some(mut o) = child.stdout.take() {
-        o.read_to_end(&mut stdout).unwrap();
-    }
-    if let Some(mut e) = child.stderr.take() {
-        e.read_to_end(&mut stderr).unwrap();
-    }
-    Output {
-        status,
-        stdout,
-        stderr,
-    }
-}
-
-fn run_in(dir: &Path, args: &[&str]) -> Output {
-    finish(cmd(dir).args(args).spawn().expect("spawn pcopy"))
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-#[track_caller]
-fn assert_ok(o: &Output) {
-    assert!(
-        o.status.success(),
-        "pcopy failed: {:?}\nstdout: {}\nstderr: {}",
-        o.status,
-        stdout(o),
-        stderr(o)
-    );
-}
-
-/// Exit status 1 with one `pcopy: ` line on stderr that contains every one of `needles`.
-#[track_caller]
-fn assert_fails(o: &Output, needles: &[&str]) {
-    let err = stderr(o);
-    assert_eq!(
-        o.status.code(),
-        Some(1),
-        "status {:?}, stderr: {err}",
-        o.status
-    );
-    assert!(err.starts_with("pcopy: "), "stderr: {err}");
-    assert_eq!(err.lines().count(), 1, "one line expected: {err}");
-    for n in needles {
-        assert!(err.contains(n), "stderr lacks {n:?}: {err}");
-    }
-    assert!(o.stdout.is_empty(), "stdout: {}", stdout(o));
-}
-
-/// The names in `dir`, sorted.
-fn entries(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
-}
-
-fn json(o: &Output) -> serde_json::Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("bad JSON ({e}): {}", stdout(o)))
-}
-
-/// The children of `pid` (needs CONFIG_PROC_CHILDREN, which every distro kernel has).
-fn children_of(pid: u32) -> Vec<i32> {
-    fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter_map(|s| s.parse().ok())
-        .collect()
-}
-
-/// The state letter of a process (R, S, T, Z…), or None when it is gone.
-fn state_of(pid: i32) -> Option<char> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = &stat[stat.rfind(')')? + 2..];
-    after.chars().next()
-}
-
-/// Bytes process `pid` has written so far (`wchar` in /proc/PID/io).
-fn written_by(pid: i32) -> u64 {
-    let io = fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
-    io.lines()
-        .find_map(|l| l.strip_prefix("wchar: "))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(0)
-}
-
-/// Starts pcopy and stops (SIGSTOP) its first worker child while it is still
-/// copying, so the test can act on a copy that is surely in progress. The child is
-/// stopped only once it has written data, i.e. after its start-up (PR_SET_PDEATHSIG).
-/// Returns None when the copy finished before a child could be caught (the caller
-/// retries).
-fn start_and_stop_a_worker(mut c: Command) -> Option<(Child, i32)> {
-    let mut child = c.spawn().expect("spawn pcopy");
-    let t0 = Instant::now();
-    loop {
-        if let Some(&pid) = children_of(child.id()).first() {
-            while written_by(pid) == 0 && matches!(state_of(pid), Some('R' | 'S' | 'D')) {
-                std::thread::yield_now();
-            }
-            let _ = kill(Pid::from_raw(pid), Signal::SIGSTOP);
-            // Caught in time only if it is stopped now, not already a zombie.
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                match state_of(pid) {
-                    Some('T') | Some('t') => return Some((child, pid)),
-                    Some('Z') | None => break,
-                    _ => std::thread::sleep(Duration::from_micros(200)),
-                }
-            }
-            let _ = wait_bounded(&mut child, RUN_LIMIT);
-            return None;
-        }
-        if child.try_wait().unwrap().is_some() {
-            return None;
-        }
-        if t0.elapsed() > RUN_LIMIT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("pcopy never forked a worker");
-        }
-        std::thread::sleep(Duration::from_micros(100));
-    }
-}
-
-/// Retries `start_and_stop_a_worker` a few times: a fast machine can finish a
-/// 256 MiB copy before the test sees the child.
-fn catch_a_worker(make: impl Fn() -> Command) -> (Child, i32) {
-    for _ in 0..8 {
-        if let Some(caught) = start_and_stop_a_worker(make()) {
-            return caught;
-        }
-    }
-    panic!("could not catch a pcopy worker mid-copy in 8 tries");
-}
-
-/// Waits (bounded) until process `pid` is gone or a zombie (dead, not yet reaped
-/// by whoever adopted it).
-fn wait_dead(pid: i32) {
-    let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_secs(10) {
-        match state_of(pid) {
-            None | Some('Z') | Some('X') => return,
-            _ => std::thread::sleep(Duration::from_millis(2)),
-        }
-    }
-    panic!("process {pid} still alive");
-}
-
-const OLD: &[u8] = b"the old destination\n";
-
-/// A directory with `src` (a large file) and `dst` (old content) for failure tests.
-fn big_setup() -> (tempfile::TempDir, PathBuf, PathBuf) {
-    let dir = tempdir();
-    let src = dir.path().join("src");
-    let dst = dir.path().join("dst");
-    big_file(&src, 256 * MIB);
-    fs::write(&dst, OLD).unwrap();
-    (dir, src, dst)
-}
-
-#[track_caller]
-fn assert_old_dst_intact_and_no_temp(dir: &Path) {
-    assert_eq!(fs::read(dir.join("dst")).unwrap(), OLD, "old DST changed");
-    assert_eq!(
-        entries(dir),
-        vec!["dst", "src"],
-        "a temporary file was left"
-    );
-}
+use pcopy_harness::*;
 
 // ---------------------------------------------------------------------------
 // Copies
@@ -485,42 +234,6 @@ fn size_zero_proc_files_are_copied_to_eof() {
 }
 
 #[test]
-fn sysfs_files_are_copied_to_eof_whatever_their_size() {
-    // sysfs says 4096 bytes for every attribute; the content is a few bytes.
-    let src = Path::new("/sys/class/net/lo/mtu");
-    let Ok(want) = fs::read(src) else {
-        eprintln!("skipped: {} is not readable (no /sys here)", src.display());
-        return;
-    };
-    let dir = tempdir();
-    for jobs in ["1", "2"] {
-        let o = run_in(
-            dir.path(),
-            &[
-                "-j",
-                jobs,
-                "--verify",
-                "--json",
-                "/sys/class/net/lo/mtu",
-                "mtu",
-            ],
-        );
-        assert_ok(&o);
-        let got = fs::read(dir.path().join("mtu")).unwrap();
-        assert!(
-            got == want,
-            "-j {jobs}: got {} bytes {:?}, want {:?}",
-            got.len(),
-            String::from_utf8_lossy(&got[..got.len().min(64)]),
-            String::from_utf8_lossy(&want)
-        );
-        let j = json(&o);
-        assert_eq!(j["bytes"], want.len() as u64, "{j}");
-        assert_eq!(j["workers"], 1, "{j}");
-    }
-}
-
-#[test]
 fn dst_may_be_an_existing_directory() {
     let dir = tempdir();
     fs::create_dir(dir.path().join("d")).unwrap();
@@ -600,27 +313,6 @@ fn socket_src_is_refused() {
     let o = run_in(dir.path(), &["s", "b"]);
     assert_fails(&o, &["'s'"]);
     assert_eq!(entries(dir.path()), vec!["s"]);
-}
-
-/// A command that runs pcopy without the privilege to ignore file modes: as root,
-/// it becomes `nobody` (65534) before exec, and `dir` is opened up for it.
-fn unprivileged_cmd(dir: &Path) -> Command {
-    let mut c = cmd(dir);
-    if nix::unistd::geteuid().is_root() {
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o777)).unwrap();
-        // SAFETY: setgroups/setgid/setuid are async-signal-safe; this runs in
-        // Command's child before exec.
-        unsafe {
-            c.pre_exec(|| {
-                let nobody_g = nix::unistd::Gid::from_raw(65534);
-                nix::unistd::setgroups(&[nobody_g])?;
-                nix::unistd::setgid(nobody_g)?;
-                nix::unistd::setuid(nix::unistd::Uid::from_raw(65534))?;
-                Ok(())
-            });
-        }
-    }
-    c
 }
 
 #[test]
@@ -754,31 +446,6 @@ fn dst_symlink_into_another_directory_replaces_its_target() {
 }
 
 #[test]
-fn dst_symlink_is_followed_by_the_kernel_so_protected_symlinks_applies() {
-    // fs.protected_symlinks: in a sticky world-writable directory (/tmp), a symlink
-    // owned by someone else is not followed. pcopy lets the kernel follow DST's link,
-    // so the rule holds for it as for any open().
-    let protected = fs::read_to_string("/proc/sys/fs/protected_symlinks").unwrap_or_default();
-    if protected.trim() != "1" || !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: needs root and fs.protected_symlinks = 1");
-        return;
-    }
-    let dir = tempdir();
-    let p = dir.path();
-    fs::write(p.join("a"), b"new").unwrap();
-    fs::write(p.join("victim"), OLD).unwrap();
-    fs::create_dir(p.join("tmp")).unwrap();
-    fs::set_permissions(p.join("tmp"), fs::Permissions::from_mode(0o1777)).unwrap();
-    let link = p.join("tmp/planted");
-    std::os::unix::fs::symlink(p.join("victim"), &link).unwrap();
-    std::os::unix::fs::lchown(&link, Some(65534), Some(65534)).unwrap();
-    let o = run_in(p, &["a", "tmp/planted"]);
-    assert_fails(&o, &["'tmp/planted'", "Permission denied"]);
-    assert_eq!(fs::read(p.join("victim")).unwrap(), OLD);
-    assert_eq!(entries(&p.join("tmp")), vec!["planted"]);
-}
-
-#[test]
 fn symlink_loop_as_dst_is_refused() {
     let dir = tempdir();
     let p = dir.path();
@@ -819,93 +486,65 @@ fn usage_errors_exit_2() {
     }
 }
 
+/// RLIMIT_FSIZE (`ulimit -f`) of 1 MiB for pcopy, set by `prlimit` before it execs.
+const FILE_SIZE_LIMIT_1MIB: [&str; 2] = ["prlimit", "--fsize=1048576"];
+
 #[test]
 fn file_size_limit_fails_at_preallocation() {
     let dir = tempdir();
     let p = dir.path();
     big_file(&p.join("src"), 8 * MIB);
     fs::write(p.join("dst"), OLD).unwrap();
-    let mut c = cmd(p);
-    c.args(["src", "dst"]);
-    limit_file_size(&mut c, MIB as u64);
-    let o = finish(c.spawn().unwrap());
+    let o = finish(
+        cmd_via(p, &FILE_SIZE_LIMIT_1MIB)
+            .args(["src", "dst"])
+            .spawn()
+            .unwrap(),
+    );
     assert_fails(&o, &["cannot preallocate 'dst'", "File too large"]);
     assert_old_dst_intact_and_no_temp(p);
 
     // With no DST at all: nothing appears, in either way of building the new file.
     fs::remove_file(p.join("dst")).unwrap();
     for no_tmpfile in [false, true] {
-        let mut c = cmd(p);
+        let mut c = cmd_via(p, &FILE_SIZE_LIMIT_1MIB);
         c.args(["src", "dst"]);
         if no_tmpfile {
             c.env("PCOPY_TEST_NO_TMPFILE", "1");
         }
-        limit_file_size(&mut c, MIB as u64);
         let o = finish(c.spawn().unwrap());
         assert_fails(&o, &["cannot preallocate 'dst'", "File too large"]);
         assert_eq!(entries(p), vec!["src"], "no_tmpfile {no_tmpfile}");
     }
 }
 
-/// Sets RLIMIT_FSIZE (`ulimit -f`) to `bytes` in Command's child before exec.
-fn limit_file_size(c: &mut Command, bytes: u64) {
-    // SAFETY: setrlimit is async-signal-safe; this runs in Command's child before exec.
-    unsafe {
-        c.pre_exec(move || {
-            let (_, hard) =
-                nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_FSIZE)?;
-            nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_FSIZE, bytes, hard)?;
-            Ok(())
-        });
-    }
-}
-
 // ---------------------------------------------------------------------------
 // Failures mid-copy: nothing appears under DST's name, no temp is left
 
-/// pcopy on the 256 MiB `src` of [`big_setup`]; every test that signals pcopy or its
-/// workers starts it this way, with the default dispositions of [`default_signals`].
-fn big_cmd(dir: &Path, extra: &[&str], no_tmpfile: bool) -> Command {
-    let mut c = cmd(dir);
-    c.args(extra).args(["src", "dst"]);
-    default_signals(&mut c);
+/// The signals the tests send to pcopy, and SIGCHLD, at their default action
+/// (`env` sets them before it execs pcopy), so a test does not depend on how the
+/// test runner itself was started (`nohup`, `&`).
+const DEFAULT_SIGNALS: [&str; 2] = ["env", "--default-signal=INT,TERM,HUP,CHLD"];
+
+/// pcopy on the 256 MiB `src` of [`big_setup`], started through `wrapper`.
+fn big_cmd_via(dir: &Path, wrapper: &[&str], no_tmpfile: bool) -> Command {
+    let mut c = cmd_via(dir, wrapper);
+    c.args(["src", "dst"]);
     if no_tmpfile {
         c.env("PCOPY_TEST_NO_TMPFILE", "1");
     }
     c
 }
 
-/// Sets each of `signals` to `handler` in Command's child, before exec: an ignored
-/// disposition survives exec, so this is how a shell with `trap '' SIG` (or `nohup`,
-/// or `&` in a script) starts pcopy.
-fn set_dispositions(c: &mut Command, signals: &'static [Signal], handler: SigHandler) {
-    // SAFETY: sigaction is async-signal-safe; this runs in Command's child before exec.
-    unsafe {
-        c.pre_exec(move || {
-            let act = SigAction::new(handler, SaFlags::empty(), SigSet::empty());
-            for &sig in signals {
-                sigaction(sig, &act)?;
-            }
-            Ok(())
-        });
-    }
-}
-
-/// The signals the tests send to pcopy, and SIGCHLD, at their default action, so a
-/// test does not depend on how the test runner itself was started (`nohup`, `&`).
-fn default_signals(c: &mut Command) {
-    const SIGNALS: &[Signal] = &[
-        Signal::SIGINT,
-        Signal::SIGTERM,
-        Signal::SIGHUP,
-        Signal::SIGCHLD,
-    ];
-    set_dispositions(c, SIGNALS, SigHandler::SigDfl);
+/// pcopy on the 256 MiB `src` of [`big_setup`]; every test that signals pcopy or its
+/// workers starts it this way, with the default dispositions of [`DEFAULT_SIGNALS`].
+fn big_cmd(dir: &Path, no_tmpfile: bool) -> Command {
+    big_cmd_via(dir, &DEFAULT_SIGNALS, no_tmpfile)
 }
 
 fn worker_killed(no_tmpfile: bool) {
     let (dir, _, _) = big_setup();
-    let (child, worker) = catch_a_worker(|| big_cmd(dir.path(), &[], no_tmpfile));
+    let (child, worker) = catch_a_worker(|| big_cmd(dir.path(), no_tmpfile));
     kill(Pid::from_raw(worker), Signal::SIGKILL).unwrap();
     let o = finish(child);
     assert_fails(
@@ -931,9 +570,13 @@ fn a_killed_worker_fails_the_copy_even_with_sigchld_ignored() {
     // and waitpid says ECHILD: pcopy must not take that for "all done".
     let (dir, _, _) = big_setup();
     let (child, worker) = catch_a_worker(|| {
-        let mut c = big_cmd(dir.path(), &[], false);
-        set_dispositions(&mut c, &[Signal::SIGCHLD], SigHandler::SigIgn);
-        c
+        // As a shell with `trap '' CHLD` starts it: an ignored disposition survives exec.
+        const CHLD_IGNORED: [&str; 3] = [
+            "env",
+            "--default-signal=INT,TERM,HUP",
+            "--ignore-signal=CHLD",
+        ];
+        big_cmd_via(dir.path(), &CHLD_IGNORED, false)
     });
     kill(Pid::from_raw(worker), Signal::SIGKILL).unwrap();
     let o = finish(child);
@@ -944,7 +587,7 @@ fn a_killed_worker_fails_the_copy_even_with_sigchld_ignored() {
 #[test]
 fn src_shrinking_during_the_copy_fails_cleanly() {
     let (dir, src, _) = big_setup();
-    let (child, worker) = catch_a_worker(|| big_cmd(dir.path(), &[], true));
+    let (child, worker) = catch_a_worker(|| big_cmd(dir.path(), true));
     // Freeze the parent too, cut SRC short, and let both run on.
     let parent = Pid::from_raw(child.id() as i32);
     kill(parent, Signal::SIGSTOP).unwrap();
@@ -966,7 +609,7 @@ fn src_shrinking_during_the_copy_fails_cleanly() {
 /// shell loop around it stops on Ctrl-C as it would around cp.
 fn stopped_by(sig: Signal, no_tmpfile: bool) {
     let (dir, _, _) = big_setup();
-    let (child, worker) = catch_a_worker(|| big_cmd(dir.path(), &[], no_tmpfile));
+    let (child, worker) = catch_a_worker(|| big_cmd(dir.path(), no_tmpfile));
     kill(Pid::from_raw(child.id() as i32), sig).unwrap();
     let o = finish(child);
     assert_eq!(
@@ -1015,7 +658,7 @@ fn src_is_read_in_blocking_mode_once_known_to_be_a_regular_file() {
     // O_NONBLOCK only guards the open against a FIFO; it must not stay on the
     // open file description the workers read.
     let (dir, src, _) = big_setup();
-    let (mut child, worker) = catch_a_worker(|| big_cmd(dir.path(), &[], false));
+    let (mut child, worker) = catch_a_worker(|| big_cmd(dir.path(), false));
     let src = src.canonicalize().unwrap();
     let flags = open_flags_of(worker, &src);
     kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
@@ -1032,7 +675,7 @@ fn src_is_read_in_blocking_mode_once_known_to_be_a_regular_file() {
 #[test]
 fn sigkill_of_pcopy_leaves_dst_intact_and_kills_workers() {
     let (dir, _, _) = big_setup();
-    let (mut child, worker) = catch_a_worker(|| big_cmd(dir.path(), &[], false));
+    let (mut child, worker) = catch_a_worker(|| big_cmd(dir.path(), false));
     kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
     let status = wait_bounded(&mut child, RUN_LIMIT);
     assert_eq!(status.signal(), Some(nix::libc::SIGKILL));
@@ -1045,13 +688,24 @@ fn sigkill_of_pcopy_leaves_dst_intact_and_kills_workers() {
 // ---------------------------------------------------------------------------
 // Standard output trouble never undoes the copy
 
+/// A wrapper that closes the standard fds `fds` ("0 1") and execs pcopy: `sh -c
+/// 'exec "$@" 0<&- 1>&-' sh PCOPY ARGS…`.
+fn closing(fds: &str) -> [String; 4] {
+    let redirs: Vec<String> = fds.split(' ').map(|fd| format!("{fd}<&-")).collect();
+    [
+        "sh".into(),
+        "-c".into(),
+        format!("exec \"$@\" {}", redirs.join(" ")),
+        "sh".into(),
+    ]
+}
+
 #[test]
 fn closed_stdout_does_not_break_the_copy() {
     let dir = tempdir();
     fs::write(dir.path().join("a"), data(100_000, 9)).unwrap();
-    let mut c = cmd(dir.path());
+    let mut c = cmd_via(dir.path(), &closing("1"));
     c.args(["a", "b"]);
-    close_fds(&mut c, &[1]);
     let o = finish(c.spawn().unwrap());
     assert_ok(&o);
     assert!(o.stderr.is_empty(), "{}", stderr(&o));
@@ -1083,9 +737,8 @@ fn closed_pipe_on_stdout_exits_1_and_keeps_the_copy() {
 fn stdin_closed_is_harmless() {
     let dir = tempdir();
     fs::write(dir.path().join("a"), b"abc").unwrap();
-    let mut c = cmd(dir.path());
+    let mut c = cmd_via(dir.path(), &closing("0"));
     c.args(["a", "b"]);
-    close_fds(&mut c, &[0]);
     let o = finish(c.spawn().unwrap());
     assert_ok(&o);
     assert_eq!(fs::read(dir.path().join("b")).unwrap(), b"abc");
@@ -1096,19 +749,6 @@ fn stdin_closed_is_harmless() {
     );
 }
 
-/// Closes each of `fds` in Command's child before exec.
-fn close_fds(c: &mut Command, fds: &'static [i32]) {
-    // SAFETY: close is async-signal-safe; runs in Command's child before exec.
-    unsafe {
-        c.pre_exec(move || {
-            for &fd in fds {
-                nix::libc::close(fd);
-            }
-            Ok(())
-        });
-    }
-}
-
 #[test]
 fn all_std_fds_closed_the_copy_gets_no_stray_text() {
     // With 0, 1 and 2 all closed, the first files pcopy opens would be 0, 1, 2: the
@@ -1117,9 +757,8 @@ fn all_std_fds_closed_the_copy_gets_no_stray_text() {
     let p = dir.path();
     let content = data(300_000, 11);
     fs::write(p.join("a"), &content).unwrap();
-    let mut c = cmd(p);
+    let mut c = cmd_via(p, &closing("0 1 2"));
     c.args(["--verify", "a", "b"]);
-    close_fds(&mut c, &[0, 1, 2]);
     let o = finish(c.spawn().unwrap());
     assert_eq!(o.status.code(), Some(0));
     assert!(
@@ -1139,9 +778,8 @@ fn closed_stderr_and_a_failure_exit_1_and_write_nothing_into_files() {
     fs::write(p.join("a"), &content).unwrap();
     let (read_end, write_end) = nix::unistd::pipe().unwrap();
     drop(read_end);
-    let mut c = cmd(p);
+    let mut c = cmd_via(p, &closing("2"));
     c.args(["a", "b"]).stdout(Stdio::from(write_end));
-    close_fds(&mut c, &[2]);
     let o = finish(c.spawn().unwrap());
     assert_eq!(o.status.code(), Some(1));
     assert!(
@@ -1149,9 +787,8 @@ fn closed_stderr_and_a_failure_exit_1_and_write_nothing_into_files() {
         "the copy differs"
     );
     // And a refusal with stderr closed: exit 1, nothing created.
-    let mut c = cmd(p);
+    let mut c = cmd_via(p, &closing("1 2"));
     c.args(["missing", "c"]);
-    close_fds(&mut c, &[1, 2]);
     let o = finish(c.spawn().unwrap());
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(entries(p), vec!["a", "b"]);

@@ -43,6 +43,7 @@ fn main() -> ExitCode {
 fn run() -> Result<(), Failure> {
     stdio::reopen_closed_std_fds().map_err(|e| Error::io("open", "/dev/null", e))?;
     let cli = Cli::parse();
+    pcopy::set_up_signals()?;
     pcopy::run(&Options {
         src: cli.src,
         dst: cli.dst,

@@ -274,11 +274,13 @@ fn join_loop(
             },
         };
         let refusal = match protocol::check_name(&name) {
-            Err(protocol::NameError::Invalid) => Some(protocol::RefuseReason::InvalidName),
-            Err(protocol::NameError::Reserved) => Some(protocol::RefuseReason::Reserved),
+            Err(protocol::NameError::Invalid(why)) => {
+                Some(Err(render::invalid_name(lang, &name, Some(why))))
+            }
+            Err(e) => Some(Ok(e.refuse_reason())),
             Ok(()) => match login_blocking(socket, &name, 0)? {
                 LoginOutcome::Welcome(w) => return Ok(Ok(w)),
-                LoginOutcome::Refused(r) => Some(r),
+                LoginOutcome::Refused(r) => Some(Ok(r)),
                 LoginOutcome::NoAnswer => {
                     let server = &opts.server;
                     let f = render::Fatal::NoAnswer { server };
@@ -287,10 +289,9 @@ fn join_loop(
             },
         };
         let reason = match refusal.expect("set above") {
-            protocol::RefuseReason::InvalidName => {
-                render::invalid_name(lang, names::name_problem(&name))
-            }
-            r => render::refusal(lang, r),
+            Err(text) => text,
+            Ok(protocol::RefuseReason::InvalidName) => render::invalid_name(lang, &name, None),
+            Ok(r) => render::refusal(lang, r),
         };
         if !interactive {
             let f = render::Fatal::CannotJoin {

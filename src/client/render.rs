@@ -4,18 +4,14 @@
 
 pub use crate::client::lang::Lang;
 use crate::client::lang::{t, tr, Wording};
-use crate::client::names::NameProblem;
-use crate::protocol::{is_bidi_control, ByeReason, Event, LeftReason, RefuseReason, RejectReason};
+use crate::protocol::{ByeReason, Event, InvalidName, LeftReason, RefuseReason, RejectReason};
 use std::borrow::Cow;
 use std::fmt::Write as _;
 use unicode_width::UnicodeWidthChar;
 
-/// Must `c` be shown as an escape rather than sent to the terminal?
-/// C0 controls, DEL, C1 controls, bidi controls, and the Unicode line and
-/// paragraph separators.
-pub fn must_escape(c: char) -> bool {
-    c.is_control() || is_bidi_control(c) || matches!(c, '\u{2028}' | '\u{2029}')
-}
+/// Must `c` be shown as an escape rather than sent to the terminal? The
+/// protocol's rule: exactly the code points a text may never hold.
+pub use crate::protocol::must_escape;
 
 /// Remote text made harmless: every character of [`must_escape`] becomes a
 /// visible escape (`\x1b`, `\x7f`, `\u0085`, `\u202e`), so no message can move
@@ -324,34 +320,63 @@ pub fn refusal(lang: Lang, r: RefuseReason) -> String {
 }
 
 /// Why a name is invalid, in the user's language: `invalid name: spaces are
-/// not allowed`.
-pub fn invalid_name(lang: Lang, problem: Option<NameProblem>) -> String {
-    use crate::protocol::{MAX_NAME_BYTES, MAX_NAME_CHARS};
-    let detail = match (lang.wording(), problem) {
-        (_, None) => return refusal(lang, RefuseReason::InvalidName),
-        (Wording::En, Some(p)) => match p {
-            NameProblem::Empty => "it is empty".to_string(),
-            NameProblem::Space => "spaces are not allowed".to_string(),
-            NameProblem::TooLong => format!("more than {MAX_NAME_CHARS} characters"),
-            NameProblem::TooManyBytes => format!("more than {MAX_NAME_BYTES} bytes"),
-            NameProblem::StartsWithMark => "it starts with a combining mark".to_string(),
-            NameProblem::Character(c) => format!(
-                "'{}' is not allowed (letters, digits, _ - . only)",
-                escape(&c.to_string())
-            ),
-        },
-        (Wording::Zh, Some(p)) => match p {
-            NameProblem::Empty => t(lang, "名字是空的").into(),
-            NameProblem::Space => t(lang, "不能有空格").into(),
-            NameProblem::TooLong => tr(lang, "超过 {0} 个字符", &[&MAX_NAME_CHARS]),
-            NameProblem::TooManyBytes => tr(lang, "超过 {0} 字节", &[&MAX_NAME_BYTES]),
-            NameProblem::StartsWithMark => t(lang, "不能以组合符号开头").into(),
-            NameProblem::Character(c) => tr(
-                lang,
-                "不能有 '{0}' (只能用字母、数字和 _ - .)",
-                &[&escape(&c.to_string())],
-            ),
-        },
+/// not allowed`. `why` is the rule it breaks, when known.
+pub fn invalid_name(lang: Lang, name: &str, why: Option<InvalidName>) -> String {
+    use crate::protocol::{MAX_NAME_BYTES, MAX_NAME_CHARS, MAX_NAME_MARKS};
+    let Some(why) = why else {
+        return refusal(lang, RefuseReason::InvalidName);
+    };
+    let chars = name.chars().count();
+    let shown = |c: char| escape(&c.to_string()).into_owned();
+    let detail = match (lang.wording(), why) {
+        (_, InvalidName::Length) if chars == 0 => t(lang, "名字是空的").into_owned(),
+        (Wording::En, InvalidName::Length) if chars > MAX_NAME_CHARS => {
+            format!("more than {MAX_NAME_CHARS} characters")
+        }
+        (Wording::En, InvalidName::Length) => format!("more than {MAX_NAME_BYTES} bytes"),
+        (Wording::Zh, InvalidName::Length) if chars > MAX_NAME_CHARS => {
+            tr(lang, "超过 {0} 个字符", &[&MAX_NAME_CHARS])
+        }
+        (Wording::Zh, InvalidName::Length) => tr(lang, "超过 {0} 字节", &[&MAX_NAME_BYTES]),
+        (Wording::En, InvalidName::Character(c)) if c.is_whitespace() => {
+            "spaces are not allowed".into()
+        }
+        (Wording::Zh, InvalidName::Character(c)) if c.is_whitespace() => {
+            t(lang, "不能有空格").into_owned()
+        }
+        (Wording::En, InvalidName::Character(c)) => format!(
+            "'{}' is not allowed (letters, digits, _ - . only)",
+            shown(c)
+        ),
+        (Wording::Zh, InvalidName::Character(c)) => tr(
+            lang,
+            "不能有 '{0}' (只能用字母、数字和 _ - .)",
+            &[&shown(c)],
+        ),
+        (Wording::En, InvalidName::Invisible(c)) => {
+            format!("an invisible character (U+{:04X})", c as u32)
+        }
+        (Wording::Zh, InvalidName::Invisible(c)) => tr(
+            lang,
+            "不能有看不见的字符 (U+{0})",
+            &[&format!("{:04X}", c as u32)],
+        ),
+        (Wording::En, InvalidName::MarkFirst) => "it starts with a combining mark".into(),
+        (Wording::Zh, InvalidName::MarkFirst) => t(lang, "不能以组合符号开头").into_owned(),
+        (Wording::En, InvalidName::TooManyMarks) => {
+            format!("more than {MAX_NAME_MARKS} combining marks on one letter")
+        }
+        (Wording::Zh, InvalidName::TooManyMarks) => {
+            tr(lang, "一个字母上超过 {0} 个组合符号", &[&MAX_NAME_MARKS])
+        }
+        (Wording::En, InvalidName::NotInProfile(c)) => {
+            format!("'{}' is not allowed in names", shown(c))
+        }
+        (Wording::Zh, InvalidName::NotInProfile(c)) => tr(lang, "名字里不能有 '{0}'", &[&shown(c)]),
+        (Wording::En, InvalidName::MixedScripts) => {
+            "it mixes scripts (letters of several alphabets)".into()
+        }
+        (Wording::Zh, InvalidName::MixedScripts) => t(lang, "不能混用多种文字").into_owned(),
     };
     format!("{}: {detail}", refusal(lang, RefuseReason::InvalidName))
 }

@@ -6,6 +6,7 @@ use std::io::{self, Write};
 use std::time::{Duration, Instant};
 
 use humansize::{format_size, FormatSizeOptions, BINARY};
+use serde::Serialize;
 
 /// The facts of a finished copy.
 #[derive(Debug, Clone)]
@@ -80,45 +81,37 @@ impl Report {
         s
     }
 
-    /// The same facts as one JSON object.
+    /// The same facts as one JSON object, on one line.
     pub fn json(&self) -> String {
-        let shares: Vec<String> = self.shares.iter().map(u64::to_string).collect();
-        format!(
-            "{{\"src\":{},\"dst\":{},\"bytes\":{},\"data_bytes\":{},\"seconds\":{:.6},\
-             \"bytes_per_second\":{:.0},\"workers\":{},\"worker_bytes\":[{}],\"verified\":{},\"synced\":{}}}",
-            json_string(&self.src),
-            json_string(&self.dst),
-            self.bytes,
-            self.data_bytes,
-            self.seconds,
-            self.rate(),
-            self.shares.len(),
-            shares.join(","),
-            self.verified,
-            self.synced,
-        )
+        let line = JsonReport {
+            src: &self.src,
+            dst: &self.dst,
+            bytes: self.bytes,
+            data_bytes: self.data_bytes,
+            seconds: self.seconds,
+            bytes_per_second: self.rate().round(),
+            workers: self.shares.len(),
+            worker_bytes: &self.shares,
+            verified: self.verified,
+            synced: self.synced,
+        };
+        serde_json::to_string(&line).expect("a report of strings and numbers serializes")
     }
 }
 
-/// `s` as a JSON string literal.
-pub fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+/// The `--json` report's fields, in their order.
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    src: &'a str,
+    dst: &'a str,
+    bytes: u64,
+    data_bytes: u64,
+    seconds: f64,
+    bytes_per_second: f64,
+    workers: usize,
+    worker_bytes: &'a [u64],
+    verified: bool,
+    synced: bool,
 }
 
 /// The progress line on stderr: shown only on a terminal, only after the copy has
@@ -152,9 +145,25 @@ impl Progress {
 
     /// Starts a phase (copying, verifying) of `total` bytes.
     pub fn phase(&mut self, label: &'static str, total: u64) {
+        self.phase_at(label, total, Instant::now());
+    }
+
+    fn phase_at(&mut self, label: &'static str, total: u64, now: Instant) {
         self.label = label;
         self.total = total;
-        self.phase_start = Instant::now();
+        self.phase_start = now;
+    }
+
+    /// The line at `now` with `done` bytes of the phase done: its rate and ETA are
+    /// over the phase, not the whole run (a verify after a long copy would
+    /// otherwise show the copy's time in its rate).
+    fn line_at(&self, now: Instant, done: u64) -> String {
+        progress_line(
+            self.label,
+            done,
+            self.total,
+            now.duration_since(self.phase_start),
+        )
     }
 
     /// Redraws the line if it is time; `done` is asked only then.
@@ -172,12 +181,7 @@ impl Progress {
             }
         }
         self.last = Some(now);
-        let line = progress_line(
-            self.label,
-            done(),
-            self.total,
-            now.duration_since(self.start),
-        );
+        let line = self.line_at(now, done());
         let mut err = io::stderr().lock();
         let _ = write!(err, "\r{line}\x1b[K");
         let _ = err.flush();
@@ -261,11 +265,28 @@ mod tests {
     }
 
     #[test]
-    fn json_escapes_strings() {
-        assert_eq!(json_string("a\"b\\c\nd\u{1}"), "\"a\\\"b\\\\c\\nd\\u0001\"");
+    fn json_has_the_facts_in_order_and_escapes_names() {
+        let mut r = sample();
+        r.src = "a\"b\\c\nd\u{1}".into();
+        let j: serde_json::Value = serde_json::from_str(&r.json()).unwrap();
+        assert_eq!(j["src"], "a\"b\\c\nd\u{1}");
         let j = sample().json();
         assert!(j.starts_with("{\"src\":\"big.iso\",\"dst\":\"out.iso\",\"bytes\":2147483648,"));
         assert!(j.contains("\"worker_bytes\":[1073741824,1073741824]"));
+    }
+
+    #[test]
+    fn progress_rate_is_over_the_phase_not_the_run() {
+        let t0 = Instant::now();
+        let mut p = Progress::new(true, t0);
+        p.phase_at("copied", 8 << 30, t0);
+        // A verify that starts after a 10 s copy and does 1 GiB in its first second.
+        p.phase_at("verified", 2 << 30, t0 + Duration::from_secs(10));
+        let line = p.line_at(t0 + Duration::from_secs(11), 1 << 30);
+        assert_eq!(
+            line,
+            "verified 1.00 GiB of 2.00 GiB (50%), 1.00 GiB/s, ETA 1.0 s"
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
-//! Forked workers: the shared counters page, the fork, the wait, and signals.
+//! Forked workers: the shared counters page, the fork and the wait.
 //!
-//! The parent forks one child per share but the first, copies the first share
-//! itself, and reaps every child with `waitpid`. Children die with the parent
+//! The parent forks one child per share but the first (with the checked fork of
+//! [`crate::process`]), copies the first share itself, and reaps those children,
+//! and only them. Children die with the parent
 //! (`PR_SET_PDEATHSIG`), report their bytes through atomics in a MAP_SHARED anonymous
 //! mapping made before the fork, and leave their error text there when they fail.
 //! Children never touch the temporary file's name: cleanup is the parent's job.
@@ -9,19 +10,17 @@
 use std::io::{self, Write};
 use std::num::NonZeroUsize;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::ptr::{addr_of, addr_of_mut, NonNull};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::time::Duration;
 
-use nix::errno::Errno;
 use nix::sys::mman::{mmap_anonymous, munmap, MapFlags, ProtFlags};
-use nix::sys::signal::{
-    kill, sigaction, sigprocmask, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal,
-};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::{fork, getpid, getppid, ForkResult, Pid};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::WaitStatus;
+use nix::unistd::{getpid, getppid, ForkResult, Pid};
 
 use crate::error::{Error, Result};
+use crate::process::{self, stop_signal, Reaped};
 
 /// The most workers `-j` allows.
 pub const MAX_WORKERS: usize = 64;
@@ -34,88 +33,6 @@ const EXIT_FAILED: i32 = 1; // its message is in its slot
 const EXIT_STOPPED: i32 = 3; // stopped early because a sibling failed or a signal came
 
 // ---------------------------------------------------------------------------
-// Signals
-
-/// The signal that asked us to stop (SIGINT, SIGTERM, SIGHUP), or 0.
-static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
-
-extern "C" fn on_stop_signal(sig: nix::libc::c_int) {
-    // Async-signal-safe: one atomic store. The first signal wins.
-    let _ = STOP_SIGNAL.compare_exchange(0, sig, Ordering::Relaxed, Ordering::Relaxed);
-}
-
-const STOP_SIGNALS: [Signal; 3] = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP];
-
-/// Ignores SIGXFSZ (a file-size limit becomes EFBIG instead of a kill) and turns
-/// SIGINT, SIGTERM and SIGHUP into a flag that workers check between chunks, so the
-/// parent can kill and reap its children and remove the temporary file. A signal
-/// that was ignored when pcopy started (`nohup`, `&` in a script) stays ignored.
-///
-/// SIGCHLD goes back to its default action whatever pcopy inherited: an ignored
-/// SIGCHLD survives exec, and with it the kernel reaps the workers itself, so
-/// `waitpid` could never tell a killed worker from a finished one. Call this before
-/// any fork.
-pub fn install_signal_handlers() -> io::Result<()> {
-    let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
-    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
-    // No SA_RESTART: a blocked wait returns EINTR and the flag is seen at once.
-    let flag = SigAction::new(
-        SigHandler::Handler(on_stop_signal),
-        SaFlags::empty(),
-        SigSet::empty(),
-    );
-    // SAFETY: the handler only stores to an atomic; SIG_IGN is always safe.
-    unsafe {
-        sigaction(Signal::SIGXFSZ, &ignore)?;
-        sigaction(Signal::SIGCHLD, &default)?;
-        for sig in STOP_SIGNALS {
-            let old = sigaction(sig, &flag)?;
-            if matches!(old.handler(), SigHandler::SigIgn) {
-                sigaction(sig, &ignore)?;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The stop signal received so far, if any.
-pub fn stop_signal() -> Option<Signal> {
-    match STOP_SIGNAL.load(Ordering::Relaxed) {
-        0 => None,
-        n => Signal::try_from(n).ok(),
-    }
-}
-
-/// Ends this process by `sig` itself, after pcopy's cleanup: default action,
-/// unblocked, raised. Returns only if the process is somehow still alive (the
-/// caller then exits with 128 + N).
-pub fn die_by(sig: Signal) {
-    let dfl = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
-    // SAFETY: restoring the default action of a stop signal.
-    if unsafe { sigaction(sig, &dfl) }.is_err() {
-        return;
-    }
-    let mut set = SigSet::empty();
-    set.add(sig);
-    let _ = sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&set), None);
-    let _ = nix::sys::signal::raise(sig);
-}
-
-/// In a child: stop signals kill it (default action), as for any process.
-fn default_stop_signals() {
-    let dfl = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
-    for sig in STOP_SIGNALS {
-        // SAFETY: restoring the default action.
-        if let Ok(old) = unsafe { sigaction(sig, &dfl) } {
-            if matches!(old.handler(), SigHandler::SigIgn) {
-                // SAFETY: as above.
-                let _ = unsafe { sigaction(sig, &old) };
-            }
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------
 // The shared page
 
 /// One worker's slot in the shared mapping.
@@ -125,9 +42,11 @@ struct Slot {
     done: AtomicU64,
     /// Length of the error text in `msg`, written last (Release) by a failing child.
     msg_len: AtomicU32,
-    msg: [u8; MSG_MAX],
+    msg: [AtomicU8; MSG_MAX],
 }
 
+/// The shared mapping: atomics only, so every process may read and write any of
+/// it through a shared reference.
 #[repr(C)]
 struct Page {
     /// Set by a failing worker so its siblings stop early.
@@ -142,10 +61,11 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// Maps a new, zeroed page of counters.
     pub fn new() -> Result<Self> {
         let len = NonZeroUsize::new(std::mem::size_of::<Page>()).expect("non-empty");
-        // SAFETY: a fresh anonymous mapping; zeroed memory is a valid `Page` (all atomics
-        // and bytes are zero).
+        // SAFETY: a new anonymous mapping at an address the kernel picks: it replaces
+        // no existing memory of this process.
         let ptr = unsafe {
             mmap_anonymous(
                 None,
@@ -158,48 +78,43 @@ impl Shared {
         Ok(Shared { page: ptr.cast() })
     }
 
-    fn slot(&self, i: usize) -> *mut Slot {
-        assert!(i < MAX_WORKERS);
-        // SAFETY: in bounds of the mapping; no reference is made.
-        unsafe { addr_of_mut!((*self.page.as_ptr()).slots[i]) }
+    fn page(&self) -> &Page {
+        // SAFETY: `page` points to a live mapping of `size_of::<Page>()` bytes, page
+        // aligned, readable and writable, unmapped only by `drop`; the kernel zeroed
+        // it, and all-zero bytes are a valid `Page` (atomics only). Other processes
+        // write it only through atomics as well.
+        unsafe { self.page.as_ref() }
     }
 
-    fn done(&self, i: usize) -> &AtomicU64 {
-        // SAFETY: atomics may be shared between processes and threads alike.
-        unsafe { &*addr_of!((*self.slot(i)).done) }
+    fn slot(&self, i: usize) -> &Slot {
+        &self.page().slots[i]
     }
 
     fn abort_flag(&self) -> &AtomicBool {
-        // SAFETY: as above.
-        unsafe { &*addr_of!((*self.page.as_ptr()).abort) }
+        &self.page().abort
     }
 
     /// Resets the counters and messages of the first `n` workers.
     pub fn reset(&self, n: usize) {
         self.abort_flag().store(false, Ordering::Relaxed);
         for i in 0..n {
-            self.done(i).store(0, Ordering::Relaxed);
-            self.msg_len(i).store(0, Ordering::Relaxed);
+            self.slot(i).done.store(0, Ordering::Relaxed);
+            self.slot(i).msg_len.store(0, Ordering::Relaxed);
         }
-    }
-
-    fn msg_len(&self, i: usize) -> &AtomicU32 {
-        // SAFETY: as above.
-        unsafe { &*addr_of!((*self.slot(i)).msg_len) }
     }
 
     /// Bytes done by the first `n` workers together.
     pub fn total_done(&self, n: usize) -> u64 {
-        (0..n).map(|i| self.done(i).load(Ordering::Relaxed)).sum()
+        (0..n).map(|i| self.done_by(i)).sum()
     }
 
     /// Bytes done by worker `i`.
     pub fn done_by(&self, i: usize) -> u64 {
-        self.done(i).load(Ordering::Relaxed)
+        self.slot(i).done.load(Ordering::Relaxed)
     }
 
     fn add_done(&self, i: usize, n: u64) {
-        self.done(i).fetch_add(n, Ordering::Relaxed);
+        self.slot(i).done.fetch_add(n, Ordering::Relaxed);
     }
 
     fn aborted(&self) -> bool {
@@ -208,37 +123,36 @@ impl Shared {
 
     /// In a child: leaves the error text for the parent.
     fn set_msg(&self, i: usize, text: &str) {
-        let bytes = text.as_bytes();
-        let mut n = bytes.len().min(MSG_MAX);
+        let mut n = text.len().min(MSG_MAX);
         while !text.is_char_boundary(n) {
             n -= 1;
         }
-        // SAFETY: only worker `i` writes slot `i`'s text, and the parent reads it only
-        // after this worker exits (or after seeing `msg_len` with Acquire).
-        unsafe {
-            let dst = addr_of_mut!((*self.slot(i)).msg) as *mut u8;
-            std::ptr::copy_nonoverlapping(bytes.as_ptr(), dst, n);
+        let slot = self.slot(i);
+        for (cell, &b) in slot.msg.iter().zip(&text.as_bytes()[..n]) {
+            cell.store(b, Ordering::Relaxed);
         }
-        self.msg_len(i).store(n as u32, Ordering::Release);
+        slot.msg_len.store(n as u32, Ordering::Release);
     }
 
     /// The error text worker `i` left, if any.
     fn msg(&self, i: usize) -> Option<String> {
-        let n = self.msg_len(i).load(Ordering::Acquire) as usize;
+        let slot = self.slot(i);
+        let n = (slot.msg_len.load(Ordering::Acquire) as usize).min(MSG_MAX);
         if n == 0 {
             return None;
         }
-        // SAFETY: the writer finished before the Release store of `msg_len`.
-        let bytes = unsafe {
-            std::slice::from_raw_parts(addr_of!((*self.slot(i)).msg) as *const u8, n.min(MSG_MAX))
-        };
-        Some(String::from_utf8_lossy(bytes).into_owned())
+        let bytes: Vec<u8> = slot.msg[..n]
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect();
+        Some(String::from_utf8_lossy(&bytes).into_owned())
     }
 }
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        // SAFETY: the mapping made in `new`, with its length.
+        // SAFETY: the mapping made in `new`, with its length; no reference into it
+        // outlives `self`, whose drop this is.
         let _ = unsafe { munmap(self.page.cast(), std::mem::size_of::<Page>()) };
     }
 }
@@ -317,24 +231,15 @@ pub fn run(
     // Anything buffered would be printed once per process.
     let _ = io::stdout().flush();
     let _ = io::stderr().flush();
-    // SIGCHLD stays blocked in the parent so `sigtimedwait` can wait for it without a
-    // race; children restore the old mask.
-    let mut chld = SigSet::empty();
-    chld.add(Signal::SIGCHLD);
-    let mut old_mask = SigSet::empty();
-    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&chld), Some(&mut old_mask))
-        .map_err(|e| Stop::Failed(Error::io("block", "SIGCHLD", e.into())))?;
 
     let mut children: Vec<(usize, Pid)> = Vec::with_capacity(n - 1);
     let mut fork_error = None;
     for i in 1..n {
-        // SAFETY: this process is single-threaded (pcopy starts no thread), so the
-        // child may run any code.
-        match unsafe { fork() } {
-            Ok(ForkResult::Child) => child_main(i, parent, shared, work, &old_mask),
+        match process::fork_single_threaded(&format!("worker {}", i + 1)) {
+            Ok(ForkResult::Child) => child_main(i, parent, shared, work),
             Ok(ForkResult::Parent { child }) => children.push((i, child)),
             Err(e) => {
-                fork_error = Some(Error::io("fork", format!("worker {}", i + 1), e.into()));
+                fork_error = Some(e);
                 break;
             }
         }
@@ -366,7 +271,8 @@ pub fn run(
         shared.abort_flag().store(true, Ordering::Relaxed);
     }
 
-    // Reap every child. On our own failure or a stop signal, kill them first.
+    // Reap every child, and only them. On our own failure or a stop signal, kill
+    // them first.
     let mut killed = false;
     while !children.is_empty() {
         if !killed && (own_failed || stop_signal().is_some()) {
@@ -375,16 +281,11 @@ pub fn run(
             }
             killed = true;
         }
-        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::StillAlive) => {
-                on_tick(shared);
-                wait_for_sigchld(Duration::from_millis(100));
-            }
-            Ok(status) => {
-                let Some(pid) = status.pid() else { continue };
-                let Some(pos) = children.iter().position(|&(_, p)| p == pid) else {
-                    continue;
-                };
+        let pids: Vec<Pid> = children.iter().map(|&(_, pid)| pid).collect();
+        match process::reap_one_of(&pids, Duration::from_millis(100)) {
+            Reaped::Running => on_tick(shared),
+            Reaped::Ended(pid, status) => {
+                let pos = pids.iter().position(|&p| p == pid).expect("a listed pid");
                 let (i, _) = children.swap_remove(pos);
                 if let Some(e) = child_result(i, pid, status, shared, killed) {
                     results[i] = e;
@@ -392,24 +293,22 @@ pub fn run(
                     shared.abort_flag().store(true, Ordering::Relaxed);
                 }
             }
-            Err(Errno::EINTR) => {}
-            Err(e) => {
-                // ECHILD with children still listed: someone else reaped them (SIGCHLD
-                // ignored, which `install_signal_handlers` undoes). Their outcome is
-                // unknown, so each counts as failed; never as done.
-                for &(i, pid) in &children {
-                    results[i].get_or_insert(Error::io(
-                        "wait for",
-                        format!("worker {} (pid {pid})", i + 1),
-                        e.into(),
-                    ));
-                }
+            Reaped::Lost(pid, e) => {
+                // ECHILD: someone else reaped it (SIGCHLD ignored, which the binary
+                // undoes). Its outcome is unknown, so it counts as failed; never
+                // as done.
+                let pos = pids.iter().position(|&p| p == pid).expect("a listed pid");
+                let (i, _) = children.swap_remove(pos);
+                results[i].get_or_insert(Error::io(
+                    "wait for",
+                    format!("worker {} (pid {pid})", i + 1),
+                    e.into(),
+                ));
                 any_failed = true;
-                break;
+                shared.abort_flag().store(true, Ordering::Relaxed);
             }
         }
     }
-    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None);
 
     if let Some(sig) = stop_signal() {
         return Err(Stop::Signal(sig));
@@ -422,21 +321,6 @@ pub fn run(
         return Err(Stop::Failed(Error::plain("a worker stopped early")));
     }
     Ok(())
-}
-
-/// Sleeps until a child changes state, a signal arrives, or `timeout` passes.
-fn wait_for_sigchld(timeout: Duration) {
-    let mut set = SigSet::empty();
-    set.add(Signal::SIGCHLD);
-    let ts = nix::libc::timespec {
-        tv_sec: timeout.as_secs() as nix::libc::time_t,
-        tv_nsec: timeout.subsec_nanos() as nix::libc::c_long,
-    };
-    // SAFETY: valid set and timespec; the siginfo pointer may be null. SIGCHLD is
-    // blocked, so a child that exits before this call leaves it pending: no lost wakeup.
-    unsafe {
-        nix::libc::sigtimedwait(set.as_ref(), std::ptr::null_mut(), &ts);
-    }
 }
 
 /// What a reaped child's status means: `None` for success, `Some(None)` for a
@@ -477,7 +361,6 @@ fn child_main(
     parent: Pid,
     shared: &Shared,
     work: &dyn Fn(usize, &mut Tick) -> Result<()>,
-    old_mask: &SigSet,
 ) -> ! {
     let code = catch_unwind(AssertUnwindSafe(|| {
         // Die with the parent. The parent may have died before this line: then
@@ -485,8 +368,9 @@ fn child_main(
         if nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).is_err() || getppid() != parent {
             return EXIT_STOPPED;
         }
-        default_stop_signals();
-        let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(old_mask), None);
+        // A stop signal kills a worker; the parent cleans up. Should this fail, a
+        // worker keeps the parent's flag, which `advance` checks.
+        let _ = process::set_stop_signals_to_default();
         let mut tick = Tick {
             shared,
             worker: i,
@@ -507,6 +391,8 @@ fn child_main(
         shared.set_msg(i, &format!("worker {} panicked", i + 1));
         EXIT_FAILED
     });
-    // SAFETY: _exit ends this process at once; nothing of the parent's runs twice.
+    // Neither std nor nix 0.32 has a safe _exit (std::process::exit would run the
+    // exit-time cleanup the child shares with its parent).
+    // SAFETY: _exit only ends this process; it touches no memory of this program.
     unsafe { nix::libc::_exit(code) }
 }

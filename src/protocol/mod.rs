@@ -3,13 +3,27 @@
 //!
 //! Decoding borrows strings from the datagram (`&'a str`), validates every
 //! length and every UTF-8 string, and never panics, whatever the bytes.
-//! Content rules (which characters a name may hold) are not decoding errors:
-//! the room checks them with [`check_name`] and [`check_text`] and answers
-//! with a reason.
+//! Content rules (which characters a name or a text may hold) are not
+//! decoding errors: the room checks them with [`admit_name`] and
+//! [`check_text`] and answers with a reason. They live in `names` and `text`,
+//! over the Unicode tables of one version, [`UNICODE_VERSION`] (`unicode`).
 
 use std::fmt;
-use unicode_general_category::{get_general_category, GeneralCategory};
-use unicode_normalization::UnicodeNormalization;
+
+mod names;
+mod text;
+mod unicode;
+#[cfg(test)]
+mod vectors;
+
+pub(crate) use names::nfkc_casefold;
+pub use names::{
+    admit_name, check_name, name_key, InvalidName, NameError, MAX_NAME_MARKS, RESERVED_NAMES,
+};
+pub use text::{
+    check_text, is_bidi_control, must_escape, validate_text, Forbidden, TextError, MAX_TEXT_MARKS,
+};
+pub use unicode::UNICODE_VERSION;
 
 /// First two bytes of every datagram: ASCII `UC`.
 pub const MAGIC: [u8; 2] = *b"UC";
@@ -29,8 +43,6 @@ pub const MAX_NAME_BYTES: usize = 96;
 pub const MAX_TEXT_BYTES: usize = 1000;
 /// Length of a JOIN cookie.
 pub const COOKIE_LEN: usize = 16;
-/// Names whose key (see [`name_key`]) is one of these are refused as reserved.
-pub const RESERVED_NAMES: [&str; 4] = ["admin", "管理员", "server", "system"];
 /// Length of an EVENTS header: the 4-byte header and `first_seq`.
 pub const EVENTS_HEADER_LEN: usize = 8;
 
@@ -754,71 +766,6 @@ pub fn encode_events(out: &mut Vec<u8>, first_seq: u32, events: &[Event<'_>]) {
     }
 }
 
-/// Why a name is refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NameError {
-    Invalid,
-    Reserved,
-}
-
-/// Checks the name rules of PROTOCOL.md: 1-24 characters, at most 96 bytes,
-/// letters, marks (not first), decimal digits of any script, `_ - .`; not reserved.
-pub fn check_name(name: &str) -> Result<(), NameError> {
-    let chars = name.chars().count();
-    if chars == 0 || chars > MAX_NAME_CHARS || name.len() > MAX_NAME_BYTES {
-        return Err(NameError::Invalid);
-    }
-    for (i, c) in name.chars().enumerate() {
-        use GeneralCategory::*;
-        let ok = match get_general_category(c) {
-            UppercaseLetter | LowercaseLetter | TitlecaseLetter | ModifierLetter | OtherLetter => {
-                true
-            }
-            NonspacingMark | SpacingMark | EnclosingMark => i > 0,
-            DecimalNumber => true,
-            _ => matches!(c, '_' | '-' | '.'),
-        };
-        if !ok {
-            return Err(NameError::Invalid);
-        }
-    }
-    // Marks are dropped for this check, so `管理员` plus a combining mark cannot
-    // pass for the admin (the client also brackets the admin: `[管理员] 说: …`).
-    let bare: String = name_key(name).chars().filter(|&c| !is_mark(c)).collect();
-    if RESERVED_NAMES.contains(&bare.as_str()) {
-        return Err(NameError::Reserved);
-    }
-    Ok(())
-}
-
-fn is_mark(c: char) -> bool {
-    use GeneralCategory::*;
-    matches!(
-        get_general_category(c),
-        NonspacingMark | SpacingMark | EnclosingMark
-    )
-}
-
-/// The key under which names are compared: NFKC(casefold(NFKC(name))), with
-/// Unicode's full case folding. `ADMIN`, `Admin` and full-width `ａｄｍｉｎ` all
-/// have the key `admin`; `STRASSE` and `straße` share `strasse`.
-pub fn name_key(name: &str) -> String {
-    let nfkc: String = name.nfkc().collect();
-    caseless::default_case_fold_str(&nfkc).nfkc().collect()
-}
-
-/// Is `c` a bidi control (formatting that can reorder what a terminal shows)?
-pub fn is_bidi_control(c: char) -> bool {
-    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
-}
-
-/// Checks the text rules of PROTOCOL.md: 1-1000 bytes, no C0, DEL, C1 or bidi controls.
-pub fn check_text(text: &str) -> bool {
-    !text.is_empty()
-        && text.len() <= MAX_TEXT_BYTES
-        && !text.chars().any(|c| c.is_control() || is_bidi_control(c))
-}
-
 /// A small deterministic generator for randomized tests (xorshift64*), shared
 /// by the protocol's and the room's tests.
 #[cfg(test)]
@@ -1100,67 +1047,6 @@ mod tests {
                     assert!(events.iter().count() >= 1);
                 }
             }
-        }
-    }
-
-    #[test]
-    fn name_rules() {
-        for ok in [
-            "alice",
-            "Bob_2",
-            "a.b-c",
-            "张伟",
-            "लक्ष्मी",
-            "สมชาย",
-            "٣٤",
-            &"x".repeat(24),
-        ] {
-            assert_eq!(check_name(ok), Ok(()), "{ok}");
-        }
-        for bad in [
-            "",
-            "a b",
-            "a\tb",
-            "a\u{202e}b",
-            "a\u{200b}b",
-            "\u{0301}a",
-            "a!",
-            &"x".repeat(25),
-        ] {
-            assert_eq!(check_name(bad), Err(NameError::Invalid), "{bad:?}");
-        }
-        for reserved in [
-            "admin",
-            "ADMIN",
-            "Admin",
-            "ａｄｍｉｎ",
-            "管理员",
-            "Server",
-            "SYSTEM",
-        ] {
-            assert_eq!(check_name(reserved), Err(NameError::Reserved), "{reserved}");
-        }
-        assert_eq!(name_key("ALICE"), name_key("ａｌｉｃｅ"));
-        assert_eq!(name_key("STRASSE"), name_key("straße"));
-        assert_eq!(name_key("ΟΔΟΣ"), name_key("οδοσ"));
-        assert_ne!(name_key("alice"), name_key("alice2"));
-    }
-
-    #[test]
-    fn text_rules() {
-        assert!(check_text("hello 世界"));
-        assert!(check_text(&"x".repeat(1000)));
-        assert!(!check_text(""));
-        assert!(!check_text(&"x".repeat(1001)));
-        for bad in [
-            "a\x1b[2J",
-            "a\rb",
-            "a\x7f",
-            "a\u{85}",
-            "a\u{202e}b",
-            "a\u{2066}",
-        ] {
-            assert!(!check_text(bad), "{bad:?}");
         }
     }
 }
