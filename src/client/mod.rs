@@ -18,6 +18,7 @@
 //! also has `PR_SET_PDEATHSIG`, and the parent a SIGCHLD. The terminal's modes
 //! are restored by the process that ends last.
 
+mod command;
 mod editor;
 mod lang;
 mod lines;
@@ -26,6 +27,7 @@ pub mod login;
 mod name_prompt;
 mod names;
 mod outgoing;
+mod reasons;
 mod receiver;
 mod render;
 mod screen;
@@ -275,7 +277,7 @@ fn join_loop(
         };
         let refusal = match protocol::check_name(&name) {
             Err(protocol::NameError::Invalid(why)) => {
-                Some(Err(render::invalid_name(lang, &name, Some(why))))
+                Some(Err(reasons::invalid_name(lang, &name, Some(why))))
             }
             Err(e) => Some(Ok(e.refuse_reason())),
             Ok(()) => match login_blocking(socket, &name, 0)? {
@@ -283,23 +285,23 @@ fn join_loop(
                 LoginOutcome::Refused(r) => Some(Ok(r)),
                 LoginOutcome::NoAnswer => {
                     let server = &opts.server;
-                    let f = render::Fatal::NoAnswer { server };
-                    return Err(Error::plain(render::fatal_line(lang, &f)));
+                    let f = reasons::Fatal::NoAnswer { server };
+                    return Err(Error::plain(reasons::fatal_line(lang, &f)));
                 }
             },
         };
         let reason = match refusal.expect("set above") {
             Err(text) => text,
-            Ok(protocol::RefuseReason::InvalidName) => render::invalid_name(lang, &name, None),
-            Ok(r) => render::refusal(lang, r),
+            Ok(protocol::RefuseReason::InvalidName) => reasons::invalid_name(lang, &name, None),
+            Ok(r) => reasons::refusal(lang, r),
         };
         if !interactive {
-            let f = render::Fatal::CannotJoin {
+            let f = reasons::Fatal::CannotJoin {
                 name: &name,
                 reason: &reason,
                 again: false,
             };
-            return Err(Error::plain(render::fatal_line(lang, &f)));
+            return Err(Error::plain(reasons::fatal_line(lang, &f)));
         }
         let _ = writeln!(io::stderr(), "{}: {reason}", render::escape(&name));
     }

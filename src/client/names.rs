@@ -59,6 +59,49 @@ impl SeenNames {
     }
 }
 
+/// What Tab does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Completion {
+    /// Replace the word before the cursor with this.
+    Insert(String),
+    /// Several names fit and nothing more can be completed: list them.
+    Candidates(Vec<String>),
+    /// Nothing fits, or the word is not a name's place.
+    Nothing,
+}
+
+impl SeenNames {
+    /// Completes `word` (the word before the cursor, after `head`) to a
+    /// member's name other than `me`: at the start of a line as `name: `,
+    /// after `/msg ` as `name `; several fitting names complete to their
+    /// common prefix, then are listed.
+    pub fn complete(&self, head: &str, word: &str, me: &str) -> Completion {
+        let at_start = head.is_empty() && !word.starts_with('/');
+        let after_msg = head.starts_with("/msg") && head.split_whitespace().eq(["/msg"]);
+        if word.is_empty() || !(at_start || after_msg) {
+            return Completion::Nothing;
+        }
+        let fits: Vec<&str> = self
+            .starting_with(word)
+            .into_iter()
+            .filter(|n| *n != me)
+            .collect();
+        match fits.as_slice() {
+            [] => Completion::Nothing,
+            [one] if at_start => Completion::Insert(format!("{one}: ")),
+            [one] => Completion::Insert(format!("{one} ")),
+            many => {
+                let common = common_prefix(many);
+                if common.chars().count() > word.chars().count() {
+                    Completion::Insert(common.to_string())
+                } else {
+                    Completion::Candidates(many.iter().map(|n| n.to_string()).collect())
+                }
+            }
+        }
+    }
+}
+
 /// The longest common prefix of `names`, in characters.
 pub fn common_prefix<'a>(names: &[&'a str]) -> &'a str {
     let Some(first) = names.first() else {
@@ -154,6 +197,24 @@ mod tests {
         assert_eq!(s.starting_with("B"), ["bob"]);
         s.gone("bob");
         assert!(s.starting_with("b").is_empty());
+        assert_eq!(
+            s.complete("", "al", "me"),
+            Completion::Candidates(vec!["Alex".into(), "alice".into()])
+        );
+        assert_eq!(
+            s.complete("", "ali", "me"),
+            Completion::Insert("alice: ".into())
+        );
+        assert_eq!(
+            s.complete("/msg ", "ALI", "me"),
+            Completion::Insert("alice ".into())
+        );
+        assert_eq!(s.complete("hi ", "ali", "me"), Completion::Nothing);
+        assert_eq!(
+            s.complete("", "ali", "alice"),
+            Completion::Nothing,
+            "not me"
+        );
         assert_eq!(common_prefix(&["alice", "alina"]), "ali");
         assert_eq!(common_prefix(&["你好", "你们"]), "你");
         assert_eq!(common_prefix(&["bob"]), "bob");

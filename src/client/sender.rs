@@ -4,17 +4,19 @@
 //! REJECT and new tokens reach it over the socketpair. It reaps the receiver
 //! before it exits, and takes over the LEAVE if the receiver was killed.
 
+use crate::client::command::{parse_line, Command};
 use crate::client::editor::{Action, Editor};
 use crate::client::lang::error_text;
 use crate::client::lines::{split_text, PipeLines, Piped};
 use crate::client::link::{ToReceiver, ToSender};
-use crate::client::names::{common_prefix, SeenNames};
+use crate::client::names::{Completion, SeenNames};
 use crate::client::outgoing::{Outgoing, OutgoingQueue, WINDOW};
-use crate::client::render::{self, Fatal, Lang, Notice, Undelivered};
+use crate::client::reasons::{self, Fatal};
+use crate::client::render::{self, Lang, Notice, Undelivered};
 use crate::client::term::{self, StdinReader, TermModes};
 use crate::client::{code, leave_and_wait, pending_signals, reap, Session};
 use crate::error::Error;
-use crate::protocol::{Token, MAX_NAME_BYTES};
+use crate::protocol::Token;
 use mio::net::UnixDatagram;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token as MioToken};
@@ -42,57 +44,6 @@ const QUIT_GRACE: Duration = Duration::from_millis(900);
 /// acknowledgement restarts it, so a long file piped in at the server's rate
 /// limit is sent whole, however long that takes.
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
-
-/// What a line of input asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command {
-    Say(String),
-    Private { to: String, text: String },
-    Who,
-    Quit,
-    Help,
-    Unknown(String),
-    Usage(&'static str),
-    Nothing,
-}
-
-/// Parses one line of input. `//text` says `/text`.
-pub fn parse_line(line: &str) -> Command {
-    let line = line.trim_end();
-    if line.trim().is_empty() {
-        return Command::Nothing;
-    }
-    let Some(rest) = line.strip_prefix('/') else {
-        return Command::Say(line.to_string());
-    };
-    if rest.starts_with('/') {
-        return Command::Say(rest.to_string());
-    }
-    let (cmd, args) = match rest.find(char::is_whitespace) {
-        Some(i) => (&rest[..i], rest[i..].trim_start()),
-        None => (rest, ""),
-    };
-    match cmd {
-        "quit" | "exit" => Command::Quit,
-        "who" => Command::Who,
-        "help" | "?" => Command::Help,
-        "msg" => {
-            let (to, text) = match args.find(char::is_whitespace) {
-                Some(i) => (&args[..i], args[i..].trim_start()),
-                None => (args, ""),
-            };
-            if to.is_empty() || to.len() > MAX_NAME_BYTES || text.is_empty() {
-                Command::Usage("/msg NAME TEXT")
-            } else {
-                Command::Private {
-                    to: to.to_string(),
-                    text: text.to_string(),
-                }
-            }
-        }
-        _ => Command::Unknown(format!("/{cmd}")),
-    }
-}
 
 struct SenderProcess {
     socket: UdpSocket,
@@ -438,42 +389,19 @@ impl SenderProcess {
         }
     }
 
-    /// Tab: completes the member name before the cursor, at the start of a
-    /// line (`name: `) or after `/msg ` (`name `); lists the candidates when
-    /// several fit and nothing more can be completed.
+    /// Tab: completes the member name before the cursor (see
+    /// [`SeenNames::complete`]); the names are refreshed now and then.
     fn complete(&mut self) {
         if self.names.refresh_due(Instant::now()) {
             self.tell_receiver(ToReceiver::RefreshNames);
         }
         let (start, word) = self.editor.word_before_cursor();
         let head = &self.editor.text()[..start];
-        let at_start = head.is_empty() && !word.starts_with('/');
-        let after_msg = head.split_whitespace().eq(["/msg"]) && head.starts_with("/msg");
-        if word.is_empty() || !(at_start || after_msg) {
-            return;
+        match self.names.complete(head, word, &self.name) {
+            Completion::Insert(with) => self.editor.replace_before_cursor(start, &with),
+            Completion::Candidates(list) => self.notice(Notice::Candidates(&list)),
+            Completion::Nothing => {}
         }
-        let fits: Vec<&str> = self
-            .names
-            .starting_with(word)
-            .into_iter()
-            .filter(|n| *n != self.name)
-            .collect();
-        let with = match fits.as_slice() {
-            [] => return,
-            [one] if at_start => format!("{one}: "),
-            [one] => format!("{one} "),
-            many => {
-                let common = common_prefix(many);
-                if common.chars().count() > word.chars().count() {
-                    common.to_string()
-                } else {
-                    let list: Vec<String> = many.iter().map(|n| n.to_string()).collect();
-                    self.notice(Notice::Candidates(&list));
-                    return;
-                }
-            }
-        };
-        self.editor.replace_before_cursor(start, &with);
     }
 
     fn drain_link(&mut self) {
@@ -579,7 +507,7 @@ impl SenderProcess {
                 if self.term.is_some() {
                     let _ = crate::stdio::line(&mut io::stdout().lock(), "\r\x1b[K");
                 }
-                let why = render::fatal_line(self.lang, &Fatal::ReceiverEnded { signal });
+                let why = reasons::fatal_line(self.lang, &Fatal::ReceiverEnded { signal });
                 crate::stdio::err_line(&format!("chat-client: {why}"));
                 let requested = self.quit_sent.map(|(c, _)| c);
                 leave_and_wait(&self.socket, self.token);
@@ -591,30 +519,5 @@ impl SenderProcess {
         }
         term::restore_stdin_flags(self.stdin.saved_flags());
         code
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn commands() {
-        assert_eq!(parse_line("hi there "), Command::Say("hi there".into()));
-        assert_eq!(parse_line("   "), Command::Nothing);
-        assert_eq!(parse_line("/quit"), Command::Quit);
-        assert_eq!(parse_line("/who"), Command::Who);
-        assert_eq!(parse_line("/help"), Command::Help);
-        assert_eq!(
-            parse_line("/msg bob  hello you"),
-            Command::Private {
-                to: "bob".into(),
-                text: "hello you".into()
-            }
-        );
-        assert_eq!(parse_line("/msg bob"), Command::Usage("/msg NAME TEXT"));
-        assert_eq!(parse_line("/msg"), Command::Usage("/msg NAME TEXT"));
-        assert_eq!(parse_line("/frob x"), Command::Unknown("/frob".into()));
-        assert_eq!(parse_line("//who"), Command::Say("/who".into()));
     }
 }

@@ -5,18 +5,21 @@
 //! messages.
 
 use crate::client::lang::error_text;
+mod members;
+mod rejoin;
+mod signals;
+
 use crate::client::link::{ToReceiver, ToSender};
-use crate::client::login::{Login, Step};
-use crate::client::names::{mentions, sort_names};
-use crate::client::render::{self, Fatal, Lang, Notice};
+use crate::client::login::Login;
+use crate::client::reasons::{self, Fatal};
+use crate::client::render::{self, Lang, Notice};
 use crate::client::screen::Screen;
-use crate::client::tally::{SeqTracker, WhoPager, WhoStep};
+use crate::client::tally::{SeqTracker, WhoPager};
 use crate::client::term::{self, TermModes};
-use crate::client::{
-    code, pending_signals, Session, LEAVE_RESEND, LEAVE_WAIT, PARENT_DEATH_SIGNAL,
-};
+use crate::client::{code, Session, LEAVE_RESEND, LEAVE_WAIT, PARENT_DEATH_SIGNAL};
 use crate::error::Error;
-use crate::protocol::{self, ByeReason, ClientMsg, Event, ServerMsg, Token, MAX_DATAGRAM};
+use crate::protocol::{self, ByeReason, ClientMsg, ServerMsg, Token, MAX_DATAGRAM};
+use members::WhoFor;
 use mio::net::{UdpSocket, UnixDatagram};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token as MioToken};
@@ -35,17 +38,6 @@ const SIGNALS: MioToken = MioToken(2);
 /// take milliseconds; the sender kills a receiver that has not ended 0.9 s after
 /// the quit, LEAVE included).
 const WHO_BEFORE_QUIT: Duration = Duration::from_millis(300);
-
-/// What a `/who` fetch is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum WhoFor {
-    /// `/who`: the list is printed.
-    Printing,
-    /// After the welcome on a terminal: up to a screenful is printed.
-    Welcome,
-    /// Tab: only the names for completion.
-    Completion,
-}
 
 struct Leaving {
     code: u8,
@@ -386,7 +378,7 @@ impl ReceiverProcess {
                     }
                     self.end(code, None);
                 } else {
-                    let why = render::fatal_line(self.lang, &Fatal::Bye(reason));
+                    let why = reasons::fatal_line(self.lang, &Fatal::Bye(reason));
                     self.tell_sender(ToSender::Leaving);
                     self.end(code::FAIL, Some(why));
                 }
@@ -414,131 +406,6 @@ impl ReceiverProcess {
                 if let Some(login) = &mut self.rejoin {
                     let step = login.on_message(&msg, now);
                     self.rejoin_step(step);
-                }
-            }
-        }
-    }
-
-    /// One event: printed, and its names told to the sender for completion.
-    /// A line that mentions this member, and a private message, ring the bell
-    /// and show the name highlighted.
-    fn event(&mut self, ev: &Event<'_>) {
-        let line = render::event_line(self.lang, ev);
-        let mention = match *ev {
-            Event::Joined { name } => {
-                self.tell_sender(ToSender::Seen(name.to_string()));
-                false
-            }
-            Event::Left { name, .. } => {
-                self.tell_sender(ToSender::Gone(name.to_string()));
-                false
-            }
-            Event::Said { from, text } => {
-                self.tell_sender(ToSender::Seen(from.to_string()));
-                mentions(text, &self.name)
-            }
-            Event::PrivateFrom { from, .. } => {
-                self.tell_sender(ToSender::Seen(from.to_string()));
-                true
-            }
-            Event::Admin { text } => mentions(text, &self.name),
-        };
-        if mention {
-            self.screen.print_mention(&line, &self.name);
-        } else {
-            self.print(&line);
-        }
-    }
-
-    /// Starts paging the member list (the names always go to the sender,
-    /// for completion).
-    fn start_who(&mut self, why: WhoFor) {
-        if self.leaving.is_none() && self.rejoin.is_none() {
-            self.who = Some(WhoPager::new(Instant::now()));
-            self.who_for = why;
-            self.who_step(WhoStep::Ask(0));
-        }
-    }
-
-    fn rejoin_step(&mut self, step: Step) {
-        match step {
-            Step::Send(d) => self.send(&d),
-            Step::Wait => {}
-            Step::Welcome(w) => {
-                let now = Instant::now();
-                self.rejoin = None;
-                self.token = w.token;
-                self.name = w.name;
-                self.seq = SeqTracker::new();
-                if w.timeout_ms > 0 {
-                    self.timeout = Duration::from_millis(w.timeout_ms as u64);
-                }
-                self.last_heard = now;
-                self.next_ping = now + self.timeout / 3;
-                self.tell_sender(ToSender::Token(w.token));
-                self.notice(Notice::Rejoined);
-            }
-            Step::Refused(r) => {
-                let reason = render::refusal(self.lang, r);
-                let msg = render::fatal_line(
-                    self.lang,
-                    &Fatal::CannotJoin {
-                        name: &self.name,
-                        reason: &reason,
-                        again: true,
-                    },
-                );
-                self.rejoin = None;
-                self.tell_sender(ToSender::Leaving);
-                self.end(code::FAIL, Some(msg));
-            }
-            Step::GiveUp => self.lost_contact(),
-        }
-    }
-
-    fn lost_contact(&mut self) {
-        // The server may still hear us: one LEAVE, no waiting.
-        self.send(&ClientMsg::Leave { token: self.token }.to_vec());
-        self.tell_sender(ToSender::Leaving);
-        let msg = render::fatal_line(
-            self.lang,
-            &Fatal::LostContact {
-                server: &self.server_text,
-            },
-        );
-        self.end(code::FAIL, Some(msg));
-    }
-
-    fn who_step(&mut self, step: WhoStep) {
-        match step {
-            WhoStep::Ask(start) => self.send(
-                &ClientMsg::Who {
-                    token: self.token,
-                    start,
-                }
-                .to_vec(),
-            ),
-            WhoStep::Done(total, mut names) => {
-                self.who = None;
-                sort_names(&mut names);
-                for n in &names {
-                    self.tell_sender(ToSender::Seen(n.clone()));
-                }
-                let shown = match self.who_for {
-                    WhoFor::Printing => names.len(),
-                    WhoFor::Welcome => self.screen.names_in_a_screenful(&names),
-                    WhoFor::Completion => return,
-                };
-                self.notice(Notice::Members {
-                    total,
-                    names: &names[..shown],
-                });
-            }
-            WhoStep::Ignore => {}
-            WhoStep::GiveUp => {
-                self.who = None;
-                if self.who_for == WhoFor::Printing {
-                    self.notice(Notice::WhoNoAnswer);
                 }
             }
         }
@@ -615,53 +482,6 @@ impl ReceiverProcess {
                     self.parent_gone();
                 }
             }
-        }
-    }
-
-    fn drain_signals(&mut self) {
-        for sig in pending_signals(&mut self.signals) {
-            match sig {
-                Signal::SIGINT => self.leave(code::SIGINT),
-                Signal::SIGTERM => self.leave(code::SIGTERM),
-                Signal::SIGHUP => self.leave(code::SIGHUP),
-                s if s == PARENT_DEATH_SIGNAL && nix::unistd::getppid() != self.parent => {
-                    self.parent_gone();
-                }
-                Signal::SIGTSTP => self.suspend(),
-                Signal::SIGCONT => self.resume(),
-                Signal::SIGWINCH => {
-                    let (cols, rows) = term::window_size(term::stdout_fd());
-                    self.screen.rows = rows;
-                    self.screen.resize(cols);
-                }
-                _ => {}
-            }
-        }
-    }
-
-    /// Ctrl-Z: give the terminal its modes back, then stop like an ordinary program.
-    fn suspend(&mut self) {
-        self.screen.clear();
-        if let Some(m) = &self.term {
-            let _ = m.restore(term::stdin_fd());
-        }
-        let _ = nix::sys::signal::kill(nix::unistd::getpid(), Signal::SIGSTOP);
-    }
-
-    /// `fg` (or `bg`): chat mode again if in the foreground, redraw, and check
-    /// the session at once (the server may have timed it out meanwhile).
-    fn resume(&mut self) {
-        if let Some(m) = &self.term {
-            if term::in_foreground(term::stdin_fd()) {
-                let _ = m.enter(term::stdin_fd());
-                self.screen.cols = term::columns(term::stdout_fd());
-                self.screen.redraw();
-            }
-        }
-        if self.leaving.is_none() && self.rejoin.is_none() {
-            let now = Instant::now();
-            self.last_heard = now;
-            self.next_ping = now;
         }
     }
 
