@@ -18,24 +18,33 @@
 //! also has `PR_SET_PDEATHSIG`, and the parent a SIGCHLD. The terminal's modes
 //! are restored by the process that ends last.
 
-pub mod editor;
-pub mod link;
+mod command;
+mod editor;
+mod lang;
+mod lines;
+mod link;
 pub mod login;
-pub mod outbox;
-pub mod receiver;
-pub mod render;
-pub mod screen;
-pub mod sender;
-pub mod tally;
-pub mod term;
+mod name_prompt;
+mod names;
+mod outgoing;
+mod reasons;
+mod receiver;
+mod render;
+mod screen;
+mod sender;
+mod tally;
+mod term;
+
+pub use lang::{error_text, Lang};
 
 use crate::error::{Error, Result};
 use crate::protocol::{self, ClientMsg, ServerMsg, Token, MAX_DATAGRAM};
 use login::{Login, Step, Welcome};
+use name_prompt::NameInput;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use nix::unistd::{fork, ForkResult, Pid};
-use render::{Lang, Notice};
+use render::Notice;
 use std::io::{self, Write};
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
@@ -48,32 +57,65 @@ pub struct Options {
     pub server: String,
     /// The name to join as; asked for when absent.
     pub name: Option<String>,
+    /// The language of every line the client prints.
     pub lang: Lang,
+    /// Ring the terminal's bell when mentioned (`--no-bell` turns it off).
+    pub bell: bool,
+    /// When to colour: `--color=auto|always|never`.
+    pub color: ColorChoice,
+}
+
+/// `--color`: when lines are coloured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColorChoice {
+    /// When stdout is a terminal, `TERM` is not `dumb` and `NO_COLOR` is unset.
+    Auto,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
+}
+
+impl ColorChoice {
+    /// Whether to colour, given the environment.
+    pub fn enabled(self, stdout_is_tty: bool, get: impl Fn(&str) -> Option<String>) -> bool {
+        match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => {
+                stdout_is_tty
+                    && get("TERM").is_none_or(|t| t != "dumb")
+                    && get("NO_COLOR").is_none_or(|v| v.is_empty())
+            }
+        }
+    }
 }
 
 /// The signal the child gets when the parent dies.
-pub const PARENT_DEATH_SIGNAL: Signal = Signal::SIGUSR1;
+pub(crate) const PARENT_DEATH_SIGNAL: Signal = Signal::SIGUSR1;
 /// How long the LEAVE is repeated while waiting for BYE.
-pub const LEAVE_WAIT: Duration = Duration::from_millis(500);
+pub(crate) const LEAVE_WAIT: Duration = Duration::from_millis(500);
 /// LEAVE is repeated this often until BYE.
-pub const LEAVE_RESEND: Duration = Duration::from_millis(200);
+pub(crate) const LEAVE_RESEND: Duration = Duration::from_millis(200);
 
 /// Exit codes.
-pub mod code {
+pub(crate) mod code {
     /// `/quit`, end of input.
     pub const OK: u8 = 0;
     /// Every end the user did not ask for: no answer, refused, kicked,
     /// shutdown, lost contact, the other process killed.
     pub const FAIL: u8 = 1;
+    /// Ended by SIGHUP (the terminal hung up).
     pub const SIGHUP: u8 = 128 + 1;
+    /// Ended by SIGINT (Ctrl-C).
     pub const SIGINT: u8 = 128 + 2;
+    /// Ended by SIGTERM.
     pub const SIGTERM: u8 = 128 + 15;
 }
 
 /// What both halves know after the login.
-pub struct Session {
+pub(crate) struct Session {
     pub socket: UdpSocket,
-    pub server: SocketAddr,
     pub server_text: String,
     pub token: Token,
     pub timeout_ms: u32,
@@ -81,6 +123,10 @@ pub struct Session {
     pub lang: Lang,
     /// Set when stdin and stdout are both terminals.
     pub term: Option<TermModes>,
+    /// Ring the bell on a mention.
+    pub bell: bool,
+    /// Highlight mentions.
+    pub color: bool,
 }
 
 /// Runs the client; returns the exit code (in whichever process returns).
@@ -89,7 +135,10 @@ pub fn run(opts: &Options) -> Result<u8> {
     let socket = connect(server, &opts.server)?;
     let interactive = term::is_tty(term::stdin_fd());
     let terminal = interactive && term::is_tty(term::stdout_fd());
-    let welcome = join_loop(&socket, opts, interactive)?;
+    let welcome = match join_loop(&socket, opts, interactive)? {
+        Ok(w) => w,
+        Err(code) => return Ok(code),
+    };
     say_line(&render::notice_line(
         opts.lang,
         &Notice::Welcome {
@@ -102,7 +151,6 @@ pub fn run(opts: &Options) -> Result<u8> {
         .map_err(|e| Error::io("set up socket for", &opts.server, e))?;
     let mut session = Session {
         socket,
-        server,
         server_text: opts.server.clone(),
         token: welcome.token,
         timeout_ms: if welcome.timeout_ms == 0 {
@@ -113,6 +161,10 @@ pub fn run(opts: &Options) -> Result<u8> {
         name: welcome.name,
         lang: opts.lang,
         term: None,
+        bell: opts.bell,
+        color: opts
+            .color
+            .enabled(term::is_tty(term::stdout_fd()), |k| std::env::var(k).ok()),
     };
     block_signals().map_err(|e| Error::io("block", "signals", e.into()))?;
     if terminal {
@@ -191,78 +243,67 @@ fn connect(server: SocketAddr, text: &str) -> Result<UdpSocket> {
 }
 
 /// Asks for names and logs in until welcomed (or it is hopeless).
-fn join_loop(socket: &UdpSocket, opts: &Options, interactive: bool) -> Result<Welcome> {
+/// `Ok(Err(code))`: no name was given (Ctrl-D or Ctrl-C at the prompt).
+fn join_loop(
+    socket: &UdpSocket,
+    opts: &Options,
+    interactive: bool,
+) -> Result<std::result::Result<Welcome, u8>> {
     let lang = opts.lang;
     let mut given = opts.name.clone();
     loop {
         let name = match given.take() {
             Some(n) => n.trim().to_string(),
-            None => read_name(lang, interactive)?,
+            None => match name_prompt::read_name(lang, interactive)? {
+                NameInput::Name(n) => n,
+                NameInput::Quit(code) => return Ok(Err(code)),
+            },
         };
         let refusal = match protocol::check_name(&name) {
-            Err(e) => Some(e.refuse_reason()),
+            Err(protocol::NameError::Invalid(why)) => {
+                Some(Err(reasons::invalid_name(lang, &name, Some(why))))
+            }
+            Err(e) => Some(Ok(e.refuse_reason())),
             Ok(()) => match login_blocking(socket, &name, 0)? {
-                Joined::Welcome(w) => return Ok(w),
-                Joined::Refused(r) => Some(r),
-                Joined::NoAnswer => {
-                    return Err(Error::plain(format!(
-                        "no answer from chat server at {}",
-                        opts.server
-                    )))
+                LoginOutcome::Welcome(w) => return Ok(Ok(w)),
+                LoginOutcome::Refused(r) => Some(Ok(r)),
+                LoginOutcome::NoAnswer => {
+                    let server = &opts.server;
+                    let f = reasons::Fatal::NoAnswer { server };
+                    return Err(Error::plain(reasons::fatal_line(lang, &f)));
                 }
             },
         };
-        let reason = render::refusal(lang, refusal.expect("set above"));
+        let reason = match refusal.expect("set above") {
+            Err(text) => text,
+            Ok(protocol::RefuseReason::InvalidName) => reasons::invalid_name(lang, &name, None),
+            Ok(r) => reasons::refusal(lang, r),
+        };
         if !interactive {
-            return Err(Error::plain(format!(
-                "cannot join as '{}': {reason}",
-                render::escape(&name)
-            )));
+            let f = reasons::Fatal::CannotJoin {
+                name: &name,
+                reason: &reason,
+                again: false,
+            };
+            return Err(Error::plain(reasons::fatal_line(lang, &f)));
         }
         let _ = writeln!(io::stderr(), "{}: {reason}", render::escape(&name));
     }
 }
 
-/// Reads a name from stdin: with a prompt on a terminal, without one otherwise.
-/// Reads byte by byte so that no later input is taken from stdin.
-fn read_name(lang: Lang, interactive: bool) -> Result<String> {
-    loop {
-        if interactive {
-            let mut err = io::stderr();
-            let _ = err.write_all(render::name_prompt(lang).as_bytes());
-            let _ = err.flush();
-        }
-        let mut bytes = Vec::new();
-        let mut b = [0u8; 1];
-        loop {
-            match nix::unistd::read(term::stdin_fd(), &mut b) {
-                Ok(0) if bytes.is_empty() => {
-                    return Err(Error::msg("read a name from", "stdin", "end of input"))
-                }
-                Ok(0) => break,
-                Ok(_) if b[0] == b'\n' => break,
-                Ok(_) => bytes.push(b[0]),
-                Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => return Err(Error::io("read a name from", "stdin", e.into())),
-            }
-        }
-        let name = String::from_utf8_lossy(&bytes).trim().to_string();
-        if !name.is_empty() || !interactive {
-            return Ok(name);
-        }
-    }
-}
-
 /// The end of one login attempt.
-pub enum Joined {
+pub enum LoginOutcome {
+    /// Let in.
     Welcome(Welcome),
+    /// Refused, with the server's reason.
     Refused(protocol::RefuseReason),
+    /// No answer within [`login::LOGIN_TIMEOUT`].
     NoAnswer,
 }
 
 /// Logs in with a blocking socket: the handshake of [`login`], bounded by
 /// [`login::LOGIN_TIMEOUT`]. ICMP "connection refused" counts as silence.
-pub fn login_blocking(socket: &UdpSocket, name: &str, prev: Token) -> Result<Joined> {
+pub fn login_blocking(socket: &UdpSocket, name: &str, prev: Token) -> Result<LoginOutcome> {
     let (mut login, join) = Login::start(name, prev, login::random_nonce(), Instant::now());
     let _ = socket.send(&join);
     let mut buf = vec![0u8; MAX_DATAGRAM + 1];
@@ -294,9 +335,9 @@ pub fn login_blocking(socket: &UdpSocket, name: &str, prev: Token) -> Result<Joi
                 let _ = socket.send(&d);
             }
             Step::Wait => {}
-            Step::Welcome(w) => return Ok(Joined::Welcome(w)),
-            Step::Refused(r) => return Ok(Joined::Refused(r)),
-            Step::GiveUp => return Ok(Joined::NoAnswer),
+            Step::Welcome(w) => return Ok(LoginOutcome::Welcome(w)),
+            Step::Refused(r) => return Ok(LoginOutcome::Refused(r)),
+            Step::GiveUp => return Ok(LoginOutcome::NoAnswer),
         }
     }
 }
@@ -322,7 +363,8 @@ fn block_signals() -> nix::Result<()> {
         set.add(s);
     }
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)?;
-    // SAFETY: SIG_IGN installs no handler code.
+    // SAFETY: SIG_IGN installs no handler code, so nothing runs in signal
+    // context, and no handler is replaced that other code relies on.
     unsafe {
         nix::sys::signal::signal(Signal::SIGTTOU, nix::sys::signal::SigHandler::SigIgn)?;
     }
@@ -406,12 +448,12 @@ pub fn leave_until_bye(members: &[(&UdpSocket, Token)]) -> usize {
 
 /// Writes a line stamped with the local time to stdout (before the fork, or
 /// by a process that is the only one left).
-pub fn say_line(text: &str) {
+pub(crate) fn say_line(text: &str) {
     let _ = crate::stdio::out_line(&render::stamped(&render::local_hhmm(), text));
 }
 
 /// The signals waiting on a signalfd, read until it would block.
-pub fn pending_signals(fd: &mut nix::sys::signalfd::SignalFd) -> Vec<Signal> {
+pub(crate) fn pending_signals(fd: &mut nix::sys::signalfd::SignalFd) -> Vec<Signal> {
     let mut out = Vec::new();
     loop {
         match fd.read_signal() {

@@ -16,6 +16,7 @@ mod unicode;
 #[cfg(test)]
 mod vectors;
 
+pub(crate) use names::nfkc_casefold;
 pub use names::{
     admit_name, check_name, name_key, InvalidName, NameError, MAX_NAME_MARKS, RESERVED_NAMES,
 };

@@ -102,7 +102,7 @@ impl fmt::Display for NameError {
 /// toNFKC_Casefold (The Unicode Standard, section 3.13; the NFKC_CF property of
 /// DerivedNormalizationProps.txt): default-ignorable code points removed, NFKC,
 /// then full case folding, removal and NFKC again until nothing changes.
-fn nfkc_casefold(s: &str) -> String {
+pub(crate) fn nfkc_casefold(s: &str) -> String {
     let mut cur: String = s
         .chars()
         .filter(|&c| !is_default_ignorable(c))

@@ -4,16 +4,22 @@
 //! LEAVE, and on a terminal draws the sender's half-typed line under the
 //! messages.
 
+use crate::client::lang::error_text;
+mod members;
+mod rejoin;
+mod signals;
+
 use crate::client::link::{ToReceiver, ToSender};
-use crate::client::login::{Login, Step};
+use crate::client::login::Login;
+use crate::client::reasons::{self, Fatal};
 use crate::client::render::{self, Lang, Notice};
 use crate::client::screen::Screen;
-use crate::client::tally::{SeqTracker, WhoPager, WhoStep};
+use crate::client::tally::{SeqTracker, WhoPager};
 use crate::client::term::{self, TermModes};
-use crate::client::{
-    code, pending_signals, Session, LEAVE_RESEND, LEAVE_WAIT, PARENT_DEATH_SIGNAL,
-};
+use crate::client::{code, Session, LEAVE_RESEND, LEAVE_WAIT, PARENT_DEATH_SIGNAL};
+use crate::error::Error;
 use crate::protocol::{self, ByeReason, ClientMsg, ServerMsg, Token, MAX_DATAGRAM};
+use members::WhoFor;
 use mio::net::{UdpSocket, UnixDatagram};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token as MioToken};
@@ -39,7 +45,7 @@ struct Leaving {
     until: Instant,
 }
 
-struct Receiver {
+struct ReceiverProcess {
     socket: UdpSocket,
     link: UnixDatagram,
     signals: SignalFd,
@@ -52,6 +58,8 @@ struct Receiver {
     next_ping: Instant,
     seq: SeqTracker,
     who: Option<WhoPager>,
+    /// What the `/who` in progress is for.
+    who_for: WhoFor,
     /// End of input or `/quit` arrived while a `/who` was still paging: the
     /// quit waits for it (until this deadline), so a script's last `/who` prints.
     quit_after_who: Option<(u8, Instant)>,
@@ -74,10 +82,12 @@ pub fn run(
     parent_gone: bool,
     stdin_flags: Option<OFlag>,
 ) -> u8 {
-    let mut r = match Receiver::new(session, link, parent, stdin_flags) {
+    let lang = session.lang;
+    let mut r = match ReceiverProcess::new(session, link, parent, stdin_flags) {
         Ok(r) => r,
         Err((e, socket, token)) => {
-            crate::stdio::err_line(&format!("chat-client: cannot start the receiver: {e}"));
+            let e = error_text(lang, &e);
+            crate::stdio::err_line(&format!("chat-client: {e}"));
             let _ = socket.send(&ClientMsg::Leave { token }.to_vec());
             return code::FAIL;
         }
@@ -88,15 +98,15 @@ pub fn run(
     r.run()
 }
 
-type StartError = (io::Error, std::net::UdpSocket, Token);
+type StartError = (Error, std::net::UdpSocket, Token);
 
-impl Receiver {
+impl ReceiverProcess {
     fn new(
         s: Session,
         link: OwnedFd,
         parent: Pid,
         stdin_flags: Option<OFlag>,
-    ) -> Result<Receiver, StartError> {
+    ) -> Result<ReceiverProcess, StartError> {
         let tty = s.term.is_some();
         let mut mask = SigSet::empty();
         for sig in [
@@ -118,23 +128,29 @@ impl Receiver {
                 SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
             }) {
             Ok(fd) => fd,
-            Err(e) => return Err((e.into(), s.socket, token)),
+            Err(e) => return Err((Error::io("create", "signalfd", e.into()), s.socket, token)),
         };
         let now = Instant::now();
         let timeout = Duration::from_millis(s.timeout_ms as u64);
+        let (cols, rows) = if tty {
+            term::window_size(term::stdout_fd())
+        } else {
+            (80, 24)
+        };
         let screen = Screen {
             tty,
-            prompt: render::input_prompt(s.lang),
+            prompt: render::input_prompt(s.lang).into_owned(),
             line: Vec::new(),
             cursor: 0,
-            cols: if tty {
-                term::columns(term::stdout_fd())
-            } else {
-                80
-            },
+            cols,
+            rows,
+            reflows: term::reflows(|k| std::env::var(k).ok()),
+            bell: s.bell,
+            color: s.color,
             broken: false,
+            silent: false,
         };
-        Ok(Receiver {
+        Ok(ReceiverProcess {
             socket: UdpSocket::from_std(s.socket),
             link: UnixDatagram::from_std(std::os::unix::net::UnixDatagram::from(link)),
             signals,
@@ -147,6 +163,7 @@ impl Receiver {
             next_ping: now + timeout / 3,
             seq: SeqTracker::new(),
             who: None,
+            who_for: WhoFor::Printing,
             quit_after_who: None,
             rejoin: None,
             leaving: None,
@@ -164,7 +181,10 @@ impl Receiver {
         let mut poll = match Poll::new() {
             Ok(p) => p,
             Err(e) => {
-                self.end(code::FAIL, Some(format!("cannot create a poll: {e}")));
+                self.end(
+                    code::FAIL,
+                    Some(error_text(self.lang, &Error::io("create", "poll", e))),
+                );
                 return self.finish();
             }
         };
@@ -181,10 +201,16 @@ impl Receiver {
                     .register(&mut SourceFd(&sfd), SIGNALS, Interest::READABLE)
             });
         if let Err(e) = registered {
-            self.end(code::FAIL, Some(format!("cannot poll: {e}")));
+            self.end(
+                code::FAIL,
+                Some(error_text(self.lang, &Error::io("register", "poll", e))),
+            );
             return self.finish();
         }
         self.screen.redraw();
+        if self.screen.tty {
+            self.start_who(WhoFor::Welcome);
+        }
         let mut events = Events::with_capacity(16);
         // Signals that arrived before the signalfd existed are pending on it.
         self.drain_signals();
@@ -193,7 +219,10 @@ impl Receiver {
             let wait = self.next_deadline().saturating_duration_since(now);
             if let Err(e) = poll.poll(&mut events, Some(wait)) {
                 if e.kind() != io::ErrorKind::Interrupted {
-                    self.end(code::FAIL, Some(format!("cannot poll: {e}")));
+                    self.end(
+                        code::FAIL,
+                        Some(error_text(self.lang, &Error::io("poll", "socket", e))),
+                    );
                     break;
                 }
             }
@@ -281,6 +310,8 @@ impl Receiver {
         }
         self.parent_alive = false;
         self.link_open = false;
+        // The shell has the terminal again: no line, no prompt over its own.
+        self.screen.silent = self.screen.tty;
         self.leave(code::FAIL);
     }
 
@@ -319,8 +350,7 @@ impl Receiver {
                         if missed > 0 {
                             self.notice(Notice::Lost(missed as u64));
                         }
-                        let line = render::event_line(self.lang, &ev);
-                        self.print(&line);
+                        self.event(&ev);
                     }
                 }
             }
@@ -348,16 +378,9 @@ impl Receiver {
                     }
                     self.end(code, None);
                 } else {
-                    let why = match (self.lang, reason) {
-                        (Lang::En, ByeReason::Left) => "the server ended the session",
-                        (Lang::En, ByeReason::Kicked) => "you were removed by the admin",
-                        (Lang::En, ByeReason::Shutdown) => "the chat server is shutting down",
-                        (Lang::Zh, ByeReason::Left) => "服务器结束了会话",
-                        (Lang::Zh, ByeReason::Kicked) => "你被管理员移出了聊天室",
-                        (Lang::Zh, ByeReason::Shutdown) => "聊天服务器正在关闭",
-                    };
+                    let why = reasons::fatal_line(self.lang, &Fatal::Bye(reason));
                     self.tell_sender(ToSender::Leaving);
-                    self.end(code::FAIL, Some(why.to_string()));
+                    self.end(code::FAIL, Some(why));
                 }
             }
             ServerMsg::UnknownSession { token } if token == self.token => {
@@ -384,73 +407,6 @@ impl Receiver {
                     let step = login.on_message(&msg, now);
                     self.rejoin_step(step);
                 }
-            }
-        }
-    }
-
-    fn rejoin_step(&mut self, step: Step) {
-        match step {
-            Step::Send(d) => self.send(&d),
-            Step::Wait => {}
-            Step::Welcome(w) => {
-                let now = Instant::now();
-                self.rejoin = None;
-                self.token = w.token;
-                self.name = w.name;
-                self.seq = SeqTracker::new();
-                if w.timeout_ms > 0 {
-                    self.timeout = Duration::from_millis(w.timeout_ms as u64);
-                }
-                self.last_heard = now;
-                self.next_ping = now + self.timeout / 3;
-                self.tell_sender(ToSender::Token(w.token));
-                self.notice(Notice::Rejoined);
-            }
-            Step::Refused(r) => {
-                let reason = render::refusal(self.lang, r);
-                let msg = format!(
-                    "cannot join as '{}' again: {reason}",
-                    render::escape(&self.name)
-                );
-                self.rejoin = None;
-                self.tell_sender(ToSender::Leaving);
-                self.end(code::FAIL, Some(msg));
-            }
-            Step::GiveUp => self.lost_contact(),
-        }
-    }
-
-    fn lost_contact(&mut self) {
-        // The server may still hear us: one LEAVE, no waiting.
-        self.send(&ClientMsg::Leave { token: self.token }.to_vec());
-        self.tell_sender(ToSender::Leaving);
-        let msg = match self.lang {
-            Lang::En => format!("lost contact with the server at {}", self.server_text),
-            Lang::Zh => format!("与服务器 {} 失去联系", self.server_text),
-        };
-        self.end(code::FAIL, Some(msg));
-    }
-
-    fn who_step(&mut self, step: WhoStep) {
-        match step {
-            WhoStep::Ask(start) => self.send(
-                &ClientMsg::Who {
-                    token: self.token,
-                    start,
-                }
-                .to_vec(),
-            ),
-            WhoStep::Done(total, names) => {
-                self.who = None;
-                self.notice(Notice::Members {
-                    total,
-                    names: &names,
-                });
-            }
-            WhoStep::Ignore => {}
-            WhoStep::GiveUp => {
-                self.who = None;
-                self.notice(Notice::WhoNoAnswer);
             }
         }
     }
@@ -508,15 +464,16 @@ impl Receiver {
                         self.screen.redraw();
                     }
                     Some(ToReceiver::Print(text)) => self.print(&text),
-                    Some(ToReceiver::Who) if self.leaving.is_none() && self.rejoin.is_none() => {
-                        self.who = Some(WhoPager::new(Instant::now()));
-                        self.who_step(WhoStep::Ask(0));
+                    Some(ToReceiver::Who) => self.start_who(WhoFor::Printing),
+                    Some(ToReceiver::RefreshNames) if self.who.is_none() => {
+                        self.start_who(WhoFor::Completion)
                     }
+                    Some(ToReceiver::Redraw) => self.screen.clear_all(),
                     Some(ToReceiver::Quit(code)) if code == code::OK && self.who.is_some() => {
                         self.quit_after_who = Some((code, Instant::now() + WHO_BEFORE_QUIT));
                     }
                     Some(ToReceiver::Quit(code)) => self.leave(code),
-                    Some(ToReceiver::Who) | None => {}
+                    Some(ToReceiver::RefreshNames) | None => {}
                 },
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -528,58 +485,12 @@ impl Receiver {
         }
     }
 
-    fn drain_signals(&mut self) {
-        for sig in pending_signals(&mut self.signals) {
-            match sig {
-                Signal::SIGINT => self.leave(code::SIGINT),
-                Signal::SIGTERM => self.leave(code::SIGTERM),
-                Signal::SIGHUP => self.leave(code::SIGHUP),
-                s if s == PARENT_DEATH_SIGNAL && nix::unistd::getppid() != self.parent => {
-                    self.parent_gone();
-                }
-                Signal::SIGTSTP => self.suspend(),
-                Signal::SIGCONT => self.resume(),
-                Signal::SIGWINCH => {
-                    self.screen.cols = term::columns(term::stdout_fd());
-                    self.screen.redraw();
-                }
-                _ => {}
-            }
-        }
-    }
-
-    /// Ctrl-Z: give the terminal its modes back, then stop like an ordinary program.
-    fn suspend(&mut self) {
-        self.screen.clear();
-        if let Some(m) = &self.term {
-            let _ = m.restore(term::stdin_fd());
-        }
-        let _ = nix::sys::signal::kill(nix::unistd::getpid(), Signal::SIGSTOP);
-    }
-
-    /// `fg` (or `bg`): chat mode again if in the foreground, redraw, and check
-    /// the session at once (the server may have timed it out meanwhile).
-    fn resume(&mut self) {
-        if let Some(m) = &self.term {
-            if term::in_foreground(term::stdin_fd()) {
-                let _ = m.enter(term::stdin_fd());
-                self.screen.cols = term::columns(term::stdout_fd());
-                self.screen.redraw();
-            }
-        }
-        if self.leaving.is_none() && self.rejoin.is_none() {
-            let now = Instant::now();
-            self.last_heard = now;
-            self.next_ping = now;
-        }
-    }
-
     /// Clears the input line, reports why the session ended, and, when the
     /// sender is already gone, gives the terminal back its modes.
     fn finish(mut self) -> u8 {
         let (code, msg) = self.done.take().unwrap_or((code::FAIL, None));
         if self.parent_alive {
-            self.screen.clear();
+            self.screen.keep_input();
         }
         if let Some(m) = msg {
             crate::stdio::err_line(&format!("chat-client: {m}"));

@@ -61,7 +61,7 @@ struct InFlight {
 
 /// Messages queued and in flight.
 #[derive(Debug)]
-pub struct Outbox {
+pub struct OutgoingQueue {
     token: Token,
     next_seq: u32,
     queue: VecDeque<(Outgoing, u32)>,
@@ -72,9 +72,9 @@ pub struct Outbox {
 /// A message given up, and why.
 pub type Failure = (Outgoing, Undelivered);
 
-impl Outbox {
+impl OutgoingQueue {
     pub fn new(token: Token) -> Self {
-        Outbox {
+        OutgoingQueue {
             token,
             next_seq: 1,
             queue: VecDeque::new(),
@@ -83,9 +83,14 @@ impl Outbox {
         }
     }
 
-    /// Queues a message; it goes out at the next [`Outbox::poll`].
+    /// Queues a message; it goes out at the next [`OutgoingQueue::poll`].
     pub fn push(&mut self, msg: Outgoing) {
         self.queue.push_back((msg, 0));
+    }
+
+    /// How many messages wait behind the window (not yet sent).
+    pub fn backlog(&self) -> usize {
+        self.queue.len()
     }
 
     /// Nothing queued and nothing unacknowledged.
@@ -135,9 +140,10 @@ impl Outbox {
         (out, failed)
     }
 
-    /// The server accepted message `seq`.
-    pub fn ack(&mut self, seq: u32) {
-        self.flight.retain(|f| f.seq != seq);
+    /// The server accepted message `seq`: returns it (once).
+    pub fn ack(&mut self, seq: u32) -> Option<Outgoing> {
+        let i = self.flight.iter().position(|f| f.seq == seq)?;
+        Some(self.flight.remove(i).msg)
     }
 
     /// The server refused message `seq`: given up, or (rate limited) held back
@@ -155,7 +161,7 @@ impl Outbox {
         Some((f.msg, Undelivered::Refused(reason)))
     }
 
-    /// The session is being replaced: send nothing until [`Outbox::new_token`].
+    /// The session is being replaced: send nothing until [`OutgoingQueue::new_token`].
     pub fn hold(&mut self) {
         self.held = true;
     }
@@ -180,7 +186,7 @@ impl Outbox {
         all
     }
 
-    /// When [`Outbox::poll`] next has something to do.
+    /// When [`OutgoingQueue::poll`] next has something to do.
     pub fn next_deadline(&self) -> Option<Instant> {
         if self.held {
             return None;
@@ -206,7 +212,7 @@ mod tests {
     #[test]
     fn retransmits_on_schedule_then_gives_up() {
         let t0 = Instant::now();
-        let mut o = Outbox::new(9);
+        let mut o = OutgoingQueue::new(9);
         o.push(Outgoing::Say("hi".into()));
         let (d, f) = o.poll(t0);
         assert_eq!(d.len(), 1);
@@ -235,7 +241,7 @@ mod tests {
     #[test]
     fn ack_stops_it_and_numbers_go_up() {
         let t0 = Instant::now();
-        let mut o = Outbox::new(1);
+        let mut o = OutgoingQueue::new(1);
         o.push(Outgoing::Say("a".into()));
         o.push(Outgoing::Private {
             to: "bob".into(),
@@ -243,8 +249,9 @@ mod tests {
         });
         let (d, _) = o.poll(t0);
         assert_eq!(d.iter().map(|d| seq_of(d).1).collect::<Vec<_>>(), [1, 2]);
-        o.ack(1);
-        o.ack(2);
+        assert_eq!(o.ack(1), Some(Outgoing::Say("a".into())));
+        assert!(o.ack(2).is_some());
+        assert_eq!(o.ack(2), None, "once");
         assert!(o.is_empty());
         assert_eq!(o.next_deadline(), None);
         o.push(Outgoing::Say("c".into()));
@@ -254,7 +261,7 @@ mod tests {
     #[test]
     fn window_limits_what_is_in_flight() {
         let t0 = Instant::now();
-        let mut o = Outbox::new(1);
+        let mut o = OutgoingQueue::new(1);
         for i in 0..WINDOW + 3 {
             o.push(Outgoing::Say(format!("m{i}")));
         }
@@ -268,7 +275,7 @@ mod tests {
     #[test]
     fn refusals_and_rate_limit_back_off() {
         let t0 = Instant::now();
-        let mut o = Outbox::new(1);
+        let mut o = OutgoingQueue::new(1);
         o.push(Outgoing::Say("x".into()));
         o.push(Outgoing::Say("y".into()));
         o.poll(t0);
@@ -305,7 +312,7 @@ mod tests {
     #[test]
     fn rejoin_renumbers_in_order() {
         let t0 = Instant::now();
-        let mut o = Outbox::new(1);
+        let mut o = OutgoingQueue::new(1);
         for t in ["a", "b", "c"] {
             o.push(Outgoing::Say(t.into()));
         }
