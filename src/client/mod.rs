@@ -43,7 +43,7 @@ use login::{Login, Step, Welcome};
 use name_prompt::NameInput;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
-use nix::unistd::{fork, ForkResult, Pid};
+use nix::unistd::ForkResult;
 use render::Notice;
 use std::io::{self, Write};
 use std::net::{SocketAddr, UdpSocket};
@@ -198,9 +198,7 @@ pub fn run(opts: &Options) -> Result<u8> {
     };
     let _ = io::stdout().flush();
     let parent = nix::unistd::getpid();
-    // SAFETY: the process is single-threaded here (no thread was ever started),
-    // so the child may run any code.
-    match unsafe { fork() } {
+    match crate::process::fork_single_threaded("chat-client into sender and receiver") {
         Ok(ForkResult::Child) => {
             drop(to_child);
             let stdin_flags = stdin.saved_flags();
@@ -223,7 +221,7 @@ pub fn run(opts: &Options) -> Result<u8> {
             give_back_terminal(&session);
             term::restore_stdin_flags(stdin.saved_flags());
             leave_once(&session.socket, session.token);
-            Err(Error::io("fork", "chat-client", e.into()))
+            Err(e)
         }
     }
 }
@@ -464,31 +462,4 @@ pub(crate) fn pending_signals(fd: &mut nix::sys::signalfd::SignalFd) -> Vec<Sign
         }
     }
     out
-}
-
-/// Waits up to `limit` for `child` to end, then kills it; returns its status.
-pub fn reap(child: Pid, limit: Duration) -> Option<nix::sys::wait::WaitStatus> {
-    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-    let start = Instant::now();
-    loop {
-        match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::StillAlive) => {}
-            Ok(s @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => return Some(s),
-            Ok(_) => {}
-            Err(nix::errno::Errno::EINTR) => {}
-            Err(_) => return None,
-        }
-        if start.elapsed() >= limit {
-            let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
-            loop {
-                match waitpid(child, None) {
-                    Err(nix::errno::Errno::EINTR) => continue,
-                    Ok(s @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => return Some(s),
-                    Ok(_) => continue,
-                    Err(_) => return None,
-                }
-            }
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
