@@ -474,7 +474,9 @@ fn started_with_stdin_closed_it_joins_and_leaves() {
     cmd.args(["--server", &srv.addr_text(), "--name", "bob"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
-    // SAFETY: close() only, between fork and exec.
+    // SAFETY: the closure runs in the child between fork and exec and makes one
+    // async-signal-safe call, close(0), on the child's own stdin, which no Rust
+    // object owns there.
     unsafe {
         cmd.pre_exec(|| {
             nix::libc::close(0);

@@ -191,7 +191,8 @@ pub fn notice_line(lang: Lang, n: &Notice<'_>) -> String {
         (En, Notice::YouLeft) => "-- you left the room".to_string(),
         (Zh, Notice::YouLeft) => t(lang, "-- 你退出了聊天室").into(),
         (En, Notice::Help) => "-- type a line to say it; /who lists the members; \
-             /msg NAME TEXT says TEXT to NAME only; /quit (or Ctrl-D) leaves; /help shows this"
+             /msg NAME TEXT says TEXT to NAME only; /quit (or Ctrl-D) leaves; /help shows this; \
+             Up/Down recall lines, Tab completes a name, Alt-b/Alt-f move by word, Ctrl-L redraws"
             .to_string(),
         (Zh, Notice::Help) => t(
             lang,
