@@ -107,6 +107,8 @@ pub enum Notice<'a> {
     Help,
     UnknownCommand(&'a str),
     Usage(&'a str),
+    /// The first login is waiting for the server at this address.
+    Connecting(&'a str),
     /// Tab: the names that fit.
     Candidates(&'a [String]),
     /// A long line goes out in this many parts.
@@ -207,6 +209,8 @@ pub fn notice_line(lang: Lang, n: &Notice<'_>) -> String {
         (Zh, Notice::UnknownCommand(c)) => tr(lang, "-- 未知命令 {0}: 输入 /help", &[&escape(c)]),
         (En, Notice::Usage(u)) => format!("-- usage: {u}"),
         (Zh, Notice::Usage(u)) => tr(lang, "-- 用法: {0}", &[u]),
+        (En, Notice::Connecting(server)) => format!("-- connecting to {server}…"),
+        (Zh, Notice::Connecting(server)) => tr(lang, "-- 正在连接 {0}…", &[server]),
         (_, Notice::Candidates(names)) => {
             let list: Vec<String> = names.iter().map(|n| escape(n).into_owned()).collect();
             format!("-- {}", list.join(", "))
