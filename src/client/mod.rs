@@ -2,17 +2,20 @@
 //!
 //! * Before the fork (one process, one thread): resolve the server, create one
 //!   UDP socket connected to it (so only its datagrams are read), ask for a
-//!   name and log in ([`login`]). Then block the signals both halves read
-//!   through a signalfd, put a terminal in chat mode ([`term`]), create the
-//!   socketpair ([`link`]), flush stdout and fork.
-//! * The parent is the **sender** ([`sender`]): it reads the user's input and
-//!   sends SAY, PRIVATE and WHO requests, retransmitting until acknowledged
-//!   ([`outbox`]). It never reads the socket while the receiver lives, and it
-//!   reaps the receiver before it exits.
-//! * The child is the **receiver** ([`receiver`]): the only reader of the
-//!   socket and the only writer to stdout. It prints events ([`render`]),
-//!   forwards ACK and REJECT to the sender, keeps the session alive, re-joins
-//!   after a server restart, and owns the LEAVE.
+//!   name (`name_prompt`) and log in ([`login`]). Then block the signals both halves read
+//!   through a signalfd, put a terminal in chat mode (`term`), create the
+//!   socketpair (`link`), flush stdout and fork.
+//! * The parent is the **sender** (`sender`): it reads the user's input —
+//!   keys through the line editor (`editor`) on a terminal, lines cut as
+//!   they arrive through a pipe (`lines`) — parses it (`command`) and sends
+//!   SAY and PRIVATE, retransmitting until acknowledged (`outgoing`); Tab
+//!   completes the names seen (`names`). It never reads the socket while the
+//!   receiver lives, and it reaps the receiver before it exits.
+//! * The child is the **receiver** (`receiver`): the only reader of the
+//!   socket and the only writer to stdout (`screen`). It prints events in
+//!   the user's language (`render`, `lang`, `reasons`), forwards ACK and
+//!   REJECT to the sender, pages `/who` (`tally`), keeps the session alive,
+//!   re-joins after a server restart, and owns the LEAVE.
 //!
 //! Each side ends when the other does: the socketpair reaches EOF, the child
 //! also has `PR_SET_PDEATHSIG`, and the parent a SIGCHLD. The terminal's modes
