@@ -22,8 +22,9 @@ enum LangArg {
 #[derive(Parser, Debug)]
 #[command(name = "chat-client", version)]
 struct Args {
-    /// The chat server, HOST:PORT.
-    #[arg(long, default_value = "127.0.0.1:8888", value_name = "ADDR", value_parser = parse_server)]
+    /// The chat server, HOST:PORT (every address HOST resolves to is tried).
+    #[arg(long, default_value = "127.0.0.1:8888", value_name = "ADDR",
+          value_parser = udpchat::net::parse_host_port)]
     server: String,
     /// The name to join as (asked for when absent).
     #[arg(long)]
@@ -45,23 +46,6 @@ enum ColorArg {
     Auto,
     Always,
     Never,
-}
-
-/// `HOST:PORT`, where HOST is a name, an IPv4 address or a bracketed IPv6
-/// address, and PORT a number from 1 to 65535. Resolving is left to the client.
-fn parse_server(s: &str) -> Result<String, String> {
-    let expected = "expected HOST:PORT, e.g. 127.0.0.1:8888 or [::1]:8888";
-    let Some((host, port)) = s.rsplit_once(':') else {
-        return Err(format!("the port is missing ({expected})"));
-    };
-    let bare_v6 = !host.starts_with('[') && host.contains(':');
-    if host.is_empty() || bare_v6 {
-        return Err(expected.to_string());
-    }
-    match port.parse::<u16>() {
-        Ok(p) if p > 0 => Ok(s.to_string()),
-        _ => Err(format!("'{port}' is not a port (1 to 65535)")),
-    }
 }
 
 fn main() -> ExitCode {
@@ -94,21 +78,5 @@ fn main() -> ExitCode {
             udpchat::stdio::err_line(&format!("chat-client: {e}"));
             ExitCode::from(1)
         }
-    }
-}
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn server_addresses() {
-        assert!(parse_server("127.0.0.1:8888").is_ok());
-        assert!(parse_server("localhost:1").is_ok());
-        assert!(parse_server("[::1]:8888").is_ok());
-        assert!(parse_server("127.0.0.1").is_err());
-        assert!(parse_server("::1").is_err());
-        assert!(parse_server(":8888").is_err());
-        assert!(parse_server("host:0").is_err());
-        assert!(parse_server("host:http").is_err());
     }
 }

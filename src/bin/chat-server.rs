@@ -16,8 +16,10 @@ use udpchat::trust::ServerKey;
 #[derive(Parser, Debug)]
 #[command(name = "chat-server", version)]
 struct Args {
-    /// Address to listen on (`0.0.0.0:PORT` or `[::]:PORT` opens it to the network).
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8888")]
+    /// Address to listen on: ADDRESS:PORT or localhost:PORT (`0.0.0.0:PORT` or
+    /// `[::]:PORT` opens it to the network).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8888",
+          value_parser = udpchat::net::parse_bind_addr)]
     bind: SocketAddr,
     /// Refuse joins beyond this many members (at least 1).
     #[arg(long, value_name = "N", default_value_t = 10_000,

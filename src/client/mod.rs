@@ -46,10 +46,10 @@ use login::{Login, Step, Welcome};
 use name_prompt::NameInput;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
-use nix::unistd::{fork, ForkResult, Pid};
+use nix::unistd::ForkResult;
 use render::Notice;
 use std::io::{self, Write};
-use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 use term::TermModes;
 
@@ -134,7 +134,7 @@ pub(crate) struct Session {
 
 /// Runs the client; returns the exit code (in whichever process returns).
 pub fn run(opts: &Options) -> Result<u8> {
-    let server = resolve(&opts.server)?;
+    let server = crate::net::find_server(&opts.server)?;
     let socket = connect(server, &opts.server)?;
     let interactive = term::is_tty(term::stdin_fd());
     let terminal = interactive && term::is_tty(term::stdout_fd());
@@ -201,9 +201,7 @@ pub fn run(opts: &Options) -> Result<u8> {
     };
     let _ = io::stdout().flush();
     let parent = nix::unistd::getpid();
-    // SAFETY: the process is single-threaded here (no thread was ever started),
-    // so the child may run any code.
-    match unsafe { fork() } {
+    match crate::process::fork_single_threaded("chat-client into sender and receiver") {
         Ok(ForkResult::Child) => {
             drop(to_child);
             let stdin_flags = stdin.saved_flags();
@@ -226,25 +224,9 @@ pub fn run(opts: &Options) -> Result<u8> {
             give_back_terminal(&session);
             term::restore_stdin_flags(stdin.saved_flags());
             leave_once(&session.socket, session.token);
-            Err(Error::io("fork", "chat-client", e.into()))
+            Err(e)
         }
     }
-}
-
-/// The address `text` resolves to: the first IPv4 one if there is one (the
-/// server listens on `127.0.0.1` by default, and `localhost` often resolves to
-/// `::1` first), else the first.
-fn resolve(text: &str) -> Result<SocketAddr> {
-    let addrs: Vec<SocketAddr> = text
-        .to_socket_addrs()
-        .map_err(|e| Error::io("resolve", text, e))?
-        .collect();
-    addrs
-        .iter()
-        .find(|a| a.is_ipv4())
-        .or(addrs.first())
-        .copied()
-        .ok_or_else(|| Error::msg("resolve", text, "no address"))
 }
 
 /// A UDP socket on an ephemeral port, connected to the server.
@@ -439,30 +421,64 @@ fn leave_once(socket: &UdpSocket, token: Token) {
 /// Sends LEAVE and repeats it until BYE or UNKNOWN_SESSION, for at most
 /// [`LEAVE_WAIT`]. Used by a process that reads the socket itself (the sender
 /// once the receiver is gone). The socket is non-blocking.
-pub(crate) fn leave_and_wait(socket: &UdpSocket, token: Token) -> bool {
+pub fn leave_and_wait(socket: &UdpSocket, token: Token) -> bool {
+    leave_until_bye(&[(socket, token)]) == 0
+}
+
+/// [`leave_and_wait`] for many members at once, each with its own
+/// non-blocking socket connected to the server: LEAVE every [`LEAVE_RESEND`]
+/// until BYE or UNKNOWN_SESSION, for at most [`LEAVE_WAIT`]. Returns how
+/// many members heard neither.
+pub fn leave_until_bye(members: &[(&UdpSocket, Token)]) -> usize {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
     let start = Instant::now();
     let mut buf = vec![0u8; MAX_DATAGRAM + 1];
-    let mut next = start;
-    while start.elapsed() < LEAVE_WAIT {
-        if Instant::now() >= next {
-            leave_once(socket, token);
-            next = Instant::now() + LEAVE_RESEND;
-        }
-        loop {
-            match socket.recv(&mut buf) {
-                Ok(n) if n <= MAX_DATAGRAM => match protocol::decode_server(&buf[..n]) {
-                    Ok(ServerMsg::Bye { .. }) => return true,
-                    Ok(ServerMsg::UnknownSession { token: t }) if t == token => return true,
-                    _ => {}
-                },
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(_) => {}
+    let mut pending: Vec<usize> = (0..members.len()).collect();
+    while !pending.is_empty() && start.elapsed() < LEAVE_WAIT {
+        for (n, &k) in pending.iter().enumerate() {
+            leave_once(members[k].0, members[k].1);
+            if n % 256 == 255 {
+                // Do not overrun the server's receive buffer.
+                std::thread::sleep(Duration::from_millis(2));
             }
         }
-        std::thread::sleep(Duration::from_millis(10));
+        let round = Instant::now() + LEAVE_RESEND;
+        while !pending.is_empty() && Instant::now() < round {
+            pending.retain(|&k| {
+                let (socket, token) = members[k];
+                loop {
+                    match socket.recv(&mut buf) {
+                        Ok(n) if n <= MAX_DATAGRAM => match protocol::decode_server(&buf[..n]) {
+                            Ok(ServerMsg::Bye { .. }) => return false,
+                            Ok(ServerMsg::UnknownSession { token: t }) if t == token => {
+                                return false
+                            }
+                            _ => {}
+                        },
+                        Ok(_) => {}
+                        // A pending ICMP error is reported once: read on.
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                io::ErrorKind::ConnectionRefused | io::ErrorKind::Interrupted
+                            ) => {}
+                        Err(_) => return true, // would block, or nothing to read
+                    }
+                }
+            });
+            let wait = round.saturating_duration_since(Instant::now());
+            let mut fds: Vec<PollFd> = pending
+                .iter()
+                .map(|&k| PollFd::new(members[k].0.as_fd(), PollFlags::POLLIN))
+                .collect();
+            let _ = poll(
+                &mut fds,
+                PollTimeout::try_from(wait).unwrap_or(PollTimeout::MAX),
+            );
+        }
     }
-    false
+    pending.len()
 }
 
 /// Writes a line stamped with the local time to stdout (before the fork, or
@@ -483,31 +499,4 @@ pub(crate) fn pending_signals(fd: &mut nix::sys::signalfd::SignalFd) -> Vec<Sign
         }
     }
     out
-}
-
-/// Waits up to `limit` for `child` to end, then kills it; returns its status.
-pub fn reap(child: Pid, limit: Duration) -> Option<nix::sys::wait::WaitStatus> {
-    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-    let start = Instant::now();
-    loop {
-        match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::StillAlive) => {}
-            Ok(s @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => return Some(s),
-            Ok(_) => {}
-            Err(nix::errno::Errno::EINTR) => {}
-            Err(_) => return None,
-        }
-        if start.elapsed() >= limit {
-            let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
-            loop {
-                match waitpid(child, None) {
-                    Err(nix::errno::Errno::EINTR) => continue,
-                    Ok(s @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => return Some(s),
-                    Ok(_) => continue,
-                    Err(_) => return None,
-                }
-            }
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }

@@ -14,8 +14,9 @@ use crate::client::outgoing::{Outgoing, OutgoingQueue, WINDOW};
 use crate::client::reasons::{self, Fatal};
 use crate::client::render::{self, Lang, Notice, Undelivered};
 use crate::client::term::{self, StdinReader, TermModes};
-use crate::client::{code, leave_and_wait, pending_signals, reap, Session};
+use crate::client::{code, leave_and_wait, pending_signals, Session};
 use crate::error::Error;
+use crate::process::{reap_one_of, reap_within, Reaped};
 use crate::protocol::Token;
 use mio::net::UnixDatagram;
 use mio::unix::SourceFd;
@@ -93,7 +94,7 @@ pub fn run(session: Session, link: OwnedFd, child: Pid, stdin: StdinReader) -> u
             let e = error_text(session.lang, &e);
             crate::stdio::err_line(&format!("chat-client: {e}"));
             let _ = nix::sys::signal::kill(child, Signal::SIGTERM);
-            let status = reap(child, QUIT_GRACE);
+            let status = reap_within(child, QUIT_GRACE);
             return finish_without_loop(&session, &stdin, status);
         }
     };
@@ -228,7 +229,7 @@ impl SenderProcess {
                 // The receiver did not end in time: it is killed and reaped,
                 // and `finish` does its LEAVE.
                 let _ = nix::sys::signal::kill(self.child, Signal::SIGKILL);
-                self.status = reap(self.child, QUIT_GRACE);
+                self.status = reap_within(self.child, QUIT_GRACE);
             }
         }
     }
@@ -412,7 +413,7 @@ impl SenderProcess {
                     // The receiver is gone (or going): reap it.
                     self.link_open = false;
                     if self.status.is_none() {
-                        self.status = reap(self.child, QUIT_GRACE);
+                        self.status = reap_within(self.child, QUIT_GRACE);
                     }
                 }
                 Ok(n) => match ToSender::decode(&buf[..n]) {
@@ -451,7 +452,7 @@ impl SenderProcess {
                 Err(_) => {
                     self.link_open = false;
                     if self.status.is_none() {
-                        self.status = reap(self.child, QUIT_GRACE);
+                        self.status = reap_within(self.child, QUIT_GRACE);
                     }
                 }
             }
@@ -465,16 +466,13 @@ impl SenderProcess {
                 Signal::SIGTERM => self.ask_quit(code::SIGTERM),
                 Signal::SIGHUP => self.ask_quit(code::SIGHUP),
                 Signal::SIGCHLD => {
-                    use nix::sys::wait::{waitpid, WaitPidFlag};
                     if self.status.is_none() {
-                        match waitpid(self.child, Some(WaitPidFlag::WNOHANG)) {
-                            Ok(s @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => {
-                                self.status = Some(s)
-                            }
-                            Err(nix::errno::Errno::ECHILD) => {
+                        match reap_one_of(&[self.child], Duration::ZERO) {
+                            Reaped::Ended(_, s) => self.status = Some(s),
+                            Reaped::Lost(..) => {
                                 self.status = Some(WaitStatus::Exited(self.child, 1))
                             }
-                            _ => {}
+                            Reaped::Running => {}
                         }
                     }
                 }
@@ -489,7 +487,7 @@ impl SenderProcess {
         let why = error_text(self.lang, &why);
         crate::stdio::err_line(&format!("chat-client: {why}"));
         self.ask_quit(code::FAIL);
-        self.status = reap(self.child, QUIT_GRACE);
+        self.status = reap_within(self.child, QUIT_GRACE);
         self.finish()
     }
 

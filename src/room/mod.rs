@@ -172,11 +172,6 @@ impl Room {
         }
     }
 
-    /// The configuration.
-    pub fn config(&self) -> &Config {
-        &self.cfg
-    }
-
     /// How many members there are.
     pub fn member_count(&self) -> usize {
         self.members.len()

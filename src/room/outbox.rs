@@ -59,11 +59,6 @@ impl Outbox {
         head.into_iter().chain(parts)
     }
 
-    /// How many slices `t` has (an upper bound for iovec space).
-    pub fn slice_count(&self, t: &Transmit) -> usize {
-        (t.head_len > 0) as usize + (t.parts.end - t.parts.start) as usize
-    }
-
     /// The size of datagram `t`.
     pub fn len_of(&self, t: &Transmit) -> usize {
         self.slices(t).map(<[u8]>::len).sum()

@@ -4,11 +4,9 @@
 //! `sendmmsg` batches, and the loop sleeps until the room's next deadline.
 
 mod console;
-mod udp;
-
-pub use udp::{bind, Receiver, SendCount, Sender, BATCH};
 
 use crate::error::{Error, Result};
+use crate::net::{bind_server_socket, BatchReceiver, BatchSender, Outgoing, BATCH};
 use crate::room::{Config, Room};
 use crate::stdio;
 use console::{Console, ConsoleState};
@@ -19,7 +17,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use siphasher::sip128::SipHasher24;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Poll token of the UDP socket.
@@ -46,7 +44,7 @@ pub struct Options {
 }
 
 /// Writes one log line to stderr, with a UTC timestamp.
-pub fn log(msg: &str) {
+fn log(msg: &str) {
     stdio::err_line(&format!("{} {msg}", timestamp(SystemTime::now())));
 }
 
@@ -144,7 +142,12 @@ fn log_console(state: &ConsoleState) {
 
 /// Receives and handles datagrams until the socket is drained (returns
 /// false) or the turn's budget is spent (returns true: more may be waiting).
-fn drain_socket(fd: RawFd, rx: &mut Receiver, room: &mut Room, now: Instant) -> Result<bool> {
+fn drain_socket(
+    fd: BorrowedFd<'_>,
+    rx: &mut BatchReceiver,
+    room: &mut Room,
+    now: Instant,
+) -> Result<bool> {
     let unix = unix_secs();
     let mut handled = 0;
     while handled < TURN_BUDGET {
@@ -177,7 +180,7 @@ pub fn run(opts: &Options) -> Result<()> {
     let sfd = signal_fd()?;
     console::ignore_terminal_stop_signals()
         .map_err(|e| Error::io("ignore", "SIGTTIN and SIGTTOU", e.into()))?;
-    let sock = bind(opts.bind)?;
+    let sock = bind_server_socket(opts.bind)?;
     let local = sock
         .local_addr()
         .map_err(|e| Error::io("read the address of", opts.bind, e))?;
@@ -222,8 +225,8 @@ pub fn run(opts: &Options) -> Result<()> {
     };
 
     let mut events = Events::with_capacity(16);
-    let mut rx = Receiver::new();
-    let mut tx = Sender::new();
+    let mut rx = BatchReceiver::new();
+    let mut tx = BatchSender::new();
     let mut socket_ready = true; // drain what arrived before registration
     let mut console_ready = true;
     let mut last_summary: Option<Instant> = None;
@@ -288,7 +291,7 @@ pub fn run(opts: &Options) -> Result<()> {
             }
         }
         if socket_ready && stop.is_none() {
-            socket_ready = drain_socket(fd, &mut rx, &mut room, now)?;
+            socket_ready = drain_socket(sock.as_fd(), &mut rx, &mut room, now)?;
         }
         room.expire(now);
         if let Some(sig) = &stop {
@@ -298,7 +301,14 @@ pub fn run(opts: &Options) -> Result<()> {
             room.shutdown();
         }
         let out = room.flush();
-        let n = tx.send(fd, out);
+        let n = tx.send(
+            &sock,
+            out.transmits().iter().map(|t| Outgoing {
+                to: Some(t.peer.addr),
+                from: t.peer.local,
+                pieces: out.slices(t),
+            }),
+        );
         room.end_turn();
         room.stats.datagrams_out += n.sent;
         room.stats.dropped_sends += n.dropped;

@@ -12,7 +12,7 @@ use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use unicode_width::UnicodeWidthChar;
@@ -152,6 +152,8 @@ pub struct PtyClient {
     /// The window's width from each byte of the output on: `(at, cols)`.
     widths: Mutex<Vec<(usize, usize)>>,
     stop: Arc<AtomicBool>,
+    /// How many times the reader found nothing to read for 50 ms.
+    quiet: Arc<AtomicU64>,
     /// The client's second process, once found.
     pub helper: Option<i32>,
 }
@@ -202,11 +204,13 @@ impl PtyClient {
         let child = cmd.spawn().expect("spawn a program on a pty");
         let output = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
+        let quiet = Arc::new(AtomicU64::new(0));
         let master = pty.master;
         {
             let master = master.try_clone().unwrap();
             let output = output.clone();
             let stop = stop.clone();
+            let quiet = quiet.clone();
             std::thread::spawn(move || {
                 let mut buf = [0u8; 4096];
                 while !stop.load(Ordering::Relaxed) {
@@ -215,7 +219,12 @@ impl PtyClient {
                         nix::poll::PollFlags::POLLIN,
                     )];
                     match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(50u16)) {
-                        Ok(0) => continue,
+                        Ok(0) => {
+                            // Nothing was readable for 50 ms: everything written
+                            // before now is in `output` (see `settle`).
+                            quiet.fetch_add(1, Ordering::SeqCst);
+                            continue;
+                        }
                         Ok(_) => {}
                         Err(_) => break,
                     }
@@ -234,6 +243,7 @@ impl PtyClient {
             output,
             widths: Mutex::new(vec![(0, cols as usize)]),
             stop,
+            quiet,
             helper: None,
         }
     }
@@ -251,7 +261,22 @@ impl PtyClient {
             .wait(crate::common::WAIT)
             .expect("chat-client did not exit");
         crate::common::assert_second_process_gone(self.helper);
+        self.settle();
         status
+    }
+
+    /// Waits until the reader has taken everything written to the terminal so far
+    /// (after the client ended, its whole output): one quiet poll that began after now.
+    pub fn settle(&self) {
+        let seen = self.quiet.load(Ordering::SeqCst);
+        let start = Instant::now();
+        while self.quiet.load(Ordering::SeqCst) < seen + 2 {
+            assert!(
+                start.elapsed() < crate::common::WAIT,
+                "the terminal never went quiet"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     pub fn pid(&self) -> i32 {

@@ -53,7 +53,7 @@ mod tests {
         assert_eq!(&b[..26], b"L0300012345600098765432101");
         assert!(b[26..].iter().all(|&c| c == b'.'));
         assert_eq!(parse(&b), Some((3, 123_456, 98_765_432_101)));
-        assert!(crate::protocol::check_text(
+        assert!(udpchat::protocol::check_text(
             std::str::from_utf8(&b).unwrap()
         ));
         assert_eq!(parse(b"hello"), None);

@@ -3,10 +3,8 @@
 //! count per member: events, datagrams, gaps in the event numbers, and the
 //! latency from the send time written in each message's text.
 
-use super::report::Hist;
+use super::latency::Hist;
 use super::text;
-use crate::protocol::{decode_server, Event, ServerMsg};
-use crate::server::{Receiver, BATCH};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use std::io;
@@ -16,6 +14,8 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicU8, Ordering::*}
 use std::sync::{Arc, OnceLock};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
+use udpchat::net::{BatchReceiver, BATCH};
+use udpchat::protocol::{decode_server, Event, ServerMsg};
 
 /// Phases of a run, in order; the receivers read the current one.
 pub mod phase {
@@ -192,7 +192,7 @@ fn receive(
         malformed: 0,
     };
     let mut events = Events::with_capacity(1024);
-    let mut rx = Receiver::new();
+    let mut rx = BatchReceiver::new();
     // Sockets may hold datagrams from before the registration.
     let mut ready: Vec<usize> = (0..members.len()).collect();
     loop {
@@ -217,15 +217,14 @@ fn receive(
 /// Reads member `m`'s socket until it would block.
 fn drain(
     m: &mut RxMember,
-    rx: &mut Receiver,
+    rx: &mut BatchReceiver,
     shared: &Shared,
     ph: u8,
     out: &mut RxOut,
 ) -> io::Result<()> {
-    let fd = m.sock.as_raw_fd();
     let mut accounted = 0u64;
     loop {
-        let n = match rx.recv(fd) {
+        let n = match rx.recv(&*m.sock) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

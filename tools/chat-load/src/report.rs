@@ -1,93 +1,8 @@
-//! What a load run measured: a latency histogram, the report of one run, and
-//! its two renderings (a markdown table row and a JSON object, written by hand
-//! so the crate needs no serialisation dependency).
+//! What a load run measured: the report of one run, and its renderings
+//! (markdown tables, and JSON through serde).
 
-use std::fmt::Write as _;
-
-/// Latencies in 1 µs buckets up to [`Hist::SPAN_US`], and the exact maximum.
-#[derive(Clone)]
-pub struct Hist {
-    buckets: Vec<u32>,
-    count: u64,
-    max_ns: u64,
-}
-
-impl Default for Hist {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Hist {
-    /// Latencies above this many µs share the last bucket (the maximum stays exact).
-    pub const SPAN_US: usize = 1 << 20;
-
-    pub fn new() -> Self {
-        Hist {
-            buckets: vec![0; Self::SPAN_US + 1],
-            count: 0,
-            max_ns: 0,
-        }
-    }
-
-    #[inline]
-    pub fn add(&mut self, ns: u64) {
-        let b = ((ns / 1000) as usize).min(Self::SPAN_US);
-        self.buckets[b] = self.buckets[b].saturating_add(1);
-        self.count += 1;
-        self.max_ns = self.max_ns.max(ns);
-    }
-
-    pub fn merge(&mut self, other: &Hist) {
-        for (a, b) in self.buckets.iter_mut().zip(&other.buckets) {
-            *a = a.saturating_add(*b);
-        }
-        self.count += other.count;
-        self.max_ns = self.max_ns.max(other.max_ns);
-    }
-
-    pub fn count(&self) -> u64 {
-        self.count
-    }
-
-    /// The `q` quantile (0..=1) in µs: the upper edge of its bucket, never above the maximum.
-    pub fn quantile_us(&self, q: f64) -> Option<f64> {
-        if self.count == 0 {
-            return None;
-        }
-        let rank = ((q * self.count as f64).ceil() as u64).clamp(1, self.count);
-        let mut seen = 0u64;
-        for (i, &n) in self.buckets.iter().enumerate() {
-            seen += n as u64;
-            if seen >= rank {
-                return Some(((i + 1) as f64).min(self.max_us()));
-            }
-        }
-        Some(self.max_us())
-    }
-
-    pub fn max_us(&self) -> f64 {
-        self.max_ns as f64 / 1000.0
-    }
-}
-
-/// p50, p99 and max of a latency distribution, in µs.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Latency {
-    pub p50_us: f64,
-    pub p99_us: f64,
-    pub max_us: f64,
-}
-
-impl Latency {
-    pub fn of(h: &Hist) -> Option<Latency> {
-        Some(Latency {
-            p50_us: h.quantile_us(0.50)?,
-            p99_us: h.quantile_us(0.99)?,
-            max_us: h.max_us(),
-        })
-    }
-}
+use super::latency::Latency;
+use serde::Serialize;
 
 /// Which kind of run a report describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -338,62 +253,163 @@ impl Report {
         )
     }
 
-    /// This run as one JSON object.
-    pub fn json(&self) -> String {
-        let mut j = Json::default();
-        j.str("kind", self.kind.unwrap_or(Kind::Server).name());
-        j.num("members", self.members as f64);
-        j.num("senders", self.senders as f64);
-        j.str("mode", &self.mode);
-        j.opt_bool("packing", self.packing);
-        j.num("messages", self.messages as f64);
-        j.num("retransmits", self.retransmits as f64);
-        j.num("expected", self.expected as f64);
-        j.num("delivered", self.delivered as f64);
-        j.num("datagrams", self.datagrams as f64);
-        j.num("seconds", self.seconds);
-        j.num("msgs_per_s", self.msgs_per_s());
-        j.num("datagrams_per_s", self.dgrams_per_s());
-        j.num("events_per_datagram", self.events_per_dgram());
-        j.num("lost", self.lost as f64);
-        j.num("lost_seen_as_gaps", self.lost_seen as f64);
-        j.bool("all_losses_seen", self.losses_visible());
-        j.num("members_with_loss", self.members_with_loss as f64);
-        j.num("members_miscounted", self.members_miscounted as f64);
-        j.num("out_of_order", self.out_of_order as f64);
-        j.num("foreign_events", self.foreign as f64);
-        j.num("incomplete_messages", self.incomplete_messages as f64);
-        j.num("stalls", self.stalls as f64);
-        for (name, l) in [
-            ("latency", &self.latency),
-            ("latency_last", &self.latency_last),
-        ] {
-            j.opt(&format!("{name}_p50_us"), l.map(|l| l.p50_us));
-            j.opt(&format!("{name}_p99_us"), l.map(|l| l.p99_us));
-            j.opt(&format!("{name}_max_us"), l.map(|l| l.max_us));
+    /// This run as the flat record of the JSON output.
+    pub fn json_record(&self) -> JsonReport<'_> {
+        let lat = |l: &Option<Latency>| {
+            (
+                l.map(|l| l.p50_us),
+                l.map(|l| l.p99_us),
+                l.map(|l| l.max_us),
+            )
+        };
+        let (latency_p50_us, latency_p99_us, latency_max_us) = lat(&self.latency);
+        let (latency_last_p50_us, latency_last_p99_us, latency_last_max_us) =
+            lat(&self.latency_last);
+        JsonReport {
+            kind: self.kind.unwrap_or(Kind::Server).name(),
+            members: self.members,
+            senders: self.senders,
+            mode: &self.mode,
+            packing: self.packing,
+            messages: self.messages,
+            retransmits: self.retransmits,
+            expected: self.expected,
+            delivered: self.delivered,
+            datagrams: self.datagrams,
+            seconds: self.seconds,
+            msgs_per_s: self.msgs_per_s(),
+            datagrams_per_s: self.dgrams_per_s(),
+            events_per_datagram: self.events_per_dgram(),
+            lost: self.lost,
+            lost_seen_as_gaps: self.lost_seen,
+            all_losses_seen: self.losses_visible(),
+            members_with_loss: self.members_with_loss,
+            members_miscounted: self.members_miscounted,
+            out_of_order: self.out_of_order,
+            foreign_events: self.foreign,
+            incomplete_messages: self.incomplete_messages,
+            stalls: self.stalls,
+            latency_p50_us,
+            latency_p99_us,
+            latency_max_us,
+            latency_last_p50_us,
+            latency_last_p99_us,
+            latency_last_max_us,
+            server_cpu_ns: self.server_cpu_ns,
+            server_user_ns: self.server_user_ns,
+            server_ns_per_msg: self.server_ns_per_msg(),
+            server_ns_per_datagram: self.server_ns_per_dgram(),
+            server_cores: self.server_cores(),
+            server_dropped_sends: self.server_dropped_sends,
+            receivers_cores: self.rx_cores(),
+            sender_cores: self.tx_cores(),
+            machine_busy_cores: self.machine_busy_cores,
+            others_cores: self.others_cores,
+            started_busy: self.started_busy,
+            ceiling_datagrams_per_s: self.ceiling_dgrams_per_s,
+            of_ceiling: self.ceiling_share(),
+            join_seconds: self.join_seconds,
+            server_rss_kib: self.server_rss_kib,
+            idle_cpu_percent: self.idle_cpu_percent,
+            keepalives: self.keepalives,
         }
-        j.opt("server_cpu_ns", self.server_cpu_ns.map(|v| v as f64));
-        j.opt("server_user_ns", self.server_user_ns.map(|v| v as f64));
-        j.opt("server_ns_per_msg", self.server_ns_per_msg());
-        j.opt("server_ns_per_datagram", self.server_ns_per_dgram());
-        j.opt("server_cores", self.server_cores());
-        j.opt(
-            "server_dropped_sends",
-            self.server_dropped_sends.map(|v| v as f64),
-        );
-        j.num("receivers_cores", self.rx_cores());
-        j.num("sender_cores", self.tx_cores());
-        j.opt("machine_busy_cores", self.machine_busy_cores);
-        j.opt("others_cores", self.others_cores);
-        j.bool("started_busy", self.started_busy);
-        j.opt("ceiling_datagrams_per_s", self.ceiling_dgrams_per_s);
-        j.opt("of_ceiling", self.ceiling_share());
-        j.opt("join_seconds", self.join_seconds);
-        j.opt("server_rss_kib", self.server_rss_kib.map(|v| v as f64));
-        j.opt("idle_cpu_percent", self.idle_cpu_percent);
-        j.num("keepalives", self.keepalives as f64);
-        j.finish()
     }
+}
+
+/// One report as JSON: every figure of [`Report`], the derived rates, and
+/// the latencies flattened (null where there is none).
+#[derive(Debug, Serialize)]
+pub struct JsonReport<'a> {
+    kind: &'static str,
+    members: usize,
+    senders: usize,
+    mode: &'a str,
+    packing: Option<bool>,
+    messages: u64,
+    retransmits: u64,
+    expected: u64,
+    delivered: u64,
+    datagrams: u64,
+    seconds: f64,
+    msgs_per_s: f64,
+    datagrams_per_s: f64,
+    events_per_datagram: f64,
+    lost: u64,
+    lost_seen_as_gaps: u64,
+    all_losses_seen: bool,
+    members_with_loss: usize,
+    members_miscounted: usize,
+    out_of_order: u64,
+    foreign_events: u64,
+    incomplete_messages: u64,
+    stalls: u64,
+    latency_p50_us: Option<f64>,
+    latency_p99_us: Option<f64>,
+    latency_max_us: Option<f64>,
+    latency_last_p50_us: Option<f64>,
+    latency_last_p99_us: Option<f64>,
+    latency_last_max_us: Option<f64>,
+    server_cpu_ns: Option<u64>,
+    server_user_ns: Option<u64>,
+    server_ns_per_msg: Option<f64>,
+    server_ns_per_datagram: Option<f64>,
+    server_cores: Option<f64>,
+    server_dropped_sends: Option<u64>,
+    receivers_cores: f64,
+    sender_cores: f64,
+    machine_busy_cores: Option<f64>,
+    others_cores: Option<f64>,
+    started_busy: bool,
+    ceiling_datagrams_per_s: Option<f64>,
+    of_ceiling: Option<f64>,
+    join_seconds: Option<f64>,
+    server_rss_kib: Option<u64>,
+    idle_cpu_percent: Option<f64>,
+    keepalives: u64,
+}
+
+/// One report as a one-line JSON object.
+pub fn json_line(r: &Report) -> String {
+    serde_json::to_string(&r.json_record()).expect("a flat record of numbers and strings")
+}
+
+/// The reports as a JSON array, one object per line.
+pub fn json(reports: &[Report]) -> String {
+    let rows: Vec<String> = reports.iter().map(json_line).collect();
+    format!("[\n{}\n]\n", rows.join(",\n"))
+}
+
+/// The reports as markdown: the relay table, then the idle table.
+pub fn markdown(reports: &[Report]) -> String {
+    let mut s = String::new();
+    let relay: Vec<&Report> = reports
+        .iter()
+        .filter(|r| r.kind != Some(Kind::Idle))
+        .collect();
+    if !relay.is_empty() {
+        s.push_str(&Report::table_header());
+        s.push('\n');
+        for r in relay {
+            s.push_str(&r.table_row());
+            s.push('\n');
+        }
+    }
+    let idle: Vec<&Report> = reports
+        .iter()
+        .filter(|r| r.kind == Some(Kind::Idle))
+        .collect();
+    if !idle.is_empty() {
+        if !s.is_empty() {
+            s.push('\n');
+        }
+        s.push_str(&Report::idle_header());
+        s.push('\n');
+        for r in idle {
+            s.push_str(&r.idle_row());
+            s.push('\n');
+        }
+    }
+    s
 }
 
 fn per_s(n: u64, secs: f64) -> f64 {
@@ -415,104 +431,31 @@ pub fn si(v: f64) -> String {
     }
 }
 
-/// A flat JSON object, built field by field.
-#[derive(Default)]
-struct Json {
-    s: String,
-}
-
-impl Json {
-    fn key(&mut self, k: &str) {
-        self.s.push(if self.s.is_empty() { '{' } else { ',' });
-        let _ = write!(self.s, "\"{k}\":");
-    }
-    fn num(&mut self, k: &str, v: f64) {
-        self.key(k);
-        if !v.is_finite() {
-            self.s.push_str("null");
-        } else if v.fract() == 0.0 && v.abs() < 1e15 {
-            let _ = write!(self.s, "{}", v as i64);
-        } else {
-            let _ = write!(self.s, "{}", (v * 1e6).round() / 1e6);
-        }
-    }
-    fn opt(&mut self, k: &str, v: Option<f64>) {
-        match v {
-            Some(v) => self.num(k, v),
-            None => self.null(k),
-        }
-    }
-    fn null(&mut self, k: &str) {
-        self.key(k);
-        self.s.push_str("null");
-    }
-    fn bool(&mut self, k: &str, v: bool) {
-        self.key(k);
-        self.s.push_str(if v { "true" } else { "false" });
-    }
-    fn opt_bool(&mut self, k: &str, v: Option<bool>) {
-        match v {
-            Some(v) => self.bool(k, v),
-            None => self.null(k),
-        }
-    }
-    fn str(&mut self, k: &str, v: &str) {
-        self.key(k);
-        self.s.push('"');
-        for c in v.chars() {
-            match c {
-                '"' => self.s.push_str("\\\""),
-                '\\' => self.s.push_str("\\\\"),
-                c if (c as u32) < 0x20 => {
-                    let _ = write!(self.s, "\\u{:04x}", c as u32);
-                }
-                c => self.s.push(c),
-            }
-        }
-        self.s.push('"');
-    }
-    fn finish(mut self) -> String {
-        if self.s.is_empty() {
-            self.s.push('{');
-        }
-        self.s.push('}');
-        self.s
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn quantiles_are_bucket_edges_capped_by_the_max() {
-        let mut h = Hist::new();
-        for us in 1..=100u64 {
-            h.add(us * 1000 + 500);
-        }
-        assert_eq!(h.quantile_us(0.5), Some(51.0));
-        assert_eq!(h.quantile_us(0.99), Some(100.0));
-        assert_eq!(h.max_us(), 100.5);
-        assert_eq!(Hist::new().quantile_us(0.5), None);
-    }
-
     #[test]
     fn json_is_one_flat_object() {
         let r = Report {
             kind: Some(Kind::Server),
             members: 3,
-            mode: "W=32".into(),
+            mode: "W=\"32\"".into(),
             packing: Some(true),
             delivered: 10,
             datagrams: 5,
             seconds: 2.0,
             ..Default::default()
         };
-        let j = r.json();
-        assert!(j.starts_with("{\"kind\":\"server\",\"members\":3,"));
-        assert!(j.contains("\"msgs_per_s\":5,"));
-        assert!(j.contains("\"events_per_datagram\":2,"));
-        assert!(j.contains("\"latency_p50_us\":null"));
-        assert!(j.ends_with('}'));
+        let j = json_line(&r);
+        assert!(!j.contains('\n'));
+        let v: serde_json::Value = serde_json::from_str(&j).unwrap();
+        assert_eq!(v["kind"], "server");
+        assert_eq!(v["members"], 3);
+        assert_eq!(v["mode"], "W=\"32\"");
+        assert_eq!(v["msgs_per_s"], 5.0);
+        assert_eq!(v["events_per_datagram"], 2.0);
+        assert!(v["latency_p50_us"].is_null());
+        let all: serde_json::Value = serde_json::from_str(&json(&[r.clone(), r])).unwrap();
+        assert_eq!(all.as_array().map(Vec::len), Some(2));
     }
 }

@@ -3,15 +3,15 @@
 //! retransmission of what is not acknowledged), and the bare `sendmmsg` loop
 //! of the kernel-ceiling run.
 
-use super::net::{self, MultiSend};
+use super::net;
 use super::rx::Shared;
 use super::text;
-use crate::protocol::{encode_events, ClientMsg, Event, Token};
-use std::net::{SocketAddrV4, UdpSocket};
-use std::os::fd::AsRawFd;
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::Ordering::*;
 use std::sync::Arc;
 use std::time::Duration;
+use udpchat::net::{BatchSender, Outgoing};
+use udpchat::protocol::{encode_events, ClientMsg, Event, Token};
 
 /// SAYs per `sendmmsg` of one sender.
 const BATCH: usize = 32;
@@ -151,7 +151,7 @@ struct Batch {
     wire: Vec<u8>,
     spans: Vec<(usize, usize)>,
     textbuf: Vec<u8>,
-    ms: MultiSend,
+    sender: BatchSender,
 }
 
 impl Batch {
@@ -160,7 +160,7 @@ impl Batch {
             wire: Vec::with_capacity(BATCH * (text_len + 32)),
             spans: Vec::with_capacity(BATCH),
             textbuf: vec![0u8; text_len.max(text::MIN_LEN)],
-            ms: MultiSend::default(),
+            sender: BatchSender::new(),
         }
     }
 
@@ -184,8 +184,15 @@ impl Batch {
     }
 
     fn send(&mut self, sock: &UdpSocket) {
-        let parts: Vec<&[u8]> = self.spans.iter().map(|&(a, b)| &self.wire[a..b]).collect();
-        self.ms.send_many(sock.as_raw_fd(), &parts);
+        let wire = &self.wire;
+        self.sender.send(
+            sock,
+            self.spans.iter().map(|&(a, b)| Outgoing {
+                to: None,
+                from: None,
+                pieces: [&wire[a..b]],
+            }),
+        );
     }
 }
 
@@ -354,7 +361,7 @@ pub fn server_senders(socks: Vec<(Arc<UdpSocket>, Token)>, shared: &Shared, plan
 /// of `dests` from one socket, paced like the server run.
 pub fn baseline_sender(
     sock: &UdpSocket,
-    dests: &[SocketAddrV4],
+    dests: &[SocketAddr],
     shared: &Shared,
     plan: &Plan,
 ) -> TxOut {
@@ -367,7 +374,7 @@ pub fn baseline_sender(
     };
     let mut textbuf = vec![0u8; plan.text_len.max(text::MIN_LEN)];
     let mut payload = Vec::with_capacity(plan.text_len + 64);
-    let mut ms = MultiSend::default();
+    let mut sender = BatchSender::new();
     let start = shared.now_ns();
     out.first_ns = start;
     let deadline = start + plan.duration.as_nanos() as u64;
@@ -395,7 +402,15 @@ pub fn baseline_sender(
             }],
         );
         out.sent_at[g as usize] = now;
-        ms.send_to_many(sock.as_raw_fd(), &payload, dests);
+        let body = &payload[..];
+        sender.send(
+            sock,
+            dests.iter().map(|&to| Outgoing {
+                to: Some(to),
+                from: None,
+                pieces: [body],
+            }),
+        );
         g += 1;
     }
     out.last_ns = shared.now_ns();
