@@ -127,6 +127,27 @@ fn modes_are_restored_when_the_parent_is_killed() {
 }
 
 #[test]
+fn the_first_login_shows_it_is_connecting_then_erases_it() {
+    let srv = FakeServer::new();
+    let addr = srv.addr_text();
+    let mut c = PtyClient::spawn(&["--server", &addr, "--name", "alice", "--lang", "en"], 80);
+    c.wait_screen("the connecting line", |s| {
+        s.cursor_line() == format!("-- connecting to {addr}…")
+    });
+    let (from, _) = srv.accept(5, 30_000);
+    c.find_helper();
+    let s = c.wait_screen("the prompt", |s| s.cursor_line() == ">");
+    assert!(
+        !s.text().iter().any(|l| l.contains("connecting")),
+        "{:#?}",
+        s.text()
+    );
+    c.type_bytes(b"\x03");
+    srv.answer_leave(from, "LEAVE");
+    assert_eq!(c.wait_clean().code(), Some(130));
+}
+
+#[test]
 fn ctrl_d_at_the_name_prompt_ends_quietly_on_a_new_line() {
     let srv = FakeServer::new();
     let addr = srv.addr_text();
@@ -134,7 +155,7 @@ fn ctrl_d_at_the_name_prompt_ends_quietly_on_a_new_line() {
     c.wait_screen("the name prompt", |s| s.cursor_line() == "name:");
     c.type_bytes(b"bo\x1b[D\x1b[C\x04\x15\x04");
     assert_eq!(c.wait_clean().code(), Some(0));
-    let s = c.screen();
+    let s = c.wait_screen("the new line", |s| s.row == 1);
     assert_eq!(s.text(), ["name:", ""], "nothing more said");
     assert_eq!((s.row, s.col), (1, 0), "on a new line");
     assert_restored(&c);
@@ -150,12 +171,9 @@ fn a_half_typed_line_stays_on_the_screen_at_the_end() {
     c.type_bytes(b"\x03");
     srv.answer_leave(from, "the LEAVE after Ctrl-C");
     assert_eq!(c.wait_clean().code(), Some(130));
-    let s = c.screen();
-    assert!(
-        s.row > 0 && s.line(s.row - 1) == "> half a tho",
-        "{:#?}",
-        s.text()
-    );
+    let s = c.wait_screen("the line kept above the cursor", |s| {
+        s.row > 0 && s.line(s.row - 1) == "> half a tho"
+    });
     assert_eq!(s.cursor_line(), "", "the cursor below it");
 }
 

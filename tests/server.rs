@@ -258,6 +258,25 @@ fn sigterm_tells_everyone_and_exits_zero() {
 }
 
 #[test]
+fn console_help_and_shutdown() {
+    let mut s = Server::start(&[]);
+    let [mut alice] = in_the_room(s.addr, ["alice"]);
+    let mut help = vec![s.command("/help")];
+    while !help.last().unwrap().starts_with("Ctrl-D") {
+        help.push(s.reply());
+    }
+    for cmd in ["/who", "/kick NAME", "/stats", "/shutdown", "/help"] {
+        assert!(help.iter().any(|l| l.starts_with(cmd)), "{cmd}: {help:#?}");
+    }
+    assert_eq!(s.command("/frob"), "unknown command '/frob': try /help");
+    s.console("/shutdown");
+    assert_eq!(alice.next(), Got::Bye(ByeReason::Shutdown));
+    let st = s.wait_exit(Duration::from_secs(5)).expect("exited");
+    assert_eq!(st.code(), Some(0));
+    s.wait_log("shutting down: told 1 members");
+}
+
+#[test]
 fn sigint_exits_zero_too() {
     let mut s = Server::start(&[]);
     s.signal(Signal::SIGINT);

@@ -25,8 +25,8 @@ impl Lang {
         Self::from_locale_vars(|k| std::env::var(k).ok())
     }
 
-    /// [`Lang::from_env`] over any variable lookup (for tests).
-    pub fn from_locale_vars(get: impl Fn(&str) -> Option<String>) -> Lang {
+    /// [`Lang::from_env`] over any variable lookup.
+    fn from_locale_vars(get: impl Fn(&str) -> Option<String>) -> Lang {
         let set = |k: &str| get(k).filter(|v| !v.is_empty());
         let locale = set("LC_ALL")
             .or_else(|| set("LC_MESSAGES"))
@@ -48,7 +48,7 @@ impl Lang {
 
     /// `en…`, `zh…` (Traditional for Taiwan, Hong Kong, Macau and `Hant`);
     /// `None` for a language the client does not speak.
-    pub fn from_tag(tag: &str) -> Option<Lang> {
+    fn from_tag(tag: &str) -> Option<Lang> {
         let tag = tag.split(['.', '@']).next().unwrap_or("");
         let mut parts = tag.split(['_', '-']);
         match parts.next()? {
@@ -62,8 +62,8 @@ impl Lang {
     }
 
     /// The wording to use: Traditional Chinese is worded as Simplified, then
-    /// converted with [`t`].
-    pub fn wording(self) -> Wording {
+    /// converted character by character.
+    pub(crate) fn wording(self) -> Wording {
         match self {
             Lang::En => Wording::En,
             Lang::Zh | Lang::ZhHant => Wording::Zh,
@@ -71,7 +71,7 @@ impl Lang {
     }
 }
 
-/// Which words: English, or Chinese (written in Simplified, see [`t`]).
+/// Which words: English, or Chinese (written in Simplified, converted for Traditional).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wording {
     /// English.

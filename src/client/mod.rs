@@ -2,17 +2,20 @@
 //!
 //! * Before the fork (one process, one thread): resolve the server, create one
 //!   UDP socket connected to it (so only its datagrams are read), ask for a
-//!   name and log in ([`login`]). Then block the signals both halves read
-//!   through a signalfd, put a terminal in chat mode ([`term`]), create the
-//!   socketpair ([`link`]), flush stdout and fork.
-//! * The parent is the **sender** ([`sender`]): it reads the user's input and
-//!   sends SAY, PRIVATE and WHO requests, retransmitting until acknowledged
-//!   ([`outbox`]). It never reads the socket while the receiver lives, and it
-//!   reaps the receiver before it exits.
-//! * The child is the **receiver** ([`receiver`]): the only reader of the
-//!   socket and the only writer to stdout. It prints events ([`render`]),
-//!   forwards ACK and REJECT to the sender, keeps the session alive, re-joins
-//!   after a server restart, and owns the LEAVE.
+//!   name (`name_prompt`) and log in ([`login`]). Then block the signals both halves read
+//!   through a signalfd, put a terminal in chat mode (`term`), create the
+//!   socketpair (`link`), flush stdout and fork.
+//! * The parent is the **sender** (`sender`): it reads the user's input —
+//!   keys through the line editor (`editor`) on a terminal, lines cut as
+//!   they arrive through a pipe (`lines`) — parses it (`command`) and sends
+//!   SAY and PRIVATE, retransmitting until acknowledged (`outgoing`); Tab
+//!   completes the names seen (`names`). It never reads the socket while the
+//!   receiver lives, and it reaps the receiver before it exits.
+//! * The child is the **receiver** (`receiver`): the only reader of the
+//!   socket and the only writer to stdout (`screen`). It prints events in
+//!   the user's language (`render`, `lang`, `reasons`), forwards ACK and
+//!   REJECT to the sender, pages `/who` (`tally`), keeps the session alive,
+//!   re-joins after a server restart, and owns the LEAVE.
 //!
 //! Each side ends when the other does: the socketpair reaches EOF, the child
 //! also has `PR_SET_PDEATHSIG`, and the parent a SIGCHLD. The terminal's modes
@@ -135,7 +138,7 @@ pub fn run(opts: &Options) -> Result<u8> {
     let socket = connect(server, &opts.server)?;
     let interactive = term::is_tty(term::stdin_fd());
     let terminal = interactive && term::is_tty(term::stdout_fd());
-    let welcome = match join_loop(&socket, opts, interactive)? {
+    let welcome = match join_loop(&socket, opts, interactive, terminal)? {
         Ok(w) => w,
         Err(code) => return Ok(code),
     };
@@ -246,6 +249,7 @@ fn join_loop(
     socket: &UdpSocket,
     opts: &Options,
     interactive: bool,
+    terminal: bool,
 ) -> Result<std::result::Result<Welcome, u8>> {
     let lang = opts.lang;
     let mut given = opts.name.clone();
@@ -262,12 +266,17 @@ fn join_loop(
                 Some(Err(reasons::invalid_name(lang, &name, Some(why))))
             }
             Err(e) => Some(Ok(e.refuse_reason())),
-            Ok(()) => match login_blocking(socket, &name, 0)? {
+            Ok(()) => match login_showing_progress(socket, &name, opts, terminal)? {
                 LoginOutcome::Welcome(w) => return Ok(Ok(w)),
                 LoginOutcome::Refused(r) => Some(Ok(r)),
                 LoginOutcome::NoAnswer => {
                     let server = &opts.server;
                     let f = reasons::Fatal::NoAnswer { server };
+                    return Err(Error::plain(reasons::fatal_line(lang, &f)));
+                }
+                LoginOutcome::ConnectionRefused => {
+                    let server = &opts.server;
+                    let f = reasons::Fatal::ConnectionRefused { server };
                     return Err(Error::plain(reasons::fatal_line(lang, &f)));
                 }
             },
@@ -289,6 +298,26 @@ fn join_loop(
     }
 }
 
+/// [`login_blocking`], with `-- connecting to ADDR…` on a terminal while it
+/// waits (erased when it is over).
+fn login_showing_progress(
+    socket: &UdpSocket,
+    name: &str,
+    opts: &Options,
+    terminal: bool,
+) -> Result<LoginOutcome> {
+    let mut out = io::stdout();
+    if terminal {
+        let line = render::notice_line(opts.lang, &Notice::Connecting(&opts.server));
+        let _ = write!(out, "{line}").and_then(|_| out.flush());
+    }
+    let outcome = login_blocking(socket, name, 0);
+    if terminal {
+        let _ = write!(out, "\r\x1b[K").and_then(|_| out.flush());
+    }
+    outcome
+}
+
 /// The end of one login attempt.
 pub enum LoginOutcome {
     /// Let in.
@@ -297,13 +326,19 @@ pub enum LoginOutcome {
     Refused(protocol::RefuseReason),
     /// No answer within [`login::LOGIN_TIMEOUT`].
     NoAnswer,
+    /// The server's host answered with ICMP port unreachable: nothing
+    /// listens on that port.
+    ConnectionRefused,
 }
 
 /// Logs in with a blocking socket: the handshake of [`login`], bounded by
-/// [`login::LOGIN_TIMEOUT`]. ICMP "connection refused" counts as silence.
+/// [`login::LOGIN_TIMEOUT`]. ICMP "connection refused" ends it at once.
 pub fn login_blocking(socket: &UdpSocket, name: &str, prev: Token) -> Result<LoginOutcome> {
+    let refused = |e: &io::Error| e.kind() == io::ErrorKind::ConnectionRefused;
     let (mut login, join) = Login::start(name, prev, login::random_nonce(), Instant::now());
-    let _ = socket.send(&join);
+    if socket.send(&join).as_ref().is_err_and(refused) {
+        return Ok(LoginOutcome::ConnectionRefused);
+    }
     let mut buf = vec![0u8; MAX_DATAGRAM + 1];
     loop {
         let now = Instant::now();
@@ -319,18 +354,20 @@ pub fn login_blocking(socket: &UdpSocket, name: &str, prev: Token) -> Result<Log
                     Err(_) => Step::Wait,
                 },
                 Ok(_) => Step::Wait,
+                Err(e) if refused(&e) => return Ok(LoginOutcome::ConnectionRefused),
                 Err(e) => match e.kind() {
                     io::ErrorKind::WouldBlock
                     | io::ErrorKind::TimedOut
-                    | io::ErrorKind::Interrupted
-                    | io::ErrorKind::ConnectionRefused => Step::Wait,
+                    | io::ErrorKind::Interrupted => Step::Wait,
                     _ => return Err(Error::io("receive from", socket_peer(socket), e)),
                 },
             }
         };
         match step {
             Step::Send(d) => {
-                let _ = socket.send(&d);
+                if socket.send(&d).as_ref().is_err_and(refused) {
+                    return Ok(LoginOutcome::ConnectionRefused);
+                }
             }
             Step::Wait => {}
             Step::Welcome(w) => return Ok(LoginOutcome::Welcome(w)),

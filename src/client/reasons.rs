@@ -15,6 +15,8 @@ pub enum Fatal<'a> {
     LostContact { server: &'a str },
     /// No answer to the login.
     NoAnswer { server: &'a str },
+    /// The login was answered with ICMP port unreachable.
+    ConnectionRefused { server: &'a str },
     /// The name was refused at the login, or again at a re-join.
     CannotJoin {
         name: &'a str,
@@ -50,6 +52,12 @@ pub fn fatal_line(lang: Lang, f: &Fatal<'_>) -> String {
             format!("no answer from chat server at {server}")
         }
         (Wording::Zh, Fatal::NoAnswer { server }) => tr(lang, "聊天服务器 {0} 没有回应", &[server]),
+        (Wording::En, Fatal::ConnectionRefused { server }) => {
+            format!("connection refused: is chat-server running on {server}?")
+        }
+        (Wording::Zh, Fatal::ConnectionRefused { server }) => {
+            tr(lang, "连接被拒绝: {0} 上运行着 chat-server 吗?", &[server])
+        }
         (
             Wording::En,
             Fatal::CannotJoin {

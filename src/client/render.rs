@@ -107,6 +107,8 @@ pub enum Notice<'a> {
     Help,
     UnknownCommand(&'a str),
     Usage(&'a str),
+    /// The first login is waiting for the server at this address.
+    Connecting(&'a str),
     /// Tab: the names that fit.
     Candidates(&'a [String]),
     /// A long line goes out in this many parts.
@@ -191,7 +193,8 @@ pub fn notice_line(lang: Lang, n: &Notice<'_>) -> String {
         (En, Notice::YouLeft) => "-- you left the room".to_string(),
         (Zh, Notice::YouLeft) => t(lang, "-- 你退出了聊天室").into(),
         (En, Notice::Help) => "-- type a line to say it; /who lists the members; \
-             /msg NAME TEXT says TEXT to NAME only; /quit (or Ctrl-D) leaves; /help shows this"
+             /msg NAME TEXT says TEXT to NAME only; /quit (or Ctrl-D) leaves; /help shows this; \
+             Up/Down recall lines, Tab completes a name, Alt-b/Alt-f move by word, Ctrl-L redraws"
             .to_string(),
         (Zh, Notice::Help) => t(
             lang,
@@ -206,6 +209,8 @@ pub fn notice_line(lang: Lang, n: &Notice<'_>) -> String {
         (Zh, Notice::UnknownCommand(c)) => tr(lang, "-- 未知命令 {0}: 输入 /help", &[&escape(c)]),
         (En, Notice::Usage(u)) => format!("-- usage: {u}"),
         (Zh, Notice::Usage(u)) => tr(lang, "-- 用法: {0}", &[u]),
+        (En, Notice::Connecting(server)) => format!("-- connecting to {server}…"),
+        (Zh, Notice::Connecting(server)) => tr(lang, "-- 正在连接 {0}…", &[server]),
         (_, Notice::Candidates(names)) => {
             let list: Vec<String> = names.iter().map(|n| escape(n).into_owned()).collect();
             format!("-- {}", list.join(", "))
@@ -276,12 +281,14 @@ pub fn input_view(
 ) -> (String, usize) {
     let avail = cols.saturating_sub(prompt_width + 1).max(1);
     let cursor = cursor.min(line.len());
-    // Start as far left as possible while the cursor stays visible.
-    let mut start = 0;
-    let width_to =
-        |from: usize, to: usize| -> usize { line[from..to].iter().map(|&c| char_width(c)).sum() };
-    while start < cursor && width_to(start, cursor) >= avail {
-        start += 1;
+    // Start as far left as possible while the cursor stays visible: walk
+    // left from the cursor (each character once, so a pasted paragraph of
+    // thousands of characters is drawn as fast as a word).
+    let mut start = cursor;
+    let mut col = 0;
+    while start > 0 && col + char_width(line[start - 1]) < avail {
+        start -= 1;
+        col += char_width(line[start]);
     }
     let mut text = String::new();
     let mut used = 0;
@@ -293,7 +300,7 @@ pub fn input_view(
         text.push(c);
         used += w;
     }
-    (text, width_to(start, cursor))
+    (text, col)
 }
 
 #[cfg(test)]
@@ -465,6 +472,10 @@ mod tests {
         assert_eq!((text.as_str(), col), ("ghijkl", 6));
         let (text, col) = input_view(&long, 0, 2, 10);
         assert_eq!((text.as_str(), col), ("abcdefg", 0));
+        // A long line (a pasted paragraph) is drawn in linear time.
+        let long: Vec<char> = "x".repeat(200_000).chars().collect();
+        let (text, col) = input_view(&long, 200_000, 2, 80);
+        assert_eq!((text.len(), col), (76, 76));
         // Wide characters never split at the right edge.
         let (text, _) = input_view(&wide, 0, 2, 8); // 5 columns available
         assert_eq!(text, "你好");

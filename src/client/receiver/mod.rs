@@ -4,11 +4,11 @@
 //! LEAVE, and on a terminal draws the sender's half-typed line under the
 //! messages.
 
-use crate::client::lang::error_text;
 mod members;
 mod rejoin;
 mod signals;
 
+use crate::client::lang::error_text;
 use crate::client::link::{ToReceiver, ToSender};
 use crate::client::login::Login;
 use crate::client::reasons::{self, Fatal};
