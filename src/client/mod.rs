@@ -24,6 +24,7 @@ pub mod login;
 pub mod outbox;
 pub mod receiver;
 pub mod render;
+pub mod reorder;
 pub mod screen;
 pub mod sender;
 pub mod tally;
