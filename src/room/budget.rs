@@ -82,9 +82,10 @@ impl Budget {
         b
     }
 
-    /// How long `cost` bytes take to refill.
+    /// How long `cost` bytes take to refill (costs beyond 1 TiB count as 1 TiB,
+    /// so instants stay representable).
     fn cost_time(&self, cost: u64) -> Duration {
-        let ns = (cost as u128 * self.ns_per_byte_x16) >> 16;
+        let ns = (cost.min(1 << 40) as u128 * self.ns_per_byte_x16) >> 16;
         Duration::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX))
     }
 

@@ -6,25 +6,28 @@
 //!
 //! **What is kept, and the bounds** (defaults in [`Limits::DEFAULT`]):
 //! * per member, the last [`KEEP_EVENTS`] = 1,024 events and at most
-//!   [`MEMBER_BYTES`] = 256 KiB of them;
+//!   [`MEMBER_BYTES`] = 384 KiB of them;
 //! * across all members at most [`TOTAL_BYTES`] = 16 MiB; beyond it the oldest
 //!   event kept for anyone goes first (a room-wide first-in first-out order).
 //!
-//! Each kept event is charged its length plus [`ENTRY_OVERHEAD`] bytes (its
-//! slot in the member's ring, its place in the room-wide order, and that
-//! order's slack before it is compacted). Event bodies are shared
-//! ([`Rc<[u8]>`]: the room encodes an event once and keeps it for every
-//! member it went to), so the memory really used is at most the charged
-//! total; beyond it only a fixed part per member: the lost ranges waiting to
-//! be reported, at most [`MAX_LOST_RANGES`] of 16 bytes.
+//! Each kept event is charged its length plus [`ENTRY_OVERHEAD`] = 192 bytes:
+//! its 24-byte slot in the member's ring with up to four times that in
+//! unused capacity (a ring shrinks when a quarter full), up to four 16-byte
+//! places in the room-wide order with its slack (compacted when half stale),
+//! and the allocation header of its body. Bodies are shared ([`Rc<[u8]>`]:
+//! the room encodes an event once and keeps it for every member it went to),
+//! so the memory used is at most the charged total, at most [`TOTAL_BYTES`],
+//! and beyond it at most [`MEMBER_FIXED_BYTES`] = 640 bytes per member (its
+//! ring's header and smallest capacity, and at most [`MAX_LOST_RANGES`]
+//! ranges to report). At 10,000 members: at most 16 MiB + 6.4 MB.
 //!
 //! Why these numbers: 1,024 events are 1 s of a member's stream at 1,000
-//! events a second, more than the 1 s a client holds out-of-order events; the
-//! repair requests of a member come well within that. 256 KiB holds 1,024
-//! events of 192 bytes (a typical line with its name), or 246 of the longest.
-//! 16 MiB keeps the whole server under the 30 MiB resident-size target at
-//! 10,000 members even when every member's ring is full; it is 256 KiB for
-//! each of 64 members, 32 KiB (about 200 typical events) for each of 500.
+//! events a second, as long as a client holds out-of-order events; repair
+//! requests come well within that. 384 KiB holds 1,024 events of 192 bytes
+//! (a typical line with its name is about 100), or 323 of the longest. 16 MiB
+//! is about half of the server's 30 MiB resident-size target at 10,000
+//! members; it holds full rings for 42 members, and about 560 typical events
+//! each for 100 members, 110 each for 500 (a tenth of a second of a flood).
 //!
 //! **Whatever a member does** (never acknowledging, asking for everything
 //! again and again, overlapping or huge ranges) nothing it sends adds to what
@@ -44,13 +47,19 @@ use std::time::Instant;
 pub const KEEP_EVENTS: usize = 1024;
 
 /// Bytes kept per member, each event charged its length and [`ENTRY_OVERHEAD`].
-pub const MEMBER_BYTES: usize = 256 * 1024;
+pub const MEMBER_BYTES: usize = 384 * 1024;
 
 /// Bytes kept across all members.
 pub const TOTAL_BYTES: usize = 16 * 1024 * 1024;
 
 /// Bytes charged for each kept event besides its own.
-pub const ENTRY_OVERHEAD: usize = 64;
+pub const ENTRY_OVERHEAD: usize = 192;
+
+/// Bytes a member's place in the store may take besides its charged events.
+pub const MEMBER_FIXED_BYTES: usize = 640;
+
+/// A ring's capacity below which it is not shrunk.
+const RING_MIN_CAPACITY: usize = 8;
 
 /// At most this many ranges of a NACK are looked at (a NACK datagram holds
 /// fewer).
@@ -58,7 +67,7 @@ pub const MAX_NACK_RANGES: usize = 64;
 
 /// At most this many "no longer kept" ranges wait to be reported to one
 /// member; more are not remembered (the client asks again and then hears).
-pub const MAX_LOST_RANGES: usize = 64;
+pub const MAX_LOST_RANGES: usize = 16;
 
 /// Bytes charged to the budget for each range of a [`Repair::Lost`] answer,
 /// besides the datagram's overhead (two u64 numbers).
@@ -156,6 +165,10 @@ impl Ring {
         if e.pending {
             self.pending -= 1;
             add_lost(&mut self.lost, n, n);
+        }
+        let cap = self.entries.capacity();
+        if cap > RING_MIN_CAPACITY && self.entries.len() * 4 <= cap {
+            self.entries.shrink_to(self.entries.len() * 2);
         }
         cost
     }
@@ -364,6 +377,7 @@ impl RepairStore {
             Some(Some(r)) => r.epoch == s.epoch && s.number >= r.first && s.number < r.next(),
             _ => false,
         });
+        self.order.shrink_to(self.order.len() * 2);
     }
 
     /// The member asked again for these ranges of numbers (inclusive, in any

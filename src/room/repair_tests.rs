@@ -58,6 +58,11 @@ fn check(store: &RepairStore) {
             .sum();
         assert_eq!(bytes, ring.bytes);
         assert!(ring.bytes <= l.member_bytes && ring.entries.len() <= l.keep);
+        assert!(ring.entries.capacity() <= RING_MIN_CAPACITY.max(4 * ring.entries.len()));
+        let fixed = std::mem::size_of::<Ring>()
+            + RING_MIN_CAPACITY * std::mem::size_of::<Entry>()
+            + ring.lost.capacity() * 16;
+        assert!(fixed <= MEMBER_FIXED_BYTES, "{fixed}");
         assert_eq!(
             ring.pending,
             ring.entries.iter().filter(|e| e.pending).count()
@@ -191,21 +196,22 @@ fn per_member_bytes_bound_the_ring() {
 
 #[test]
 fn the_total_bound_drops_the_oldest_event_of_anyone() {
+    let cost = 100 + ENTRY_OVERHEAD;
     let limits = Limits {
         keep: 100,
-        member_bytes: 10_000,
-        total_bytes: 1000,
+        member_bytes: 10 * cost,
+        total_bytes: 6 * cost + 10,
     };
     let mut s = RepairStore::new(limits);
     let (a, b) = (s.join(), s.join());
-    // Each event costs 100 + 64 = 164: six fit in 1000.
+    // Six events fit in the total.
     for n in 1..=4 {
         s.record(a, n, ev(n, 100));
     }
     for n in 1..=2 {
         s.record(b, n, ev(n, 100));
     }
-    assert_eq!(s.total_bytes(), 6 * 164);
+    assert_eq!(s.total_bytes(), 6 * cost);
     s.record(b, 3, ev(3, 100));
     assert_eq!(s.kept(a), Some((2, 4)), "a's oldest went first");
     assert_eq!(s.kept(b), Some((1, 3)));
