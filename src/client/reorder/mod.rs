@@ -11,17 +11,17 @@
 //! * A gap is asked for ([`Reorder::nack_due`]) half the NACK interval after
 //!   it is seen, the interval being max(2 × RTT, [`NACK_FLOOR`]), so well
 //!   within that interval, then again after 1, 2, 4, 4, 4… intervals while it
-//!   is open, at most [`NACK_TRIES`] times: seven tries within the hold at
-//!   the 50 ms floor, so a gap survives even a 19% chance that a NACK or its
-//!   answer is lost (10% each way) with odds of 1 in 100,000.
+//!   is open, at most [`NACK_TRIES`] times. At the 50 ms floor that is seven
+//!   tries within the hold: with 10% loss each way (19% per try) a gap stays
+//!   unrepaired about once in 110,000.
 //! * A keepalive carrying the last number sent ([`Reorder::keepalive`]) makes
 //!   a lost tail a gap like any other.
 //! * The server's answer that numbers are no longer kept
 //!   ([`Reorder::not_kept`]) makes them lost at once, reported in their place.
 //! * Held events are bounded: at most [`HELD_MAX`] entries and
 //!   [`HELD_MAX_BYTES`] bytes; beyond that the oldest gap is given up early.
-//!   Gaps are at most one more than held entries. So a server (or an
-//!   attacker's relay) cannot make the client hold more than about 300 KiB.
+//!   Gaps are at most one more than held entries. So no server can make the
+//!   client hold more than about 400 KiB.
 //!
 //! Numbers are `u64` and never wrap; a wire format that carries fewer bits
 //! widens them with [`widen`] first. [`ShownIds`] (in `shown.rs`) drops
