@@ -94,14 +94,13 @@ impl Budget {
     /// allowed when the bucket is full (it then runs into debt), so no answer
     /// is ever too large to be sent.
     fn plan(&self, now: Instant, cost: u64) -> (Instant, Instant) {
-        let start = self.full_at.max(now);
-        let after = start + self.cost_time(cost);
-        let slack = self.refill.max(self.cost_time(cost));
-        // Allowed at t when `after' - t <= slack`, where after' is computed
-        // from max(full_at, t): for t <= full_at that is full_at + cost - slack.
-        let ready = self.full_at + self.cost_time(cost);
-        let ready = ready.checked_sub(slack).unwrap_or(self.now).max(self.now);
-        (after, ready)
+        let took = self.cost_time(cost);
+        let after = self.full_at.max(now) + took;
+        // Allowed at t when max(full_at, t) + took - t <= slack: at once when
+        // full, else from full_at + took - slack on.
+        let slack = self.refill.max(took);
+        let ready = (self.full_at + took).checked_sub(slack).unwrap_or(self.now);
+        (after, ready.max(self.now))
     }
 
     /// Spends `cost` bytes if the budget allows it at `now`.

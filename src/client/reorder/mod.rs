@@ -299,7 +299,9 @@ impl Reorder {
         }
     }
 
-    /// The next event or loss to show, in order.
+    /// The next event or loss to show, in order. Feed every datagram read in
+    /// a turn first: after a long pause (Ctrl-Z) gaps expire at the first
+    /// `pop`, and a repair still waiting in the socket would come too late.
     pub fn pop(&mut self, now: Instant) -> Option<Delivery> {
         let now = self.tick(now);
         self.expire(now);
