@@ -61,9 +61,9 @@ pub const MEMBER_FIXED_BYTES: usize = 640;
 /// A ring's capacity below which it is not shrunk.
 const RING_MIN_CAPACITY: usize = 8;
 
-/// At most this many ranges of a NACK are looked at (a NACK datagram holds
-/// fewer).
-pub const MAX_NACK_RANGES: usize = 64;
+/// At most this many ranges of a NACK are looked at (PROTOCOL.md's NACK
+/// holds 1 to 32).
+pub const MAX_NACK_RANGES: usize = 32;
 
 /// At most this many "no longer kept" ranges wait to be reported to one
 /// member; more are not remembered (the client asks again and then hears).
@@ -378,6 +378,29 @@ impl RepairStore {
             _ => false,
         });
         self.order.shrink_to(self.order.len() * 2);
+    }
+
+    /// The member has every event up to `number` (its KEEPALIVE's
+    /// `last_event`): they need not be kept for it any more.
+    pub fn forget_through(&mut self, slot: Slot, number: u64) {
+        let Some(ring) = self.ring_mut(slot) else {
+            return;
+        };
+        let (mut freed, mut gone) = (0, 0);
+        while ring.first <= number && !ring.entries.is_empty() {
+            if let Some(e) = ring.entries.front_mut() {
+                // Not lost: the member has it.
+                if e.pending {
+                    e.pending = false;
+                    ring.pending -= 1;
+                }
+            }
+            freed += ring.evict_front();
+            gone += 1;
+        }
+        self.total -= freed;
+        self.live -= gone;
+        self.compact_if_stale();
     }
 
     /// The member asked again for these ranges of numbers (inclusive, in any

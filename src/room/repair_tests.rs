@@ -390,3 +390,29 @@ fn memory_stays_bounded_whatever_members_do() {
     );
     assert!(max_order <= 2 * (limits.total_bytes / ENTRY_OVERHEAD) + 65);
 }
+
+#[test]
+fn what_the_member_has_is_forgotten_and_not_reported_lost() {
+    let t = Instant::now();
+    let mut s = RepairStore::default();
+    let m = s.join();
+    for n in 1..=10 {
+        s.record(m, n, ev(n, 50));
+    }
+    s.nack(m, &[(3, 4)]);
+    s.forget_through(m, 6);
+    assert_eq!(s.kept(m), Some((7, 10)));
+    assert_eq!(s.total_bytes(), 4 * (50 + ENTRY_OVERHEAD));
+    assert!(
+        drain(&mut s, m, t).is_empty(),
+        "3 and 4 are neither resent nor lost"
+    );
+    s.forget_through(m, u64::MAX);
+    assert_eq!((s.kept(m), s.total_bytes()), (None, 0));
+    // Numbering goes on after everything was forgotten.
+    s.record(m, 11, ev(11, 50));
+    s.nack(m, &[(10, 11)]);
+    let (sent, lost) = flatten(&drain(&mut s, m, t));
+    assert_eq!((sent, lost), (vec![11], vec![(10, 10)]));
+    check(&s);
+}

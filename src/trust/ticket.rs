@@ -2,12 +2,15 @@
 //! come back after lost contact or a restart, and what only that server (the
 //! same long-term key) can read or make.
 //!
-//! A ticket holds the member's name key, its client id and the time it was
-//! issued, sealed with XChaCha20-Poly1305 under a key derived from the
-//! server's 32-byte long-term secret with HKDF-SHA256 (RFC 5869: no salt, the
-//! info [`TICKET_KEY_LABEL`]). The same secret gives the same ticket key after
-//! every restart; another secret opens nothing. The nonce is 24 random bytes,
-//! so tickets sealed at any rate never repeat one.
+//! A ticket holds the member's name as it registered it, its client id and
+//! the time it was issued, sealed with XChaCha20-Poly1305 under a key
+//! derived from the server's 32-byte long-term secret with HKDF-SHA256
+//! (RFC 5869: no salt, the info [`TICKET_KEY_LABEL`]). The same secret gives
+//! the same ticket key after every restart; another secret opens nothing.
+//! The nonce is 24 random bytes: long enough to be picked at random with no
+//! practical chance of a repeat, which is why XChaCha20 and not ChaCha20.
+//! Opening fails on any change to any byte, on a length that does not match,
+//! and on a ticket sealed under another key.
 //!
 //! Layout (all integers big-endian):
 //!
@@ -15,12 +18,17 @@
 //! |---|---|
 //! | 1 | version, [`TICKET_VERSION`] (also the associated data) |
 //! | 24 | nonce |
-//! | 18 + k + 16 | sealed: `issued u64` (unix seconds), `client_id u64`, `key_len u16`, the name key (k bytes of UTF-8), then the 16-byte tag |
+//! | 17 + k + 16 | sealed: `issued u64` (unix seconds), `client_id u64`, `name_len u8`, the name (k bytes of UTF-8), then the 16-byte tag |
 //!
-//! A ticket is [`TICKET_OVERHEAD`] + k bytes, k at most
-//! [`MAX_NAME_KEY_BYTES`], so never longer than [`MAX_TICKET_LEN`] (443)
-//! bytes. Opening fails on any change to any byte, on a length that does not
-//! match, and on a ticket from another key.
+//! A ticket is [`TICKET_OVERHEAD`] (58) + k bytes, k at most
+//! [`MAX_TICKET_NAME_BYTES`] (197; names are at most 96), so never longer
+//! than [`MAX_TICKET_LEN`] (255) bytes: it fits a `u8` length prefix.
+//!
+//! The name, not its key, is sealed: the key follows from the name
+//! (`protocol::name_key`), the name does not follow from the key, and a
+//! server restarted without its database needs the name to give it back.
+//! The key is also far longer at worst: 24 Hangul syllables (72 bytes) have
+//! a 504-byte key, the skeleton decomposing each into confusable jamo.
 
 use crate::error::{Error, Result};
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
@@ -34,21 +42,19 @@ pub const TICKET_VERSION: u8 = 1;
 /// The HKDF info that derives the ticket key from the server's secret.
 pub const TICKET_KEY_LABEL: &[u8] = b"udpchat v2 resume ticket key";
 
-/// The longest name key a ticket holds, in bytes (a name is at most 96
-/// bytes; case folding and the confusable skeleton lengthen it by at most
-/// a few times).
-pub const MAX_NAME_KEY_BYTES: usize = 384;
+/// The longest name a ticket holds, in bytes (names are at most 96).
+pub const MAX_TICKET_NAME_BYTES: usize = MAX_TICKET_LEN - TICKET_OVERHEAD;
 
 /// The bytes of a ticket besides its name key: version, nonce, the fixed
 /// fields and the tag.
 pub const TICKET_OVERHEAD: usize = 1 + NONCE_LEN + FIXED_LEN + TAG_LEN;
 
-/// The longest ticket.
-pub const MAX_TICKET_LEN: usize = TICKET_OVERHEAD + MAX_NAME_KEY_BYTES;
+/// The longest ticket (a `u8` length on the wire).
+pub const MAX_TICKET_LEN: usize = 255;
 
 const NONCE_LEN: usize = 24;
 const TAG_LEN: usize = 16;
-const FIXED_LEN: usize = 8 + 8 + 2;
+const FIXED_LEN: usize = 8 + 8 + 1;
 
 /// HKDF-SHA256(salt none, ikm secret, info [`TICKET_KEY_LABEL`]), 32 bytes.
 fn derive_key(secret: &[u8; 32]) -> [u8; 32] {
@@ -61,8 +67,8 @@ fn derive_key(secret: &[u8; 32]) -> [u8; 32] {
 /// What a ticket says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ticket {
-    /// The member's name key (its name's identity in the room).
-    pub name_key: String,
+    /// The member's name as it registered it.
+    pub name: String,
     /// The member's client id (the first half of its messages' stable ids).
     pub client_id: u64,
     /// When the ticket was issued, in unix seconds.
@@ -94,19 +100,19 @@ impl TicketKey {
     /// Seals `ticket` with the given nonce (which must never be used twice:
     /// [`TicketKey::seal`] picks a random one; this is for test vectors).
     pub fn seal_with_nonce(&self, ticket: &Ticket, nonce: &[u8; NONCE_LEN]) -> Result<Vec<u8>> {
-        let key = ticket.name_key.as_bytes();
-        if key.len() > MAX_NAME_KEY_BYTES {
+        let name = ticket.name.as_bytes();
+        if name.len() > MAX_TICKET_NAME_BYTES {
             return Err(Error::msg(
                 "seal",
                 "a resume ticket",
-                format!("name key longer than {MAX_NAME_KEY_BYTES} bytes"),
+                format!("name longer than {MAX_TICKET_NAME_BYTES} bytes"),
             ));
         }
-        let mut plain = Vec::with_capacity(FIXED_LEN + key.len());
+        let mut plain = Vec::with_capacity(FIXED_LEN + name.len());
         plain.extend_from_slice(&ticket.issued.to_be_bytes());
         plain.extend_from_slice(&ticket.client_id.to_be_bytes());
-        plain.extend_from_slice(&(key.len() as u16).to_be_bytes());
-        plain.extend_from_slice(key);
+        plain.push(name.len() as u8);
+        plain.extend_from_slice(name);
         let aad = [TICKET_VERSION];
         let sealed = self
             .aead
@@ -149,13 +155,13 @@ impl TicketKey {
             .ok()?;
         let issued = u64::from_be_bytes(plain.get(0..8)?.try_into().ok()?);
         let client_id = u64::from_be_bytes(plain.get(8..16)?.try_into().ok()?);
-        let key_len = u16::from_be_bytes(plain.get(16..18)?.try_into().ok()?) as usize;
-        let key = plain.get(FIXED_LEN..)?;
-        if key.len() != key_len {
+        let name_len = usize::from(*plain.get(16)?);
+        let name = plain.get(FIXED_LEN..)?;
+        if name.len() != name_len {
             return None;
         }
         Some(Ticket {
-            name_key: String::from_utf8(key.to_vec()).ok()?,
+            name: String::from_utf8(name.to_vec()).ok()?,
             client_id,
             issued,
         })
@@ -168,7 +174,7 @@ mod tests {
 
     fn ticket() -> Ticket {
         Ticket {
-            name_key: "alice".into(),
+            name: "alice".into(),
             client_id: 0x0123_4567_89AB_CDEF,
             issued: 1_790_000_000,
         }
@@ -181,8 +187,8 @@ mod tests {
         let sealed = k.seal(&t).unwrap();
         assert_eq!(sealed.len(), TICKET_OVERHEAD + 5);
         assert_eq!(k.open(&sealed), Some(t));
-        assert_eq!(TICKET_OVERHEAD, 59);
-        assert_eq!(MAX_TICKET_LEN, 443);
+        assert_eq!(TICKET_OVERHEAD, 58);
+        assert_eq!(MAX_TICKET_NAME_BYTES, 197);
     }
 
     /// Computed independently with Python's hmac and hashlib (RFC 5869 by hand).
@@ -237,17 +243,17 @@ mod tests {
     }
 
     #[test]
-    fn name_keys_up_to_the_limit_and_not_beyond() {
+    fn names_up_to_the_limit_and_not_beyond() {
         let k = TicketKey::derive(&[3; 32]);
         let mut t = ticket();
-        t.name_key = "é".repeat(MAX_NAME_KEY_BYTES / 2);
+        t.name = "é".repeat(MAX_TICKET_NAME_BYTES / 2) + "x";
         let sealed = k.seal(&t).unwrap();
         assert_eq!(sealed.len(), MAX_TICKET_LEN);
         assert_eq!(k.open(&sealed), Some(t.clone()));
-        t.name_key.push('x');
+        t.name.push('x');
         let err = k.seal(&t).unwrap_err().to_string();
-        assert!(err.contains("cannot seal") && err.contains("384"), "{err}");
-        t.name_key = String::new();
+        assert!(err.contains("cannot seal") && err.contains("197"), "{err}");
+        t.name = String::new();
         assert_eq!(k.open(&k.seal(&t).unwrap()), Some(t));
     }
 }

@@ -148,6 +148,12 @@ impl Reorder {
         self.duplicates
     }
 
+    /// The highest number below which everything was delivered or counted
+    /// lost (0 if none): the client's KEEPALIVE `last_event`.
+    pub fn last_in_order(&self) -> u64 {
+        self.next.saturating_sub(1)
+    }
+
     /// The number after the highest one known to exist (what [`widen`] expects).
     pub fn expected(&self) -> u64 {
         self.end

@@ -29,8 +29,12 @@ fn got(r: &mut Reorder, now: Instant, numbers: &[u64]) {
 fn in_order_events_go_straight_through() {
     let t = Instant::now();
     let mut r = Reorder::new(t, 1);
-    got(&mut r, t, &[1, 2, 3]);
+    assert_eq!(r.last_in_order(), 0);
+    got(&mut r, t, &[1, 2, 3, 5]);
     assert_eq!(take(&mut r, t), vec![1, 2, 3]);
+    assert_eq!(r.last_in_order(), 3);
+    got(&mut r, t, &[4]);
+    assert_eq!(take(&mut r, t), vec![4, 5]);
     assert_eq!(r.next_deadline(), None);
     assert_eq!(r.nack_due(t + 10_000 * MS, 64), None);
 }
