@@ -93,6 +93,12 @@ impl Limits {
     };
 }
 
+impl Default for Limits {
+    fn default() -> Self {
+        Limits::DEFAULT
+    }
+}
+
 /// A member's place in the [`RepairStore`], from [`RepairStore::join`]. A slot
 /// of a member that left names nobody: calls with it do nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,7 +134,7 @@ struct Entry {
     pending: bool,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Ring {
     /// Which member holds the slot (see [`Slot`]).
     gen: u32,
@@ -153,8 +159,8 @@ impl Ring {
     }
 
     /// Removes the oldest entry; returns its charge. A pending one becomes a
-    /// lost range to report.
-    fn evict_front(&mut self) -> usize {
+    /// lost range to report unless the member `has` it.
+    fn evict_front(&mut self, has: bool) -> usize {
         let Some(e) = self.entries.pop_front() else {
             return 0;
         };
@@ -164,7 +170,9 @@ impl Ring {
         self.bytes -= cost;
         if e.pending {
             self.pending -= 1;
-            add_lost(&mut self.lost, n, n);
+            if !has {
+                add_lost(&mut self.lost, n, n);
+            }
         }
         let cap = self.entries.capacity();
         if cap > RING_MIN_CAPACITY && self.entries.len() * 4 <= cap {
@@ -200,7 +208,7 @@ struct Stamp {
 }
 
 /// The events kept for repair, for every member of the room.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct RepairStore {
     limits: Limits,
     rings: Vec<Option<Ring>>,
@@ -213,23 +221,12 @@ pub struct RepairStore {
     live: usize,
 }
 
-impl Default for RepairStore {
-    fn default() -> Self {
-        Self::new(Limits::DEFAULT)
-    }
-}
-
 impl RepairStore {
     /// An empty store with these bounds.
     pub fn new(limits: Limits) -> Self {
         RepairStore {
             limits,
-            rings: Vec::new(),
-            free: Vec::new(),
-            next_gen: 0,
-            order: VecDeque::new(),
-            total: 0,
-            live: 0,
+            ..Default::default()
         }
     }
 
@@ -244,13 +241,7 @@ impl RepairStore {
         let ring = Ring {
             gen,
             epoch: gen,
-            started: false,
-            origin: 0,
-            first: 0,
-            entries: VecDeque::new(),
-            bytes: 0,
-            pending: 0,
-            lost: Vec::new(),
+            ..Ring::default()
         };
         let index = match self.free.pop() {
             Some(i) => {
@@ -309,7 +300,7 @@ impl RepairStore {
         let (mut freed, mut gone) = (0, 0);
         if restart {
             while !ring.entries.is_empty() {
-                freed += ring.evict_front();
+                freed += ring.evict_front(false);
                 gone += 1;
             }
             // Stamps of the old numbering must not match the new one.
@@ -330,7 +321,7 @@ impl RepairStore {
             while ring.entries.len() >= limits.keep.max(1)
                 || ring.bytes + cost > limits.member_bytes
             {
-                freed += ring.evict_front();
+                freed += ring.evict_front(false);
                 gone += 1;
             }
             ring.entries.push_back(Entry {
@@ -359,7 +350,7 @@ impl RepairStore {
         while let Some(s) = self.order.pop_front() {
             if let Some(Some(ring)) = self.rings.get_mut(s.index as usize) {
                 if ring.epoch == s.epoch && ring.first == s.number && !ring.entries.is_empty() {
-                    self.total -= ring.evict_front();
+                    self.total -= ring.evict_front(false);
                     self.live -= 1;
                     return;
                 }
@@ -388,14 +379,7 @@ impl RepairStore {
         };
         let (mut freed, mut gone) = (0, 0);
         while ring.first <= number && !ring.entries.is_empty() {
-            if let Some(e) = ring.entries.front_mut() {
-                // Not lost: the member has it.
-                if e.pending {
-                    e.pending = false;
-                    ring.pending -= 1;
-                }
-            }
-            freed += ring.evict_front();
+            freed += ring.evict_front(true);
             gone += 1;
         }
         self.total -= freed;

@@ -80,7 +80,7 @@ fn check(store: &RepairStore) {
 #[test]
 fn keeps_the_last_k_and_reports_the_rest_lost_exactly() {
     let t = Instant::now();
-    let mut s = RepairStore::default();
+    let mut s = RepairStore::new(Limits::DEFAULT);
     let m = s.join();
     for n in 1..=KEEP_EVENTS as u64 + 10 {
         s.record(m, n, ev(n, 60));
@@ -99,7 +99,7 @@ fn keeps_the_last_k_and_reports_the_rest_lost_exactly() {
 #[test]
 fn batches_fit_the_datagram_and_cover_runs_separately() {
     let t = Instant::now();
-    let mut s = RepairStore::default();
+    let mut s = RepairStore::new(Limits::DEFAULT);
     let m = s.join();
     for n in 1..=100 {
         s.record(m, n, ev(n, 300));
@@ -123,7 +123,7 @@ fn batches_fit_the_datagram_and_cover_runs_separately() {
 #[test]
 fn an_event_larger_than_the_capacity_still_goes_alone() {
     let t = Instant::now();
-    let mut s = RepairStore::default();
+    let mut s = RepairStore::new(Limits::DEFAULT);
     let m = s.join();
     s.record(m, 1, ev(1, 2000));
     s.record(m, 2, ev(2, 10));
@@ -135,7 +135,7 @@ fn an_event_larger_than_the_capacity_still_goes_alone() {
 #[test]
 fn resends_wait_for_the_budget() {
     let t0 = Instant::now();
-    let mut s = RepairStore::default();
+    let mut s = RepairStore::new(Limits::DEFAULT);
     let m = s.join();
     for n in 1..=20 {
         s.record(m, n, ev(n, 500));
@@ -180,7 +180,7 @@ fn a_pending_event_evicted_before_its_resend_is_reported_lost() {
 
 #[test]
 fn per_member_bytes_bound_the_ring() {
-    let mut s = RepairStore::default();
+    let mut s = RepairStore::new(Limits::DEFAULT);
     let m = s.join();
     for n in 1..=1000 {
         s.record(m, n, ev(n, 1000));
@@ -225,7 +225,7 @@ fn the_total_bound_drops_the_oldest_event_of_anyone() {
 #[test]
 fn leaving_frees_everything_and_old_slots_name_nobody() {
     let t = Instant::now();
-    let mut s = RepairStore::default();
+    let mut s = RepairStore::new(Limits::DEFAULT);
     let a = s.join();
     for n in 1..=10 {
         s.record(a, n, ev(n, 50));
@@ -247,7 +247,7 @@ fn leaving_frees_everything_and_old_slots_name_nobody() {
 #[test]
 fn numbers_never_sent_are_ignored_and_malformed_ranges_too() {
     let t = Instant::now();
-    let mut s = RepairStore::default();
+    let mut s = RepairStore::new(Limits::DEFAULT);
     let m = s.join();
     s.nack(m, &[(1, 5)]);
     assert!(drain(&mut s, m, t).is_empty(), "nothing sent yet");
@@ -261,7 +261,7 @@ fn numbers_never_sent_are_ignored_and_malformed_ranges_too() {
 #[test]
 fn a_number_that_does_not_follow_starts_again() {
     let t = Instant::now();
-    let mut s = RepairStore::default();
+    let mut s = RepairStore::new(Limits::DEFAULT);
     let m = s.join();
     for n in 1..=5 {
         s.record(m, n, ev(n, 30));
@@ -297,7 +297,7 @@ fn an_event_too_large_to_keep_is_lost_if_asked_for() {
 #[test]
 fn lost_ranges_are_merged_and_capped() {
     let t = Instant::now();
-    let mut s = RepairStore::default();
+    let mut s = RepairStore::new(Limits::DEFAULT);
     let m = s.join();
     for n in 1..=KEEP_EVENTS as u64 * 2 {
         s.record(m, n, ev(n, 10));
@@ -318,7 +318,7 @@ fn lost_ranges_are_merged_and_capped() {
 
 #[test]
 fn event_bodies_are_shared_not_copied() {
-    let mut s = RepairStore::default();
+    let mut s = RepairStore::new(Limits::DEFAULT);
     let members: Vec<Slot> = (0..100).map(|_| s.join()).collect();
     let body = ev(1, 100);
     for &m in &members {
@@ -394,7 +394,7 @@ fn memory_stays_bounded_whatever_members_do() {
 #[test]
 fn what_the_member_has_is_forgotten_and_not_reported_lost() {
     let t = Instant::now();
-    let mut s = RepairStore::default();
+    let mut s = RepairStore::new(Limits::DEFAULT);
     let m = s.join();
     for n in 1..=10 {
         s.record(m, n, ev(n, 50));
