@@ -14,7 +14,7 @@
 //! its 24-byte slot in the member's ring with up to four times that in
 //! unused capacity (a ring shrinks when a quarter full), up to four 16-byte
 //! places in the room-wide order with its slack (compacted when half stale),
-//! and the allocation header of its body. Bodies are shared ([`Rc<[u8]>`]:
+//! and the allocation header of its body. Bodies are shared ([`EventBody`]:
 //! the room encodes an event once and keeps it for every member it went to),
 //! so the memory used is at most the charged total, at most [`TOTAL_BYTES`],
 //! and beyond it at most [`MEMBER_FIXED_BYTES`] = 640 bytes per member (its
@@ -42,6 +42,11 @@ use crate::room::budget::Budget;
 use std::collections::VecDeque;
 use std::rc::Rc;
 use std::time::Instant;
+
+/// An encoded event, shared by every member it went to. `Rc`: the room lives
+/// on one thread, and a non-atomic count costs nothing per member in the
+/// fan-out (`Arc` would, and would make the room `Send`: change it here).
+pub type EventBody = Rc<[u8]>;
 
 /// Events kept per member (K).
 pub const KEEP_EVENTS: usize = 1024;
@@ -111,7 +116,7 @@ pub struct Slot {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Repair {
     /// Resend these events: numbers `first`, `first + 1`, … (consecutive).
-    Events { first: u64, events: Vec<Rc<[u8]>> },
+    Events { first: u64, events: Vec<EventBody> },
     /// These ranges (inclusive) were sent but are no longer kept: the member
     /// lost `hi - lo + 1` events for each.
     Lost(Vec<(u64, u64)>),
@@ -129,7 +134,7 @@ pub struct Packing {
 
 #[derive(Debug)]
 struct Entry {
-    event: Rc<[u8]>,
+    event: EventBody,
     /// The member asked for it again and it has not been resent since.
     pending: bool,
 }
@@ -285,7 +290,7 @@ impl RepairStore {
     /// Keeps `event`, just sent to the member as number `number`. Numbers
     /// should follow each other; if one does not, what was kept before it is
     /// dropped (a request for it is then answered as lost).
-    pub fn record(&mut self, slot: Slot, number: u64, event: Rc<[u8]>) {
+    pub fn record(&mut self, slot: Slot, number: u64, event: EventBody) {
         let limits = self.limits;
         let cost = event.len() + ENTRY_OVERHEAD;
         let too_large = cost > limits.member_bytes.min(limits.total_bytes);
@@ -450,7 +455,7 @@ impl RepairStore {
         let mut events = Vec::with_capacity(count);
         for e in ring.entries.range_mut(start..start + count) {
             e.pending = false;
-            events.push(Rc::clone(&e.event));
+            events.push(EventBody::clone(&e.event));
         }
         ring.pending -= count;
         Some(Repair::Events {
