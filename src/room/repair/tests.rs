@@ -443,6 +443,8 @@ fn memory_stays_bounded_whatever_members_do() {
     let t0 = Instant::now();
     let mut b = Budget::with_rate(t0, 10_000, 2_000);
     let mut members: Vec<(Slot, u64)> = (0..40).map(|_| (s.join(), 1)).collect();
+    // What each member was sent lately: number -> the step that made the body.
+    let mut sent: Vec<std::collections::HashMap<u64, u64>> = vec![Default::default(); 40];
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut rnd = move |n: u64| {
         x ^= x << 13;
@@ -458,11 +460,15 @@ fn memory_stays_bounded_whatever_members_do() {
         match rnd(10) {
             0..=5 => {
                 // An event for everyone but a few.
-                let id = s.add(ev(step, 1 + rnd(1100) as usize));
-                for (m, next) in members.iter_mut() {
+                let id = s.add(ev(step, 8 + rnd(1100) as usize));
+                for (j, (m, next)) in members.iter_mut().enumerate() {
                     if rnd(8) != 0 {
                         s.record(*m, *next, id);
+                        sent[j].insert(*next, step);
                         *next += 1;
+                        if sent[j].len() > 2 * limits.keep {
+                            sent[j].retain(|&n, _| n + limits.keep as u64 >= *next);
+                        }
                     }
                 }
             }
@@ -478,9 +484,20 @@ fn memory_stays_bounded_whatever_members_do() {
                 s.nack(slot, &ranges);
             }
             8 => {
+                let next = members[i].1;
                 while let Some(r) = s.poll_repair(slot, now, &mut b, PACK) {
-                    if let Repair::Events { first, events } = r {
-                        assert!(!events.is_empty() && first < members[i].1);
+                    match r {
+                        Repair::Events { first, events } => {
+                            assert!(!events.is_empty());
+                            for (n, e) in (first..).zip(&events) {
+                                assert_eq!(
+                                    sent[i].get(&n),
+                                    Some(&number_of(e)),
+                                    "the body sent as {n}"
+                                );
+                            }
+                        }
+                        Repair::Lost(r) => assert!(r.iter().all(|&(lo, hi)| lo <= hi && hi < next)),
                     }
                 }
             }
@@ -488,6 +505,7 @@ fn memory_stays_bounded_whatever_members_do() {
                 0 => {
                     s.leave(slot);
                     members[i] = (s.join(), 1 + rnd(1 << 40));
+                    sent[i].clear();
                 }
                 1 => s.forget_through(slot, rnd(members[i].1 + 5)),
                 _ => {}
