@@ -24,6 +24,20 @@ fn send(s: &mut RepairStore, m: Slot, n: u64, len: usize) {
     s.record(m, n, id);
 }
 
+/// A store with one member that was sent `numbers`, bodies of `len` bytes.
+fn one_member(
+    limits: Limits,
+    numbers: std::ops::RangeInclusive<u64>,
+    len: usize,
+) -> (RepairStore, Slot) {
+    let mut s = RepairStore::new(limits);
+    let m = s.join();
+    for n in numbers {
+        send(&mut s, m, n, len);
+    }
+    (s, m)
+}
+
 /// A budget that never runs out (for tests of what is answered, not when).
 fn plenty(now: Instant) -> Budget {
     Budget::with_rate(now, u64::MAX / 4, u64::MAX / 4)
@@ -95,11 +109,7 @@ fn check(store: &RepairStore) {
 #[test]
 fn keeps_the_last_k_and_reports_the_rest_lost_exactly() {
     let t = Instant::now();
-    let mut s = RepairStore::default();
-    let m = s.join();
-    for n in 1..=KEEP_EVENTS as u64 + 10 {
-        send(&mut s, m, n, 60);
-    }
+    let (mut s, m) = one_member(Limits::DEFAULT, 1..=KEEP_EVENTS as u64 + 10, 60);
     assert_eq!(s.kept(m), Some((11, KEEP_EVENTS as u64 + 10)));
     // Asking for everything, twice over and beyond what was sent.
     s.nack(m, &[(0, u64::MAX), (5, 20), (1, 1)]);
@@ -114,11 +124,7 @@ fn keeps_the_last_k_and_reports_the_rest_lost_exactly() {
 #[test]
 fn batches_fit_the_datagram_and_cover_ranges_separately() {
     let t = Instant::now();
-    let mut s = RepairStore::default();
-    let m = s.join();
-    for n in 1..=100 {
-        send(&mut s, m, n, 300);
-    }
+    let (mut s, m) = one_member(Limits::DEFAULT, 1..=100, 300);
     s.nack(m, &[(10, 19), (30, 30), (25, 26)]);
     let runs: Vec<(u64, usize)> = drain(&mut s, m, t)
         .iter()
@@ -148,11 +154,7 @@ fn an_event_larger_than_the_capacity_still_goes_alone() {
 #[test]
 fn resends_wait_for_the_budget() {
     let t0 = Instant::now();
-    let mut s = RepairStore::default();
-    let m = s.join();
-    for n in 1..=20 {
-        send(&mut s, m, n, 500);
-    }
+    let (mut s, m) = one_member(Limits::DEFAULT, 1..=20, 500);
     // 1000 bytes a second, a burst of one datagram.
     let mut b = Budget::with_rate(t0, 1000, 1040);
     s.nack(m, &[(1, 20)]);
@@ -174,14 +176,11 @@ fn resends_wait_for_the_budget() {
 #[test]
 fn what_waits_for_its_resend_and_goes_meanwhile_is_reported_lost() {
     let t = Instant::now();
-    let mut s = RepairStore::new(Limits {
+    let limits = Limits {
         keep: 4,
         ..Limits::DEFAULT
-    });
-    let m = s.join();
-    for n in 1..=4 {
-        send(&mut s, m, n, 20);
-    }
+    };
+    let (mut s, m) = one_member(limits, 1..=4, 20);
     s.nack(m, &[(2, 3)]);
     send(&mut s, m, 5, 20); // 1 goes (not asked for)
     send(&mut s, m, 6, 20); // 2 goes (asked for)
@@ -346,11 +345,7 @@ fn numbers_never_sent_are_ignored_and_malformed_ranges_too() {
 #[test]
 fn a_number_that_does_not_follow_starts_again() {
     let t = Instant::now();
-    let mut s = RepairStore::default();
-    let m = s.join();
-    for n in 1..=5 {
-        send(&mut s, m, n, 30);
-    }
+    let (mut s, m) = one_member(Limits::DEFAULT, 1..=5, 30);
     s.nack(m, &[(4, 4)]);
     send(&mut s, m, 9, 30); // 6..=8 were never given to the store
     assert_eq!(s.kept(m), Some((9, 9)));
@@ -380,11 +375,7 @@ fn a_body_too_large_for_the_log_is_lost_if_asked_for() {
 #[test]
 fn waiting_ranges_are_merged_and_capped() {
     let t = Instant::now();
-    let mut s = RepairStore::default();
-    let m = s.join();
-    for n in 1..=KEEP_EVENTS as u64 * 2 {
-        send(&mut s, m, n, 10);
-    }
+    let (mut s, m) = one_member(Limits::DEFAULT, 1..=KEEP_EVENTS as u64 * 2, 10);
     // 32 disjoint single numbers per NACK, three NACKs, long gone and kept.
     let first = KEEP_EVENTS as u64 + 1;
     for round in 0..3u64 {
@@ -406,11 +397,7 @@ fn waiting_ranges_are_merged_and_capped() {
 #[test]
 fn what_the_member_has_is_forgotten_and_not_reported_lost() {
     let t = Instant::now();
-    let mut s = RepairStore::default();
-    let m = s.join();
-    for n in 1..=10 {
-        send(&mut s, m, n, 50);
-    }
+    let (mut s, m) = one_member(Limits::DEFAULT, 1..=10, 50);
     s.nack(m, &[(3, 4)]);
     s.forget_through(m, 6);
     assert_eq!(s.kept(m), Some((7, 10)));
