@@ -61,14 +61,17 @@ fn a_gap_is_asked_for_within_the_interval_then_with_backoff_then_lost() {
     assert_eq!(r.next_deadline(), Some(t + 25 * MS));
     assert_eq!(r.nack_due(t + 24 * MS, 64), None);
     assert_eq!(r.nack_due(t + 25 * MS, 64), Some(vec![(3, 5)]));
-    // Then after 50, 100, 200, 200… ms more, while the gap is held.
+    // Then after 50, 100, 100… ms more, while the gap is held.
     let mut asked = vec![25];
     for ms in 26..1000 {
         if r.nack_due(t + ms * MS, 64).is_some() {
             asked.push(ms);
         }
     }
-    assert_eq!(asked, vec![25, 75, 175, 375, 575, 775, 975]);
+    assert_eq!(
+        asked,
+        vec![25, 75, 175, 275, 375, 475, 575, 675, 775, 875, 975]
+    );
     assert_eq!(
         take(&mut r, t + 999 * MS),
         Vec::<i64>::new(),
