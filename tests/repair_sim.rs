@@ -177,9 +177,9 @@ fn run(seed: u64) {
             }
         }
     }
-    for m in 0..MEMBERS {
+    for (m, shown) in shown.iter().enumerate() {
         let mut next = [1u64; MEMBERS];
-        for &(s, k, ms) in &shown[m] {
+        for &(s, k, ms) in shown {
             assert_eq!(
                 k, next[s],
                 "seed {seed}: member {m} shows {s}'s lines once, in order"
