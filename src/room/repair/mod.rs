@@ -490,4 +490,6 @@ impl RepairStore {
 }
 
 #[cfg(test)]
+mod sim_tests;
+#[cfg(test)]
 mod tests;

@@ -5,11 +5,11 @@
 //! lines; every member must show every other member's lines exactly once, in
 //! order, within 5 s, and never "messages lost".
 
+use super::{Limits, Packing, Repair, RepairStore, Slot};
+use crate::client::reorder::{Delivery, Reorder};
+use crate::room::budget::Budget;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
-use udpchat::client::reorder::{Delivery, Reorder};
-use udpchat::room::budget::Budget;
-use udpchat::room::repair::{Limits, Packing, Repair, RepairStore, Slot};
 
 const MEMBERS: usize = 5;
 const LINES: u64 = 200;
