@@ -10,11 +10,13 @@
 //! the events queued for each member into EVENTS datagrams) and, once the
 //! output is sent, [`Room::end_turn`].
 
+pub mod budget;
 mod console;
 mod join;
 mod limits;
 mod members;
 mod outbox;
+pub mod repair;
 
 pub use limits::{Bucket, SeqWindow, SourceLimiter, SEQ_WINDOW};
 pub use outbox::{Outbox, Transmit};
