@@ -4,7 +4,7 @@
 //! ignored (and sent as 0).
 
 use super::{Malformed, Reader, Writer};
-use crate::protocol::InvalidName;
+use crate::protocol::{InvalidName, NameError};
 
 macro_rules! code_enum {
     ($(#[$doc:meta])* $t:ident { $($(#[$vdoc:meta])* $v:ident = $n:literal,)* }) => {
@@ -133,6 +133,17 @@ pub enum Refusal<'a> {
     TooManyJoins,
     /// 7: the resume ticket is not valid.
     BadTicket,
+}
+
+impl<'a> From<&'a NameError> for Refusal<'a> {
+    /// The REFUSED that answers a name refused by [`crate::protocol::admit_name`].
+    fn from(e: &'a NameError) -> Self {
+        match e {
+            NameError::Invalid(why) => Refusal::InvalidName((*why).into()),
+            NameError::Reserved(word) => Refusal::Reserved { like: word },
+            NameError::LooksLike(name) => Refusal::Taken { like: name },
+        }
+    }
 }
 
 impl<'a> Refusal<'a> {

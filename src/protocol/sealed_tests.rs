@@ -407,6 +407,18 @@ fn name_rules_number_the_refusal_detail() {
         seen.into_iter().collect::<Vec<_>>(),
         [1, 41, 42, 43, 44, 45]
     );
+    let taken = NameError::LooksLike("alice".into());
+    assert_eq!(Refusal::from(&taken), Refusal::Taken { like: "alice" });
+    let reserved = check_name("ADMIN").unwrap_err();
+    assert_eq!(
+        Refusal::from(&reserved),
+        Refusal::Reserved { like: "admin" }
+    );
+    let invalid = check_name("a b").unwrap_err();
+    assert_eq!(
+        Refusal::from(&invalid),
+        Refusal::InvalidName(NameRule::Character)
+    );
 }
 
 #[test]
