@@ -88,6 +88,21 @@ impl<'a> Event<'a> {
         matches!(self, Event::Said(_) | Event::Me(_) | Event::Admin { .. })
     }
 
+    /// The length of this event encoded (valid or not).
+    pub fn encoded_len(&self) -> usize {
+        const LINE: usize = 1 + 8 + 8 + 1 + 8 + 4 + 1 + 2;
+        match *self {
+            Event::Joined { name } => 2 + name.len(),
+            Event::Left { name, .. } => 3 + name.len(),
+            Event::Said(ref l) | Event::Me(ref l) => LINE + l.from.len() + l.text.len(),
+            Event::PrivateFrom { from, text, .. } => {
+                1 + 8 + 8 + 4 + 1 + 2 + from.len() + text.len()
+            }
+            Event::Admin { text, .. } => 1 + 8 + 8 + 1 + 2 + text.len(),
+            Event::Gap { .. } => 1 + 8 + 4,
+        }
+    }
+
     /// Encodes this event at the start of `out`; returns its length.
     pub fn encode(&self, out: &mut [u8]) -> Result<usize, Malformed> {
         let mut w = Writer::new(out);
@@ -343,6 +358,14 @@ impl<'b> EventsWriter<'b> {
     /// written) when it does not fit or is not a room message in a HISTORY_PAGE.
     pub fn push_encoded(&mut self, event: &EncodedEvent) -> bool {
         (!self.history_page || event.room_message) && self.put(&event.bytes)
+    }
+
+    /// Appends the bytes of one event written by [`Event::encode`] (say, from
+    /// the server's arena of this turn's events), without checking them again
+    /// outside debug builds: false (and nothing written) when they do not fit.
+    pub fn push_bytes(&mut self, event: &[u8]) -> bool {
+        debug_assert!(Events::check(event, self.history_page).is_ok());
+        self.put(event)
     }
 
     fn put(&mut self, bytes: &[u8]) -> bool {

@@ -183,6 +183,10 @@ fn writers_stop_when_full_and_write_nothing_more() {
     let small = Event::Joined { name: "c" }.to_encoded().unwrap();
     assert!(w.push_encoded(&small));
     assert_eq!(w.count(), 2);
+    let mut joined = [0u8; 8];
+    let n = Event::Joined { name: "d" }.encode(&mut joined).unwrap();
+    assert!(w.push_bytes(&joined[..n]));
+    assert_eq!(w.count(), 3);
     let n = w.finish().unwrap();
     let Ok(ServerMsg::Events {
         first_event,
@@ -192,7 +196,7 @@ fn writers_stop_when_full_and_write_nothing_more() {
         panic!("not EVENTS")
     };
     assert_eq!(first_event, 7);
-    assert_eq!(events.iter().count(), 2);
+    assert_eq!(events.iter().count(), 3);
     // A caller's buffer smaller than MAX_BODY bounds the body.
     let mut small_buf = [0u8; 8];
     let mut w = EventsWriter::events(&mut small_buf, 1).unwrap();
@@ -465,6 +469,8 @@ fn decoding_random_and_mutated_bodies_never_panics() {
             assert_eq!(again.len(), body.len());
             if let ServerMsg::Events { events, .. } = m {
                 assert!(events.iter().count() >= 1);
+                let lens: usize = events.iter().map(|e| e.encoded_len()).sum();
+                assert_eq!(lens, events.as_bytes().len());
             }
         }
     }
