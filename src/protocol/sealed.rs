@@ -12,9 +12,9 @@
 //!   [`MAX_BODY`](crate::session::MAX_BODY) bytes, and refuses (never
 //!   truncates) what would be malformed.
 //!
-//! The session makes and reads the bodies of the rekey and the path check
-//! itself (`crate::session`); they are decoded here too, so that a receiver
-//! dispatches every body through one function.
+//! The session makes and reads the rekey's bodies itself (`crate::session`,
+//! which takes the whole body); they are decoded here too, with the path
+//! check's, so that a receiver dispatches every body through one function.
 
 #[path = "sealed_client.rs"]
 mod client;
