@@ -116,7 +116,7 @@ pub mod event_type {
 }
 
 /// The longest resume ticket.
-pub const MAX_TICKET: usize = 128;
+pub const MAX_TICKET: usize = 255;
 /// The most ranges in one NACK.
 pub const MAX_NACK_RANGES: usize = 32;
 /// The most room messages one HISTORY asks for.

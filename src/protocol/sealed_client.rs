@@ -19,7 +19,7 @@ pub enum ClientMsg<'a> {
     },
     /// Comes back after a lost session (issue 10).
     Resume {
-        /// The ticket of the last WELCOME (1 to 128 bytes, opaque).
+        /// The ticket of the last WELCOME (1 to 255 bytes, opaque).
         ticket: &'a [u8],
         /// The epoch of that WELCOME.
         epoch: u32,
