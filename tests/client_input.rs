@@ -89,7 +89,7 @@ fn usage_errors_exit_2_like_the_server() {
     for (args, says) in [
         (
             &["--server", "127.0.0.1"][..],
-            "error: invalid value '127.0.0.1' for '--server <ADDR>': the port is missing",
+            "error: invalid value '127.0.0.1' for '--server <ADDR>': expected HOST:PORT",
         ),
         (
             &["--server", "::1"][..],

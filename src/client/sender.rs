@@ -465,15 +465,11 @@ impl SenderProcess {
                 Signal::SIGINT => self.ask_quit(code::SIGINT),
                 Signal::SIGTERM => self.ask_quit(code::SIGTERM),
                 Signal::SIGHUP => self.ask_quit(code::SIGHUP),
-                Signal::SIGCHLD => {
-                    if self.status.is_none() {
-                        match reap_one_of(&[self.child], Duration::ZERO) {
-                            Reaped::Ended(_, s) => self.status = Some(s),
-                            Reaped::Lost(..) => {
-                                self.status = Some(WaitStatus::Exited(self.child, 1))
-                            }
-                            Reaped::Running => {}
-                        }
+                Signal::SIGCHLD if self.status.is_none() => {
+                    match reap_one_of(&[self.child], Duration::ZERO) {
+                        Reaped::Ended(_, s) => self.status = Some(s),
+                        Reaped::Lost(..) => self.status = Some(WaitStatus::Exited(self.child, 1)),
+                        Reaped::Running => {}
                     }
                 }
                 _ => {}
