@@ -33,6 +33,7 @@ mod outgoing;
 mod reasons;
 mod receiver;
 mod render;
+pub mod reorder;
 mod screen;
 mod sender;
 mod tally;

@@ -52,7 +52,7 @@ pub type Token = u64;
 pub type Cookie = [u8; COOKIE_LEN];
 
 /// Message kinds (the header's fourth byte).
-pub mod kind {
+mod kind {
     pub const JOIN: u8 = 0x01;
     pub const SAY: u8 = 0x02;
     pub const PRIVATE: u8 = 0x03;
@@ -72,7 +72,7 @@ pub mod kind {
 }
 
 /// Event types inside EVENTS.
-pub mod event_type {
+mod event_type {
     pub const JOINED: u8 = 0x01;
     pub const LEFT: u8 = 0x02;
     pub const SAID: u8 = 0x03;
@@ -122,33 +122,46 @@ impl fmt::Display for Malformed {
 /// Why a JOIN is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RefuseReason {
+    /// `1`: a member already has a name with the same key.
     Taken = 1,
+    /// `2`: the name breaks the name rules.
     InvalidName = 2,
+    /// `3`: the name's key is a reserved one (`admin`, `server`, …).
     Reserved = 3,
+    /// `4`: the room has its maximum number of members.
     RoomFull = 4,
 }
 
 /// Why a SAY or PRIVATE is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RejectReason {
+    /// `1`: beyond the member's flood-control budget.
     RateLimited = 1,
+    /// `2`: the text breaks the text rules.
     InvalidText = 2,
+    /// `3`: no member has the PRIVATE's `to` name.
     NoSuchMember = 3,
 }
 
 /// Why a member left, in a LEFT event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LeftReason {
+    /// `0`: the member sent LEAVE.
     Left = 0,
+    /// `1`: nothing valid arrived from the member within the member timeout.
     TimedOut = 1,
+    /// `2`: the admin removed the member.
     Removed = 2,
 }
 
 /// Why a session ended, in BYE.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ByeReason {
+    /// `0`: you left (the answer to LEAVE).
     Left = 0,
+    /// `1`: the admin removed you.
     Kicked = 1,
+    /// `2`: the server is shutting down.
     Shutdown = 2,
 }
 
@@ -191,31 +204,52 @@ impl fmt::Display for RejectReason {
 /// A datagram from a client to the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientMsg<'a> {
+    /// `0x01`: asks to join with a name (padded to [`JOIN_SIZE`] bytes).
     Join {
+        /// Random per login attempt; every answer echoes it.
         nonce: u64,
+        /// The token of the client's previous session, or 0.
         prev_token: Token,
+        /// All zeros in the first JOIN; the cookie from CHALLENGE in the second.
         cookie: Cookie,
+        /// The name asked for.
         name: &'a str,
     },
+    /// `0x02`: a message to the room.
     Say {
+        /// The session token from WELCOME.
         token: Token,
+        /// The client's message number (shared with PRIVATE); the same for a retransmission.
         seq: u32,
+        /// The message.
         text: &'a str,
     },
+    /// `0x03`: a message to one member.
     Private {
+        /// The session token from WELCOME.
         token: Token,
+        /// The client's message number (shared with SAY); the same for a retransmission.
         seq: u32,
+        /// The recipient's name.
         to: &'a str,
+        /// The message.
         text: &'a str,
     },
+    /// `0x04`: asks for one page of the member list.
     Who {
+        /// The session token from WELCOME.
         token: Token,
+        /// Index of the first member wanted (0 for the first page).
         start: u32,
     },
+    /// `0x05`: leaves the room (repeated until BYE or UNKNOWN_SESSION).
     Leave {
+        /// The session token from WELCOME.
         token: Token,
     },
+    /// `0x06`: a keepalive, answered with PONG.
     Ping {
+        /// The session token from WELCOME.
         token: Token,
     },
 }
@@ -237,56 +271,110 @@ impl ClientMsg<'_> {
 /// One user-visible event inside EVENTS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event<'a> {
-    Joined { name: &'a str },
-    Left { reason: LeftReason, name: &'a str },
-    Said { from: &'a str, text: &'a str },
-    PrivateFrom { from: &'a str, text: &'a str },
-    Admin { text: &'a str },
+    /// `0x01`: a member joined.
+    Joined {
+        /// The new member's name.
+        name: &'a str,
+    },
+    /// `0x02`: a member left.
+    Left {
+        /// Why.
+        reason: LeftReason,
+        /// The member's name.
+        name: &'a str,
+    },
+    /// `0x03`: a member said something to the room.
+    Said {
+        /// The sender's name, from the server's table.
+        from: &'a str,
+        /// The message.
+        text: &'a str,
+    },
+    /// `0x04`: a private message to the receiver.
+    PrivateFrom {
+        /// The sender's name, from the server's table.
+        from: &'a str,
+        /// The message.
+        text: &'a str,
+    },
+    /// `0x05`: a message from the server's console.
+    Admin {
+        /// The message.
+        text: &'a str,
+    },
 }
 
 /// A datagram from the server to a client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServerMsg<'a> {
+    /// `0x81`: the answer to a JOIN without a valid cookie.
     Challenge {
+        /// The JOIN's nonce.
         nonce: u64,
+        /// The cookie to send back in the next JOIN.
         cookie: Cookie,
     },
+    /// `0x82`: the JOIN is refused.
     Refused {
+        /// The JOIN's nonce.
         nonce: u64,
+        /// Why.
         reason: RefuseReason,
     },
+    /// `0x83`: the client is a member.
     Welcome {
+        /// The JOIN's nonce.
         nonce: u64,
+        /// The session token (never 0) for every later datagram.
         token: Token,
+        /// How many members there are, the newcomer included.
         members: u32,
+        /// The member timeout, in milliseconds.
         timeout_ms: u32,
+        /// The name as registered.
         name: &'a str,
     },
+    /// `0x84`: the SAY or PRIVATE numbered `seq` was accepted (now or before).
     Ack {
+        /// The acknowledged message number.
         seq: u32,
     },
+    /// `0x85`: the SAY or PRIVATE numbered `seq` was not forwarded.
     Reject {
+        /// The rejected message number.
         seq: u32,
+        /// Why.
         reason: RejectReason,
     },
-    /// Events numbered `first_seq`, `first_seq + 1`, …; iterate with [`Events::iter`].
+    /// `0x86`: events numbered `first_seq`, `first_seq + 1`, …; iterate with [`Events::iter`].
     Events {
+        /// The number of the first event (per member, from 1, wrapping).
         first_seq: u32,
+        /// The events, at least one.
         events: Events<'a>,
     },
+    /// `0x87`: the session has ended; its token is dead.
     Bye {
+        /// Why.
         reason: ByeReason,
     },
+    /// `0x88`: the answer to PING.
     Pong {
+        /// The number of the last event sent to this member (0 if none).
         last_seq: u32,
     },
-    /// Member names `start`, `start + 1`, …; iterate with [`Names::iter`].
+    /// `0x89`: member names `start`, `start + 1`, …; iterate with [`Names::iter`].
     WhoPage {
+        /// The index of the first name.
         start: u32,
+        /// How many members there are now.
         total: u32,
+        /// The names, as many as fit (maybe none).
         names: Names<'a>,
     },
+    /// `0x8A`: the answer to a datagram whose token the server does not know.
     UnknownSession {
+        /// That token, echoed.
         token: Token,
     },
 }

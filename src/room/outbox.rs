@@ -69,10 +69,6 @@ impl Outbox {
         self.slices(t).flat_map(|s| s.iter().copied()).collect()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.transmits.is_empty()
-    }
-
     /// Forgets everything (keeps the capacity).
     pub(super) fn clear(&mut self) {
         self.events.clear();

@@ -16,6 +16,7 @@
 mod fingerprint;
 mod key;
 mod known_servers;
+pub mod ticket;
 
 pub use fingerprint::Fingerprint;
 pub use key::{ServerKey, KEY_FILE_HEADER};
