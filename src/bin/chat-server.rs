@@ -114,6 +114,7 @@ fn run() -> Result<()> {
             ..Config::default()
         },
     };
+    server::set_up_signals()?;
     server::run(&opts)
 }
 
