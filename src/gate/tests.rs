@@ -245,9 +245,23 @@ fn half_open_sessions_are_capped_per_ip_and_in_all() {
     let got = t.send(a, &hs.init_datagram());
     assert_eq!(got, vec![Action::Dropped(Drop::OverBudget)]);
     assert_eq!(t.gate.stats.handshakes, 16, "no Diffie-Hellman spent on it");
-    // The same /64 of IPv6 is one source; another /64 is not.
-    t.gate.admit(ConnId(1));
-    t.handshake(addr("[2001:db8::1]:1"), 100);
+    // A member no longer counts: one more from that IP.
+    assert!(t.gate.admit(ConnId(1)));
+    t.handshake(addr("192.0.2.1:6001"), 98);
+    // An IPv6 /64 is one source; another /64 is another.
+    for n in 0..16u16 {
+        let a = SocketAddr::from(([0x2001, 0xdb8, 0, 0, n, 0, 0, 1], 1));
+        t.handshake(a, 1000 + u64::from(n));
+    }
+    let mut hs = ClientHandshake::new(99);
+    let a = addr("[2001:db8::ffff:1]:1");
+    let c = sends(&t.send(a, &hs.init_datagram())).remove(0).1;
+    hs.on_cookie(&c).unwrap();
+    assert_eq!(
+        t.send(a, &hs.init_datagram()),
+        vec![Action::Dropped(Drop::OverBudget)]
+    );
+    t.handshake(addr("[2001:db8:0:1::1]:1"), 2000);
     // In all: with a total of 3, a fourth handshake evicts the oldest.
     let mut t = T::new(Config {
         half_open_total: 3,

@@ -175,6 +175,10 @@ fn a_rekey_keeps_the_member_and_reads_the_old_session_for_the_grace() {
     assert_eq!(t.gate.stats.rekeys, 1);
     let mut rekey = rekey;
     let mut new = rekey.on_response(&body, None, t.now).unwrap().session;
+    // The new id is live before its first datagram: a forgery draws no RESET.
+    let mut forged = seal(&mut new, KEEPALIVE);
+    forged[30] ^= 1;
+    assert_eq!(t.send(c.addr, &forged), vec![Action::Dropped(Drop::Forged)]);
     // Until the client uses the new session, the server sends on the old.
     let (_, _, d) = to_member(&mut t, &c, b"\x87\0\0\0\0");
     assert_eq!(open(&mut c.session, &d), b"\x87\0\0\0\0");
