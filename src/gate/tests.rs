@@ -4,8 +4,8 @@
 use super::*;
 use crate::protocol::TestRng;
 use crate::session::{
-    parse_cookie, parse_reset, ClientHandshake, ResetKey, Session, COOKIE_SIZE, INIT_SIZE,
-    RESPONSE_SIZE,
+    parse_cookie, parse_reset, ClientHandshake, ClientRekey, ResetKey, Session, COOKIE_SIZE,
+    INIT_SIZE, RESPONSE_SIZE,
 };
 use std::time::Duration;
 
@@ -206,6 +206,14 @@ fn a_retransmitted_init_gets_the_stored_response_without_new_diffie_hellman() {
     let got = sends(&t.send(addr("192.0.2.1:4001"), &init));
     assert_eq!(got[0].1.len(), COOKIE_SIZE);
     assert_eq!(t.gate.conn_count(), 1);
+    // A new handshake with the same id (new ephemeral key) replaces the
+    // half-open session instead of adding one.
+    let mut again = ClientHandshake::new(5);
+    again.on_cookie(&c).unwrap();
+    let got = t.send(a, &again.init_datagram());
+    assert_eq!(got[0], Action::Gone { conn: ConnId(1) });
+    assert_eq!(sends(&got)[0].1.len(), RESPONSE_SIZE);
+    assert_eq!((t.gate.conn_count(), t.gate.stats.handshakes), (1, 2));
 }
 
 #[test]
