@@ -4,7 +4,7 @@
 //! response, rekey) are used here and the others delivered to the room.
 
 use super::conn::{Conn, Rekeyed, Which};
-use super::{Action, ConnId, Drop, Gate};
+use super::{Action, ConnId, DropReason, Gate};
 use crate::session::{body_type, parse_data_header, OpenError, SessionId, MAX_DATAGRAM};
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -26,7 +26,7 @@ impl Gate {
         out: &mut Vec<Action>,
     ) {
         let Some(header) = parse_data_header(datagram) else {
-            return self.drop(out, Drop::Malformed);
+            return self.discard(out, DropReason::Malformed);
         };
         let id = header.receiver_id;
         let Some(&(conn, which)) = self.ids.get(&id) else {
@@ -49,8 +49,8 @@ impl Gate {
         let mut plain = [0u8; MAX_DATAGRAM];
         let (body, newest) = match session.open(datagram, &mut plain) {
             Ok(o) => (o.body.to_vec(), o.newest),
-            Err(OpenError::Replay) => return self.drop(out, Drop::Replayed),
-            Err(_) => return self.drop(out, Drop::Forged),
+            Err(OpenError::Replay) => return self.discard(out, DropReason::Replayed),
+            Err(_) => return self.discard(out, DropReason::Forged),
         };
         c.heard = true;
         if let Some(h) = &mut c.half_open {
@@ -63,7 +63,7 @@ impl Gate {
             body_type::PATH_RESPONSE => self.on_path_response(conn, from, &body, out),
             body_type::REKEY_INIT if which == Which::Old => {
                 out.push(Action::Heard { conn });
-                self.drop(out, Drop::WrongState);
+                self.discard(out, DropReason::WrongState);
             }
             body_type::REKEY_INIT => {
                 out.push(Action::Heard { conn });
@@ -105,7 +105,7 @@ impl Gate {
     ) {
         out.push(Action::Heard { conn });
         let Some(data) = body.get(1..9).and_then(|d| <[u8; 8]>::try_from(d).ok()) else {
-            return self.drop(out, Drop::Malformed);
+            return self.discard(out, DropReason::Malformed);
         };
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
@@ -162,7 +162,7 @@ impl Gate {
             return;
         };
         if c.half_open.is_some() {
-            return self.drop(out, Drop::WrongState);
+            return self.discard(out, DropReason::WrongState);
         }
         let to = c.path.addr();
         let resend = (c.pending.is_some())
@@ -179,7 +179,7 @@ impl Gate {
         }
         let too_soon = |r: &Rekeyed| now < r.at + c.current.rekey_after() / 2;
         if c.rekeyed.as_ref().is_some_and(too_soon) {
-            return self.drop(out, Drop::OverBudget);
+            return self.discard(out, DropReason::OverBudget);
         }
         let (session, response) =
             match self
@@ -187,7 +187,7 @@ impl Gate {
                 .respond_rekey(&c.current, body, new_id, rekey_after_s, now)
             {
                 Ok(r) => r,
-                Err(_) => return self.drop(out, Drop::Forged),
+                Err(_) => return self.discard(out, DropReason::Forged),
             };
         if let Some((replaced, _)) = c.pending.replace((session, now)) {
             self.ids.remove(&replaced.local_id());
@@ -208,7 +208,7 @@ impl Gate {
     /// (28 bytes for at least 57), within the stranger rate of the source.
     fn send_reset(&mut self, now: Instant, from: SocketAddr, id: SessionId, out: &mut Vec<Action>) {
         if !self.strangers.take_addr(now, from) {
-            return self.drop(out, Drop::OverBudget);
+            return self.discard(out, DropReason::OverBudget);
         }
         self.stats.resets += 1;
         let bytes = self.key.reset_key().reset_datagram(id).to_vec();

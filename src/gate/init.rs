@@ -6,7 +6,7 @@
 
 use super::conn::{Conn, HalfOpen, Which};
 use super::limits::ip_key;
-use super::{Action, ConnId, Drop, Gate};
+use super::{Action, ConnId, DropReason, Gate};
 use crate::session::{cookie_datagram, parse_init, Init, Path, INIT_SIZE};
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -25,11 +25,11 @@ impl Gate {
         out: &mut Vec<Action>,
     ) {
         let Some(init) = parse_init(datagram) else {
-            return self.drop(out, Drop::Malformed);
+            return self.discard(out, DropReason::Malformed);
         };
         if init.cookie == [0; 16] {
             if datagram[INIT_PROLOGUE_LEN..].iter().any(|&b| b != 0) {
-                return self.drop(out, Drop::Malformed);
+                return self.discard(out, DropReason::Malformed);
             }
             return self.send_cookie(now, unix_secs, from, &init, out);
         }
@@ -61,7 +61,7 @@ impl Gate {
                 .handshakes
                 .take(now, self.cfg.handshake_rate, self.cfg.handshake_rate)
         {
-            return self.drop(out, Drop::OverBudget);
+            return self.discard(out, DropReason::OverBudget);
         }
         while self.half_open_by_init.len() >= self.cfg.half_open_total
             && self.evict_oldest_half_open(out)
@@ -69,7 +69,7 @@ impl Gate {
         let id_s = self.fresh_id(rng);
         let (session, response) = match self.key.respond(&init, id_s, self.cfg.rekey_after_s, now) {
             Ok(r) => r,
-            Err(_) => return self.drop(out, Drop::Forged),
+            Err(_) => return self.discard(out, DropReason::Forged),
         };
         self.stats.handshakes += 1;
         let conn = ConnId(self.next_conn);
@@ -111,7 +111,7 @@ impl Gate {
     ) {
         const { assert!(crate::session::COOKIE_SIZE < INIT_SIZE) };
         if !self.strangers.take_addr(now, from) {
-            return self.drop(out, Drop::OverBudget);
+            return self.discard(out, DropReason::OverBudget);
         }
         let cookie = self.cookies.make(unix_secs, from);
         self.stats.cookies += 1;

@@ -76,7 +76,7 @@ impl Default for Config {
 
 /// Why a datagram was dropped (each is also counted in [`Stats`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Drop {
+pub enum DropReason {
     /// Not a well-formed datagram of this version.
     Malformed,
     /// It failed authentication (tag, sealed header, or Noise's checks).
@@ -132,7 +132,7 @@ pub enum Action {
         conn: ConnId,
     },
     /// The datagram was dropped (and counted).
-    Dropped(Drop),
+    Dropped(DropReason),
 }
 
 /// Counters for the console's `/stats`.
@@ -140,15 +140,15 @@ pub enum Action {
 pub struct Stats {
     /// Datagrams handed to [`Gate::handle`].
     pub datagrams_in: u64,
-    /// Dropped as [`Drop::Malformed`].
+    /// Dropped as [`DropReason::Malformed`].
     pub malformed: u64,
-    /// Dropped as [`Drop::Forged`].
+    /// Dropped as [`DropReason::Forged`].
     pub forged: u64,
-    /// Dropped as [`Drop::Replayed`].
+    /// Dropped as [`DropReason::Replayed`].
     pub replayed: u64,
-    /// Dropped as [`Drop::OverBudget`].
+    /// Dropped as [`DropReason::OverBudget`].
     pub over_budget: u64,
-    /// Dropped as [`Drop::WrongState`].
+    /// Dropped as [`DropReason::WrongState`].
     pub wrong_state: u64,
     /// COOKIEs sent.
     pub cookies: u64,
@@ -265,12 +265,12 @@ impl Gate {
         self.stats.datagrams_in += 1;
         let mut out = Vec::new();
         match crate::session::clear_kind(datagram) {
-            _ if datagram.len() > MAX_DATAGRAM => self.drop(&mut out, Drop::Malformed),
+            _ if datagram.len() > MAX_DATAGRAM => self.discard(&mut out, DropReason::Malformed),
             Some(crate::session::kind::INIT) => {
                 self.on_init(now, unix_secs, from, datagram, rng, &mut out)
             }
             Some(crate::session::kind::DATA) => self.on_data(now, from, datagram, rng, &mut out),
-            _ => self.drop(&mut out, Drop::Malformed),
+            _ => self.discard(&mut out, DropReason::Malformed),
         }
         out
     }
@@ -417,13 +417,13 @@ impl Gate {
         }
     }
 
-    fn drop(&mut self, out: &mut Vec<Action>, why: Drop) {
+    fn discard(&mut self, out: &mut Vec<Action>, why: DropReason) {
         let n = match why {
-            Drop::Malformed => &mut self.stats.malformed,
-            Drop::Forged => &mut self.stats.forged,
-            Drop::Replayed => &mut self.stats.replayed,
-            Drop::OverBudget => &mut self.stats.over_budget,
-            Drop::WrongState => &mut self.stats.wrong_state,
+            DropReason::Malformed => &mut self.stats.malformed,
+            DropReason::Forged => &mut self.stats.forged,
+            DropReason::Replayed => &mut self.stats.replayed,
+            DropReason::OverBudget => &mut self.stats.over_budget,
+            DropReason::WrongState => &mut self.stats.wrong_state,
         };
         *n += 1;
         out.push(Action::Dropped(why));

@@ -251,7 +251,7 @@ fn half_open_sessions_are_capped_per_ip_and_in_all() {
     let c = sends(&t.send(a, &hs.init_datagram())).remove(0).1;
     hs.on_cookie(&c).unwrap();
     let got = t.send(a, &hs.init_datagram());
-    assert_eq!(got, vec![Action::Dropped(Drop::OverBudget)]);
+    assert_eq!(got, vec![Action::Dropped(DropReason::OverBudget)]);
     assert_eq!(t.gate.stats.handshakes, 16, "no Diffie-Hellman spent on it");
     // A member no longer counts: one more from that IP.
     assert!(t.gate.admit(ConnId(1)));
@@ -267,7 +267,7 @@ fn half_open_sessions_are_capped_per_ip_and_in_all() {
     hs.on_cookie(&c).unwrap();
     assert_eq!(
         t.send(a, &hs.init_datagram()),
-        vec![Action::Dropped(Drop::OverBudget)]
+        vec![Action::Dropped(DropReason::OverBudget)]
     );
     t.handshake(addr("[2001:db8:0:1::1]:1"), 2000);
     // In all: with a total of 3, a fourth handshake evicts the oldest.
@@ -393,7 +393,7 @@ fn resets_only_for_unknown_ids_and_within_the_rate() {
     // A datagram for a live id that fails authentication: no RESET.
     let mut d = seal(&mut c.session, b"\x08\0\0\0\0");
     d[30] ^= 1;
-    assert_eq!(t.send(a, &d), vec![Action::Dropped(Drop::Forged)]);
+    assert_eq!(t.send(a, &d), vec![Action::Dropped(DropReason::Forged)]);
     assert_eq!(t.gate.stats.resets, 0);
     // An unknown id: the RESET of that id, smaller than the datagram.
     let mut unknown = d.clone();
@@ -406,7 +406,7 @@ fn resets_only_for_unknown_ids_and_within_the_rate() {
     // Never larger: a 56-byte DATA is malformed, not answered.
     assert_eq!(
         t.send(a, &unknown[..56]),
-        vec![Action::Dropped(Drop::Malformed)]
+        vec![Action::Dropped(DropReason::Malformed)]
     );
     // After close, the member's own id draws its RESET.
     t.gate.close(c.conn);
@@ -447,7 +447,7 @@ fn malformed_datagrams_are_dropped_counted_and_never_answered() {
     for d in &cases {
         assert_eq!(
             t.send(a, d),
-            vec![Action::Dropped(Drop::Malformed)],
+            vec![Action::Dropped(DropReason::Malformed)],
             "{d:?}"
         );
     }

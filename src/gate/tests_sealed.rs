@@ -20,7 +20,10 @@ fn a_replay_is_dropped_and_counted_and_a_forgery_too() {
     let mut c = t.member(addr("192.0.2.1:4000"), 5);
     let d = seal(&mut c.session, KEEPALIVE);
     assert_eq!(delivered(&t.send(c.addr, &d)).len(), 1);
-    assert_eq!(t.send(c.addr, &d), vec![Action::Dropped(Drop::Replayed)]);
+    assert_eq!(
+        t.send(c.addr, &d),
+        vec![Action::Dropped(DropReason::Replayed)]
+    );
     assert_eq!(t.gate.stats.replayed, 1);
     // Changed bytes (counter, sealed header copy, text, tag): forged, and
     // nothing is marked, so the real datagram still goes through.
@@ -30,7 +33,7 @@ fn a_replay_is_dropped_and_counted_and_a_forgery_too() {
         f[i] ^= 0x40;
         assert_eq!(
             t.send(c.addr, &f),
-            vec![Action::Dropped(Drop::Forged)],
+            vec![Action::Dropped(DropReason::Forged)],
             "{i}"
         );
     }
@@ -133,14 +136,17 @@ fn a_copied_datagram_from_a_third_address_gets_it_at_most_what_it_sent() {
     let d = seal(&mut c.session, KEEPALIVE);
     t.send(c.addr, &d);
     let got = t.send(third, &d);
-    assert_eq!(got, vec![Action::Dropped(Drop::Replayed)]);
+    assert_eq!(got, vec![Action::Dropped(DropReason::Replayed)]);
     tally(&d, &got);
     // A copy that wins the race: processed, and one challenge at most.
     for _ in 0..50 {
         let d = seal(&mut c.session, KEEPALIVE);
         let got = t.send(third, &d);
         tally(&d, &got);
-        assert_eq!(t.send(c.addr, &d), vec![Action::Dropped(Drop::Replayed)]);
+        assert_eq!(
+            t.send(c.addr, &d),
+            vec![Action::Dropped(DropReason::Replayed)]
+        );
         // The room's fan-out keeps going to the member's real address.
         assert_eq!(to_member(&mut t, &c, b"\x85\0\0\0\x01").1, c.addr);
         t.advance(Duration::from_millis(50));
@@ -178,7 +184,10 @@ fn a_rekey_keeps_the_member_and_reads_the_old_session_for_the_grace() {
     // The new id is live before its first datagram: a forgery draws no RESET.
     let mut forged = seal(&mut new, KEEPALIVE);
     forged[30] ^= 1;
-    assert_eq!(t.send(c.addr, &forged), vec![Action::Dropped(Drop::Forged)]);
+    assert_eq!(
+        t.send(c.addr, &forged),
+        vec![Action::Dropped(DropReason::Forged)]
+    );
     // Until the client uses the new session, the server sends on the old.
     let (_, _, d) = to_member(&mut t, &c, b"\x87\0\0\0\0");
     assert_eq!(open(&mut c.session, &d), b"\x87\0\0\0\0");
@@ -198,7 +207,7 @@ fn a_rekey_keeps_the_member_and_reads_the_old_session_for_the_grace() {
     // Another rekey so soon is refused; after rekey_after_s / 2 it is answered.
     let r2 = ClientRekey::start(&new, 0x3333).unwrap();
     let got = t.send(c.addr, &seal(&mut new, r2.body()));
-    assert!(got.contains(&Action::Dropped(Drop::OverBudget)));
+    assert!(got.contains(&Action::Dropped(DropReason::OverBudget)));
     t.advance(Duration::from_secs(50));
     let got = t.send(c.addr, &seal(&mut new, r2.body()));
     assert_eq!(sends(&got).len(), 1);
@@ -212,7 +221,7 @@ fn a_half_open_session_cannot_rekey() {
     let mut s = t.handshake(a, 5);
     let r = ClientRekey::start(&s, 0x2222).unwrap();
     let got = t.send(a, &seal(&mut s, r.body()));
-    assert!(got.contains(&Action::Dropped(Drop::WrongState)));
+    assert!(got.contains(&Action::Dropped(DropReason::WrongState)));
     assert_eq!(t.gate.stats.rekeys, 0);
 }
 
