@@ -6,9 +6,9 @@
 use super::limits::IpKey;
 use crate::session::rekey::REKEY_RESPONSE_LEN;
 use crate::session::{
-    Path, SessionId, HALF_OPEN_TIMEOUT, INIT_SIZE, REJECT_AFTER_EXTRA, RESPONSE_SIZE,
+    Path, Session, SessionId, HALF_OPEN_TIMEOUT, INIT_SIZE, REJECT_AFTER_EXTRA, REKEY_GRACE,
+    RESPONSE_SIZE,
 };
-use crate::session::{Session, REKEY_GRACE};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -51,7 +51,7 @@ pub(super) struct Conn {
     pub(super) pending: Option<(Session, Instant)>,
     /// The previous session and the end of its grace.
     pub(super) old: Option<(Session, Instant)>,
-    pub(super) path: crate::session::Path,
+    pub(super) path: Path,
     pub(super) half_open: Option<HalfOpen>,
     /// Has an authenticated datagram arrived (so the server may send)?
     pub(super) heard: bool,
