@@ -1,0 +1,458 @@
+//! The connection against a server in memory: the handshake and the pin,
+//! what it ignores, sealing with one counter sequence, rekey, path
+//! challenges, resets, reconnect with RESUME, and giving up.
+
+use super::test_server::*;
+use super::*;
+use crate::session::{cookie_datagram, parse_data_header, ServerKey, RESET_SIZE, RESPONSE_SIZE};
+use std::collections::HashSet;
+
+/// A deterministic random source (xorshift), never the OS's in tests.
+fn random(seed: u64) -> Box<dyn FnMut() -> u64> {
+    let mut x = seed | 1;
+    Box::new(move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    })
+}
+
+fn connect(now: Instant, reconnect_timeout: Option<Duration>) -> Conn<TestCodec> {
+    Conn::connect(TestCodec, "alice", reconnect_timeout, random(7), now)
+}
+
+fn events(c: &mut Conn<TestCodec>) -> Vec<Event> {
+    std::iter::from_fn(|| c.poll_event()).collect()
+}
+
+fn transmits(c: &mut Conn<TestCodec>) -> Vec<Vec<u8>> {
+    std::iter::from_fn(|| c.poll_transmit()).collect()
+}
+
+/// Moves datagrams both ways until both sides are quiet; answers
+/// [`Event::VerifyKey`] with `trust`. Returns the events.
+fn pump(c: &mut Conn<TestCodec>, s: &mut TestServer, now: Instant, trust: bool) -> Vec<Event> {
+    let mut seen = Vec::new();
+    for _ in 0..100 {
+        let out = transmits(c);
+        let mut new = events(c);
+        for e in &new {
+            if let Event::VerifyKey(_) = e {
+                c.key_checked(now, trust);
+            }
+        }
+        let quiet = out.is_empty() && new.is_empty();
+        seen.append(&mut new);
+        for d in out {
+            for answer in s.handle(now, &d) {
+                c.on_datagram(now, &answer);
+            }
+        }
+        if quiet {
+            return seen;
+        }
+    }
+    panic!("never quiet: {seen:?}")
+}
+
+/// Runs the timers until `until`, pumping at each; returns the events.
+fn run_until(
+    c: &mut Conn<TestCodec>,
+    s: &mut TestServer,
+    mut now: Instant,
+    until: Instant,
+) -> (Instant, Vec<Event>) {
+    let mut seen = pump(c, s, now, true);
+    while let Some(t) = c.next_timeout() {
+        if t > until {
+            break;
+        }
+        assert!(t >= now, "a timeout in the past");
+        now = t;
+        c.on_timeout(now);
+        seen.extend(pump(c, s, now, true));
+    }
+    (until.max(now), seen)
+}
+
+fn member(now: Instant) -> (Conn<TestCodec>, TestServer) {
+    let mut c = connect(now, Some(Duration::from_secs(60)));
+    let mut s = TestServer::new(1);
+    let ev = pump(&mut c, &mut s, now, true);
+    assert!(
+        matches!(ev.last(), Some(Event::Welcome { resumed: false, .. })),
+        "{ev:?}"
+    );
+    assert!(c.is_member());
+    (c, s)
+}
+
+/// The public key of the test server with private key `[n; 32]`.
+fn public(n: u8) -> [u8; 32] {
+    x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from([n; 32])).to_bytes()
+}
+
+fn id_c_of(init: &[u8]) -> u64 {
+    u64::from_be_bytes(init[4..12].try_into().unwrap())
+}
+
+#[test]
+fn the_key_is_checked_before_anything_is_sent_in_the_session() {
+    let t0 = Instant::now();
+    let mut c = connect(t0, None);
+    let mut s = TestServer::new(1);
+    let init = transmits(&mut c);
+    assert_eq!(init.len(), 1);
+    assert_eq!((init[0].len(), &init[0][12..28]), (256, &[0u8; 16][..]));
+    let cookie = s.handle(t0, &init[0]);
+    c.on_datagram(t0, &cookie[0]);
+    let init2 = transmits(&mut c);
+    assert_ne!(&init2[0][12..28], &[0u8; 16][..], "the cookie is echoed");
+    let response = s.handle(t0, &init2[0]);
+    c.on_datagram(t0, &response[0]);
+    let ev = events(&mut c);
+    let [Event::VerifyKey(key)] = ev[..] else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(key, public(1));
+    assert!(transmits(&mut c).is_empty(), "nothing before the verdict");
+    c.key_checked(t0, true);
+    let join = transmits(&mut c);
+    assert_eq!(join.len(), 1);
+    let answer = s.handle(t0, &join[0]);
+    assert_eq!(s.bodies[0][..8], *b"\x01\x05alice\0", "JOIN, padded");
+    c.on_datagram(t0, &answer[0]);
+    assert!(matches!(
+        &events(&mut c)[..],
+        [Event::Welcome { resumed: false, .. }]
+    ));
+}
+
+#[test]
+fn a_rejected_key_ends_with_nothing_sent() {
+    let t0 = Instant::now();
+    let mut c = connect(t0, None);
+    let mut s = TestServer::new(1);
+    let ev = pump(&mut c, &mut s, t0, false);
+    assert_eq!(ev.last(), Some(&Event::Ended(End::KeyRejected)));
+    assert!(s.data_seen.is_empty());
+    assert_eq!(c.next_timeout(), None);
+}
+
+#[test]
+fn a_forged_response_costs_a_retry_only() {
+    let t0 = Instant::now();
+    let mut c = connect(t0, None);
+    let mut s = TestServer::new(1);
+    let first = transmits(&mut c).remove(0);
+    c.on_datagram(t0, &s.handle(t0, &first)[0]);
+    let init = transmits(&mut c).remove(0);
+    let mut forged = vec![0u8; RESPONSE_SIZE];
+    forged[..4].copy_from_slice(b"UC\x02\x03");
+    forged[4..12].copy_from_slice(&init[4..12]);
+    c.on_datagram(t0, &forged);
+    assert_eq!(c.stats().forged, 1);
+    assert!(events(&mut c).is_empty());
+    let again = transmits(&mut c).remove(0);
+    assert_eq!(again[..28], init[..28], "same id and cookie");
+    assert_ne!(again, init, "a new ephemeral key");
+    c.on_datagram(t0, &s.handle(t0, &again)[0]);
+    c.key_checked(t0, true);
+    let ev = pump(&mut c, &mut s, t0, true);
+    assert!(matches!(ev.last(), Some(Event::Welcome { .. })), "{ev:?}");
+}
+
+#[test]
+fn outside_the_session_only_its_cookie_and_reset_count() {
+    let t0 = Instant::now();
+    let (mut c, mut s) = member(t0);
+    let before = s.data_seen.len();
+    let other_key = ServerKey::new([9; 32]);
+    let strangers: Vec<Vec<u8>> = vec![
+        cookie_datagram(42, &[1; 16]).to_vec(),
+        other_key.reset_key().reset_datagram(42).to_vec(),
+        vec![0u8; RESET_SIZE],
+        b"UC\x02\x05 garbage".to_vec(),
+        b"UC\x01\x04 version one".to_vec(),
+        vec![0x55; 300],
+    ];
+    for d in &strangers {
+        c.on_datagram(t0, d);
+    }
+    // A RESET for our server id with the wrong token, and a DATA for an unknown session.
+    let (id_s, _) = c.channel.as_ref().unwrap().server_ids();
+    c.on_datagram(t0, &other_key.reset_key().reset_datagram(id_s));
+    let mut data = s.seal(s.session_ids()[0], &[SERVER_KEEPALIVE, 0, 0, 0, 0]);
+    data[4] ^= 1;
+    c.on_datagram(t0, &data);
+    c.on_unreachable(t0);
+    assert!(events(&mut c).is_empty());
+    assert!(transmits(&mut c).is_empty());
+    assert!(c.is_member());
+    let st = c.stats();
+    assert_eq!(st.ignored_resets, 3);
+    assert_eq!(st.icmp_errors, 1);
+    assert!(st.unexpected >= 2 && st.malformed >= 2, "{st:?}");
+    assert_eq!(s.data_seen.len(), before);
+}
+
+#[test]
+fn connection_refused_ends_only_a_first_login() {
+    let t0 = Instant::now();
+    let mut c = connect(t0, None);
+    transmits(&mut c);
+    c.on_unreachable(t0);
+    assert_eq!(events(&mut c), [Event::Ended(End::Unreachable)]);
+}
+
+#[test]
+fn a_first_login_without_answer_gives_up_as_in_version_1() {
+    let t0 = Instant::now();
+    let mut c = connect(t0, None);
+    let mut sends = vec![t0];
+    transmits(&mut c);
+    let mut now = t0;
+    while let Some(t) = c.next_timeout() {
+        now = t;
+        c.on_timeout(now);
+        if !transmits(&mut c).is_empty() {
+            sends.push(now);
+        }
+    }
+    assert_eq!(now - t0, LOGIN_TIMEOUT);
+    let at: Vec<u128> = sends.iter().map(|t| (*t - t0).as_millis()).collect();
+    assert_eq!(at, [0, 500, 1500, 3500]);
+    assert_eq!(events(&mut c), [Event::Ended(End::NoAnswer)]);
+}
+
+#[test]
+fn refused_then_another_name_in_the_same_session() {
+    let t0 = Instant::now();
+    let mut c = connect(t0, None);
+    let mut s = TestServer::new(1);
+    s.on_join = OnJoin::Refuse;
+    let ev = pump(&mut c, &mut s, t0, true);
+    assert!(matches!(ev.last(), Some(Event::Refused { .. })), "{ev:?}");
+    assert!(c.send(t0, &[SAY, 0, 0, 0, 1]).is_err());
+    s.on_join = OnJoin::Welcome;
+    assert!(c.join(t0, "bob"));
+    let ev = pump(&mut c, &mut s, t0, true);
+    assert!(matches!(ev[..], [Event::Welcome { .. }]), "{ev:?}");
+    assert_eq!(s.session_ids().len(), 1, "one handshake");
+    assert_eq!(s.bodies.last().unwrap()[..5], *b"\x01\x03bob");
+}
+
+#[test]
+fn keepalives_rekeys_and_path_checks_keep_one_counter_sequence_per_key() {
+    let t0 = Instant::now();
+    let mut c = connect(t0, None);
+    let mut s = TestServer::new(1);
+    s.rekey_after_s = 3;
+    s.timeout_ms = 3000;
+    pump(&mut c, &mut s, t0, true);
+    let mut now = t0;
+    for i in 0..40u32 {
+        now += Duration::from_millis(250);
+        c.on_timeout(now);
+        if i % 9 == 0 {
+            c.send(now, &[SAY, 0, 0, 0, i as u8 + 1]).unwrap();
+        }
+        if i % 7 == 0 {
+            let ids = s.session_ids();
+            let challenge = s.seal(*ids.last().unwrap(), &[0x89, 1, 2, 3, 4, 5, 6, 7, i as u8]);
+            c.on_datagram(now, &challenge);
+        }
+        let ev = pump(&mut c, &mut s, now, true);
+        assert!(ev.iter().all(|e| matches!(e, Event::Body(_))), "{ev:?}");
+    }
+    assert!(c.is_member());
+    assert!(s.session_ids().len() >= 3, "rekeyed: {:?}", s.session_ids());
+    let mut seen = HashSet::new();
+    for (id, counter, _) in &s.data_seen {
+        assert!(
+            seen.insert((*id, *counter)),
+            "counter {counter} repeated on {id:x}"
+        );
+    }
+    let kinds: HashSet<u8> = s.bodies.iter().map(|b| b[0]).collect();
+    for k in [
+        KEEPALIVE,
+        SAY,
+        body_type::REKEY_INIT,
+        body_type::PATH_RESPONSE,
+    ] {
+        assert!(kinds.contains(&k), "no body of type {k:#x}: {kinds:?}");
+    }
+    let echoes: Vec<_> = s.bodies.iter().filter(|b| b[0] == 0x0B).collect();
+    assert_eq!(echoes[0][..9], [0x0B, 1, 2, 3, 4, 5, 6, 7, 0]);
+}
+
+#[test]
+fn a_rekey_moves_sending_to_the_new_session_and_reads_the_old_for_a_while() {
+    let t0 = Instant::now();
+    let mut c = connect(t0, None);
+    let mut s = TestServer::new(1);
+    s.rekey_after_s = 5;
+    pump(&mut c, &mut s, t0, true);
+    let old = s.session_ids()[0];
+    let now = t0 + Duration::from_secs(5);
+    c.on_timeout(now);
+    let ev = pump(&mut c, &mut s, now, true);
+    assert!(ev.is_empty(), "{ev:?}");
+    let new = *s.session_ids().last().unwrap();
+    assert_ne!(new, old);
+    c.send(now, &[SAY, 0, 0, 0, 9]).unwrap();
+    let d = transmits(&mut c).remove(0);
+    assert_eq!(parse_data_header(&d).unwrap().receiver_id, new);
+    // The server still sends on the old session for a while: read.
+    let late = s.seal(old, &[0x85, 1]);
+    c.on_datagram(now, &late);
+    assert_eq!(events(&mut c), [Event::Body(vec![0x85, 1])]);
+    // The first datagram on the new one ends the old one.
+    c.on_datagram(now, &s.seal(new, &[0x85, 2]));
+    c.on_datagram(now, &s.seal(old, &[0x85, 3]));
+    assert_eq!(events(&mut c), [Event::Body(vec![0x85, 2])]);
+}
+
+#[test]
+fn a_valid_reset_reconnects_and_resumes_with_the_ticket() {
+    let t0 = Instant::now();
+    let (mut c, mut s) = member(t0);
+    c.set_progress(Progress {
+        last_event: 4,
+        last_room_seq: 77,
+        lowest_unacked: 12,
+    });
+    s.restart();
+    c.send(t0, &[SAY, 0, 0, 0, 12]).unwrap();
+    let ev = pump(&mut c, &mut s, t0, true);
+    let [Event::Reconnecting {
+        next_attempt_at,
+        cause: Cause::Reset,
+    }] = ev[..]
+    else {
+        panic!("{ev:?}")
+    };
+    assert!(next_attempt_at > t0 && next_attempt_at <= t0 + Duration::from_millis(250));
+    assert!(c.send(t0, &[SAY, 0, 0, 0, 13]) == Err(NotSent::NotMember));
+    let (_, ev) = run_until(&mut c, &mut s, t0, next_attempt_at);
+    assert!(
+        matches!(ev[..], [Event::Welcome { resumed: true, .. }]),
+        "{ev:?}"
+    );
+    let resume = s.bodies.last().unwrap();
+    let mut want = vec![RESUME, TICKET.len() as u8];
+    want.extend_from_slice(TICKET);
+    want.extend_from_slice(&77u64.to_be_bytes());
+    want.extend_from_slice(&12u32.to_be_bytes());
+    assert_eq!(resume[..want.len()], want[..]);
+}
+
+#[test]
+fn a_restart_notice_reconnects_and_other_byes_end() {
+    let t0 = Instant::now();
+    let (mut c, mut s) = member(t0);
+    let id = s.session_ids()[0];
+    c.on_datagram(t0, &s.seal(id, &[BYE, 3, 0, 0, 0, 0, 0, 0]));
+    let ev = events(&mut c);
+    assert!(matches!(
+        ev[..],
+        [Event::Reconnecting {
+            cause: Cause::Restarting,
+            ..
+        }]
+    ));
+    let (mut c, mut s) = member(t0);
+    let id = s.session_ids()[0];
+    let kicked = vec![BYE, 1, 0, 0, 0, 0, 0, 0];
+    c.on_datagram(t0, &s.seal(id, &kicked));
+    assert_eq!(events(&mut c), [Event::Ended(End::Bye { body: kicked })]);
+}
+
+#[test]
+fn silence_reconnects_and_a_new_server_key_ends_it() {
+    let t0 = Instant::now();
+    let (mut c, _) = member(t0);
+    let mut other = TestServer::new(2);
+    // Nothing comes back for the member timeout: the keepalives go unanswered.
+    let mut now;
+    let ev = loop {
+        now = c.next_timeout().unwrap();
+        c.on_timeout(now);
+        transmits(&mut c);
+        let ev = events(&mut c);
+        if !ev.is_empty() {
+            break ev;
+        }
+    };
+    assert!(
+        matches!(
+            ev[..],
+            [Event::Reconnecting {
+                cause: Cause::Silence,
+                ..
+            }]
+        ),
+        "{ev:?}"
+    );
+    assert_eq!(now, t0 + Duration::from_secs(30));
+    let (_, ev) = run_until(&mut c, &mut other, now, now + Duration::from_secs(1));
+    let Some(Event::Ended(End::KeyChanged { key, pinned })) = ev.last() else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(*key, public(2));
+    assert_eq!(*pinned, public(1));
+    assert!(other.data_seen.is_empty(), "nothing sent in that session");
+}
+
+#[test]
+fn through_pipes_the_reconnect_gives_up_after_its_timeout() {
+    let t0 = Instant::now();
+    let (mut c, mut s) = member(t0);
+    s.restart();
+    c.send(t0, &[SAY, 0, 0, 0, 1]).unwrap();
+    pump(&mut c, &mut s, t0, true);
+    let mut now = t0;
+    let mut attempts = Vec::new();
+    let mut ended = None;
+    while let Some(t) = c.next_timeout() {
+        assert!(t >= now);
+        now = t;
+        c.on_timeout(now);
+        for d in transmits(&mut c) {
+            let id = id_c_of(&d);
+            if d.len() == 256 && d[12..28] == [0; 16] && attempts.last() != Some(&id) {
+                attempts.push(id);
+            }
+        }
+        for e in events(&mut c) {
+            match e {
+                Event::Reconnecting {
+                    next_attempt_at, ..
+                } => assert!(next_attempt_at - now <= BACKOFF_CAP),
+                Event::Ended(end) => ended = Some(end),
+                e => panic!("{e:?}"),
+            }
+        }
+    }
+    assert_eq!(now, t0 + Duration::from_secs(60), "gave up then");
+    assert!(attempts.len() >= 6, "{} attempts", attempts.len());
+    let ids: HashSet<u64> = attempts.iter().copied().collect();
+    assert_eq!(
+        ids.len(),
+        attempts.len(),
+        "a new client id for each attempt"
+    );
+    assert_eq!(ended, Some(End::GaveUp));
+}
+
+#[test]
+fn a_leave_ends_at_the_bye() {
+    let t0 = Instant::now();
+    let (mut c, mut s) = member(t0);
+    c.leave(t0);
+    let ev = pump(&mut c, &mut s, t0, true);
+    assert_eq!(ev, [Event::Ended(End::Left)]);
+    assert_eq!(s.bodies.last().unwrap()[0], LEAVE);
+}
