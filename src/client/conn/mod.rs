@@ -22,7 +22,10 @@
 //! so that the codec of the sealed bodies plugs in; every other body is
 //! passed through as bytes ([`Event::Body`]).
 
+mod body;
 mod channel;
+mod event;
+mod inbound;
 mod schedule;
 #[cfg(test)]
 mod test_server;
@@ -30,13 +33,14 @@ mod test_server;
 mod tests;
 mod trust;
 
+pub use body::{BodyCodec, Progress, Resume, ServerBody};
+pub use event::{Cause, End, Event, NotSent, Stats};
 pub use schedule::BACKOFF_CAP;
 pub use trust::{Pin, ServerTrust};
 
 use crate::client::{LEAVE_RESEND, LEAVE_WAIT};
 use crate::session::{
-    body_type, clear_kind, kind, ClientHandshake, Established, HandshakeError, OpenError,
-    SealError, SessionId, MAX_BODY,
+    body_type, clear_kind, kind, ClientHandshake, Established, SealError, SessionId, MAX_BODY,
 };
 use channel::{Channel, Which};
 use schedule::{backoff, Resend};
@@ -54,172 +58,6 @@ const DEFAULT_MEMBER_TIMEOUT: Duration = Duration::from_secs(30);
 /// BYE reasons the machine acts on (PROTOCOL.md, "BYE").
 const BYE_LEFT: u8 = 0;
 const BYE_RESTARTING: u8 = 3;
-
-/// The bodies the connection makes and the few server bodies it reads.
-pub trait BodyCodec {
-    /// A JOIN body asking for `name`.
-    fn join(&self, name: &str) -> Vec<u8>;
-    /// A RESUME body.
-    fn resume(&self, resume: &Resume<'_>) -> Vec<u8>;
-    /// A KEEPALIVE body.
-    fn keepalive(&self, last_event: u32) -> Vec<u8>;
-    /// A LEAVE body.
-    fn leave(&self) -> Vec<u8>;
-    /// What a server body is, as far as the connection cares.
-    fn classify(&self, body: &[u8]) -> ServerBody;
-}
-
-/// The fields of a RESUME.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Resume<'a> {
-    /// The ticket of the last WELCOME (opaque).
-    pub ticket: &'a [u8],
-    /// The room sequence of the last room message shown.
-    pub last_room_seq: u64,
-    /// The lowest message number not yet acknowledged.
-    pub lowest_unacked: u32,
-}
-
-/// A server body as the connection sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ServerBody {
-    /// WELCOME.
-    Welcome {
-        /// The member timeout in milliseconds.
-        timeout_ms: u32,
-        /// The resume ticket (empty: the server does not serve RESUME).
-        ticket: Vec<u8>,
-        /// Flag bit 1: it answers a RESUME.
-        resumed: bool,
-    },
-    /// REFUSED (of any reason).
-    Refused,
-    /// BYE with its reason.
-    Bye {
-        /// The reason byte.
-        reason: u8,
-    },
-    /// Anything else (the caller's business), or malformed.
-    Other,
-}
-
-/// What the caller knows of the room, for KEEPALIVE and RESUME.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Progress {
-    /// The highest event number received in order (0 if none).
-    pub last_event: u32,
-    /// The room sequence of the last room message shown (0 if none).
-    pub last_room_seq: u64,
-    /// The lowest message number not yet acknowledged.
-    pub lowest_unacked: u32,
-}
-
-impl Default for Progress {
-    fn default() -> Self {
-        Progress {
-            last_event: 0,
-            last_room_seq: 0,
-            lowest_unacked: 1,
-        }
-    }
-}
-
-/// Why a reconnect began.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cause {
-    /// Nothing authenticated came for the member timeout.
-    Silence,
-    /// A RESET with the session's token: the server forgot the session.
-    Reset,
-    /// BYE 3: the server is restarting.
-    Restarting,
-    /// The session got too old to be used and no rekey succeeded.
-    Expired,
-}
-
-/// How a connection ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum End {
-    /// An ICMP error (connection refused) during the first login.
-    Unreachable,
-    /// No WELCOME or REFUSED within [`LOGIN_TIMEOUT`] at the first login.
-    NoAnswer,
-    /// The caller did not trust the server's key ([`Conn::key_checked`]).
-    KeyRejected,
-    /// The server now has another key than the one trusted at the first login.
-    KeyChanged {
-        /// The key it has now.
-        key: [u8; 32],
-        /// The key trusted before.
-        pinned: [u8; 32],
-    },
-    /// A BYE that does not mean "come back" (removed, closing, replaced).
-    Bye {
-        /// Its body.
-        body: Vec<u8>,
-    },
-    /// The LEAVE was answered by BYE or a valid RESET, or its wait is over.
-    Left,
-    /// No reconnect succeeded within the reconnect timeout.
-    GaveUp,
-}
-
-/// What the caller learns.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
-    /// The first handshake gave this server key: check it against the pin
-    /// (see [`ServerTrust`]) and answer with [`Conn::key_checked`].
-    VerifyKey([u8; 32]),
-    /// WELCOME (also after a reconnect).
-    Welcome {
-        /// Its body.
-        body: Vec<u8>,
-        /// It answers a RESUME.
-        resumed: bool,
-    },
-    /// REFUSED: the session stays; [`Conn::join`] may try another name.
-    Refused {
-        /// Its body.
-        body: Vec<u8>,
-    },
-    /// Any other server body while a member.
-    Body(Vec<u8>),
-    /// Contact is lost or an attempt failed; the next attempt starts then.
-    Reconnecting {
-        /// When the next attempt starts.
-        next_attempt_at: Instant,
-        /// Why the reconnect began.
-        cause: Cause,
-    },
-    /// The end: nothing more is sent.
-    Ended(End),
-}
-
-/// Why a body was not sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NotSent {
-    /// Not a member now (logging in, reconnecting, leaving or ended).
-    NotMember,
-    /// Empty or longer than [`MAX_BODY`].
-    BadLength,
-}
-
-/// Datagrams dropped, by why.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// Not a datagram of this protocol, or of a kind a client never takes.
-    pub malformed: u64,
-    /// Failed authentication (DATA, RESPONSE).
-    pub forged: u64,
-    /// Replayed or too old.
-    pub replays: u64,
-    /// DATA for no session of ours, COOKIE or RESPONSE not expected now.
-    pub unexpected: u64,
-    /// RESET without the token of a session of ours.
-    pub ignored_resets: u64,
-    /// ICMP errors that ended nothing.
-    pub icmp_errors: u64,
-}
 
 enum Phase {
     /// Handshake in progress.
@@ -527,45 +365,6 @@ impl<C: BodyCodec> Conn<C> {
         };
     }
 
-    fn on_cookie(&mut self, now: Instant, datagram: &[u8]) {
-        let Phase::Handshake { hs, resend } = &mut self.phase else {
-            self.stats.unexpected += 1;
-            return;
-        };
-        match hs.on_cookie(datagram) {
-            Ok(()) => {
-                self.transmits.push_back(hs.init_datagram().to_vec());
-                *resend = Resend::new(now);
-            }
-            Err(_) => self.stats.unexpected += 1,
-        }
-    }
-
-    fn on_response(&mut self, now: Instant, datagram: &[u8]) {
-        let Phase::Handshake { hs, resend } = &mut self.phase else {
-            self.stats.unexpected += 1;
-            return;
-        };
-        match hs.on_response(datagram, self.pinned.as_ref(), now) {
-            Ok(est) if self.pinned.is_some() => self.sealed(now, est),
-            Ok(est) => {
-                self.events.push_back(Event::VerifyKey(est.server_key));
-                self.phase = Phase::Verify { est: Box::new(est) };
-            }
-            Err(HandshakeError::Forged) => {
-                // A forged RESPONSE costs a retry: a new INIT, same cookie.
-                self.stats.forged += 1;
-                self.transmits.push_back(hs.init_datagram().to_vec());
-                *resend = Resend::new(now);
-            }
-            Err(HandshakeError::WrongKey(key)) => {
-                let pinned = self.pinned.unwrap_or_default();
-                self.end(End::KeyChanged { key, pinned });
-            }
-            Err(HandshakeError::Ignored | HandshakeError::Noise) => self.stats.unexpected += 1,
-        }
-    }
-
     /// The handshake is done and the key trusted: JOIN or RESUME.
     fn sealed(&mut self, now: Instant, est: Established) {
         self.channel = Some(Channel::new(est.session, now));
@@ -598,103 +397,6 @@ impl<C: BodyCodec> Conn<C> {
             // The caller's bodies were checked; 2^60 datagrams on one key
             // cannot happen before the session expires.
             Err(SealError::BadLength | SealError::Exhausted) => {}
-        }
-    }
-
-    fn on_data(&mut self, now: Instant, datagram: &[u8]) {
-        let Some(c) = self.channel.as_mut() else {
-            self.stats.unexpected += 1;
-            return;
-        };
-        let (body, which) = match c.open(datagram) {
-            Ok(opened) => opened,
-            Err(e) => {
-                match e {
-                    OpenError::Malformed => self.stats.malformed += 1,
-                    OpenError::WrongSession => self.stats.unexpected += 1,
-                    OpenError::Replay => self.stats.replays += 1,
-                    OpenError::Forged => self.stats.forged += 1,
-                }
-                return;
-            }
-        };
-        c.last_heard = now;
-        match body.first().copied() {
-            Some(body_type::PATH_CHALLENGE) if body.len() >= 9 => {
-                let mut answer = [0u8; 9];
-                answer[0] = body_type::PATH_RESPONSE;
-                answer[1..].copy_from_slice(&body[1..9]);
-                self.seal_and_send(now, which, &answer);
-            }
-            Some(body_type::REKEY_RESPONSE) => {
-                let pin = self.pinned.unwrap_or_default();
-                if let Err(HandshakeError::WrongKey(key)) =
-                    c.on_rekey_response(which, &body, &pin, now)
-                {
-                    self.end(End::KeyChanged { key, pinned: pin });
-                }
-            }
-            _ => self.on_body(now, body),
-        }
-    }
-
-    fn on_body(&mut self, now: Instant, body: Vec<u8>) {
-        let what = self.codec.classify(&body);
-        match (&self.phase, what) {
-            (
-                Phase::Joining { .. },
-                ServerBody::Welcome {
-                    timeout_ms,
-                    ticket,
-                    resumed,
-                },
-            ) => {
-                self.joined_once = true;
-                self.lost_since = None;
-                self.attempts = 0;
-                self.resume_next = false;
-                self.ticket = ticket;
-                if timeout_ms > 0 {
-                    self.timeout = Duration::from_millis(timeout_ms.into());
-                }
-                self.phase = Phase::Member;
-                self.events.push_back(Event::Welcome { body, resumed });
-            }
-            (Phase::Joining { .. }, ServerBody::Refused) => {
-                self.lost_since = None;
-                self.phase = Phase::Refused;
-                self.events.push_back(Event::Refused { body });
-            }
-            (Phase::Member, ServerBody::Bye { reason }) if reason == BYE_RESTARTING => {
-                self.lose(now, Cause::Restarting)
-            }
-            (Phase::Leaving { .. }, ServerBody::Bye { reason }) if reason == BYE_LEFT => {
-                self.end(End::Left)
-            }
-            (Phase::Member | Phase::Leaving { .. }, ServerBody::Bye { .. }) => {
-                self.end(End::Bye { body })
-            }
-            (Phase::Member | Phase::Leaving { .. }, ServerBody::Other) => {
-                self.events.push_back(Event::Body(body))
-            }
-            // A WELCOME again (our JOIN was resent), or nothing for this state.
-            _ => self.stats.unexpected += 1,
-        }
-    }
-
-    fn on_reset(&mut self, now: Instant, datagram: &[u8]) {
-        if !self.channel.as_ref().is_some_and(|c| c.is_reset(datagram)) {
-            self.stats.ignored_resets += 1;
-            return;
-        }
-        match self.phase {
-            Phase::Leaving { .. } => self.end(End::Left),
-            Phase::Member => self.lose(now, Cause::Reset),
-            // The server forgot the session before a WELCOME: the next
-            // join() needs a new handshake.
-            Phase::Refused => self.channel = None,
-            // Before a WELCOME, within the login's or attempt's deadline.
-            _ => self.start_handshake(now),
         }
     }
 
