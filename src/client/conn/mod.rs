@@ -40,7 +40,7 @@ pub use trust::{Pin, ServerTrust};
 
 use crate::client::{LEAVE_RESEND, LEAVE_WAIT};
 use crate::session::{
-    body_type, clear_kind, kind, ClientHandshake, Established, SealError, SessionId, MAX_BODY,
+    clear_kind, kind, ClientHandshake, Established, SealError, SessionId, MAX_BODY,
 };
 use channel::{Channel, Which};
 use schedule::{backoff, Resend};

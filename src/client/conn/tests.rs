@@ -4,7 +4,9 @@
 
 use super::test_server::*;
 use super::*;
-use crate::session::{cookie_datagram, parse_data_header, ServerKey, RESET_SIZE, RESPONSE_SIZE};
+use crate::session::{
+    body_type, cookie_datagram, parse_data_header, ServerKey, RESET_SIZE, RESPONSE_SIZE,
+};
 use std::collections::HashSet;
 
 /// A deterministic random source (xorshift), never the OS's in tests.
