@@ -100,6 +100,10 @@ pub(super) struct TestServer {
     pub(super) rekey_after_s: u32,
     pub(super) timeout_ms: u32,
     pub(super) on_join: OnJoin,
+    /// What it does with a RESUME (with the right ticket).
+    pub(super) on_resume: OnJoin,
+    /// The ticket its WELCOME gives (empty: it does not serve RESUME).
+    pub(super) ticket: Vec<u8>,
     /// Every client DATA datagram's receiver id, counter and size.
     pub(super) data_seen: Vec<(SessionId, u64, usize)>,
     /// Every body opened, in order.
@@ -122,6 +126,8 @@ impl TestServer {
             rekey_after_s: 120,
             timeout_ms: 30_000,
             on_join: OnJoin::Welcome,
+            on_resume: OnJoin::Welcome,
+            ticket: TICKET.to_vec(),
             data_seen: Vec::new(),
             bodies: Vec::new(),
         }
@@ -200,13 +206,16 @@ impl TestServer {
             JOIN => match self.on_join {
                 OnJoin::Welcome => {
                     let name = std::str::from_utf8(&body[2..2 + body[1] as usize]).unwrap();
-                    welcome(self.timeout_ms, false, name, TICKET)
+                    welcome(self.timeout_ms, false, name, &self.ticket)
                 }
                 OnJoin::Refuse => vec![REFUSED, 1, 0, 0],
             },
             RESUME => {
                 assert_eq!(&body[2..2 + body[1] as usize], TICKET);
-                welcome(self.timeout_ms, true, "alice", TICKET)
+                match self.on_resume {
+                    OnJoin::Welcome => welcome(self.timeout_ms, true, "alice", &self.ticket),
+                    OnJoin::Refuse => vec![REFUSED, 7, 0, 0],
+                }
             }
             KEEPALIVE => vec![SERVER_KEEPALIVE, 0, 0, 0, 0],
             LEAVE => vec![BYE, 0, 0, 0, 0, 0, 0],

@@ -5,7 +5,8 @@
 use super::test_server::*;
 use super::*;
 use crate::session::{
-    body_type, cookie_datagram, parse_data_header, ServerKey, RESET_SIZE, RESPONSE_SIZE,
+    body_type, cookie_datagram, parse_data_header, ServerKey, REKEY_GRACE, RESET_SIZE,
+    RESPONSE_SIZE,
 };
 use std::collections::HashSet;
 
@@ -457,4 +458,73 @@ fn a_leave_ends_at_the_bye() {
     let ev = pump(&mut c, &mut s, t0, true);
     assert_eq!(ev, [Event::Ended(End::Left)]);
     assert_eq!(s.bodies.last().unwrap()[0], LEAVE);
+}
+
+/// Member of `s`, then `s` restarts and the next SAY draws its RESET.
+fn reset_by_restart(c: &mut Conn<TestCodec>, s: &mut TestServer, now: Instant) -> Instant {
+    s.restart();
+    c.send(now, &[SAY, 0, 0, 0, 1]).unwrap();
+    let ev = pump(c, s, now, true);
+    match ev[..] {
+        [Event::Reconnecting {
+            next_attempt_at, ..
+        }] => next_attempt_at,
+        _ => panic!("{ev:?}"),
+    }
+}
+
+#[test]
+fn without_a_ticket_the_reconnect_joins_with_the_same_name() {
+    let t0 = Instant::now();
+    let mut c = connect(t0, None);
+    let mut s = TestServer::new(1);
+    s.ticket.clear();
+    pump(&mut c, &mut s, t0, true);
+    let at = reset_by_restart(&mut c, &mut s, t0);
+    let (_, ev) = run_until(&mut c, &mut s, t0, at);
+    assert!(
+        matches!(ev[..], [Event::Welcome { resumed: false, .. }]),
+        "{ev:?}"
+    );
+    assert_eq!(s.bodies.last().unwrap()[..7], *b"\x01\x05alice");
+}
+
+#[test]
+fn a_refused_resume_waits_for_a_name_and_never_gives_up_meanwhile() {
+    let t0 = Instant::now();
+    let (mut c, mut s) = member(t0);
+    s.on_resume = OnJoin::Refuse;
+    let at = reset_by_restart(&mut c, &mut s, t0);
+    let (_, ev) = run_until(&mut c, &mut s, t0, at);
+    assert!(matches!(ev[..], [Event::Refused { .. }]), "{ev:?}");
+    assert_eq!(c.next_timeout(), None, "waiting for the caller");
+    let later = t0 + Duration::from_secs(3600);
+    c.on_timeout(later);
+    assert_eq!(events(&mut c), []);
+    assert!(c.join(later, "alice2"));
+    let ev = pump(&mut c, &mut s, later, true);
+    assert!(matches!(ev[..], [Event::Welcome { .. }]), "{ev:?}");
+    assert_eq!(s.bodies.last().unwrap()[..8], *b"\x01\x06alice2");
+}
+
+#[test]
+fn the_old_session_is_forgotten_after_the_grace_period() {
+    let t0 = Instant::now();
+    let mut c = connect(t0, None);
+    let mut s = TestServer::new(1);
+    s.rekey_after_s = 5;
+    pump(&mut c, &mut s, t0, true);
+    let old = s.session_ids()[0];
+    let now = t0 + Duration::from_secs(5);
+    c.on_timeout(now);
+    pump(&mut c, &mut s, now, true);
+    let within = s.seal(old, &[0x85, 1]);
+    let after = s.seal(old, &[0x85, 2]);
+    c.on_timeout(now + REKEY_GRACE - Duration::from_millis(1));
+    c.on_datagram(now, &within);
+    assert_eq!(events(&mut c), [Event::Body(vec![0x85, 1])]);
+    c.on_timeout(now + REKEY_GRACE);
+    c.on_datagram(now + REKEY_GRACE, &after);
+    assert_eq!(events(&mut c), []);
+    assert_eq!(c.stats().unexpected, 1);
 }
