@@ -102,6 +102,9 @@ pub(super) struct TestServer {
     pub(super) on_join: OnJoin,
     /// What it does with a RESUME (with the right ticket).
     pub(super) on_resume: OnJoin,
+    /// Answers REKEY_INIT with this key instead of its own (a forgery no
+    /// real server makes: it shows that the rekey checks the pin).
+    pub(super) rekey_key: Option<ServerKey>,
     /// The ticket its WELCOME gives (empty: it does not serve RESUME).
     pub(super) ticket: Vec<u8>,
     /// Every client DATA datagram's receiver id, counter and size.
@@ -128,6 +131,7 @@ impl TestServer {
             on_join: OnJoin::Welcome,
             on_resume: OnJoin::Welcome,
             ticket: TICKET.to_vec(),
+            rekey_key: None,
             data_seen: Vec::new(),
             bodies: Vec::new(),
         }
@@ -197,7 +201,9 @@ impl TestServer {
                 let new_id = self.new_id();
                 let old = &self.sessions[&id];
                 let (new, r) = self
-                    .key
+                    .rekey_key
+                    .as_ref()
+                    .unwrap_or(&self.key)
                     .respond_rekey(old, &body, new_id, self.rekey_after_s, now)
                     .unwrap();
                 self.sessions.insert(new_id, new);

@@ -255,7 +255,7 @@ fn keepalives_rekeys_and_path_checks_keep_one_counter_sequence_per_key() {
     s.timeout_ms = 3000;
     pump(&mut c, &mut s, t0, true);
     let mut now = t0;
-    for i in 0..40u32 {
+    for i in 0..160u32 {
         now += Duration::from_millis(250);
         c.on_timeout(now);
         if i % 9 == 0 {
@@ -271,6 +271,7 @@ fn keepalives_rekeys_and_path_checks_keep_one_counter_sequence_per_key() {
     }
     assert!(c.is_member());
     assert!(s.session_ids().len() >= 3, "rekeyed: {:?}", s.session_ids());
+    assert!(s.data_seen.len() > 60, "{} datagrams", s.data_seen.len());
     let mut seen = HashSet::new();
     for (id, counter, _) in &s.data_seen {
         assert!(
@@ -527,4 +528,25 @@ fn the_old_session_is_forgotten_after_the_grace_period() {
     c.on_datagram(now + REKEY_GRACE, &after);
     assert_eq!(events(&mut c), []);
     assert_eq!(c.stats().unexpected, 1);
+}
+
+#[test]
+fn a_rekey_answered_with_another_key_ends_with_the_refusal() {
+    let t0 = Instant::now();
+    let mut c = connect(t0, None);
+    let mut s = TestServer::new(1);
+    s.rekey_after_s = 5;
+    s.rekey_key = Some(ServerKey::new([2; 32]));
+    pump(&mut c, &mut s, t0, true);
+    let now = t0 + Duration::from_secs(5);
+    c.on_timeout(now);
+    let ev = pump(&mut c, &mut s, now, true);
+    assert_eq!(
+        ev,
+        [Event::Ended(End::KeyChanged {
+            key: public(2),
+            pinned: public(1)
+        })]
+    );
+    assert_eq!(c.next_timeout(), None);
 }
