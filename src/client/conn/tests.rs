@@ -80,8 +80,12 @@ fn run_until(
 }
 
 fn member(now: Instant) -> (Conn<TestCodec>, TestServer) {
+    member_of(TestServer::new(1), now)
+}
+
+/// A member of `s`, reconnecting for up to 60 s.
+fn member_of(mut s: TestServer, now: Instant) -> (Conn<TestCodec>, TestServer) {
     let mut c = connect(now, Some(Duration::from_secs(60)));
-    let mut s = TestServer::new(1);
     let ev = pump(&mut c, &mut s, now, true);
     assert!(
         matches!(ev.last(), Some(Event::Welcome { resumed: false, .. })),
@@ -249,11 +253,10 @@ fn refused_then_another_name_in_the_same_session() {
 #[test]
 fn keepalives_rekeys_and_path_checks_keep_one_counter_sequence_per_key() {
     let t0 = Instant::now();
-    let mut c = connect(t0, None);
     let mut s = TestServer::new(1);
     s.rekey_after_s = 3;
     s.timeout_ms = 3000;
-    pump(&mut c, &mut s, t0, true);
+    let (mut c, mut s) = member_of(s, t0);
     let mut now = t0;
     for i in 0..160u32 {
         now += Duration::from_millis(250);
@@ -295,10 +298,9 @@ fn keepalives_rekeys_and_path_checks_keep_one_counter_sequence_per_key() {
 #[test]
 fn a_rekey_moves_sending_to_the_new_session_and_reads_the_old_for_a_while() {
     let t0 = Instant::now();
-    let mut c = connect(t0, None);
     let mut s = TestServer::new(1);
     s.rekey_after_s = 5;
-    pump(&mut c, &mut s, t0, true);
+    let (mut c, mut s) = member_of(s, t0);
     let old = s.session_ids()[0];
     let now = t0 + Duration::from_secs(5);
     c.on_timeout(now);
@@ -511,10 +513,9 @@ fn a_refused_resume_waits_for_a_name_and_never_gives_up_meanwhile() {
 #[test]
 fn the_old_session_is_forgotten_after_the_grace_period() {
     let t0 = Instant::now();
-    let mut c = connect(t0, None);
     let mut s = TestServer::new(1);
     s.rekey_after_s = 5;
-    pump(&mut c, &mut s, t0, true);
+    let (mut c, mut s) = member_of(s, t0);
     let old = s.session_ids()[0];
     let now = t0 + Duration::from_secs(5);
     c.on_timeout(now);
@@ -533,11 +534,10 @@ fn the_old_session_is_forgotten_after_the_grace_period() {
 #[test]
 fn a_rekey_answered_with_another_key_ends_with_the_refusal() {
     let t0 = Instant::now();
-    let mut c = connect(t0, None);
     let mut s = TestServer::new(1);
     s.rekey_after_s = 5;
     s.rekey_key = Some(ServerKey::new([2; 32]));
-    pump(&mut c, &mut s, t0, true);
+    let (mut c, mut s) = member_of(s, t0);
     let now = t0 + Duration::from_secs(5);
     c.on_timeout(now);
     let ev = pump(&mut c, &mut s, now, true);
