@@ -2,6 +2,7 @@
 //! sealed DATA (path challenges, rekey answers, and the bodies the codec
 //! classifies), and RESET.
 
+use super::channel::Which;
 use super::schedule::Resend;
 use super::{BodyCodec, Cause, Conn, End, Event, Phase, ServerBody, BYE_LEFT, BYE_RESTARTING};
 use crate::session::{body_type, HandshakeError, OpenError};
@@ -74,10 +75,18 @@ impl<C: BodyCodec> Conn<C> {
             }
             Some(body_type::REKEY_RESPONSE) => {
                 let pin = self.pinned.unwrap_or_default();
-                if let Err(HandshakeError::WrongKey(key)) =
-                    c.on_rekey_response(which, &body, &pin, now)
-                {
-                    self.end(End::KeyChanged { key, pinned: pin });
+                match c.on_rekey_response(which, &body, &pin, now) {
+                    // A KEEPALIVE on the new session at once, so that the
+                    // server moves to it now and not at the next one (which
+                    // could come after the old session's grace period).
+                    Ok(()) => {
+                        let body = self.codec.keepalive(self.progress.last_event);
+                        self.seal_and_send(now, Which::Current, &body);
+                    }
+                    Err(HandshakeError::WrongKey(key)) => {
+                        self.end(End::KeyChanged { key, pinned: pin })
+                    }
+                    Err(_) => {}
                 }
             }
             _ => self.on_body(now, body),
