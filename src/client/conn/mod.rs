@@ -26,6 +26,8 @@ mod body;
 mod channel;
 mod event;
 mod inbound;
+#[cfg(test)]
+mod reconnect_tests;
 mod schedule;
 #[cfg(test)]
 mod test_server;

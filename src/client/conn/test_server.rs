@@ -1,15 +1,16 @@
 //! A server in memory for the connection's tests, made of the real session
-//! parts (cookie, handshake, rekey, reset), and a body codec laid out as
-//! PROTOCOL.md says for the few bodies the connection makes and reads.
+//! parts (cookie, handshake, rekey, reset); a body codec laid out as
+//! PROTOCOL.md says for the few bodies the connection makes and reads; and
+//! the harness that moves datagrams between them.
 
-use super::{BodyCodec, Resume, ServerBody};
+use super::{BodyCodec, Conn, Event, Resume, ServerBody};
 use crate::session::{
     body_type, clear_kind, cookie_datagram, kind, parse_data_header, parse_init, CookieKey,
     ServerKey, Session, SessionId, MAX_DATAGRAM, MIN_CLIENT_DATAGRAM,
 };
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub(super) const JOIN: u8 = 0x01;
 pub(super) const RESUME: u8 = 0x02;
@@ -230,4 +231,94 @@ impl TestServer {
         };
         vec![self.seal(id, &answer)]
     }
+}
+
+/// A deterministic random source (xorshift), never the OS's in tests.
+pub(super) fn random(seed: u64) -> Box<dyn FnMut() -> u64> {
+    let mut x = seed | 1;
+    Box::new(move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    })
+}
+pub(super) fn connect(now: Instant, reconnect_timeout: Option<Duration>) -> Conn<TestCodec> {
+    Conn::connect(TestCodec, "alice", reconnect_timeout, random(7), now)
+}
+pub(super) fn events(c: &mut Conn<TestCodec>) -> Vec<Event> {
+    std::iter::from_fn(|| c.poll_event()).collect()
+}
+pub(super) fn transmits(c: &mut Conn<TestCodec>) -> Vec<Vec<u8>> {
+    std::iter::from_fn(|| c.poll_transmit()).collect()
+}
+/// Moves datagrams both ways until both sides are quiet; answers
+/// [`Event::VerifyKey`] with `trust`. Returns the events.
+pub(super) fn pump(
+    c: &mut Conn<TestCodec>,
+    s: &mut TestServer,
+    now: Instant,
+    trust: bool,
+) -> Vec<Event> {
+    let mut seen = Vec::new();
+    for _ in 0..100 {
+        let out = transmits(c);
+        let mut new = events(c);
+        for e in &new {
+            if let Event::VerifyKey(_) = e {
+                c.key_checked(now, trust);
+            }
+        }
+        let quiet = out.is_empty() && new.is_empty();
+        seen.append(&mut new);
+        for d in out {
+            for answer in s.handle(now, &d) {
+                c.on_datagram(now, &answer);
+            }
+        }
+        if quiet {
+            return seen;
+        }
+    }
+    panic!("never quiet: {seen:?}")
+}
+/// Runs the timers until `until`, pumping at each; returns the events.
+pub(super) fn run_until(
+    c: &mut Conn<TestCodec>,
+    s: &mut TestServer,
+    mut now: Instant,
+    until: Instant,
+) -> (Instant, Vec<Event>) {
+    let mut seen = pump(c, s, now, true);
+    while let Some(t) = c.next_timeout() {
+        if t > until {
+            break;
+        }
+        assert!(t >= now, "a timeout in the past");
+        now = t;
+        c.on_timeout(now);
+        seen.extend(pump(c, s, now, true));
+    }
+    (until.max(now), seen)
+}
+pub(super) fn member(now: Instant) -> (Conn<TestCodec>, TestServer) {
+    member_of(TestServer::new(1), now)
+}
+/// A member of `s`, reconnecting for up to 60 s.
+pub(super) fn member_of(mut s: TestServer, now: Instant) -> (Conn<TestCodec>, TestServer) {
+    let mut c = connect(now, Some(Duration::from_secs(60)));
+    let ev = pump(&mut c, &mut s, now, true);
+    assert!(
+        matches!(ev.last(), Some(Event::Welcome { resumed: false, .. })),
+        "{ev:?}"
+    );
+    assert!(c.is_member());
+    (c, s)
+}
+/// The public key of the test server with private key `[n; 32]`.
+pub(super) fn public(n: u8) -> [u8; 32] {
+    x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from([n; 32])).to_bytes()
+}
+pub(super) fn id_c_of(init: &[u8]) -> u64 {
+    u64::from_be_bytes(init[4..12].try_into().unwrap())
 }
