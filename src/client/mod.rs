@@ -22,6 +22,7 @@
 //! are restored by the process that ends last.
 
 mod command;
+pub mod conn;
 mod editor;
 mod lang;
 mod lines;
