@@ -34,7 +34,7 @@
 //! * [`session`]: the sealed session of protocol version 2, sans-IO: cookie,
 //!   Noise handshake, sealing and replay window, rekey, reset tokens, path checks.
 //! * [`store`]: the room history behind one small trait: SQLite written by a
-//!   thread of its own (`--db PATH`), or memory only (`--db none`).
+//!   thread of its own, or memory only (not used by the binaries yet).
 //! * [`stdio`]: reopening closed standard fds and writing lines without
 //!   panicking on a closed pipe.
 //! * [`trust`]: the server's long-term key and its key file, key

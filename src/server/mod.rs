@@ -80,8 +80,11 @@ fn unix_secs() -> u64 {
 
 /// Blocks SIGINT and SIGTERM and returns a signalfd that reports them.
 fn signal_fd() -> Result<SignalFd> {
-    SignalFd::with_flags(&stop_signals(), SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
-        .map_err(|e| Error::io("create", "signalfd", e.into()))
+    SignalFd::with_flags(
+        &stop_signals(),
+        SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC,
+    )
+    .map_err(|e| Error::io("create", "signalfd", e.into()))
 }
 
 /// The signals that end the server, read through its signalfd.
