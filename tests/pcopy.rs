@@ -9,7 +9,7 @@ use std::fs::{self, File};
 use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use nix::sys::signal::{kill, Signal};
@@ -53,7 +53,8 @@ fn copies_are_byte_identical_for_every_size_and_job_count() {
             );
             let j = json(&o);
             assert_eq!(j["bytes"], size as u64);
-            assert_eq!(j["workers"], jobs.min(size.max(1)) as u64, "{j}");
+            // No share under 4 KiB: a small file gets fewer workers.
+            assert_eq!(j["workers"], jobs.min(size / 4096).max(1) as u64, "{j}");
             assert_eq!(worker_bytes(&j).iter().sum::<u64>(), size as u64, "{j}");
             fs::remove_file(&dst).unwrap();
         }
@@ -64,11 +65,11 @@ fn copies_are_byte_identical_for_every_size_and_job_count() {
 fn default_is_the_homework_two_byte_halves() {
     let dir = tempdir();
     // Below and above the share size (24 MiB) where workers switch from
-    // copy_file_range to pread/pwrite: the cut is at the exact byte either way.
+    // copy_file_range to mapped writes: the cut is at the exact byte either way.
     for len in [10 * MIB + 1, 33 * MIB + 1] {
         fs::remove_file(dir.path().join("a")).ok();
         big_file(&dir.path().join("f"), len);
-        let o = run_in(dir.path(), &["--json", "f", "a"]);
+        let o = run_in(dir.path(), &["-j", "2", "--json", "f", "a"]);
         assert_ok(&o);
         let j = json(&o);
         assert_eq!(j["workers"], 2, "{j}");
@@ -87,16 +88,16 @@ fn default_is_the_homework_two_byte_halves() {
 fn default_report_names_files_bytes_and_workers() {
     let dir = tempdir();
     big_file(&dir.path().join("a"), 10 * MIB + 1);
-    let o = run_in(dir.path(), &["a", "b"]);
+    let o = run_in(dir.path(), &["-j", "2", "a", "b"]);
     assert_ok(&o);
     let line = stdout(&o);
     assert!(
         line.starts_with("copied 10.00 MiB (10485761 bytes) a -> b in "),
         "{line}"
     );
+    // 5 MiB and 5 MiB + 1 byte: equal at two decimals, so condensed.
     assert!(
-        line.trim_end()
-            .ends_with(" (2 workers: 5.00 MiB + 5.00 MiB)"),
+        line.trim_end().ends_with(" (2 workers × 5.00 MiB)"),
         "{line}"
     );
     assert_eq!(line.lines().count(), 1);
@@ -120,7 +121,9 @@ fn json_report_parses_and_has_the_facts() {
     assert_eq!(j["data_bytes"], 5000);
     assert_eq!(j["verified"], true);
     assert!(j["seconds"].as_f64().unwrap() >= 0.0);
-    assert_eq!(j["worker_bytes"], serde_json::json!([2500, 2500]));
+    // Small and no -j: one worker.
+    assert_eq!(j["worker_bytes"], serde_json::json!([5000]));
+    assert_eq!(j["cloned"], false);
 }
 
 #[test]
@@ -584,6 +587,76 @@ fn a_killed_worker_fails_the_copy_even_with_sigchld_ignored() {
     assert_old_dst_intact_and_no_temp(dir.path());
 }
 
+/// The descriptor of process `pid` open on the nameless new file in `dir` (an
+/// O_TMPFILE file shows as `DIR/#INODE (deleted)`).
+fn tmpfile_fd_of(pid: i32, dir: &Path) -> Option<PathBuf> {
+    let dir = dir.canonicalize().ok()?;
+    fs::read_dir(format!("/proc/{pid}/fd")).ok()?.find_map(|e| {
+        let path = e.ok()?.path();
+        let target = fs::read_link(&path).ok()?;
+        let name = target
+            .strip_prefix(&dir)
+            .ok()?
+            .to_string_lossy()
+            .into_owned();
+        (name.starts_with('#') && name.ends_with(" (deleted)")).then_some(path)
+    })
+}
+
+#[test]
+fn a_mapped_range_that_loses_its_pages_fails_in_one_line_with_dst_intact() {
+    // A page of DST's mapping that the file system cannot back is a SIGBUS for user
+    // code; pcopy's workers only read SRC into the mapping, where the kernel turns
+    // it into EFAULT. Cutting the new file short under the workers makes every
+    // later page of their windows unbackable, as a full disk or an I/O error would.
+    let (dir, _, _) = big_setup();
+    let (child, worker) = catch_a_worker(|| big_cmd(dir.path(), false));
+    let parent = Pid::from_raw(child.id() as i32);
+    kill(parent, Signal::SIGSTOP).unwrap();
+    let fd = tmpfile_fd_of(worker, dir.path()).expect("the worker has the new file open");
+    File::options()
+        .write(true)
+        .open(&fd)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    kill(parent, Signal::SIGCONT).unwrap();
+    let _ = kill(Pid::from_raw(worker), Signal::SIGCONT);
+    let o = finish(child);
+    assert_fails(&o, &["cannot write 'dst'", "could not store a mapped page"]);
+    assert_old_dst_intact_and_no_temp(dir.path());
+}
+
+#[test]
+fn zero_runs_of_a_sparse_src_become_holes() {
+    // cp's --sparse=auto: SRC has a hole, so whole blocks of zeros in its data are
+    // not written either, and are punched out of the preallocated copy.
+    let dir = tempdir();
+    let p = dir.path();
+    {
+        let f = File::create(p.join("sparse")).unwrap();
+        f.set_len(64 * MIB as u64).unwrap();
+        use std::os::unix::fs::FileExt;
+        let mut piece = data(16 * MIB, 7);
+        piece[4 * MIB..12 * MIB].fill(0); // 8 MiB of written zeros
+        f.write_all_at(&piece, 8 * MIB as u64).unwrap();
+        f.sync_all().unwrap();
+    }
+    let src_blocks = blocks(&p.join("sparse"));
+    assert!(src_blocks >= (16 * MIB / 512) as u64, "{src_blocks}");
+    for jobs in ["1", "2", "3"] {
+        let o = run_in(p, &["-j", jobs, "--verify", "--json", "sparse", "copy"]);
+        assert_ok(&o);
+        let got = blocks(&p.join("copy"));
+        let want = (8 * MIB / 512) as u64;
+        assert!(
+            got >= want && got <= want + 2048,
+            "-j {jobs}: {got} blocks for {want} blocks of non-zero data"
+        );
+        assert!(fs::read(p.join("sparse")).unwrap() == fs::read(p.join("copy")).unwrap());
+    }
+}
+
 #[test]
 fn src_shrinking_during_the_copy_fails_cleanly() {
     let (dir, src, _) = big_setup();
@@ -601,7 +674,14 @@ fn src_shrinking_during_the_copy_fails_cleanly() {
     // The parent may already have hit the short SRC and killed the worker.
     let _ = kill(Pid::from_raw(worker), Signal::SIGCONT);
     let o = finish(child);
-    assert_fails(&o, &["cannot read 'src'", "file shrank during the copy"]);
+    // The real end of file, not where a worker was reading.
+    assert_fails(
+        &o,
+        &[
+            "cannot read 'src'",
+            "file shrank during the copy (it now ends at byte 4096,",
+        ],
+    );
     assert_old_dst_intact_and_no_temp(dir.path());
 }
 
@@ -743,7 +823,7 @@ fn stdin_closed_is_harmless() {
     assert_ok(&o);
     assert_eq!(fs::read(dir.path().join("b")).unwrap(), b"abc");
     assert!(
-        stdout(&o).starts_with("copied 3 B (3 bytes) a -> b in "),
+        stdout(&o).starts_with("copied 3 bytes a -> b in "),
         "{}",
         stdout(&o)
     );

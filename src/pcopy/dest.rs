@@ -151,6 +151,18 @@ pub fn resolve(src: &Path, src_meta: &fs::Metadata, dst: &Path) -> Result<Target
     Ok(Target { shown, dir, name })
 }
 
+/// What [`TempFile::preallocate`] could do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Prealloc {
+    /// Full length, and every data extent's blocks reserved (fallocate).
+    Reserved,
+    /// Full length only (no fallocate here): a full disk shows during the copy.
+    Length,
+    /// Not even the length (ftruncate cannot grow files here): the file must be
+    /// written from its start to its end, in order.
+    Nothing,
+}
+
 /// The new file, until it is renamed over DST. Dropping it uncommitted removes it.
 pub struct TempFile {
     file: File,
@@ -233,21 +245,41 @@ impl TempFile {
         }
     }
 
+    /// The new file.
     pub fn file(&self) -> &File {
         &self.file
     }
 
+    /// Makes the (empty) new file share all of SRC's blocks (FICLONE: a reflink, on
+    /// XFS, btrfs and the like), so nothing is copied. Errors as the kernel gives
+    /// them: EOPNOTSUPP, EXDEV, EINVAL… where the file systems cannot.
+    pub fn clone_from(&self, src: &File) -> nix::Result<()> {
+        // SAFETY: FICLONE takes the source descriptor as its argument, by value, and
+        // reads or writes no memory of this process; both descriptors are open for
+        // the whole call (borrowed from live `File`s).
+        let r =
+            unsafe { nix::libc::ioctl(self.file.as_raw_fd(), nix::libc::FICLONE, src.as_raw_fd()) };
+        Errno::result(r).map(drop)
+    }
+
     /// Gives the file its full length and reserves the blocks of the data extents,
     /// so a full disk or a file-size limit fails here, before any byte is copied.
-    /// Holes are not reserved. Skipped quietly where the file system has no fallocate.
+    /// Holes are not reserved. Says how far it got: a file system without fallocate
+    /// (ext2, FAT) or one that will not even grow a file with ftruncate (fusefat:
+    /// EPERM) is not an error, only a slower way ahead.
     pub fn preallocate(
         &self,
         size: u64,
         extents: &[Extent],
         interrupted: &dyn Fn() -> Result<()>,
-    ) -> Result<()> {
+    ) -> Result<Prealloc> {
         let err = |e: io::Error| Error::io("preallocate", &self.shown, e);
-        self.file.set_len(size).map_err(err)?;
+        if let Err(e) = self.file.set_len(size) {
+            if e.raw_os_error() == Some(nix::libc::EPERM) && size > 0 {
+                return Ok(Prealloc::Nothing);
+            }
+            return Err(err(e));
+        }
         for ext in extents {
             loop {
                 let r = nix::fcntl::fallocate(
@@ -258,13 +290,13 @@ impl TempFile {
                 );
                 match r {
                     Ok(()) => break,
-                    Err(Errno::EOPNOTSUPP) => return Ok(()),
+                    Err(Errno::EOPNOTSUPP) => return Ok(Prealloc::Length),
                     Err(Errno::EINTR) => interrupted()?,
                     Err(e) => return Err(err(e.into())),
                 }
             }
         }
-        Ok(())
+        Ok(Prealloc::Reserved)
     }
 
     /// Publishes the file under DST's name: (fsync,) link to a hidden name, rename

@@ -8,28 +8,49 @@ use std::time::{Duration, Instant};
 use humansize::{format_size, FormatSizeOptions, BINARY};
 use serde::Serialize;
 
+/// Why the data went to as many workers as it did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    /// As `-j` asked, or the default for a large file.
+    AsAsked,
+    /// One worker: the file was small and `-j` not given.
+    Small,
+}
+
 /// The facts of a finished copy.
 #[derive(Debug, Clone)]
 pub struct Report {
+    /// SRC as shown to the user.
     pub src: String,
+    /// DST as shown to the user.
     pub dst: String,
     /// The length of the new file.
     pub bytes: u64,
     /// Bytes of data actually copied (less than `bytes` for a sparse file).
     pub data_bytes: u64,
+    /// Wall time of the whole copy.
     pub seconds: f64,
-    /// Data bytes per worker, in worker order (worker 1 is the parent).
+    /// Data bytes per worker, in worker order (worker 1 is the parent); empty for
+    /// a clone.
     pub shares: Vec<u64>,
+    /// Why that many workers.
+    pub split: Split,
+    /// The new file shares SRC's blocks (a reflink): nothing was copied.
+    pub cloned: bool,
+    /// `--verify` compared the new file with SRC.
     pub verified: bool,
+    /// `--sync` flushed it to the device.
     pub synced: bool,
 }
 
-/// `n` in binary units with two decimals, as in `2.00 GiB` (bytes stay whole: `17 B`).
+/// `n` in binary units with two decimals, as in `2.00 GiB`; under 1 KiB in bytes,
+/// `1 byte`, `17 bytes`.
 pub fn size(n: u64) -> String {
-    if n < 1024 {
-        return format!("{n} B");
+    match n {
+        1 => "1 byte".into(),
+        n if n < 1024 => format!("{n} bytes"),
+        n => format_size(n, FormatSizeOptions::from(BINARY).decimal_zeroes(2)),
     }
-    format_size(n, FormatSizeOptions::from(BINARY).decimal_zeroes(2))
 }
 
 fn duration(seconds: f64) -> String {
@@ -37,6 +58,19 @@ fn duration(seconds: f64) -> String {
         format!("{seconds:.2} s")
     } else {
         format!("{:.2} ms", seconds * 1000.0)
+    }
+}
+
+/// The workers and their shares: `2 workers: 5.00 MiB + 3.00 MiB`, equal ones
+/// condensed as `64 workers × 4.69 MiB`.
+fn shares_text(shares: &[u64]) -> String {
+    let sizes: Vec<String> = shares.iter().map(|&b| size(b)).collect();
+    match sizes.as_slice() {
+        [one] => format!("1 worker: {one}"),
+        [first, rest @ ..] if rest.iter().all(|s| s == first) => {
+            format!("{} workers × {first}", sizes.len())
+        }
+        _ => format!("{} workers: {}", sizes.len(), sizes.join(" + ")),
     }
 }
 
@@ -50,28 +84,44 @@ impl Report {
         }
     }
 
-    /// `copied 2.00 GiB (2147483648 bytes) a -> b in 0.61 s, 3.28 GiB/s (2 workers: 1 GiB + 1 GiB)`
+    /// `copied 2.00 GiB (2147483648 bytes) 'a' -> 'b' in 0.61 s, 3.28 GiB/s (2
+    /// workers × 1.00 GiB)`; a clone has no rate and no workers.
     pub fn text(&self) -> String {
-        let mut s = format!("copied {} ({} bytes", size(self.bytes), self.bytes);
-        if self.data_bytes != self.bytes {
-            let _ = write!(s, ", {} of data", size(self.data_bytes));
+        let verb = if self.cloned { "cloned" } else { "copied" };
+        let mut s = format!("{verb} {}", size(self.bytes));
+        let mut notes = Vec::new();
+        if self.bytes >= 1024 {
+            notes.push(format!("{} bytes", self.bytes));
         }
-        let n = self.shares.len();
+        if self.data_bytes != self.bytes {
+            notes.push(format!("{} of data", size(self.data_bytes)));
+        }
+        if !notes.is_empty() {
+            let _ = write!(s, " ({})", notes.join(", "));
+        }
         let _ = write!(
             s,
-            ") {} -> {} in {}, {}/s ({} worker{}: {})",
+            " {} -> {} in {}",
             self.src,
             self.dst,
-            duration(self.seconds),
-            size(self.rate() as u64),
-            n,
-            if n == 1 { "" } else { "s" },
-            self.shares
-                .iter()
-                .map(|&b| size(b))
-                .collect::<Vec<_>>()
-                .join(" + ")
+            duration(self.seconds)
         );
+        if !self.cloned {
+            let _ = write!(
+                s,
+                ", {}/s ({}",
+                size(self.rate() as u64),
+                shares_text(&self.shares)
+            );
+            if self.split == Split::Small {
+                let _ = write!(
+                    s,
+                    "; under {} one worker unless -j",
+                    size(super::AUTO_SPLIT_FROM)
+                );
+            }
+            s.push(')');
+        }
         if self.verified {
             s.push_str(", verified");
         }
@@ -89,9 +139,10 @@ impl Report {
             bytes: self.bytes,
             data_bytes: self.data_bytes,
             seconds: self.seconds,
-            bytes_per_second: self.rate().round(),
+            bytes_per_second: (!self.cloned).then(|| self.rate().round()),
             workers: self.shares.len(),
             worker_bytes: &self.shares,
+            cloned: self.cloned,
             verified: self.verified,
             synced: self.synced,
         };
@@ -107,9 +158,11 @@ struct JsonReport<'a> {
     bytes: u64,
     data_bytes: u64,
     seconds: f64,
-    bytes_per_second: f64,
+    /// `null` for a clone, which copies nothing.
+    bytes_per_second: Option<f64>,
     workers: usize,
     worker_bytes: &'a [u64],
+    cloned: bool,
     verified: bool,
     synced: bool,
 }
@@ -239,6 +292,8 @@ mod tests {
             data_bytes: 2 << 30,
             seconds: 0.61,
             shares: vec![1 << 30, 1 << 30],
+            split: Split::AsAsked,
+            cloned: false,
             verified: false,
             synced: false,
         }
@@ -249,7 +304,7 @@ mod tests {
         assert_eq!(
             sample().text(),
             "copied 2.00 GiB (2147483648 bytes) big.iso -> out.iso in 0.61 s, 3.28 GiB/s \
-             (2 workers: 1.00 GiB + 1.00 GiB)"
+             (2 workers × 1.00 GiB)"
         );
     }
 
@@ -276,6 +331,30 @@ mod tests {
     }
 
     #[test]
+    fn shares_are_condensed_when_equal() {
+        assert_eq!(
+            shares_text(&[5 << 20, 3 << 20]),
+            "2 workers: 5.00 MiB + 3.00 MiB"
+        );
+        assert_eq!(shares_text(&[4_919_000; 64]), "64 workers × 4.69 MiB");
+        assert_eq!(shares_text(&[3]), "1 worker: 3 bytes");
+    }
+
+    #[test]
+    fn a_clone_has_no_rate_and_no_workers() {
+        let mut r = sample();
+        r.cloned = true;
+        r.shares.clear();
+        assert_eq!(
+            r.text(),
+            "cloned 2.00 GiB (2147483648 bytes) big.iso -> out.iso in 0.61 s"
+        );
+        let j: serde_json::Value = serde_json::from_str(&r.json()).unwrap();
+        assert_eq!(j["cloned"], true);
+        assert_eq!(j["bytes_per_second"], serde_json::Value::Null);
+    }
+
+    #[test]
     fn progress_rate_is_over_the_phase_not_the_run() {
         let t0 = Instant::now();
         let mut p = Progress::new(true, t0);
@@ -296,7 +375,8 @@ mod tests {
             line,
             "copied 1.00 GiB of 2.00 GiB (50%), 1.00 GiB/s, ETA 1.0 s"
         );
-        assert_eq!(size(17), "17 B");
+        assert_eq!(size(17), "17 bytes");
+        assert_eq!(size(1), "1 byte");
         assert_eq!(size(1536), "1.50 KiB");
     }
 }
