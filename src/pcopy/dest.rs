@@ -21,7 +21,8 @@ use nix::fcntl::{openat, renameat, AtFlags, FallocateFlags, OFlag, AT_FDCWD};
 use nix::sys::stat::Mode;
 use nix::unistd::{linkat, unlinkat, UnlinkatFlags};
 
-use super::plan::Extent;
+use super::plan::{self, Extent};
+use super::report::size;
 use crate::error::{Error, Result};
 
 /// Where the copy goes.
@@ -33,6 +34,8 @@ pub struct Target {
     pub dir: PathBuf,
     /// The file name inside `dir`.
     pub name: OsString,
+    /// Blocks the old DST holds, when there is one: space a replace cannot use.
+    pub old_blocks: Option<u64>,
 }
 
 impl Target {
@@ -148,7 +151,16 @@ pub fn resolve(src: &Path, src_meta: &fs::Metadata, dst: &Path) -> Result<Target
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    Ok(Target { shown, dir, name })
+    let old_blocks = found
+        .as_ref()
+        .and_then(|f| f.metadata().ok())
+        .map(|m| m.blocks() * 512);
+    Ok(Target {
+        shown,
+        dir,
+        name,
+        old_blocks,
+    })
 }
 
 /// What [`TempFile::preallocate`] could do.
@@ -167,6 +179,8 @@ pub enum Prealloc {
 pub struct TempFile {
     file: File,
     dir: File,
+    /// Blocks the old DST holds (see [`Target::old_blocks`]).
+    old_blocks: Option<u64>,
     /// The hidden name, once the file has one.
     hidden: Option<OsString>,
     committed: bool,
@@ -211,6 +225,7 @@ impl TempFile {
                 Ok(fd) => {
                     return Ok(TempFile {
                         file: File::from(fd),
+                        old_blocks: target.old_blocks,
                         dir,
                         hidden: None,
                         committed: false,
@@ -233,6 +248,7 @@ impl TempFile {
                 Ok(fd) => {
                     return Ok(TempFile {
                         file: File::from(fd),
+                        old_blocks: target.old_blocks,
                         dir,
                         hidden: Some(name),
                         committed: false,
@@ -292,11 +308,48 @@ impl TempFile {
                     Ok(()) => break,
                     Err(Errno::EOPNOTSUPP) => return Ok(Prealloc::Length),
                     Err(Errno::EINTR) => interrupted()?,
+                    Err(Errno::ENOSPC) => return Err(self.no_space(plan::total(extents))),
                     Err(e) => return Err(err(e.into())),
                 }
             }
         }
         Ok(Prealloc::Reserved)
+    }
+
+    /// Where the file system cannot reserve space (no fallocate), fails early when
+    /// `needs` bytes clearly do not fit in what `statvfs` says is free; otherwise
+    /// a full disk shows during the copy, with DST intact.
+    pub fn check_space(&self, needs: u64) -> Result<()> {
+        match self.free_space() {
+            Some(free) if free < needs => Err(self.no_space(needs)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Bytes an ordinary user may still write in the file's directory.
+    fn free_space(&self) -> Option<u64> {
+        let st = nix::sys::statvfs::fstatvfs(&self.dir).ok()?;
+        // A file system that reports no size at all (fusefat) cannot tell.
+        (st.blocks() > 0).then(|| st.blocks_available() as u64 * st.fragment_size() as u64)
+    }
+
+    /// The "not enough space" error for a copy of `needs` data bytes.
+    fn no_space(&self, needs: u64) -> Error {
+        let free = self.free_space().map(size).unwrap_or_else(|| "?".into());
+        match self.old_blocks {
+            Some(old) if old > 0 => Error::plain(format!(
+                "not enough space to replace '{}' atomically: the new copy needs {} while the \
+                 old one ({}) exists ({free} free)",
+                self.shown,
+                size(needs),
+                size(old)
+            )),
+            _ => Error::plain(format!(
+                "not enough space for '{}': the copy needs {} ({free} free)",
+                self.shown,
+                size(needs)
+            )),
+        }
     }
 
     /// Publishes the file under DST's name: (fsync,) link to a hidden name, rename

@@ -4,6 +4,7 @@
 
 use std::fs::File;
 use std::io::{Seek, SeekFrom};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::Instant;
@@ -116,6 +117,9 @@ pub fn one(opts: &Options, src_path: &Path, dst: &Path) -> Result<Report, Failur
     } else {
         // Read to EOF, the length is known only at the end.
         let prealloc = tmp.preallocate(size, &extents, &check_signal)?;
+        if prealloc != Prealloc::Reserved {
+            tmp.check_space(data_bytes)?;
+        }
         if prealloc == Prealloc::Nothing {
             // Written in order from the start: one worker.
             shares = plan::split(&extents, 1);
@@ -140,7 +144,17 @@ pub fn one(opts: &Options, src_path: &Path, dst: &Path) -> Result<Report, Failur
         file_len = size;
     }
 
-    // Verify, with the same workers' split.
+    // Verify, with the same workers' split, through a new open of the copy: a file
+    // system may show a new description what the writer's own still buffers (fusefat
+    // reads zeros for the last partial cluster through the writer's).
+    let reopened = opts
+        .verify
+        .then(|| File::open(format!("/proc/self/fd/{}", tmp.file().as_raw_fd())).ok())
+        .flatten();
+    let files = Files {
+        dst: reopened.as_ref().unwrap_or(tmp.file()),
+        ..files
+    };
     if opts.verify {
         let differs = |off: u64| differs_at(&src_shown, &dst_shown, off);
         if to_eof {
