@@ -11,8 +11,10 @@
 mod copy;
 mod dest;
 mod plan;
+mod replace;
 mod report;
 mod source;
+mod target;
 mod transfer;
 mod window;
 mod workers;
@@ -27,6 +29,7 @@ use crate::process;
 use crate::stdio;
 use report::Report;
 
+pub use replace::Preserve;
 pub use workers::MAX_WORKERS;
 
 /// Below this many data bytes per worker, each worker copies with `copy_file_range`
@@ -66,6 +69,15 @@ pub struct Options {
     pub jobs: Option<usize>,
     /// Clone or copy.
     pub reflink: Reflink,
+    /// Replace a DST the user may not write, or whose owner cannot be kept, as
+    /// the user's own file.
+    pub force: bool,
+    /// Never replace an existing DST (skip it silently).
+    pub no_clobber: bool,
+    /// Rewrite DST's own inode instead of replacing it atomically.
+    pub in_place: bool,
+    /// SRC's attributes the copy takes.
+    pub preserve: Preserve,
     /// Print nothing on success.
     pub quiet: bool,
     /// Print the report as one JSON object.
@@ -154,7 +166,8 @@ pub fn run(opts: &Options) -> Result<(), Failure> {
     let mut failed = false;
     for src in &opts.sources {
         match transfer::one(opts, src, &opts.dst) {
-            Ok(report) => print_report(opts, &report)?,
+            Ok(Some(report)) => print_report(opts, &report)?,
+            Ok(None) => {}
             Err(f) if f.signal.is_some() || opts.sources.len() == 1 => return Err(f),
             Err(f) => {
                 if let Some(e) = &f.error {

@@ -253,7 +253,7 @@ fn dst_may_be_an_existing_directory() {
 }
 
 #[test]
-fn replace_is_atomic_follows_symlinks_and_takes_src_mode() {
+fn replace_is_atomic_follows_symlinks_and_keeps_dst_mode() {
     let dir = tempdir();
     let p = dir.path();
     fs::write(p.join("a"), b"new").unwrap();
@@ -271,8 +271,8 @@ fn replace_is_atomic_follows_symlinks_and_takes_src_mode() {
     assert_eq!(fs::read(p.join("target")).unwrap(), b"new");
     let meta = fs::metadata(p.join("target")).unwrap();
     assert_ne!(meta.ino(), before, "a new file replaces the old one");
-    // SRC's bits, less the umask (022 or 002 in test environments keep 0640).
-    assert_eq!(meta.mode() & 0o777, 0o640);
+    // As cp: a replaced file keeps its own mode (0600), not SRC's (0640).
+    assert_eq!(meta.mode() & 0o777, 0o600);
     assert_eq!(entries(p), vec!["a", "link", "target"]);
 }
 
@@ -340,10 +340,18 @@ fn unwritable_dst_directory_is_refused() {
     fs::write(p.join("a"), b"x").unwrap();
     fs::create_dir(p.join("ro")).unwrap();
     fs::write(p.join("ro/b"), OLD).unwrap();
+    // DST itself writable: only the directory stands in the way of a replace.
+    fs::set_permissions(p.join("ro/b"), fs::Permissions::from_mode(0o666)).unwrap();
     fs::set_permissions(p.join("ro"), fs::Permissions::from_mode(0o555)).unwrap();
     let o = finish(unprivileged_cmd(p).args(["a", "ro/b"]).spawn().unwrap());
-    assert_fails(&o, &["cannot create 'ro/b'", "Permission denied"]);
+    assert_fails(
+        &o,
+        &["cannot replace 'ro/b' atomically: directory 'ro' is not writable (use --in-place"],
+    );
     assert_eq!(fs::read(p.join("ro/b")).unwrap(), OLD);
+    assert_eq!(entries(&p.join("ro")), vec!["b"]);
+    let o = finish(unprivileged_cmd(p).args(["a", "ro/new"]).spawn().unwrap());
+    assert_fails(&o, &["cannot create 'ro/new'", "Permission denied"]);
     assert_eq!(entries(&p.join("ro")), vec!["b"]);
     // /proc refuses new files even to root.
     let o = run_in(p, &["a", "/proc/pcopy-test"]);
@@ -872,4 +880,139 @@ fn closed_stderr_and_a_failure_exit_1_and_write_nothing_into_files() {
     let o = finish(c.spawn().unwrap());
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(entries(p), vec!["a", "b"]);
+}
+
+// ---------------------------------------------------------------------------
+// cp's manners that need no second user (those are in pcopy_manners.rs)
+
+#[test]
+fn no_clobber_skips_an_existing_dst_silently() {
+    let dir = tempdir();
+    let p = dir.path();
+    fs::write(p.join("a"), b"new").unwrap();
+    fs::write(p.join("b"), OLD).unwrap();
+    for flag in ["-n", "--no-clobber"] {
+        let o = run_in(p, &[flag, "a", "b"]);
+        assert_ok(&o);
+        assert!(o.stdout.is_empty() && o.stderr.is_empty(), "{}", stderr(&o));
+        assert_eq!(fs::read(p.join("b")).unwrap(), OLD);
+    }
+    // A new name is copied, in both ways of building the file.
+    let o = run_in(p, &["-n", "a", "c"]);
+    assert_ok(&o);
+    let o = finish(
+        cmd(p)
+            .env("PCOPY_TEST_NO_TMPFILE", "1")
+            .args(["-n", "a", "d"])
+            .spawn()
+            .unwrap(),
+    );
+    assert_ok(&o);
+    assert_eq!(fs::read(p.join("c")).unwrap(), b"new");
+    assert_eq!(fs::read(p.join("d")).unwrap(), b"new");
+    assert_eq!(entries(p), vec!["a", "b", "c", "d"]);
+}
+
+#[test]
+fn preserve_keeps_mode_and_times() {
+    let dir = tempdir();
+    let p = dir.path();
+    fs::write(p.join("a"), b"data").unwrap();
+    fs::set_permissions(p.join("a"), fs::Permissions::from_mode(0o751)).unwrap();
+    let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(978_307_200);
+    File::options()
+        .write(true)
+        .open(p.join("a"))
+        .unwrap()
+        .set_modified(when)
+        .unwrap();
+    for flag in ["-p", "--preserve=mode,timestamps", "--preserve"] {
+        let o = run_in(p, &[flag, "a", "b"]);
+        assert_ok(&o);
+        let m = fs::metadata(p.join("b")).unwrap();
+        assert_eq!(m.mode() & 0o7777, 0o751, "{flag}");
+        assert_eq!(m.modified().unwrap(), when, "{flag}");
+        fs::remove_file(p.join("b")).unwrap();
+    }
+    // Without it: SRC's mode less the umask, and a new time.
+    let o = run_in(p, &["a", "b"]);
+    assert_ok(&o);
+    assert_ne!(fs::metadata(p.join("b")).unwrap().modified().unwrap(), when);
+}
+
+#[test]
+fn a_name_too_long_fails_before_a_byte_is_copied() {
+    let (dir, _, _) = big_setup();
+    let long = "n".repeat(256);
+    let o = run_in(dir.path(), &["src", &long]);
+    assert_fails(&o, &["File name too long"]);
+    assert_old_dst_intact_and_no_temp(dir.path());
+}
+
+#[test]
+fn in_place_rewrites_dst_keeping_its_inode_and_links() {
+    let dir = tempdir();
+    let p = dir.path();
+    big_file(&p.join("src"), 3 * MIB + 5);
+    big_file(&p.join("dst"), 5 * MIB);
+    fs::hard_link(p.join("dst"), p.join("link")).unwrap();
+    fs::set_permissions(p.join("dst"), fs::Permissions::from_mode(0o604)).unwrap();
+    let ino = fs::metadata(p.join("dst")).unwrap().ino();
+    let o = run_in(p, &["--in-place", "-j", "3", "--verify", "src", "dst"]);
+    assert_ok(&o);
+    let m = fs::metadata(p.join("dst")).unwrap();
+    assert_eq!((m.ino(), m.nlink(), m.mode() & 0o777), (ino, 2, 0o604));
+    assert_eq!(m.len(), 3 * MIB as u64 + 5, "cut to SRC's length");
+    assert!(fs::read(p.join("link")).unwrap() == fs::read(p.join("src")).unwrap());
+}
+
+#[test]
+fn several_sources_go_into_a_directory_and_a_failure_does_not_stop_the_rest() {
+    let dir = tempdir();
+    let p = dir.path();
+    fs::create_dir(p.join("d")).unwrap();
+    fs::write(p.join("a"), b"aa").unwrap();
+    fs::write(p.join("c"), b"cc").unwrap();
+    let o = run_in(p, &["--json", "a", "missing", "c", "d/"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("cannot open 'missing'"),
+        "{}",
+        stderr(&o)
+    );
+    let lines: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{}", stdout(&o));
+    assert_eq!(
+        (&lines[0]["dst"], &lines[1]["dst"]),
+        (&"d/a".into(), &"d/c".into())
+    );
+    assert_eq!(entries(&p.join("d")), vec!["a", "c"]);
+    // Several sources need a directory.
+    let o = run_in(p, &["a", "c", "e"]);
+    assert_fails(&o, &["'e'", "not a directory"]);
+}
+
+#[test]
+fn the_new_file_is_private_until_it_replaces_dst() {
+    // Built under a hidden name (no O_TMPFILE), it is 0600 while workers write it,
+    // so a private file's content is never readable by others during the copy.
+    let (dir, _, dst) = big_setup();
+    fs::set_permissions(&dst, fs::Permissions::from_mode(0o640)).unwrap();
+    let (child, worker) = catch_a_worker(|| big_cmd(dir.path(), true));
+    let hidden: Vec<u32> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".dst.pcopy-"))
+        .map(|e| e.metadata().unwrap().mode() & 0o7777)
+        .collect();
+    let _ = kill(Pid::from_raw(worker), Signal::SIGCONT);
+    let o = finish(child);
+    assert_eq!(hidden, vec![0o600]);
+    assert_ok(&o);
+    // Then it takes DST's mode.
+    assert_eq!(fs::metadata(&dst).unwrap().mode() & 0o7777, 0o640);
 }

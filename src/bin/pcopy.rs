@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
 use udpchat::error::Error;
-use udpchat::pcopy::{self, Failure, Options, Reflink};
+use udpchat::pcopy::{self, Failure, Options, Preserve, Reflink};
 use udpchat::stdio;
 
 /// Copy files with forked workers, each writing its own byte range of a
@@ -27,6 +27,24 @@ struct Cli {
     /// it can, always fails where it cannot, never copies every byte
     #[arg(long, value_enum, default_value_t = ReflinkArg::Auto, value_name = "WHEN")]
     reflink: ReflinkArg,
+    /// Replace a DST you may not write, or whose owner cannot be kept, as your
+    /// own file
+    #[arg(short, long, overrides_with = "no_clobber")]
+    force: bool,
+    /// Never replace an existing DST: skip it silently (exit 0)
+    #[arg(short, long, overrides_with = "force")]
+    no_clobber: bool,
+    /// Rewrite an existing DST's own inode (keeps its owner, mode and links):
+    /// readers may see a mix of old and new, and a failure leaves it partly written
+    #[arg(long)]
+    in_place: bool,
+    /// Same as --preserve=mode,ownership,timestamps
+    #[arg(short = 'p')]
+    preserve_all: bool,
+    /// Keep these attributes of SRC: mode, ownership, timestamps, all
+    #[arg(long, value_name = "LIST", value_delimiter = ',', num_args = 0..,
+          default_missing_value = "mode,ownership,timestamps", require_equals = true)]
+    preserve: Vec<PreserveArg>,
     /// Print nothing on success
     #[arg(short, long)]
     quiet: bool,
@@ -39,6 +57,14 @@ struct Cli {
     /// fsync the copy before the rename and its directory after
     #[arg(long)]
     sync: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum PreserveArg {
+    Mode,
+    Ownership,
+    Timestamps,
+    All,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -57,6 +83,14 @@ fn run() -> Result<(), Failure> {
     let mut cli = Cli::parse();
     pcopy::set_up_signals()?;
     let dst = cli.paths.pop().expect("clap requires two paths");
+    let wants = |a: PreserveArg| {
+        cli.preserve_all || cli.preserve.contains(&a) || cli.preserve.contains(&PreserveArg::All)
+    };
+    let preserve = Preserve {
+        mode: wants(PreserveArg::Mode),
+        ownership: wants(PreserveArg::Ownership),
+        timestamps: wants(PreserveArg::Timestamps),
+    };
     pcopy::run(&Options {
         sources: cli.paths,
         dst,
@@ -66,6 +100,10 @@ fn run() -> Result<(), Failure> {
             ReflinkArg::Always => Reflink::Always,
             ReflinkArg::Never => Reflink::Never,
         },
+        force: cli.force,
+        no_clobber: cli.no_clobber,
+        in_place: cli.in_place,
+        preserve,
         quiet: cli.quiet,
         json: cli.json,
         verify: cli.verify,

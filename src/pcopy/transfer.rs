@@ -13,9 +13,11 @@ use nix::errno::Errno;
 use nix::sys::signal::Signal;
 
 use super::copy::{self, Files, Holes};
-use super::dest::{self, Prealloc, TempFile};
+use super::dest::{Prealloc, TempFile};
 use super::plan::{self, Extent};
+use super::replace;
 use super::report::{Progress, Report, Split};
+use super::target;
 use super::workers::{self, Shared, Stop, Tick};
 use super::{
     source, Failure, Options, Reflink, AUTO_SPLIT_FROM, KERNEL_COPY_BELOW, NO_TMPFILE_ENV,
@@ -36,12 +38,16 @@ enum Method {
 
 /// Copies `src` to `dst` (a file, or a directory to copy into) and returns the
 /// report, not yet printed.
-pub fn one(opts: &Options, src_path: &Path, dst: &Path) -> Result<Report, Failure> {
+/// `Ok(None)`: skipped (`-n` and DST exists).
+pub fn one(opts: &Options, src_path: &Path, dst: &Path) -> Result<Option<Report>, Failure> {
     let start = Instant::now();
     let src_shown = src_path.to_string_lossy().into_owned();
     let (src, meta) = source::open(src_path)?;
-    let target = dest::resolve(src_path, &meta, dst)?;
+    let target = target::resolve(src_path, &meta, dst)?;
     let dst_shown = target.shown_str();
+    let Some(creds) = replace::check_before(&target, opts)? else {
+        return Ok(None);
+    };
 
     // Files of pseudo file systems have whatever size they like (/proc says 0, /sys
     // says 4096) and content made up when read: read those to EOF, as does a file
@@ -62,7 +68,16 @@ pub fn one(opts: &Options, src_path: &Path, dst: &Path) -> Result<Report, Failur
     let mut shares = plan::split(&extents, jobs);
 
     let no_tmpfile = std::env::var_os(NO_TMPFILE_ENV).is_some();
-    let tmp = TempFile::create(&target, meta.mode(), no_tmpfile)?;
+    let tmp = if opts.in_place && target.old.is_some() {
+        TempFile::in_place(&target)?
+    } else {
+        TempFile::create(&target, no_tmpfile)?
+    };
+    let new_meta = tmp
+        .file()
+        .metadata()
+        .map_err(|e| Error::io("stat", &dst_shown, e))?;
+    let finish = replace::finish_for(&target, &meta, &new_meta, opts, &creds)?;
     let check_signal = || match process::stop_signal() {
         Some(sig) => Err(Error::plain(format!("interrupted by {sig}"))),
         None => Ok(()),
@@ -197,9 +212,17 @@ pub fn one(opts: &Options, src_path: &Path, dst: &Path) -> Result<Report, Failur
     if let Some(sig) = process::stop_signal() {
         return Err(interrupted(sig));
     }
-    tmp.commit(&target, opts.sync)?;
+    if opts.in_place {
+        tmp.file()
+            .set_len(file_len)
+            .map_err(|e| Error::io("truncate", &dst_shown, e))?;
+    }
+    finish.apply(tmp.file(), &dst_shown)?;
+    if !tmp.commit(&target, opts.sync, opts.no_clobber)? {
+        return Ok(None);
+    }
     progress.clear();
-    Ok(Report {
+    Ok(Some(Report {
         src: src_shown,
         dst: dst_shown,
         bytes: file_len,
@@ -210,7 +233,7 @@ pub fn one(opts: &Options, src_path: &Path, dst: &Path) -> Result<Report, Failur
         cloned,
         verified: opts.verify,
         synced: opts.sync,
-    })
+    }))
 }
 
 /// The fastest way for these shares into this destination.
