@@ -11,6 +11,7 @@
 mod copy;
 mod dest;
 mod plan;
+mod quote;
 mod replace;
 mod report;
 mod source;
@@ -158,7 +159,7 @@ pub fn run(opts: &Options) -> Result<(), Failure> {
     if opts.sources.len() > 1 && !opts.dst.is_dir() {
         return Err(Error::msg(
             "copy several files to",
-            opts.dst.display(),
+            quote::inner(opts.dst.as_os_str()),
             "not a directory",
         )
         .into());
@@ -199,9 +200,9 @@ fn print_report(opts: &Options, report: &Report) -> Result<(), Failure> {
     };
     stdio::out_line(&line).map_err(|e| {
         Failure::from(Error::plain(format!(
-            "cannot write the report to standard output: {} (the copy to '{}' is complete)",
+            "cannot write the report to standard output: {} (the copy to {} is complete)",
             crate::error::os_reason(&e),
-            report.dst
+            quote::quoted(&report.dst)
         )))
     })
 }

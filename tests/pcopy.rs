@@ -92,7 +92,7 @@ fn default_report_names_files_bytes_and_workers() {
     assert_ok(&o);
     let line = stdout(&o);
     assert!(
-        line.starts_with("copied 10.00 MiB (10485761 bytes) a -> b in "),
+        line.starts_with("copied 10.00 MiB (10485761 bytes) 'a' -> 'b' in "),
         "{line}"
     );
     // 5 MiB and 5 MiB + 1 byte: equal at two decimals, so condensed.
@@ -244,7 +244,7 @@ fn dst_may_be_an_existing_directory() {
     let o = run_in(dir.path(), &["a", "d"]);
     assert_ok(&o);
     assert_eq!(fs::read(dir.path().join("d/a")).unwrap(), b"abc");
-    assert!(stdout(&o).contains("a -> d/a "), "{}", stdout(&o));
+    assert!(stdout(&o).contains("'a' -> 'd/a' "), "{}", stdout(&o));
     // And again, replacing the file inside.
     fs::write(dir.path().join("a"), b"defg").unwrap();
     assert_ok(&run_in(dir.path(), &["a", "d/"]));
@@ -453,7 +453,7 @@ fn dst_symlink_into_another_directory_replaces_its_target() {
     assert_eq!(fs::read(p.join("sub/t")).unwrap(), b"new");
     assert_eq!(entries(&p.join("sub")), vec!["t"]);
     assert_eq!(entries(p), vec!["a", "abs", "rel", "sub"]);
-    assert!(stdout(&o).contains("a -> abs "), "{}", stdout(&o));
+    assert!(stdout(&o).contains("'a' -> 'abs' "), "{}", stdout(&o));
 }
 
 #[test]
@@ -831,7 +831,7 @@ fn stdin_closed_is_harmless() {
     assert_ok(&o);
     assert_eq!(fs::read(dir.path().join("b")).unwrap(), b"abc");
     assert!(
-        stdout(&o).starts_with("copied 3 bytes a -> b in "),
+        stdout(&o).starts_with("copied 3 bytes 'a' -> 'b' in "),
         "{}",
         stdout(&o)
     );
@@ -1015,4 +1015,35 @@ fn the_new_file_is_private_until_it_replaces_dst() {
     assert_ok(&o);
     // Then it takes DST's mode.
     assert_eq!(fs::metadata(&dst).unwrap().mode() & 0o7777, 0o640);
+}
+
+#[test]
+fn names_are_shell_quoted_in_the_report_and_errors_and_raw_in_json() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempdir();
+    let p = dir.path();
+    fs::write(p.join("miss\ning"), b"x").unwrap();
+    let o = run_in(p, &["miss\ning", "it's"]);
+    assert_ok(&o);
+    assert_eq!(stdout(&o).lines().count(), 1, "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains(" 'miss'$'\\n''ing' -> 'it'\\''s' in "),
+        "{}",
+        stdout(&o)
+    );
+    // Invalid UTF-8: quoted by its bytes in errors; in JSON null plus the bytes.
+    let bad = OsStr::from_bytes(b"bad\xff");
+    let o = finish(cmd(p).arg(bad).arg("x").spawn().unwrap());
+    assert_fails(
+        &o,
+        &["cannot open 'bad'$'\\377': No such file or directory"],
+    );
+    fs::write(p.join(bad), b"y").unwrap();
+    let o = finish(cmd(p).arg("--json").arg(bad).arg("x").spawn().unwrap());
+    assert_ok(&o);
+    let j = json(&o);
+    assert_eq!(j["src"], serde_json::Value::Null, "{j}");
+    assert_eq!(j["src_bytes"], serde_json::json!([98, 97, 100, 255]), "{j}");
+    assert_eq!(j["dst"], "x", "{j}");
 }

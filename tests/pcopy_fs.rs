@@ -413,7 +413,7 @@ fn clones_on(kind: Kind, mib: u64) -> Result<Completion, Failed> {
     let o = m.pcopy(&["src", "text"]);
     assert_ok(&o);
     assert!(
-        stdout(&o).starts_with("cloned 64.00 MiB (67108864 bytes) src -> text in "),
+        stdout(&o).starts_with("cloned 64.00 MiB (67108864 bytes) 'src' -> 'text' in "),
         "{}",
         stdout(&o)
     );

@@ -79,7 +79,7 @@ impl TempFile {
     fn open_dir(target: &Target) -> Result<File> {
         let dir_flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
         let dir = openat(AT_FDCWD, &target.dir, dir_flags, Mode::empty())
-            .map_err(|e| Error::io("create", target.shown.display(), e.into()))?;
+            .map_err(|e| Error::io("create", target.shown_str(), e.into()))?;
         Ok(File::from(dir))
     }
 
@@ -106,7 +106,7 @@ impl TempFile {
             OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_CLOEXEC,
             Mode::from_bits_truncate(0o600),
         )
-        .map_err(|e| Error::io("open", target.shown.display(), e.into()))?;
+        .map_err(|e| Error::io("open", target.shown_str(), e.into()))?;
         let mut tmp = Self::new(File::from(file), dir, target, None);
         tmp.in_place = true;
         Ok(tmp)

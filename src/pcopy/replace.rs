@@ -13,6 +13,7 @@ use nix::sys::stat::{fchmod, futimens, Mode};
 use nix::sys::time::TimeSpec;
 use nix::unistd::{faccessat, fchown, fpathconf, AccessFlags, Gid, PathconfVar, Uid, User};
 
+use super::quote;
 use super::target::Target;
 use super::Options;
 use crate::error::{Error, Result};
@@ -147,11 +148,11 @@ pub fn check_before(target: &Target, opts: &Options) -> Result<Option<Creds>> {
             return Err(Error::plain(format!(
                 "cannot replace '{shown}' atomically: directory '{}' is not writable (use \
                  --in-place to rewrite it in place, as cp does)",
-                target.dir.display()
+                quote::inner(target.dir.as_os_str())
             )));
         }
-        let dir_meta =
-            fs::metadata(&target.dir).map_err(|e| Error::io("stat", target.dir.display(), e))?;
+        let dir_meta = fs::metadata(&target.dir)
+            .map_err(|e| Error::io("stat", quote::inner(target.dir.as_os_str()), e))?;
         let sticky = dir_meta.permissions().mode() & 0o1000 != 0;
         if sticky
             && old.uid() != creds.uid.as_raw()

@@ -1,12 +1,16 @@
 //! What pcopy tells the user: the one-line report (text or JSON) and the progress
 //! line on a terminal.
 
+use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::time::{Duration, Instant};
 
 use humansize::{format_size, FormatSizeOptions, BINARY};
 use serde::Serialize;
+
+use super::quote;
 
 /// Why the data went to as many workers as it did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,10 +24,10 @@ pub enum Split {
 /// The facts of a finished copy.
 #[derive(Debug, Clone)]
 pub struct Report {
-    /// SRC as shown to the user.
-    pub src: String,
-    /// DST as shown to the user.
-    pub dst: String,
+    /// SRC as the user named it.
+    pub src: OsString,
+    /// DST as the user named it (with SRC's name added for a directory).
+    pub dst: OsString,
     /// The length of the new file.
     pub bytes: u64,
     /// Bytes of data actually copied (less than `bytes` for a sparse file).
@@ -102,8 +106,8 @@ impl Report {
         let _ = write!(
             s,
             " {} -> {} in {}",
-            self.src,
-            self.dst,
+            quote::quoted(&self.src),
+            quote::quoted(&self.dst),
             duration(self.seconds)
         );
         if !self.cloned {
@@ -134,8 +138,10 @@ impl Report {
     /// The same facts as one JSON object, on one line.
     pub fn json(&self) -> String {
         let line = JsonReport {
-            src: &self.src,
-            dst: &self.dst,
+            src: self.src.to_str(),
+            src_bytes: self.src.to_str().is_none().then(|| self.src.as_bytes()),
+            dst: self.dst.to_str(),
+            dst_bytes: self.dst.to_str().is_none().then(|| self.dst.as_bytes()),
             bytes: self.bytes,
             data_bytes: self.data_bytes,
             seconds: self.seconds,
@@ -153,8 +159,13 @@ impl Report {
 /// The `--json` report's fields, in their order.
 #[derive(Serialize)]
 struct JsonReport<'a> {
-    src: &'a str,
-    dst: &'a str,
+    /// `null` when the name is not UTF-8; `src_bytes` then has its bytes.
+    src: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    src_bytes: Option<&'a [u8]>,
+    dst: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dst_bytes: Option<&'a [u8]>,
     bytes: u64,
     data_bytes: u64,
     seconds: f64,
@@ -303,7 +314,7 @@ mod tests {
     fn text_matches_the_spec_example() {
         assert_eq!(
             sample().text(),
-            "copied 2.00 GiB (2147483648 bytes) big.iso -> out.iso in 0.61 s, 3.28 GiB/s \
+            "copied 2.00 GiB (2147483648 bytes) 'big.iso' -> 'out.iso' in 0.61 s, 3.28 GiB/s \
              (2 workers × 1.00 GiB)"
         );
     }
@@ -315,7 +326,7 @@ mod tests {
         r.shares = vec![1 << 30];
         assert!(r
             .text()
-            .starts_with("copied 2.00 GiB (2147483648 bytes, 1.00 GiB of data) big.iso"));
+            .starts_with("copied 2.00 GiB (2147483648 bytes, 1.00 GiB of data) 'big.iso'"));
         assert!(r.text().contains("(1 worker: 1.00 GiB)"));
     }
 
@@ -325,6 +336,12 @@ mod tests {
         r.src = "a\"b\\c\nd\u{1}".into();
         let j: serde_json::Value = serde_json::from_str(&r.json()).unwrap();
         assert_eq!(j["src"], "a\"b\\c\nd\u{1}");
+        assert!(j.get("src_bytes").is_none());
+        r.dst = OsString::from(std::ffi::OsStr::from_bytes(b"x\xff"));
+        let j: serde_json::Value = serde_json::from_str(&r.json()).unwrap();
+        assert_eq!(j["dst"], serde_json::Value::Null);
+        assert_eq!(j["dst_bytes"], serde_json::json!([120, 255]));
+        assert!(r.text().contains(" -> 'x'$'\\377' in "), "{}", r.text());
         let j = sample().json();
         assert!(j.starts_with("{\"src\":\"big.iso\",\"dst\":\"out.iso\",\"bytes\":2147483648,"));
         assert!(j.contains("\"worker_bytes\":[1073741824,1073741824]"));
@@ -347,7 +364,7 @@ mod tests {
         r.shares.clear();
         assert_eq!(
             r.text(),
-            "cloned 2.00 GiB (2147483648 bytes) big.iso -> out.iso in 0.61 s"
+            "cloned 2.00 GiB (2147483648 bytes) 'big.iso' -> 'out.iso' in 0.61 s"
         );
         let j: serde_json::Value = serde_json::from_str(&r.json()).unwrap();
         assert_eq!(j["cloned"], true);

@@ -8,12 +8,13 @@ use std::path::Path;
 
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 
+use super::quote;
 use crate::error::{Error, Result};
 
 /// Opens SRC without ever blocking (a FIFO would wait for a writer), refuses
 /// anything but a regular file, and then puts the file back in blocking mode.
 pub fn open(src: &Path) -> Result<(File, std::fs::Metadata)> {
-    let shown = src.display();
+    let shown = quote::inner(src.as_os_str());
     let file = File::options()
         .read(true)
         .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC)

@@ -13,6 +13,7 @@ use nix::errno::Errno;
 use nix::fcntl::{openat, OFlag, AT_FDCWD};
 use nix::sys::stat::Mode;
 
+use super::quote;
 use crate::error::{Error, Result};
 
 /// Where the copy goes.
@@ -29,9 +30,9 @@ pub struct Target {
 }
 
 impl Target {
-    /// The shown path as text for messages.
+    /// The shown path quoted for messages, less the outer quotes ([`quote::inner`]).
     pub fn shown_str(&self) -> String {
-        self.shown.to_string_lossy().into_owned()
+        quote::inner(self.shown.as_os_str())
     }
 }
 
@@ -44,7 +45,7 @@ pub fn resolve(src: &Path, src_meta: &fs::Metadata, dst: &Path) -> Result<Target
             let name = src.file_name().ok_or_else(|| {
                 Error::msg(
                     "copy",
-                    src.display(),
+                    quote::inner(src.as_os_str()),
                     "no file name to copy into a directory",
                 )
             })?;
@@ -54,13 +55,13 @@ pub fn resolve(src: &Path, src_meta: &fs::Metadata, dst: &Path) -> Result<Target
             // "x/" names a directory that is not there (or is not a directory).
             return Err(Error::io(
                 "create",
-                dst.display(),
+                quote::inner(dst.as_os_str()),
                 io::Error::from_raw_os_error(nix::libc::ENOTDIR),
             ));
         }
         _ => {}
     }
-    let shown_text = shown.to_string_lossy().into_owned();
+    let shown_text = quote::inner(shown.as_os_str());
 
     // What DST names, followed through any symlinks by the kernel itself: open it
     // with O_PATH (no read, no side effect even on a FIFO or device), then ask
@@ -107,7 +108,7 @@ pub fn resolve(src: &Path, src_meta: &fs::Metadata, dst: &Path) -> Result<Target
         if m.dev() == src_meta.dev() && m.ino() == src_meta.ino() {
             return Err(Error::plain(format!(
                 "'{}' and '{}' are the same file",
-                src.display(),
+                quote::inner(src.as_os_str()),
                 shown_text
             )));
         }

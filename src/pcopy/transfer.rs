@@ -15,6 +15,7 @@ use nix::sys::signal::Signal;
 use super::copy::{self, Files, Holes};
 use super::dest::{Prealloc, TempFile};
 use super::plan::{self, Extent};
+use super::quote;
 use super::replace;
 use super::report::{Progress, Report, Split};
 use super::target;
@@ -41,7 +42,7 @@ enum Method {
 /// `Ok(None)`: skipped (`-n` and DST exists).
 pub fn one(opts: &Options, src_path: &Path, dst: &Path) -> Result<Option<Report>, Failure> {
     let start = Instant::now();
-    let src_shown = src_path.to_string_lossy().into_owned();
+    let src_shown = quote::inner(src_path.as_os_str());
     let (src, meta) = source::open(src_path)?;
     let target = target::resolve(src_path, &meta, dst)?;
     let dst_shown = target.shown_str();
@@ -223,8 +224,8 @@ pub fn one(opts: &Options, src_path: &Path, dst: &Path) -> Result<Option<Report>
     }
     progress.clear();
     Ok(Some(Report {
-        src: src_shown,
-        dst: dst_shown,
+        src: src_path.as_os_str().to_os_string(),
+        dst: target.shown.as_os_str().to_os_string(),
         bytes: file_len,
         data_bytes: if to_eof { file_len } else { data_bytes },
         seconds: start.elapsed().as_secs_f64(),
