@@ -165,10 +165,24 @@ pub fn run(opts: &Options) -> Result<(), Failure> {
         .into());
     }
     let mut failed = false;
+    let mut finished = Vec::new();
     for src in &opts.sources {
         match transfer::one(opts, src, &opts.dst) {
-            Ok(Some(report)) => print_report(opts, &report)?,
+            Ok(Some(report)) => {
+                print_report(opts, &report)?;
+                finished.push(quote::quoted(&report.dst));
+            }
             Ok(None) => {}
+            Err(mut f) if f.signal.is_some() && !finished.is_empty() => {
+                // Name what stays done, beside the file left unchanged.
+                if let Some(e) = f.error.take() {
+                    f.error = Some(Error::plain(format!(
+                        "{e}; finished before it: {}",
+                        finished.join(", ")
+                    )));
+                }
+                return Err(f);
+            }
             Err(f) if f.signal.is_some() || opts.sources.len() == 1 => return Err(f),
             Err(f) => {
                 if let Some(e) = &f.error {

@@ -1047,3 +1047,63 @@ fn names_are_shell_quoted_in_the_report_and_errors_and_raw_in_json() {
     assert_eq!(j["src_bytes"], serde_json::json!([98, 97, 100, 255]), "{j}");
     assert_eq!(j["dst"], "x", "{j}");
 }
+
+#[test]
+fn an_interrupt_among_several_sources_names_what_is_done_and_what_is_unchanged() {
+    let (dir, _, _) = big_setup();
+    let p = dir.path();
+    fs::create_dir(p.join("d")).unwrap();
+    fs::write(p.join("a"), b"first").unwrap();
+    fs::write(p.join("d/src"), OLD).unwrap();
+    let (child, worker) = catch_a_worker(|| {
+        let mut c = cmd_via(p, &DEFAULT_SIGNALS);
+        c.args(["a", "src", "d"]);
+        c
+    });
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
+    let _ = kill(Pid::from_raw(worker), Signal::SIGCONT);
+    let o = finish(child);
+    assert_eq!(
+        o.status.signal(),
+        Some(Signal::SIGINT as i32),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        stderr(&o)
+            .contains("interrupted by SIGINT; 'd/src' left unchanged; finished before it: 'd/a'"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(fs::read(p.join("d/a")).unwrap(), b"first");
+    assert_eq!(fs::read(p.join("d/src")).unwrap(), OLD);
+    assert_eq!(entries(&p.join("d")), vec!["a", "src"]);
+}
+
+#[test]
+fn preserve_xattr_copies_user_attributes_only_when_asked() {
+    use xattr::FileExt;
+    let dir = tempdir();
+    let p = dir.path();
+    fs::write(p.join("a"), b"data").unwrap();
+    let src = File::open(p.join("a")).unwrap();
+    if let Err(e) = src.set_xattr("user.pcopy", b"kept") {
+        // Every file system the tests run on (ext4, XFS, btrfs, tmpfs) has user
+        // xattrs; failing loudly beats passing without testing.
+        panic!("cannot set a user xattr in {}: {e}", p.display());
+    }
+    let o = run_in(p, &["--preserve=xattr", "a", "b"]);
+    assert_ok(&o);
+    let got = File::open(p.join("b"))
+        .unwrap()
+        .get_xattr("user.pcopy")
+        .unwrap();
+    assert_eq!(got.as_deref(), Some(&b"kept"[..]));
+    let o = run_in(p, &["a", "c"]);
+    assert_ok(&o);
+    let got = File::open(p.join("c"))
+        .unwrap()
+        .get_xattr("user.pcopy")
+        .unwrap();
+    assert_eq!(got, None, "copied without --preserve=xattr");
+}

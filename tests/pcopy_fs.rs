@@ -27,7 +27,7 @@ type Test = fn() -> Result<Completion, Failed>;
 
 fn main() {
     let args = Arguments::from_args();
-    let tests: [(&str, Test); 8] = [
+    let tests: [(&str, Test); 9] = [
         (
             "ext2_full_disk_fails_early_or_midway_with_dst_intact",
             ext2_full_disk,
@@ -39,6 +39,10 @@ fn main() {
             btrfs_clones,
         ),
         ("ext2_refuses_reflink_always", ext2_reflink_always),
+        (
+            "ext2_immutable_and_append_only_dst_are_refused_at_once",
+            ext2_immutable_and_append_only,
+        ),
         (
             "copies_are_identical_on_every_file_system",
             identical_everywhere,
@@ -443,6 +447,23 @@ fn ext2_reflink_always() -> Result<Completion, Failed> {
     assert_fails(&o, &["cannot clone 'src' to 'dst': "]);
     assert_eq!(fs::read(m.path("dst")).unwrap(), OLD);
     assert_eq!(entries_of(&m), vec!["dst", "src"]);
+    Ok(Completion::Completed)
+}
+
+fn ext2_immutable_and_append_only() -> Result<Completion, Failed> {
+    // chattr works on ext2 (tmpfs and FUSE have no such flags): refused at once.
+    let m = mount_or_skip!(Mounted::new(Kind::Ext2, 16));
+    fs::write(m.path("src"), b"data").unwrap();
+    for (flag, why) in [("+i", "it is immutable"), ("+a", "it is append-only")] {
+        fs::write(m.path("dst"), OLD).unwrap();
+        m.run_in(&["chattr", flag, "dst"])?;
+        let o = m.pcopy(&["src", "dst"]);
+        let undo = flag.replace('+', "-");
+        m.run_in(&["chattr", &undo, "dst"])?;
+        assert_fails(&o, &["cannot replace 'dst': ", why]);
+        assert_eq!(fs::read(m.path("dst")).unwrap(), OLD);
+        assert_eq!(entries_of(&m), vec!["dst", "src"]);
+    }
     Ok(Completion::Completed)
 }
 

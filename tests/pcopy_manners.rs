@@ -17,7 +17,7 @@ type Test = fn(&Path) -> Result<(), Failed>;
 
 fn main() {
     let args = Arguments::from_args();
-    let tests: [(&str, Test); 5] = [
+    let tests: [(&str, Test); 6] = [
         (
             "a_dst_you_may_not_write_is_refused_unless_force",
             refused_unless_force,
@@ -35,6 +35,10 @@ fn main() {
             sticky,
         ),
         ("in_place_keeps_another_users_owner", in_place_keeps_owner),
+        (
+            "security_capability_never_travels",
+            capability_never_travels,
+        ),
     ];
     let trials = tests
         .into_iter()
@@ -136,5 +140,28 @@ fn in_place_keeps_owner(p: &Path) -> Result<(), Failed> {
     let m = fs::metadata(p.join("b")).unwrap();
     assert_eq!(fs::read(p.join("b")).unwrap(), b"new");
     assert_eq!((m.uid(), m.mode() & 0o7777), (0, 0o666));
+    Ok(())
+}
+
+fn capability_never_travels(p: &Path) -> Result<(), Failed> {
+    use xattr::FileExt;
+    owned(&p.join("a"), b"#!/bin/true\n", 0o755, 0);
+    // A version-2 file capability: effective, cap_net_bind_service permitted.
+    let mut cap = Vec::new();
+    for word in [0x0200_0001u32, 1 << 10, 0, 0, 0] {
+        cap.extend_from_slice(&word.to_le_bytes());
+    }
+    let src = fs::File::open(p.join("a")).unwrap();
+    src.set_xattr("security.capability", &cap)
+        .map_err(|e| format!("cannot set security.capability: {e}"))?;
+    src.set_xattr("user.note", b"n").unwrap();
+    let o = run_in(p, &["--preserve=all", "a", "b"]);
+    assert_ok(&o);
+    let b = fs::File::open(p.join("b")).unwrap();
+    assert_eq!(b.get_xattr("security.capability").unwrap(), None);
+    assert_eq!(
+        b.get_xattr("user.note").unwrap().as_deref(),
+        Some(&b"n"[..])
+    );
     Ok(())
 }

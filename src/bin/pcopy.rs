@@ -41,7 +41,8 @@ struct Cli {
     /// Same as --preserve=mode,ownership,timestamps
     #[arg(short = 'p')]
     preserve_all: bool,
-    /// Keep these attributes of SRC: mode, ownership, timestamps, all
+    /// Keep these attributes of SRC: mode (with the ACL), ownership, timestamps,
+    /// xattr (never security.*), all
     #[arg(long, value_name = "LIST", value_delimiter = ',', num_args = 0..,
           default_missing_value = "mode,ownership,timestamps", require_equals = true)]
     preserve: Vec<PreserveArg>,
@@ -64,6 +65,7 @@ enum PreserveArg {
     Mode,
     Ownership,
     Timestamps,
+    Xattr,
     All,
 }
 
@@ -90,6 +92,8 @@ fn run() -> Result<(), Failure> {
         mode: wants(PreserveArg::Mode),
         ownership: wants(PreserveArg::Ownership),
         timestamps: wants(PreserveArg::Timestamps),
+        xattr: cli.preserve.contains(&PreserveArg::Xattr)
+            || cli.preserve.contains(&PreserveArg::All),
     };
     pcopy::run(&Options {
         sources: cli.paths,

@@ -27,6 +27,9 @@ pub struct Preserve {
     pub ownership: bool,
     /// Access and modification times.
     pub timestamps: bool,
+    /// Extended attributes (`user.*`, `trusted.*`…), never `security.*`
+    /// (`security.capability` must not travel with a copy).
+    pub xattr: bool,
 }
 
 /// Who this process is, as the kernel will judge it.
@@ -69,8 +72,15 @@ impl Creds {
     }
 }
 
-/// The mode, owner and times the new file gets before it takes DST's name.
+/// The mode, owner, times and attributes the new file gets before it takes DST's
+/// name.
 pub struct Finish {
+    /// SRC, to read its extended attributes (and ACL) from.
+    src: Option<File>,
+    /// Copy SRC's extended attributes other than `security.*` and `system.*`.
+    xattr: bool,
+    /// Copy SRC's access ACL (`system.posix_acl_access`): with the mode.
+    acl: bool,
     mode: Option<Mode>,
     /// `-p` asked for the mode: a file system without modes (fusefat: ENOSYS) is
     /// then an error, not a shrug.
@@ -173,6 +183,7 @@ pub fn check_before(target: &Target, opts: &Options) -> Result<Option<Creds>> {
 /// copied, a replace that cannot keep DST's owner or group (unless `-f`).
 pub fn finish_for(
     target: &Target,
+    src_file: &File,
     src: &fs::Metadata,
     new: &fs::Metadata,
     opts: &Options,
@@ -182,6 +193,11 @@ pub fn finish_for(
     let suid_ok = creds.has(CAP_FSETID);
     let strip = |m: u32| if suid_ok { m & 0o7777 } else { m & 0o1777 };
     let mut f = Finish {
+        src: (p.xattr || p.mode)
+            .then(|| src_file.try_clone().ok())
+            .flatten(),
+        xattr: p.xattr,
+        acl: p.mode,
         mode: None,
         mode_asked: p.mode,
         owner: None,
@@ -261,6 +277,41 @@ fn preserve_owner(f: &mut Finish, src: &fs::Metadata, new: &fs::Metadata, creds:
 }
 
 impl Finish {
+    /// Copies SRC's extended attributes that `--preserve` asked for.
+    fn copy_xattrs(&self, src: &File, dst: &File, shown: &str) -> Result<()> {
+        use xattr::FileExt;
+        let names = match src.list_xattr() {
+            Ok(names) => names,
+            // No xattrs here at all: nothing to keep.
+            Err(e) if e.raw_os_error() == Some(nix::libc::EOPNOTSUPP) => return Ok(()),
+            Err(e) => return Err(Error::io("list the attributes of the source of", shown, e)),
+        };
+        for name in names {
+            let text = name.to_string_lossy();
+            let wanted = if text.starts_with("security.") {
+                false
+            } else if text == "system.posix_acl_access" {
+                self.acl
+            } else {
+                self.xattr && !text.starts_with("system.")
+            };
+            if !wanted {
+                continue;
+            }
+            let Ok(Some(value)) = src.get_xattr(&name) else {
+                continue;
+            };
+            if let Err(e) = dst.set_xattr(&name, &value) {
+                // An ACL the destination cannot hold: the mode bits still apply.
+                if text.starts_with("system.") && e.raw_os_error() == Some(nix::libc::EOPNOTSUPP) {
+                    continue;
+                }
+                return Err(Error::io(format!("keep attribute {text} on"), shown, e));
+            }
+        }
+        Ok(())
+    }
+
     /// Gives `file` the decided owner (first: a chown clears setuid bits), mode and
     /// times.
     pub fn apply(&self, file: &File, shown: &str) -> Result<()> {
@@ -273,6 +324,9 @@ impl Finish {
                 Err(Errno::ENOSYS | Errno::EOPNOTSUPP) if !self.mode_asked => {}
                 r => r.map_err(|e| Error::io("set the mode of", shown, e.into()))?,
             }
+        }
+        if let Some(src) = &self.src {
+            self.copy_xattrs(src, file, shown)?;
         }
         if let Some((atime, mtime)) = &self.times {
             futimens(file, atime, mtime)

@@ -78,7 +78,7 @@ pub fn one(opts: &Options, src_path: &Path, dst: &Path) -> Result<Option<Report>
         .file()
         .metadata()
         .map_err(|e| Error::io("stat", &dst_shown, e))?;
-    let finish = replace::finish_for(&target, &meta, &new_meta, opts, &creds)?;
+    let finish = replace::finish_for(&target, &src, &meta, &new_meta, opts, &creds)?;
     let check_signal = || match process::stop_signal() {
         Some(sig) => Err(Error::plain(format!("interrupted by {sig}"))),
         None => Ok(()),
