@@ -1107,3 +1107,44 @@ fn preserve_xattr_copies_user_attributes_only_when_asked() {
         .unwrap();
     assert_eq!(got, None, "copied without --preserve=xattr");
 }
+
+#[test]
+fn replacing_keeps_dst_xattrs_and_acl_as_a_rewrite_in_place_would() {
+    use xattr::FileExt;
+    let dir = tempdir();
+    let p = dir.path();
+    fs::write(p.join("a"), b"new").unwrap();
+    fs::write(p.join("b"), OLD).unwrap();
+    let old = File::open(p.join("b")).unwrap();
+    old.set_xattr("user.tag", b"dst's")
+        .expect("user xattrs on the test directory's file system");
+    // An access ACL (the kernel's xattr form): user 65534 may read.
+    let mut acl = 2u32.to_le_bytes().to_vec();
+    for (tag, perm, id) in [
+        (1u16, 6u16, u32::MAX),
+        (2, 4, 65534),
+        (4, 4, u32::MAX),
+        (0x10, 4, u32::MAX),
+        (0x20, 0, u32::MAX),
+    ] {
+        acl.extend_from_slice(&tag.to_le_bytes());
+        acl.extend_from_slice(&perm.to_le_bytes());
+        acl.extend_from_slice(&id.to_le_bytes());
+    }
+    old.set_xattr("system.posix_acl_access", &acl)
+        .expect("ACLs on the test directory's file system");
+    let o = run_in(p, &["a", "b"]);
+    assert_ok(&o);
+    let b = File::open(p.join("b")).unwrap();
+    assert_eq!(fs::read(p.join("b")).unwrap(), b"new");
+    assert_eq!(
+        b.get_xattr("user.tag").unwrap().as_deref(),
+        Some(&b"dst's"[..])
+    );
+    assert_eq!(b.get_xattr("system.posix_acl_access").unwrap(), Some(acl));
+    // -f replaces it as a new file of the user's: nothing of the old one kept.
+    let o = run_in(p, &["-f", "a", "b"]);
+    assert_ok(&o);
+    let b = File::open(p.join("b")).unwrap();
+    assert_eq!(b.get_xattr("user.tag").unwrap(), None);
+}

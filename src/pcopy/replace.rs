@@ -2,6 +2,7 @@
 //! name length, immutable files, sticky directories, `-n`), and what the new file
 //! keeps before it takes DST's name (DST's mode and owner, or SRC's with `-p`).
 
+use std::ffi::{OsStr, OsString};
 use std::fs::{self, File};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
@@ -75,12 +76,10 @@ impl Creds {
 /// The mode, owner, times and attributes the new file gets before it takes DST's
 /// name.
 pub struct Finish {
-    /// SRC, to read its extended attributes (and ACL) from.
-    src: Option<File>,
-    /// Copy SRC's extended attributes other than `security.*` and `system.*`.
-    xattr: bool,
-    /// Copy SRC's access ACL (`system.posix_acl_access`): with the mode.
-    acl: bool,
+    /// Extended attributes to set, read before the copy: the old DST's ACL and
+    /// xattrs (as an in-place rewrite would keep them), then SRC's as `--preserve`
+    /// asks. Never `security.*`.
+    attrs: Vec<(OsString, Vec<u8>)>,
     mode: Option<Mode>,
     /// `-p` asked for the mode: a file system without modes (fusefat: ENOSYS) is
     /// then an error, not a shrug.
@@ -193,11 +192,7 @@ pub fn finish_for(
     let suid_ok = creds.has(CAP_FSETID);
     let strip = |m: u32| if suid_ok { m & 0o7777 } else { m & 0o1777 };
     let mut f = Finish {
-        src: (p.xattr || p.mode)
-            .then(|| src_file.try_clone().ok())
-            .flatten(),
-        xattr: p.xattr,
-        acl: p.mode,
+        attrs: Vec::new(),
         mode: None,
         mode_asked: p.mode,
         owner: None,
@@ -230,6 +225,33 @@ pub fn finish_for(
         src.mode() & 0o777 & !creds.umask
     };
     f.mode = Some(Mode::from_bits_truncate(mode));
+    if let (Some(_), false) = (&target.old, opts.force) {
+        // What cp, rewriting DST in place, would keep: its ACL and its xattrs.
+        let real = target.dir.join(&target.name);
+        f.attrs = wanted_attrs(
+            xattr::list(&real),
+            |n| xattr::get(&real, n),
+            |name| name == ACL || !name.starts_with("system."),
+        );
+    }
+    {
+        use xattr::FileExt;
+        let from_src = wanted_attrs(
+            src_file.list_xattr(),
+            |n| src_file.get_xattr(n),
+            |name| {
+                if name == ACL {
+                    p.mode
+                } else {
+                    p.xattr && !name.starts_with("system.")
+                }
+            },
+        );
+        for (name, value) in from_src {
+            f.attrs.retain(|(n, _)| n != &name);
+            f.attrs.push((name, value));
+        }
+    }
     if let (Some(old), false, false) = (&target.old, opts.force, p.ownership) {
         let shown = target.shown_str();
         if old.uid() != new.uid() {
@@ -263,6 +285,29 @@ pub fn finish_for(
     Ok(f)
 }
 
+/// The access ACL, which travels with the mode.
+const ACL: &str = "system.posix_acl_access";
+
+/// The extended attributes `want` picks from a listing, never `security.*`
+/// (`security.capability` must not travel with a copy); none where the file
+/// system has none.
+fn wanted_attrs(
+    names: io::Result<xattr::XAttrs>,
+    get: impl Fn(&OsStr) -> io::Result<Option<Vec<u8>>>,
+    want: impl Fn(&str) -> bool,
+) -> Vec<(OsString, Vec<u8>)> {
+    let Ok(names) = names else {
+        return Vec::new();
+    };
+    names
+        .filter(|n| {
+            let text = n.to_string_lossy();
+            !text.starts_with("security.") && want(&text)
+        })
+        .filter_map(|n| Some((n.clone(), get(&n).ok()??)))
+        .collect()
+}
+
 /// `-p`'s ownership: SRC's owner where allowed, else at least its group where the
 /// caller is in it (as cp does, silently).
 fn preserve_owner(f: &mut Finish, src: &fs::Metadata, new: &fs::Metadata, creds: &Creds) {
@@ -277,41 +322,6 @@ fn preserve_owner(f: &mut Finish, src: &fs::Metadata, new: &fs::Metadata, creds:
 }
 
 impl Finish {
-    /// Copies SRC's extended attributes that `--preserve` asked for.
-    fn copy_xattrs(&self, src: &File, dst: &File, shown: &str) -> Result<()> {
-        use xattr::FileExt;
-        let names = match src.list_xattr() {
-            Ok(names) => names,
-            // No xattrs here at all: nothing to keep.
-            Err(e) if e.raw_os_error() == Some(nix::libc::EOPNOTSUPP) => return Ok(()),
-            Err(e) => return Err(Error::io("list the attributes of the source of", shown, e)),
-        };
-        for name in names {
-            let text = name.to_string_lossy();
-            let wanted = if text.starts_with("security.") {
-                false
-            } else if text == "system.posix_acl_access" {
-                self.acl
-            } else {
-                self.xattr && !text.starts_with("system.")
-            };
-            if !wanted {
-                continue;
-            }
-            let Ok(Some(value)) = src.get_xattr(&name) else {
-                continue;
-            };
-            if let Err(e) = dst.set_xattr(&name, &value) {
-                // An ACL the destination cannot hold: the mode bits still apply.
-                if text.starts_with("system.") && e.raw_os_error() == Some(nix::libc::EOPNOTSUPP) {
-                    continue;
-                }
-                return Err(Error::io(format!("keep attribute {text} on"), shown, e));
-            }
-        }
-        Ok(())
-    }
-
     /// Gives `file` the decided owner (first: a chown clears setuid bits), mode and
     /// times.
     pub fn apply(&self, file: &File, shown: &str) -> Result<()> {
@@ -325,8 +335,16 @@ impl Finish {
                 r => r.map_err(|e| Error::io("set the mode of", shown, e.into()))?,
             }
         }
-        if let Some(src) = &self.src {
-            self.copy_xattrs(src, file, shown)?;
+        use xattr::FileExt;
+        for (name, value) in &self.attrs {
+            if let Err(e) = file.set_xattr(name, value) {
+                // An ACL or xattr the destination cannot hold: the mode bits still apply.
+                if e.raw_os_error() == Some(nix::libc::EOPNOTSUPP) {
+                    continue;
+                }
+                let text = name.to_string_lossy();
+                return Err(Error::io(format!("keep attribute {text} on"), shown, e));
+            }
         }
         if let Some((atime, mtime)) = &self.times {
             futimens(file, atime, mtime)
