@@ -11,11 +11,15 @@ use udpchat::stdio;
 /// Copy files with forked workers, each writing its own byte range of a
 /// preallocated destination; DST is replaced atomically when all succeeded.
 #[derive(Parser, Debug)]
-#[command(name = "pcopy", version)]
+#[command(
+    name = "pcopy",
+    version,
+    override_usage = "pcopy [OPTIONS] SRC DST\n       pcopy [OPTIONS] SRC... DIR"
+)]
 struct Cli {
     /// The file(s) to copy (regular files), then DST: the new file, or an existing
     /// directory to copy into (required with several sources)
-    #[arg(required = true, num_args = 2.., value_name = "SRC... DST")]
+    #[arg(required = true, num_args = 2.., value_name = "PATH")]
     paths: Vec<PathBuf>,
     /// Workers, the parent included: each copies about 1/N of SRC's data bytes
     /// (fewer when a share would be under 4 KiB). Default: 1 under 64 MiB of data,
