@@ -1,12 +1,18 @@
-//! `pcopy SRC DST`: copy one file with forked workers, each writing its own byte
-//! range of a preallocated destination with positioned I/O.
+//! `pcopy SRC DST` (or `pcopy SRC... DIR`): copy files with forked workers, each
+//! writing its own byte range of a preallocated destination.
 //!
 //! The course's homework ("a parent and a child each copy one half") grown into a
-//! tool: SRC's data map is split into about equal shares (`plan`); the new file is
-//! built nameless next to DST and preallocated (`dest`); the parent forks a child
-//! per share but the first and copies the first itself (`workers`, `copy`); only
-//! when all succeeded (and `--verify` agreed) does the file replace DST, atomically;
-//! then one line says what was done (`report`).
+//! tool, one file at a time (`transfer`): SRC is opened and checked (`source`);
+//! DST resolved (`target`) and everything that could fail at the end checked first
+//! (`replace`); the new file is built nameless next to DST (`dest`) and cloned from
+//! SRC where the file system can (FICLONE), else preallocated and filled by workers:
+//! SRC's data map is split into about equal shares (`plan`), the parent forks a
+//! child per share but the first and copies the first itself (`workers`), each by
+//! the fastest way its share allows (`copy`: `copy_file_range`, reading into a
+//! mapping of its DST range (`window`), or pread/pwrite leaving zero runs as
+//! holes). Only when all succeeded (and `--verify` agreed) does the file get DST's
+//! mode, owner and attributes and replace DST, atomically; then one line says what
+//! was done, with names quoted as coreutils quotes them (`report`, `quote`).
 
 mod copy;
 mod dest;
@@ -34,14 +40,15 @@ pub use replace::Preserve;
 pub use workers::MAX_WORKERS;
 
 /// Below this many data bytes per worker, each worker copies with `copy_file_range`
-/// (in the kernel, no user-space buffer); from it on, with pread/pwrite. Measured here
-/// (2 cores, page cache warm): workers calling `copy_file_range` into one file
-/// serialise on its inode lock, which costs little on small shares, while pread/pwrite
-/// workers run in parallel and win from about 24 MiB a share (1.2x cp from 64 MiB).
+/// (in the kernel, no user-space buffer); from it on, by reading SRC into a mapping
+/// of its own DST range. Workers calling `copy_file_range` (or `pwrite`) into one
+/// file serialise on its inode lock, which costs little on small shares; mapped
+/// workers take no such lock and run in parallel.
 pub const KERNEL_COPY_BELOW: u64 = 24 << 20;
 
-/// Without `-j`, a file with less data than this is copied by one worker: below it
-/// the fork costs more than a second worker gains (the report says so).
+/// Without `-j`, a file with less data than this is copied by one worker, in the
+/// kernel as cp does (the report says so): below it a second worker's fork and
+/// page faults cost more than it gains.
 pub const AUTO_SPLIT_FROM: u64 = 64 << 20;
 
 /// Test hook: when set in the environment, the destination is built under a hidden

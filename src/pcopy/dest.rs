@@ -1,5 +1,6 @@
-//! The destination: where the copy goes, the temporary file it is built in, its
-//! preallocation, and the atomic replace that publishes it.
+//! The new file: the temporary file the copy is built in (or, with `--in-place`,
+//! DST itself), its clone or preallocation and space checks, and the atomic
+//! replace (or `-n`'s link) that publishes it.
 //!
 //! The new file is made with O_TMPFILE in DST's directory, so it has no name while
 //! workers write it: a crash leaves nothing behind. Only when every worker (and
