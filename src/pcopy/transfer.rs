@@ -69,7 +69,14 @@ pub fn one(opts: &Options, src_path: &Path, dst: &Path) -> Result<Option<Report>
     let mut shares = plan::split(&extents, jobs);
 
     let no_tmpfile = std::env::var_os(NO_TMPFILE_ENV).is_some();
-    let tmp = if opts.in_place && target.old.is_some() {
+    let in_place = opts.in_place && target.old.is_some();
+    // What a failure leaves of DST.
+    let dst_state = if in_place {
+        "partly rewritten (--in-place)"
+    } else {
+        "left unchanged"
+    };
+    let tmp = if in_place {
         TempFile::in_place(&target)?
     } else {
         TempFile::create(&target, no_tmpfile)?
@@ -85,7 +92,7 @@ pub fn one(opts: &Options, src_path: &Path, dst: &Path) -> Result<Option<Report>
     };
     let interrupted = |sig: Signal| Failure {
         error: Some(Error::plain(format!(
-            "interrupted by {sig}; '{dst_shown}' left unchanged"
+            "interrupted by {sig}; '{dst_shown}' {dst_state}"
         ))),
         status: 128 + sig as u8,
         signal: Some(sig),
@@ -172,7 +179,7 @@ pub fn one(opts: &Options, src_path: &Path, dst: &Path) -> Result<Option<Report>
         ..files
     };
     if opts.verify {
-        let differs = |off: u64| differs_at(&src_shown, &dst_shown, off);
+        let differs = |off: u64| differs_at(&src_shown, &dst_shown, dst_state, off);
         if to_eof {
             (&src)
                 .seek(SeekFrom::Start(0))
@@ -298,10 +305,10 @@ fn check_shares_done(shared: &Shared, shares: &[Vec<Extent>], done: &str) -> Res
 }
 
 /// The `--verify` failure: the new file differs from SRC at byte `off`.
-fn differs_at(src_shown: &str, dst_shown: &str, off: u64) -> Error {
+fn differs_at(src_shown: &str, dst_shown: &str, dst_state: &str, off: u64) -> Error {
     Error::msg(
         "verify copy of",
         src_shown,
-        format!("the new file differs from it at byte {off} ('{dst_shown}' left unchanged)"),
+        format!("the new file differs from it at byte {off} ('{dst_shown}' {dst_state})"),
     )
 }
