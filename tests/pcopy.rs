@@ -540,7 +540,8 @@ const DEFAULT_SIGNALS: [&str; 2] = ["env", "--default-signal=INT,TERM,HUP,CHLD"]
 /// pcopy on the 256 MiB `src` of [`big_setup`], started through `wrapper`.
 fn big_cmd_via(dir: &Path, wrapper: &[&str], no_tmpfile: bool) -> Command {
     let mut c = cmd_via(dir, wrapper);
-    c.args(["src", "dst"]);
+    // Two workers whatever the machine's load (the default takes one when busy).
+    c.args(["-j", "2", "src", "dst"]);
     if no_tmpfile {
         c.env("PCOPY_TEST_NO_TMPFILE", "1");
     }
@@ -1057,7 +1058,7 @@ fn an_interrupt_among_several_sources_names_what_is_done_and_what_is_unchanged()
     fs::write(p.join("d/src"), OLD).unwrap();
     let (child, worker) = catch_a_worker(|| {
         let mut c = cmd_via(p, &DEFAULT_SIGNALS);
-        c.args(["a", "src", "d"]);
+        c.args(["-j", "2", "a", "src", "d"]);
         c
     });
     kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();

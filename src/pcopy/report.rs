@@ -19,6 +19,9 @@ pub enum Split {
     AsAsked,
     /// One worker: the file was small and `-j` not given.
     Small,
+    /// One worker: no core was free for a second (load average, CPU affinity)
+    /// and `-j` not given.
+    Busy,
 }
 
 /// The facts of a finished copy.
@@ -117,12 +120,13 @@ impl Report {
                 size(self.rate() as u64),
                 shares_text(&self.shares)
             );
-            if self.split == Split::Small {
-                let _ = write!(
-                    s,
-                    "; under {} one worker unless -j",
-                    size(super::AUTO_SPLIT_FROM)
-                );
+            match self.split {
+                Split::Small => {
+                    let limit = size(super::AUTO_SPLIT_FROM);
+                    let _ = write!(s, "; under {limit} one worker unless -j");
+                }
+                Split::Busy => s.push_str("; no core free for a second one, see -j"),
+                Split::AsAsked => {}
             }
             s.push(')');
         }

@@ -64,6 +64,7 @@ pub fn one(opts: &Options, src_path: &Path, dst: &Path) -> Result<Option<Report>
     let (jobs, split) = match opts.jobs {
         Some(j) => (j.clamp(1, workers::MAX_WORKERS), Split::AsAsked),
         None if data_bytes < AUTO_SPLIT_FROM => (1, Split::Small),
+        None if !a_core_is_free() => (1, Split::Busy),
         None => (2, Split::AsAsked),
     };
     let mut shares = plan::split(&extents, jobs);
@@ -242,6 +243,20 @@ pub fn one(opts: &Options, src_path: &Path, dst: &Path) -> Result<Option<Report>
         verified: opts.verify,
         synced: opts.sync,
     }))
+}
+
+/// Whether a second worker would get a core of its own: the process may run on two
+/// CPUs or more, and the load average leaves one free. Measured here: on 2 cores
+/// with the load at 6 to 10, two workers took 3x as long as one (`copy_file_range`,
+/// a single in-kernel copy) for 256 MiB, whatever way they wrote.
+fn a_core_is_free() -> bool {
+    // CPUs this process may use (affinity, cgroup quota); starts no thread.
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next()?.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    cpus >= 2 && load <= cpus as f64 - 1.0
 }
 
 /// The fastest way for these shares into this destination.
