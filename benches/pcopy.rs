@@ -253,20 +253,21 @@ fn median(v: &mut [f64]) -> f64 {
     }
 }
 
+/// Median, least and greatest of `v` (not empty).
+fn spread(v: &[f64]) -> (f64, f64, f64) {
+    let (lo, hi) = v
+        .iter()
+        .fold((f64::MAX, 0f64), |(l, h), &x| (l.min(x), h.max(x)));
+    (median(&mut v.to_vec()), lo, hi)
+}
+
 /// `median (min..max)` of times, in ms.
 fn times(v: &[f64]) -> String {
     if v.is_empty() {
         return "-".into();
     }
-    let (lo, hi) = v
-        .iter()
-        .fold((f64::MAX, 0f64), |(l, h), &x| (l.min(x), h.max(x)));
-    format!(
-        "{:.1} ({:.1}..{:.1})",
-        median(&mut v.to_vec()) * 1e3,
-        lo * 1e3,
-        hi * 1e3
-    )
+    let (mid, lo, hi) = spread(v);
+    format!("{:.1} ({:.1}..{:.1})", mid * 1e3, lo * 1e3, hi * 1e3)
 }
 
 /// `median (min..max)` of ratios.
@@ -274,10 +275,8 @@ fn ratios(v: &[f64]) -> String {
     if v.is_empty() {
         return "-".into();
     }
-    let (lo, hi) = v
-        .iter()
-        .fold((f64::MAX, 0f64), |(l, h), &x| (l.min(x), h.max(x)));
-    format!("**{:.2}x** ({:.2}..{:.2})", median(&mut v.to_vec()), lo, hi)
+    let (mid, lo, hi) = spread(v);
+    format!("**{mid:.2}x** ({lo:.2}..{hi:.2})")
 }
 
 /// xcp: `--xcp PATH`, else from PATH.
