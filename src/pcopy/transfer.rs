@@ -252,9 +252,17 @@ pub fn one(opts: &Options, src_path: &Path, dst: &Path) -> Result<Option<Report>
 fn a_core_is_free() -> bool {
     // CPUs this process may use (affinity, cgroup quota); starts no thread.
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let load = std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|l| l.split_whitespace().next()?.parse::<f64>().ok())
+    let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    core_free(cpus, &loadavg)
+}
+
+/// [`a_core_is_free`] for `cpus` usable CPUs and a `/proc/loadavg` line (an
+/// unreadable one counts as idle).
+fn core_free(cpus: usize, loadavg: &str) -> bool {
+    let load = loadavg
+        .split_whitespace()
+        .next()
+        .and_then(|l| l.parse::<f64>().ok())
         .unwrap_or(0.0);
     cpus >= 2 && load <= cpus as f64 - 1.0
 }
@@ -326,4 +334,19 @@ fn differs_at(src_shown: &str, dst_shown: &str, dst_state: &str, off: u64) -> Er
         src_shown,
         format!("the new file differs from it at byte {off} ('{dst_shown}' {dst_state})"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_worker_needs_a_free_core() {
+        assert!(core_free(2, "0.35 0.40 0.50 1/180 123"));
+        assert!(core_free(2, "1.00 0.40 0.50 1/180 123"));
+        assert!(!core_free(2, "6.97 6.27 6.88 10/183 28696"));
+        assert!(!core_free(1, "0.00 0.00 0.00 1/1 1"));
+        assert!(core_free(8, "6.50 1 1 1/1 1"));
+        assert!(core_free(2, ""));
+    }
 }
