@@ -1,6 +1,8 @@
-//! The server's hot paths inside the process, without sockets: decoding,
-//! the room's fan-out of one SAY to 100 and 10,000 members (packing on and
-//! off), a packed turn of 256 SAYs, and encoding a packed batch of events.
+//! The server's hot paths inside the process: decoding, the room's fan-out
+//! of one SAY to 100 and 10,000 members (packing on and off), a packed turn
+//! of 256 SAYs, encoding a packed batch of events, and the batched socket
+//! calls over loopback (`sendmmsg` of a fan-out gathered from the outbox's
+//! slices, `recvmmsg` full batches and one datagram per call).
 //!
 //! ```sh
 //! cargo bench --bench fanout
@@ -15,6 +17,7 @@
 use std::hint::black_box;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+use udpchat::net::{bind_server_socket, BatchReceiver, BatchSender, Outgoing, BATCH};
 use udpchat::protocol::{
     decode_client, decode_server, encode_events, ClientMsg, Event, ServerMsg, Token,
 };
@@ -222,6 +225,83 @@ fn main() {
                 room.handle(now, 0, addr(s).into(), &say);
             }
             black_box(drain(&mut room));
+        }),
+    );
+
+    sockets(&t);
+}
+
+/// `sendmmsg` and `recvmmsg` over loopback: a server socket sends one SAY's
+/// packed fan-out (the outbox's slices as iovecs) to one member socket, which
+/// receives it in batches; and one datagram per `recvmmsg` call.
+fn sockets(text: &str) {
+    let server = bind_server_socket("127.0.0.1:0".parse().expect("address")).expect("bind");
+    let member = bind_server_socket("127.0.0.1:0".parse().expect("address")).expect("bind");
+    let to = member.local_addr().expect("address");
+    // The room's datagrams, readdressed to the member socket.
+    let (mut room, toks, now) = room_of(BATCH + 1, true);
+    let say = ClientMsg::Say {
+        token: toks[0],
+        seq: 1,
+        text,
+    }
+    .to_vec();
+    room.handle(now, 0, addr(0).into(), &say);
+    let out = room.flush();
+    // The fan-out, without the sender's ACK.
+    let fan: Vec<_> = out
+        .transmits()
+        .iter()
+        .filter(|t| t.peer.addr != addr(0))
+        .collect();
+    assert_eq!(fan.len(), BATCH);
+    let mut tx = BatchSender::new();
+    let mut rx = BatchReceiver::new();
+    let mut receive = |want: usize| {
+        let mut got = 0;
+        while got < want {
+            match rx.recv(&member) {
+                Ok(n) => {
+                    for k in 0..n {
+                        black_box(rx.get(k));
+                    }
+                    got += n;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("recvmmsg: {e}"),
+            }
+        }
+    };
+    row(
+        &format!("sockets: sendmmsg a fan-out of {BATCH} datagrams, recvmmsg them"),
+        "datagram",
+        measure(BATCH as u64, || {
+            let n = tx.send(
+                &server,
+                fan.iter().map(|t| Outgoing {
+                    to: Some(to),
+                    from: t.peer.local,
+                    pieces: out.slices(t),
+                }),
+            );
+            assert_eq!(n.sent, BATCH as u64);
+            receive(BATCH);
+        }),
+    );
+    let one = fan[0];
+    row(
+        "sockets: sendmmsg one datagram, recvmmsg it",
+        "datagram",
+        measure(1, || {
+            tx.send(
+                &server,
+                [Outgoing {
+                    to: Some(to),
+                    from: None,
+                    pieces: out.slices(one),
+                }],
+            );
+            receive(1);
         }),
     );
 }

@@ -6,8 +6,9 @@
 //!   console on stdin; the wire format is PROTOCOL.md.
 //! * `chat-client`: a member of a UDP chat room that logs in, then forks into a
 //!   sender and a receiver.
-//! * `chat-load`: the benchmark tool that loads a chat server with N members and
-//!   measures its fan-out next to the kernel's ceiling.
+//!
+//! The load generator `chat-load` is a package of its own (`tools/chat-load`)
+//! that uses this library's public API.
 //!
 //! # Layout
 //!
@@ -15,8 +16,8 @@
 //!   receiver, retransmission, the line editor, terminal modes and rendering.
 //! * [`error`]: the one error type, which names the operation, the path or
 //!   address, and the reason.
-//! * [`load`]: `chat-load`, the load generator and kernel-ceiling benchmark
-//!   for the chat server (threads, never forks; a developer tool).
+//! * [`net`]: the server's socket and batched `recvmmsg`/`sendmmsg` with each
+//!   datagram's local address, shared by the server and `chat-load`.
 //! * [`pcopy`]: the fork-split file copier: plan, destination, workers, report.
 //! * [`process`]: process-wide effects by name: the fork that checks the process
 //!   is single-threaded, waiting only for one's own children, signal
@@ -25,17 +26,26 @@
 //!   name and text rules), pure functions over bytes.
 //! * [`room`]: the chat room as a sans-IO state machine: datagram, source and
 //!   time in, datagrams to send out as values.
-//! * [`server`]: the chat server's mio loop over the socket (batched
-//!   `recvmmsg`/`sendmmsg`), the console on stdin and the signals.
+//! * [`server`]: the chat server's mio loop over the socket, the console on
+//!   stdin and the signals.
+//! * [`session`]: the sealed session of protocol version 2, sans-IO: cookie,
+//!   Noise handshake, sealing and replay window, rekey, reset tokens, path checks.
+//! * [`store`]: the room history behind one small trait: SQLite written by a
+//!   thread of its own (`--db PATH`), or memory only (`--db none`).
 //! * [`stdio`]: reopening closed standard fds and writing lines without
 //!   panicking on a closed pipe.
+//! * [`trust`]: the server's long-term key and its key file, key
+//!   fingerprints, and the client's known-servers file (trust on first use).
 
 pub mod client;
 pub mod error;
-pub mod load;
+pub mod net;
 pub mod pcopy;
 pub mod process;
 pub mod protocol;
 pub mod room;
 pub mod server;
+pub mod session;
 pub mod stdio;
+pub mod store;
+pub mod trust;

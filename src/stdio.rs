@@ -21,7 +21,8 @@ use std::os::fd::{AsRawFd, IntoRawFd};
 /// library caller with its own `main`, another platform or a future std).
 pub fn reopen_closed_std_fds() -> io::Result<()> {
     for fd in 0..=2 {
-        // SAFETY: F_GETFD only queries the descriptor table.
+        // SAFETY: F_GETFD takes no pointer: whatever the number, it only looks
+        // the descriptor up in this process's table.
         if unsafe { nix::libc::fcntl(fd, nix::libc::F_GETFD) } != -1 {
             continue;
         }
@@ -30,15 +31,16 @@ pub fn reopen_closed_std_fds() -> io::Result<()> {
             .read(fd == 0)
             .write(fd != 0)
             .open("/dev/null")?;
-        let got = null.as_raw_fd();
-        if got == fd {
+        if null.as_raw_fd() == fd {
             let _ = null.into_raw_fd(); // keep it open as fd `fd`
-        } else {
-            // Defensive: if another number came back, move it into place.
-            // SAFETY: dup2 onto a closed standard fd; `null` closes its own fd on drop.
-            if unsafe { nix::libc::dup2(got, fd) } == -1 {
-                return Err(io::Error::last_os_error());
-            }
+            continue;
+        }
+        // Defensive: if another number came back, move it into place
+        // (`null` closes its own number on drop).
+        match fd {
+            0 => nix::unistd::dup2_stdin(&null)?,
+            1 => nix::unistd::dup2_stdout(&null)?,
+            _ => nix::unistd::dup2_stderr(&null)?,
         }
     }
     Ok(())

@@ -115,11 +115,66 @@ fn modes_are_restored_when_the_parent_is_killed() {
     let (mut c, from) = start(&srv, 80);
     let helper = c.helper.unwrap();
     assert!(chat_mode(c.local_flags()));
+    let before = c.output().len();
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.pid()), Signal::SIGKILL).unwrap();
     c.wait(WAIT).expect("killed");
     srv.answer_leave(from, "the receiver's LEAVE");
     assert!(orphan_ended_within(helper, WAIT));
     assert_restored(&c);
+    // The shell has its prompt up again: the receiver drew nothing over it.
+    let after = String::from_utf8_lossy(&c.output()[before..]).into_owned();
+    assert!(!after.contains("> "), "{after:?}");
+}
+
+#[test]
+fn the_first_login_shows_it_is_connecting_then_erases_it() {
+    let srv = FakeServer::new();
+    let addr = srv.addr_text();
+    let mut c = PtyClient::spawn(&["--server", &addr, "--name", "alice", "--lang", "en"], 80);
+    c.wait_screen("the connecting line", |s| {
+        s.cursor_line() == format!("-- connecting to {addr}…")
+    });
+    let (from, _) = srv.accept(5, 30_000);
+    c.find_helper();
+    let s = c.wait_screen("the prompt", |s| s.cursor_line() == ">");
+    assert!(
+        !s.text().iter().any(|l| l.contains("connecting")),
+        "{:#?}",
+        s.text()
+    );
+    c.type_bytes(b"\x03");
+    srv.answer_leave(from, "LEAVE");
+    assert_eq!(c.wait_clean().code(), Some(130));
+}
+
+#[test]
+fn ctrl_d_at_the_name_prompt_ends_quietly_on_a_new_line() {
+    let srv = FakeServer::new();
+    let addr = srv.addr_text();
+    let mut c = PtyClient::spawn(&["--server", &addr, "--lang", "en"], 80);
+    c.wait_screen("the name prompt", |s| s.cursor_line() == "name:");
+    c.type_bytes(b"bo\x1b[D\x1b[C\x04\x15\x04");
+    assert_eq!(c.wait_clean().code(), Some(0));
+    let s = c.wait_screen("the new line", |s| s.row == 1);
+    assert_eq!(s.text(), ["name:", ""], "nothing more said");
+    assert_eq!((s.row, s.col), (1, 0), "on a new line");
+    assert_restored(&c);
+    assert!(srv.recv(std::time::Duration::from_millis(200)).is_none());
+}
+
+#[test]
+fn a_half_typed_line_stays_on_the_screen_at_the_end() {
+    let srv = FakeServer::new();
+    let (mut c, from) = start(&srv, 80);
+    c.type_bytes(b"half a tho");
+    c.wait_screen("typed", |s| s.cursor_line() == "> half a tho");
+    c.type_bytes(b"\x03");
+    srv.answer_leave(from, "the LEAVE after Ctrl-C");
+    assert_eq!(c.wait_clean().code(), Some(130));
+    let s = c.wait_screen("the line kept above the cursor", |s| {
+        s.row > 0 && s.line(s.row - 1) == "> half a tho"
+    });
+    assert_eq!(s.cursor_line(), "", "the cursor below it");
 }
 
 #[test]
@@ -185,20 +240,30 @@ fn a_narrow_window_scrolls_the_input_line() {
     assert!(s.cursor_line().starts_with("> "));
     assert!(s.col < 20, "the cursor stays on the row: {}", s.col);
     // Resize wider: SIGWINCH redraws with more of the line.
-    let ws = nix::pty::Winsize {
-        ws_row: 24,
-        ws_col: 60,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCSWINSZ reads one winsize.
-    unsafe {
-        use std::os::fd::AsRawFd;
-        nix::libc::ioctl(c.master.as_raw_fd(), nix::libc::TIOCSWINSZ, &ws);
-    }
+    c.resize(60);
     c.wait_screen("the whole line", |s| {
         s.cursor_line() == "> abcdefghijklmnopqrstuvwxyz"
     });
+    c.type_bytes(b"\x03");
+    srv.answer_leave(from, "LEAVE");
+}
+
+#[test]
+fn a_message_wider_than_the_window_wraps_above_the_input_line() {
+    let srv = FakeServer::new();
+    let (c, from) = start(&srv, 20);
+    c.type_bytes(b"draft");
+    c.wait_screen("typed", |s| s.cursor_line() == "> draft");
+    let text = "0123456789".repeat(4);
+    srv.said(from, 1, "bob", &text);
+    let s = c.wait_screen("the message, then the input line", |s| {
+        s.cursor_line() == "> draft" && s.row >= 3 && s.line(s.row - 1).ends_with("789")
+    });
+    // "HH:MM bob: " and 40 digits: 51 columns on three rows of 20.
+    let rows = s.text();
+    let shown = rows[s.row - 3..s.row].concat();
+    assert!(shown.ends_with(&format!("bob: {text}")), "{rows:#?}");
+    assert_eq!(rows[s.row - 3].chars().count(), 20, "{rows:#?}");
     c.type_bytes(b"\x03");
     srv.answer_leave(from, "LEAVE");
 }
@@ -214,7 +279,17 @@ fn on_a_terminal_a_refused_name_is_asked_again() {
     c.wait_screen("the reason and a new prompt", |s| {
         s.text().iter().any(|l| l == "Admin: name reserved") && s.cursor_line() == "name:"
     });
-    c.type_bytes(b"bob\r");
+    // The line editor at the prompt: arrows move, Backspace deletes.
+    c.type_bytes(b"a b\r");
+    c.wait_screen("why the name is refused", |s| {
+        s.text()
+            .iter()
+            .any(|l| l == "a b: invalid name: spaces are not allowed")
+            && s.cursor_line() == "name:"
+    });
+    c.type_bytes(b"bxb\x1b[D\x7fo");
+    c.wait_screen("the edited name", |s| s.cursor_line() == "name: bob");
+    c.type_bytes(b"\r");
     let (d, from) = srv
         .recv_where(WAIT, |m| matches!(m, ClientMsg::Join { .. }))
         .expect("JOIN");

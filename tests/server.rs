@@ -198,13 +198,11 @@ fn silent_members_time_out() {
     // stalls the test for a second.
     let mut s = Server::start(&["--member-timeout", "1.5"]);
     let [mut alice, mut bob] = in_the_room(s.addr, ["alice", "bob"]);
-    let start = Instant::now();
-    // Alice keeps alive, Bob says nothing.
+    // Alice keeps alive, Bob says nothing: he is timed out 1.5 s after his
+    // last word; the bound is 10 times that.
+    let end = Instant::now() + Duration::from_secs(15);
     loop {
-        assert!(
-            start.elapsed() < Duration::from_secs(8),
-            "bob was not timed out"
-        );
+        assert!(Instant::now() < end, "bob was not timed out");
         alice.send(&ClientMsg::Ping { token: alice.token });
         match alice.expect(|g| matches!(g, Got::Pong(_) | Got::Event(..))) {
             Got::Event(n, ev) => {
@@ -214,10 +212,6 @@ fn silent_members_time_out() {
             _ => std::thread::sleep(Duration::from_millis(100)),
         }
     }
-    assert!(
-        start.elapsed() < Duration::from_secs(8),
-        "timed out in time"
-    );
     s.wait_log("bob (127.0.0.1:");
     s.wait_log("timed out");
     bob.send(&ClientMsg::Ping { token: bob.token });
@@ -254,14 +248,32 @@ fn rejoin_with_the_previous_token() {
 fn sigterm_tells_everyone_and_exits_zero() {
     let mut s = Server::start(&[]);
     let [mut alice, mut bob] = in_the_room(s.addr, ["alice", "bob"]);
-    let t = Instant::now();
     s.signal(Signal::SIGTERM);
     assert_eq!(alice.next(), Got::Bye(ByeReason::Shutdown));
     assert_eq!(bob.next(), Got::Bye(ByeReason::Shutdown));
+    // It exits at once; 5 s is a bound for a loaded machine.
     let st = s.wait_exit(Duration::from_secs(5)).expect("exited");
-    assert!(t.elapsed() < Duration::from_secs(3));
     assert_eq!(st.code(), Some(0));
     s.wait_log("shutting down: told 2 members");
+}
+
+#[test]
+fn console_help_and_shutdown() {
+    let mut s = Server::start(&[]);
+    let [mut alice] = in_the_room(s.addr, ["alice"]);
+    let mut help = vec![s.command("/help")];
+    while !help.last().unwrap().starts_with("Ctrl-D") {
+        help.push(s.reply());
+    }
+    for cmd in ["/who", "/kick NAME", "/stats", "/shutdown", "/help"] {
+        assert!(help.iter().any(|l| l.starts_with(cmd)), "{cmd}: {help:#?}");
+    }
+    assert_eq!(s.command("/frob"), "unknown command '/frob': try /help");
+    s.console("/shutdown");
+    assert_eq!(alice.next(), Got::Bye(ByeReason::Shutdown));
+    let st = s.wait_exit(Duration::from_secs(5)).expect("exited");
+    assert_eq!(st.code(), Some(0));
+    s.wait_log("shutting down: told 1 members");
 }
 
 #[test]
@@ -666,15 +678,13 @@ fn random_datagrams_do_not_hurt() {
 
 #[test]
 fn ten_thousand_members() {
-    // 10,000 client sockets in this process (plus those of other tests).
-    let (_, hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
-        .expect("getrlimit");
-    nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, hard, hard)
-        .expect("setrlimit");
-    assert!(
-        hard >= 10_500,
-        "this test needs 10,500 file descriptors, the limit is {hard}"
-    );
+    // 10,000 client sockets in this process (plus those of other tests): the
+    // test raises its own limit (as root, above the hard limit if need be).
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
+    let want = hard.max(10_500);
+    setrlimit(Resource::RLIMIT_NOFILE, want, want)
+        .expect("raise RLIMIT_NOFILE to 10,500 (needs root, or a hard limit that high)");
     let mut s = Server::start(&[]);
     let names: Vec<String> = (0..10_000).map(|i| format!("m{i}")).collect();
     let t = Instant::now();

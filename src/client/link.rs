@@ -18,6 +18,10 @@ pub enum ToReceiver {
     Who,
     /// Leave the room and exit with this code.
     Quit(u8),
+    /// Ctrl-L: clear the screen and draw the input line again.
+    Redraw,
+    /// Fetch the member list quietly, for Tab completion.
+    RefreshNames,
 }
 
 /// From the receiver to the sender.
@@ -31,6 +35,10 @@ pub enum ToSender {
     Token(Token),
     /// The receiver is leaving (kick, shutdown, lost contact, a signal): stop sending.
     Leaving,
+    /// A member seen in the room (joined, spoke, listed), for Tab completion.
+    Seen(String),
+    /// A member who left.
+    Gone(String),
 }
 
 impl ToReceiver {
@@ -48,6 +56,8 @@ impl ToReceiver {
             }
             ToReceiver::Who => v.push(3),
             ToReceiver::Quit(code) => v.extend_from_slice(&[4, *code]),
+            ToReceiver::Redraw => v.push(5),
+            ToReceiver::RefreshNames => v.push(6),
         }
         v
     }
@@ -62,6 +72,8 @@ impl ToReceiver {
             2 => ToReceiver::Print(String::from_utf8(rest.to_vec()).ok()?),
             3 if rest.is_empty() => ToReceiver::Who,
             4 if rest.len() == 1 => ToReceiver::Quit(rest[0]),
+            5 if rest.is_empty() => ToReceiver::Redraw,
+            6 if rest.is_empty() => ToReceiver::RefreshNames,
             _ => return None,
         })
     }
@@ -70,7 +82,7 @@ impl ToReceiver {
 impl ToSender {
     pub fn encode(&self) -> Vec<u8> {
         let mut v = Vec::new();
-        match *self {
+        match self {
             ToSender::Ack(seq) => {
                 v.push(1);
                 v.extend_from_slice(&seq.to_be_bytes());
@@ -78,7 +90,7 @@ impl ToSender {
             ToSender::Reject(seq, r) => {
                 v.push(2);
                 v.extend_from_slice(&seq.to_be_bytes());
-                v.push(r as u8);
+                v.push(*r as u8);
             }
             ToSender::Rejoining => v.push(3),
             ToSender::Token(t) => {
@@ -86,6 +98,14 @@ impl ToSender {
                 v.extend_from_slice(&t.to_be_bytes());
             }
             ToSender::Leaving => v.push(5),
+            ToSender::Seen(name) => {
+                v.push(6);
+                v.extend_from_slice(name.as_bytes());
+            }
+            ToSender::Gone(name) => {
+                v.push(7);
+                v.extend_from_slice(name.as_bytes());
+            }
         }
         v
     }
@@ -101,6 +121,8 @@ impl ToSender {
             (3, 0) => ToSender::Rejoining,
             (4, 8) => ToSender::Token(u64::from_be_bytes(rest.try_into().ok()?)),
             (5, 0) => ToSender::Leaving,
+            (6, _) => ToSender::Seen(String::from_utf8(rest.to_vec()).ok()?),
+            (7, _) => ToSender::Gone(String::from_utf8(rest.to_vec()).ok()?),
             _ => return None,
         })
     }
@@ -124,6 +146,8 @@ mod tests {
             ToReceiver::Print("-- x".into()),
             ToReceiver::Who,
             ToReceiver::Quit(130),
+            ToReceiver::Redraw,
+            ToReceiver::RefreshNames,
         ] {
             assert_eq!(ToReceiver::decode(&m.encode()), Some(m));
         }
@@ -133,6 +157,8 @@ mod tests {
             ToSender::Rejoining,
             ToSender::Token(u64::MAX),
             ToSender::Leaving,
+            ToSender::Seen("小明".into()),
+            ToSender::Gone("bob".into()),
         ] {
             assert_eq!(ToSender::decode(&m.encode()), Some(m));
         }

@@ -10,15 +10,20 @@ use std::time::{Duration, Instant};
 /// A login attempt that has had no answer for this long is given up.
 pub const LOGIN_TIMEOUT: Duration = Duration::from_millis(4500);
 /// The wait before the n-th resend grows by this step, up to [`MAX_RESEND_WAIT`].
-pub const RESEND_STEP: Duration = Duration::from_millis(500);
-pub const MAX_RESEND_WAIT: Duration = Duration::from_millis(1500);
+const RESEND_STEP: Duration = Duration::from_millis(500);
+/// The longest wait between two sends of a JOIN.
+const MAX_RESEND_WAIT: Duration = Duration::from_millis(1500);
 
 /// What the server said when it let us in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Welcome {
+    /// The session token (never 0) for every later datagram.
     pub token: Token,
+    /// How many members there are, us included.
     pub members: u32,
+    /// The member timeout, in milliseconds.
     pub timeout_ms: u32,
+    /// The name as the server registered it.
     pub name: String,
 }
 
@@ -29,7 +34,9 @@ pub enum Step {
     Send(Vec<u8>),
     /// Nothing to do (an answer for another attempt, or not yet time).
     Wait,
+    /// We are in (WELCOME).
     Welcome(Welcome),
+    /// The server refused the name (REFUSED).
     Refused(RefuseReason),
     /// No answer within [`LOGIN_TIMEOUT`].
     GiveUp,

@@ -2,42 +2,55 @@
 //!
 //! * Before the fork (one process, one thread): resolve the server, create one
 //!   UDP socket connected to it (so only its datagrams are read), ask for a
-//!   name and log in ([`login`]). Then block the signals both halves read
-//!   through a signalfd, put a terminal in chat mode ([`term`]), create the
-//!   socketpair ([`link`]), flush stdout and fork.
-//! * The parent is the **sender** ([`sender`]): it reads the user's input and
-//!   sends SAY, PRIVATE and WHO requests, retransmitting until acknowledged
-//!   ([`outbox`]). It never reads the socket while the receiver lives, and it
-//!   reaps the receiver before it exits.
-//! * The child is the **receiver** ([`receiver`]): the only reader of the
-//!   socket and the only writer to stdout. It prints events ([`render`]),
-//!   forwards ACK and REJECT to the sender, keeps the session alive, re-joins
-//!   after a server restart, and owns the LEAVE.
+//!   name (`name_prompt`) and log in ([`login`]). Then block the signals both halves read
+//!   through a signalfd, put a terminal in chat mode (`term`), create the
+//!   socketpair (`link`), flush stdout and fork.
+//! * The parent is the **sender** (`sender`): it reads the user's input —
+//!   keys through the line editor (`editor`) on a terminal, lines cut as
+//!   they arrive through a pipe (`lines`) — parses it (`command`) and sends
+//!   SAY and PRIVATE, retransmitting until acknowledged (`outgoing`); Tab
+//!   completes the names seen (`names`). It never reads the socket while the
+//!   receiver lives, and it reaps the receiver before it exits.
+//! * The child is the **receiver** (`receiver`): the only reader of the
+//!   socket and the only writer to stdout (`screen`). It prints events in
+//!   the user's language (`render`, `lang`, `reasons`), forwards ACK and
+//!   REJECT to the sender, pages `/who` (`tally`), keeps the session alive,
+//!   re-joins after a server restart, and owns the LEAVE.
 //!
 //! Each side ends when the other does: the socketpair reaches EOF, the child
 //! also has `PR_SET_PDEATHSIG`, and the parent a SIGCHLD. The terminal's modes
 //! are restored by the process that ends last.
 
-pub mod editor;
-pub mod link;
+mod command;
+mod editor;
+mod lang;
+mod lines;
+mod link;
 pub mod login;
-pub mod outbox;
-pub mod receiver;
-pub mod render;
-pub mod screen;
-pub mod sender;
-pub mod tally;
-pub mod term;
+mod name_prompt;
+mod names;
+mod outgoing;
+mod reasons;
+mod receiver;
+mod render;
+pub mod reorder;
+mod screen;
+mod sender;
+mod tally;
+mod term;
+
+pub use lang::{error_text, Lang};
 
 use crate::error::{Error, Result};
 use crate::protocol::{self, ClientMsg, ServerMsg, Token, MAX_DATAGRAM};
 use login::{Login, Step, Welcome};
+use name_prompt::NameInput;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
-use nix::unistd::{fork, ForkResult, Pid};
-use render::{Lang, Notice};
+use nix::unistd::ForkResult;
+use render::Notice;
 use std::io::{self, Write};
-use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 use term::TermModes;
 
@@ -48,32 +61,65 @@ pub struct Options {
     pub server: String,
     /// The name to join as; asked for when absent.
     pub name: Option<String>,
+    /// The language of every line the client prints.
     pub lang: Lang,
+    /// Ring the terminal's bell when mentioned (`--no-bell` turns it off).
+    pub bell: bool,
+    /// When to colour: `--color=auto|always|never`.
+    pub color: ColorChoice,
+}
+
+/// `--color`: when lines are coloured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColorChoice {
+    /// When stdout is a terminal, `TERM` is not `dumb` and `NO_COLOR` is unset.
+    Auto,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
+}
+
+impl ColorChoice {
+    /// Whether to colour, given the environment.
+    pub fn enabled(self, stdout_is_tty: bool, get: impl Fn(&str) -> Option<String>) -> bool {
+        match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => {
+                stdout_is_tty
+                    && get("TERM").is_none_or(|t| t != "dumb")
+                    && get("NO_COLOR").is_none_or(|v| v.is_empty())
+            }
+        }
+    }
 }
 
 /// The signal the child gets when the parent dies.
-pub const PARENT_DEATH_SIGNAL: Signal = Signal::SIGUSR1;
+pub(crate) const PARENT_DEATH_SIGNAL: Signal = Signal::SIGUSR1;
 /// How long the LEAVE is repeated while waiting for BYE.
-pub const LEAVE_WAIT: Duration = Duration::from_millis(500);
+pub(crate) const LEAVE_WAIT: Duration = Duration::from_millis(500);
 /// LEAVE is repeated this often until BYE.
-pub const LEAVE_RESEND: Duration = Duration::from_millis(200);
+pub(crate) const LEAVE_RESEND: Duration = Duration::from_millis(200);
 
 /// Exit codes.
-pub mod code {
+pub(crate) mod code {
     /// `/quit`, end of input.
     pub const OK: u8 = 0;
     /// Every end the user did not ask for: no answer, refused, kicked,
     /// shutdown, lost contact, the other process killed.
     pub const FAIL: u8 = 1;
+    /// Ended by SIGHUP (the terminal hung up).
     pub const SIGHUP: u8 = 128 + 1;
+    /// Ended by SIGINT (Ctrl-C).
     pub const SIGINT: u8 = 128 + 2;
+    /// Ended by SIGTERM.
     pub const SIGTERM: u8 = 128 + 15;
 }
 
 /// What both halves know after the login.
-pub struct Session {
+pub(crate) struct Session {
     pub socket: UdpSocket,
-    pub server: SocketAddr,
     pub server_text: String,
     pub token: Token,
     pub timeout_ms: u32,
@@ -81,15 +127,22 @@ pub struct Session {
     pub lang: Lang,
     /// Set when stdin and stdout are both terminals.
     pub term: Option<TermModes>,
+    /// Ring the bell on a mention.
+    pub bell: bool,
+    /// Highlight mentions.
+    pub color: bool,
 }
 
 /// Runs the client; returns the exit code (in whichever process returns).
 pub fn run(opts: &Options) -> Result<u8> {
-    let server = resolve(&opts.server)?;
+    let server = crate::net::find_server(&opts.server)?;
     let socket = connect(server, &opts.server)?;
     let interactive = term::is_tty(term::stdin_fd());
     let terminal = interactive && term::is_tty(term::stdout_fd());
-    let welcome = join_loop(&socket, opts, interactive)?;
+    let welcome = match join_loop(&socket, opts, interactive, terminal)? {
+        Ok(w) => w,
+        Err(code) => return Ok(code),
+    };
     say_line(&render::notice_line(
         opts.lang,
         &Notice::Welcome {
@@ -102,7 +155,6 @@ pub fn run(opts: &Options) -> Result<u8> {
         .map_err(|e| Error::io("set up socket for", &opts.server, e))?;
     let mut session = Session {
         socket,
-        server,
         server_text: opts.server.clone(),
         token: welcome.token,
         timeout_ms: if welcome.timeout_ms == 0 {
@@ -113,6 +165,10 @@ pub fn run(opts: &Options) -> Result<u8> {
         name: welcome.name,
         lang: opts.lang,
         term: None,
+        bell: opts.bell,
+        color: opts
+            .color
+            .enabled(term::is_tty(term::stdout_fd()), |k| std::env::var(k).ok()),
     };
     block_signals().map_err(|e| Error::io("block", "signals", e.into()))?;
     if terminal {
@@ -146,9 +202,7 @@ pub fn run(opts: &Options) -> Result<u8> {
     };
     let _ = io::stdout().flush();
     let parent = nix::unistd::getpid();
-    // SAFETY: the process is single-threaded here (no thread was ever started),
-    // so the child may run any code.
-    match unsafe { fork() } {
+    match crate::process::fork_single_threaded("chat-client into sender and receiver") {
         Ok(ForkResult::Child) => {
             drop(to_child);
             let stdin_flags = stdin.saved_flags();
@@ -171,25 +225,9 @@ pub fn run(opts: &Options) -> Result<u8> {
             give_back_terminal(&session);
             term::restore_stdin_flags(stdin.saved_flags());
             leave_once(&session.socket, session.token);
-            Err(Error::io("fork", "chat-client", e.into()))
+            Err(e)
         }
     }
-}
-
-/// The address `text` resolves to: the first IPv4 one if there is one (the
-/// server listens on `127.0.0.1` by default, and `localhost` often resolves to
-/// `::1` first), else the first.
-fn resolve(text: &str) -> Result<SocketAddr> {
-    let addrs: Vec<SocketAddr> = text
-        .to_socket_addrs()
-        .map_err(|e| Error::io("resolve", text, e))?
-        .collect();
-    addrs
-        .iter()
-        .find(|a| a.is_ipv4())
-        .or(addrs.first())
-        .copied()
-        .ok_or_else(|| Error::msg("resolve", text, "no address"))
 }
 
 /// A UDP socket on an ephemeral port, connected to the server.
@@ -207,81 +245,101 @@ fn connect(server: SocketAddr, text: &str) -> Result<UdpSocket> {
 }
 
 /// Asks for names and logs in until welcomed (or it is hopeless).
-fn join_loop(socket: &UdpSocket, opts: &Options, interactive: bool) -> Result<Welcome> {
+/// `Ok(Err(code))`: no name was given (Ctrl-D or Ctrl-C at the prompt).
+fn join_loop(
+    socket: &UdpSocket,
+    opts: &Options,
+    interactive: bool,
+    terminal: bool,
+) -> Result<std::result::Result<Welcome, u8>> {
     let lang = opts.lang;
     let mut given = opts.name.clone();
     loop {
         let name = match given.take() {
             Some(n) => n.trim().to_string(),
-            None => read_name(lang, interactive)?,
+            None => match name_prompt::read_name(lang, interactive)? {
+                NameInput::Name(n) => n,
+                NameInput::Quit(code) => return Ok(Err(code)),
+            },
         };
         let refusal = match protocol::check_name(&name) {
-            Err(protocol::NameError::Invalid) => Some(protocol::RefuseReason::InvalidName),
-            Err(protocol::NameError::Reserved) => Some(protocol::RefuseReason::Reserved),
-            Ok(()) => match login_blocking(socket, &name, 0)? {
-                Joined::Welcome(w) => return Ok(w),
-                Joined::Refused(r) => Some(r),
-                Joined::NoAnswer => {
-                    return Err(Error::plain(format!(
-                        "no answer from chat server at {}",
-                        opts.server
-                    )))
+            Err(protocol::NameError::Invalid(why)) => {
+                Some(Err(reasons::invalid_name(lang, &name, Some(why))))
+            }
+            Err(e) => Some(Ok(e.refuse_reason())),
+            Ok(()) => match login_showing_progress(socket, &name, opts, terminal)? {
+                LoginOutcome::Welcome(w) => return Ok(Ok(w)),
+                LoginOutcome::Refused(r) => Some(Ok(r)),
+                LoginOutcome::NoAnswer => {
+                    let server = &opts.server;
+                    let f = reasons::Fatal::NoAnswer { server };
+                    return Err(Error::plain(reasons::fatal_line(lang, &f)));
+                }
+                LoginOutcome::ConnectionRefused => {
+                    let server = &opts.server;
+                    let f = reasons::Fatal::ConnectionRefused { server };
+                    return Err(Error::plain(reasons::fatal_line(lang, &f)));
                 }
             },
         };
-        let reason = render::refusal(lang, refusal.expect("set above"));
+        let reason = match refusal.expect("set above") {
+            Err(text) => text,
+            Ok(protocol::RefuseReason::InvalidName) => reasons::invalid_name(lang, &name, None),
+            Ok(r) => reasons::refusal(lang, r),
+        };
         if !interactive {
-            return Err(Error::plain(format!(
-                "cannot join as '{}': {reason}",
-                render::escape(&name)
-            )));
+            let f = reasons::Fatal::CannotJoin {
+                name: &name,
+                reason: &reason,
+                again: false,
+            };
+            return Err(Error::plain(reasons::fatal_line(lang, &f)));
         }
         let _ = writeln!(io::stderr(), "{}: {reason}", render::escape(&name));
     }
 }
 
-/// Reads a name from stdin: with a prompt on a terminal, without one otherwise.
-/// Reads byte by byte so that no later input is taken from stdin.
-fn read_name(lang: Lang, interactive: bool) -> Result<String> {
-    loop {
-        if interactive {
-            let mut err = io::stderr();
-            let _ = err.write_all(render::name_prompt(lang).as_bytes());
-            let _ = err.flush();
-        }
-        let mut bytes = Vec::new();
-        let mut b = [0u8; 1];
-        loop {
-            match nix::unistd::read(term::stdin_fd(), &mut b) {
-                Ok(0) if bytes.is_empty() => {
-                    return Err(Error::msg("read a name from", "stdin", "end of input"))
-                }
-                Ok(0) => break,
-                Ok(_) if b[0] == b'\n' => break,
-                Ok(_) => bytes.push(b[0]),
-                Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => return Err(Error::io("read a name from", "stdin", e.into())),
-            }
-        }
-        let name = String::from_utf8_lossy(&bytes).trim().to_string();
-        if !name.is_empty() || !interactive {
-            return Ok(name);
-        }
+/// [`login_blocking`], with `-- connecting to ADDR…` on a terminal while it
+/// waits (erased when it is over).
+fn login_showing_progress(
+    socket: &UdpSocket,
+    name: &str,
+    opts: &Options,
+    terminal: bool,
+) -> Result<LoginOutcome> {
+    let mut out = io::stdout();
+    if terminal {
+        let line = render::notice_line(opts.lang, &Notice::Connecting(&opts.server));
+        let _ = write!(out, "{line}").and_then(|_| out.flush());
     }
+    let outcome = login_blocking(socket, name, 0);
+    if terminal {
+        let _ = write!(out, "\r\x1b[K").and_then(|_| out.flush());
+    }
+    outcome
 }
 
 /// The end of one login attempt.
-pub enum Joined {
+pub enum LoginOutcome {
+    /// Let in.
     Welcome(Welcome),
+    /// Refused, with the server's reason.
     Refused(protocol::RefuseReason),
+    /// No answer within [`login::LOGIN_TIMEOUT`].
     NoAnswer,
+    /// The server's host answered with ICMP port unreachable: nothing
+    /// listens on that port.
+    ConnectionRefused,
 }
 
 /// Logs in with a blocking socket: the handshake of [`login`], bounded by
-/// [`login::LOGIN_TIMEOUT`]. ICMP "connection refused" counts as silence.
-pub fn login_blocking(socket: &UdpSocket, name: &str, prev: Token) -> Result<Joined> {
+/// [`login::LOGIN_TIMEOUT`]. ICMP "connection refused" ends it at once.
+pub fn login_blocking(socket: &UdpSocket, name: &str, prev: Token) -> Result<LoginOutcome> {
+    let refused = |e: &io::Error| e.kind() == io::ErrorKind::ConnectionRefused;
     let (mut login, join) = Login::start(name, prev, login::random_nonce(), Instant::now());
-    let _ = socket.send(&join);
+    if socket.send(&join).as_ref().is_err_and(refused) {
+        return Ok(LoginOutcome::ConnectionRefused);
+    }
     let mut buf = vec![0u8; MAX_DATAGRAM + 1];
     loop {
         let now = Instant::now();
@@ -297,23 +355,25 @@ pub fn login_blocking(socket: &UdpSocket, name: &str, prev: Token) -> Result<Joi
                     Err(_) => Step::Wait,
                 },
                 Ok(_) => Step::Wait,
+                Err(e) if refused(&e) => return Ok(LoginOutcome::ConnectionRefused),
                 Err(e) => match e.kind() {
                     io::ErrorKind::WouldBlock
                     | io::ErrorKind::TimedOut
-                    | io::ErrorKind::Interrupted
-                    | io::ErrorKind::ConnectionRefused => Step::Wait,
+                    | io::ErrorKind::Interrupted => Step::Wait,
                     _ => return Err(Error::io("receive from", socket_peer(socket), e)),
                 },
             }
         };
         match step {
             Step::Send(d) => {
-                let _ = socket.send(&d);
+                if socket.send(&d).as_ref().is_err_and(refused) {
+                    return Ok(LoginOutcome::ConnectionRefused);
+                }
             }
             Step::Wait => {}
-            Step::Welcome(w) => return Ok(Joined::Welcome(w)),
-            Step::Refused(r) => return Ok(Joined::Refused(r)),
-            Step::GiveUp => return Ok(Joined::NoAnswer),
+            Step::Welcome(w) => return Ok(LoginOutcome::Welcome(w)),
+            Step::Refused(r) => return Ok(LoginOutcome::Refused(r)),
+            Step::GiveUp => return Ok(LoginOutcome::NoAnswer),
         }
     }
 }
@@ -339,7 +399,8 @@ fn block_signals() -> nix::Result<()> {
         set.add(s);
     }
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)?;
-    // SAFETY: SIG_IGN installs no handler code.
+    // SAFETY: SIG_IGN installs no handler code, so nothing runs in signal
+    // context, and no handler is replaced that other code relies on.
     unsafe {
         nix::sys::signal::signal(Signal::SIGTTOU, nix::sys::signal::SigHandler::SigIgn)?;
     }
@@ -362,39 +423,73 @@ fn leave_once(socket: &UdpSocket, token: Token) {
 /// [`LEAVE_WAIT`]. Used by a process that reads the socket itself (the sender
 /// once the receiver is gone). The socket is non-blocking.
 pub fn leave_and_wait(socket: &UdpSocket, token: Token) -> bool {
+    leave_until_bye(&[(socket, token)]) == 0
+}
+
+/// [`leave_and_wait`] for many members at once, each with its own
+/// non-blocking socket connected to the server: LEAVE every [`LEAVE_RESEND`]
+/// until BYE or UNKNOWN_SESSION, for at most [`LEAVE_WAIT`]. Returns how
+/// many members heard neither.
+pub fn leave_until_bye(members: &[(&UdpSocket, Token)]) -> usize {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
     let start = Instant::now();
     let mut buf = vec![0u8; MAX_DATAGRAM + 1];
-    let mut next = start;
-    while start.elapsed() < LEAVE_WAIT {
-        if Instant::now() >= next {
-            leave_once(socket, token);
-            next = Instant::now() + LEAVE_RESEND;
-        }
-        loop {
-            match socket.recv(&mut buf) {
-                Ok(n) if n <= MAX_DATAGRAM => match protocol::decode_server(&buf[..n]) {
-                    Ok(ServerMsg::Bye { .. }) => return true,
-                    Ok(ServerMsg::UnknownSession { token: t }) if t == token => return true,
-                    _ => {}
-                },
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(_) => {}
+    let mut pending: Vec<usize> = (0..members.len()).collect();
+    while !pending.is_empty() && start.elapsed() < LEAVE_WAIT {
+        for (n, &k) in pending.iter().enumerate() {
+            leave_once(members[k].0, members[k].1);
+            if n % 256 == 255 {
+                // Do not overrun the server's receive buffer.
+                std::thread::sleep(Duration::from_millis(2));
             }
         }
-        std::thread::sleep(Duration::from_millis(10));
+        let round = Instant::now() + LEAVE_RESEND;
+        while !pending.is_empty() && Instant::now() < round {
+            pending.retain(|&k| {
+                let (socket, token) = members[k];
+                loop {
+                    match socket.recv(&mut buf) {
+                        Ok(n) if n <= MAX_DATAGRAM => match protocol::decode_server(&buf[..n]) {
+                            Ok(ServerMsg::Bye { .. }) => return false,
+                            Ok(ServerMsg::UnknownSession { token: t }) if t == token => {
+                                return false
+                            }
+                            _ => {}
+                        },
+                        Ok(_) => {}
+                        // A pending ICMP error is reported once: read on.
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                io::ErrorKind::ConnectionRefused | io::ErrorKind::Interrupted
+                            ) => {}
+                        Err(_) => return true, // would block, or nothing to read
+                    }
+                }
+            });
+            let wait = round.saturating_duration_since(Instant::now());
+            let mut fds: Vec<PollFd> = pending
+                .iter()
+                .map(|&k| PollFd::new(members[k].0.as_fd(), PollFlags::POLLIN))
+                .collect();
+            let _ = poll(
+                &mut fds,
+                PollTimeout::try_from(wait).unwrap_or(PollTimeout::MAX),
+            );
+        }
     }
-    false
+    pending.len()
 }
 
 /// Writes a line stamped with the local time to stdout (before the fork, or
 /// by a process that is the only one left).
-pub fn say_line(text: &str) {
+pub(crate) fn say_line(text: &str) {
     let _ = crate::stdio::out_line(&render::stamped(&render::local_hhmm(), text));
 }
 
 /// The signals waiting on a signalfd, read until it would block.
-pub fn pending_signals(fd: &mut nix::sys::signalfd::SignalFd) -> Vec<Signal> {
+pub(crate) fn pending_signals(fd: &mut nix::sys::signalfd::SignalFd) -> Vec<Signal> {
     let mut out = Vec::new();
     loop {
         match fd.read_signal() {
@@ -405,31 +500,4 @@ pub fn pending_signals(fd: &mut nix::sys::signalfd::SignalFd) -> Vec<Signal> {
         }
     }
     out
-}
-
-/// Waits up to `limit` for `child` to end, then kills it; returns its status.
-pub fn reap(child: Pid, limit: Duration) -> Option<nix::sys::wait::WaitStatus> {
-    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-    let start = Instant::now();
-    loop {
-        match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::StillAlive) => {}
-            Ok(s @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => return Some(s),
-            Ok(_) => {}
-            Err(nix::errno::Errno::EINTR) => {}
-            Err(_) => return None,
-        }
-        if start.elapsed() >= limit {
-            let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
-            loop {
-                match waitpid(child, None) {
-                    Err(nix::errno::Errno::EINTR) => continue,
-                    Ok(s @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => return Some(s),
-                    Ok(_) => continue,
-                    Err(_) => return None,
-                }
-            }
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }

@@ -4,13 +4,20 @@
 //! REJECT and new tokens reach it over the socketpair. It reaps the receiver
 //! before it exits, and takes over the LEAVE if the receiver was killed.
 
+use crate::client::command::{parse_line, Command};
 use crate::client::editor::{Action, Editor};
+use crate::client::lang::error_text;
+use crate::client::lines::{split_text, PipeLines, Piped};
 use crate::client::link::{ToReceiver, ToSender};
-use crate::client::outbox::{Outbox, Outgoing};
+use crate::client::names::{Completion, SeenNames};
+use crate::client::outgoing::{Outgoing, OutgoingQueue, WINDOW};
+use crate::client::reasons::{self, Fatal};
 use crate::client::render::{self, Lang, Notice, Undelivered};
 use crate::client::term::{self, StdinReader, TermModes};
-use crate::client::{code, leave_and_wait, pending_signals, reap, Session};
-use crate::protocol::{Token, MAX_NAME_BYTES, MAX_TEXT_BYTES};
+use crate::client::{code, leave_and_wait, pending_signals, Session};
+use crate::error::Error;
+use crate::process::{reap_one_of, reap_within, Reaped};
+use crate::protocol::Token;
 use mio::net::UnixDatagram;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token as MioToken};
@@ -27,6 +34,10 @@ const STDIN: MioToken = MioToken(0);
 const LINK: MioToken = MioToken(1);
 const SIGNALS: MioToken = MioToken(2);
 
+/// At most this many reads of stdin per turn of the loop.
+const READS_PER_TURN: usize = 4;
+/// Stdin is not read while this many messages wait to be sent.
+const MAX_BACKLOG: usize = 2 * WINDOW;
 /// After asking the receiver to quit, how long before it is killed.
 const QUIT_GRACE: Duration = Duration::from_millis(900);
 /// On end of input, how long we wait for the next acknowledgement before what
@@ -35,58 +46,7 @@ const QUIT_GRACE: Duration = Duration::from_millis(900);
 /// limit is sent whole, however long that takes.
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 
-/// What a line of input asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command {
-    Say(String),
-    Private { to: String, text: String },
-    Who,
-    Quit,
-    Help,
-    Unknown(String),
-    Usage(&'static str),
-    Nothing,
-}
-
-/// Parses one line of input. `//text` says `/text`.
-pub fn parse_line(line: &str) -> Command {
-    let line = line.trim_end();
-    if line.trim().is_empty() {
-        return Command::Nothing;
-    }
-    let Some(rest) = line.strip_prefix('/') else {
-        return Command::Say(line.to_string());
-    };
-    if rest.starts_with('/') {
-        return Command::Say(rest.to_string());
-    }
-    let (cmd, args) = match rest.find(char::is_whitespace) {
-        Some(i) => (&rest[..i], rest[i..].trim_start()),
-        None => (rest, ""),
-    };
-    match cmd {
-        "quit" | "exit" => Command::Quit,
-        "who" => Command::Who,
-        "help" | "?" => Command::Help,
-        "msg" => {
-            let (to, text) = match args.find(char::is_whitespace) {
-                Some(i) => (&args[..i], args[i..].trim_start()),
-                None => (args, ""),
-            };
-            if to.is_empty() || to.len() > MAX_NAME_BYTES || text.is_empty() {
-                Command::Usage("/msg NAME TEXT")
-            } else {
-                Command::Private {
-                    to: to.to_string(),
-                    text: text.to_string(),
-                }
-            }
-        }
-        _ => Command::Unknown(format!("/{cmd}")),
-    }
-}
-
-struct Sender {
+struct SenderProcess {
     socket: UdpSocket,
     link: UnixDatagram,
     link_open: bool,
@@ -97,10 +57,16 @@ struct Sender {
     name: String,
     lang: Lang,
     term: Option<TermModes>,
+    /// Stdin may have more to read (edge-triggered: until it would block).
+    stdin_ready: bool,
+    /// Stdin cannot be polled (a regular file, `/dev/zero`): it is always ready.
+    stdin_pollable: bool,
     editor: Editor,
-    pending: Vec<u8>,
-    outbox: Outbox,
-    /// End of input or `/quit`: quit once the outbox is empty (or at this deadline).
+    /// Members seen, for Tab completion.
+    names: SeenNames,
+    pipe: PipeLines,
+    queue: OutgoingQueue,
+    /// End of input or `/quit`: quit once the queue is empty (or at this deadline).
     draining: Option<Instant>,
     /// Quit was asked of the receiver, which is killed at this deadline.
     quit_sent: Option<(u8, Instant)>,
@@ -124,13 +90,15 @@ pub fn run(session: Session, link: OwnedFd, child: Pid, stdin: StdinReader) -> u
     {
         Ok(s) => s,
         Err(e) => {
-            crate::stdio::err_line(&format!("chat-client: cannot read signals: {e}"));
+            let e = Error::io("create", "signalfd", e.into());
+            let e = error_text(session.lang, &e);
+            crate::stdio::err_line(&format!("chat-client: {e}"));
             let _ = nix::sys::signal::kill(child, Signal::SIGTERM);
-            let status = reap(child, QUIT_GRACE);
+            let status = reap_within(child, QUIT_GRACE);
             return finish_without_loop(&session, &stdin, status);
         }
     };
-    let s = Sender {
+    let s = SenderProcess {
         link: UnixDatagram::from_std(std::os::unix::net::UnixDatagram::from(link)),
         link_open: true,
         signals,
@@ -140,9 +108,12 @@ pub fn run(session: Session, link: OwnedFd, child: Pid, stdin: StdinReader) -> u
         name: session.name.clone(),
         lang: session.lang,
         term: session.term.clone(),
+        stdin_ready: true,
+        stdin_pollable: false,
         editor: Editor::new(),
-        pending: Vec::new(),
-        outbox: Outbox::new(session.token),
+        names: SeenNames::new(),
+        pipe: PipeLines::new(),
+        queue: OutgoingQueue::new(session.token),
         draining: None,
         quit_sent: None,
         receiver_leaving: false,
@@ -164,11 +135,11 @@ fn finish_without_loop(session: &Session, stdin: &StdinReader, status: Option<Wa
     }
 }
 
-impl Sender {
+impl SenderProcess {
     fn run(mut self) -> u8 {
         let mut poll = match Poll::new() {
             Ok(p) => p,
-            Err(_) => return self.abandon(),
+            Err(e) => return self.abandon(Error::io("create", "poll", e)),
         };
         let sfd = self.signals.as_raw_fd();
         let ok = poll
@@ -178,19 +149,16 @@ impl Sender {
                 poll.registry()
                     .register(&mut SourceFd(&sfd), SIGNALS, Interest::READABLE)
             });
-        if ok.is_err() {
-            return self.abandon();
+        if let Err(e) = ok {
+            return self.abandon(Error::io("register", "signalfd", e));
         }
         let stdin_raw = self.stdin.fd.as_raw_fd();
-        let pollable = poll
+        // A regular file or /dev/zero cannot be polled (EPERM) but never
+        // blocks: it is read a little each turn, like a pipe that stays ready.
+        self.stdin_pollable = poll
             .registry()
             .register(&mut SourceFd(&stdin_raw), STDIN, Interest::READABLE)
             .is_ok();
-        // A regular file or /dev/null cannot be polled (EPERM) but never blocks:
-        // read it all now.
-        if !pollable {
-            self.drain_stdin();
-        }
         let mut events = Events::with_capacity(16);
         self.drain_signals();
         loop {
@@ -198,29 +166,33 @@ impl Sender {
             if self.status.is_some() {
                 break;
             }
-            let wait = self
-                .next_deadline()
-                .saturating_duration_since(Instant::now());
+            let wait = if self.wants_input() {
+                Duration::ZERO
+            } else {
+                self.next_deadline()
+                    .saturating_duration_since(Instant::now())
+            };
             if let Err(e) = poll.poll(&mut events, Some(wait)) {
                 if e.kind() != io::ErrorKind::Interrupted {
-                    return self.abandon();
+                    return self.abandon(Error::io("poll", "stdin", e));
                 }
             }
             for ev in events.iter() {
                 match ev.token() {
-                    STDIN => self.drain_stdin(),
+                    STDIN => self.stdin_ready = true,
                     LINK => self.drain_link(),
                     SIGNALS => self.drain_signals(),
                     _ => {}
                 }
             }
+            self.read_stdin();
         }
         self.finish()
     }
 
     fn next_deadline(&self) -> Instant {
         let mut t = Instant::now() + Duration::from_secs(3600);
-        if let Some(d) = self.outbox.next_deadline() {
+        if let Some(d) = self.queue.next_deadline() {
             t = t.min(d);
         }
         if let Some(d) = self.draining {
@@ -235,7 +207,7 @@ impl Sender {
     /// Sends what is due, reports what failed, and moves the quit along.
     fn pump(&mut self, now: Instant) {
         if !self.receiver_leaving {
-            let (datagrams, failed) = self.outbox.poll(now);
+            let (datagrams, failed) = self.queue.poll(now);
             for d in datagrams {
                 let _ = self.socket.send(&d);
             }
@@ -244,9 +216,9 @@ impl Sender {
             }
         }
         if let Some(deadline) = self.draining {
-            if self.outbox.is_empty() || now >= deadline {
+            if self.queue.is_empty() || now >= deadline {
                 self.draining = None;
-                for msg in self.outbox.cancel_all() {
+                for msg in self.queue.cancel_all() {
                     self.not_delivered(&msg, Undelivered::NoAnswer);
                 }
                 self.ask_quit(code::OK);
@@ -257,7 +229,7 @@ impl Sender {
                 // The receiver did not end in time: it is killed and reaped,
                 // and `finish` does its LEAVE.
                 let _ = nix::sys::signal::kill(self.child, Signal::SIGKILL);
-                self.status = reap(self.child, QUIT_GRACE);
+                self.status = reap_within(self.child, QUIT_GRACE);
             }
         }
     }
@@ -296,37 +268,43 @@ impl Sender {
         }
     }
 
-    fn drain_stdin(&mut self) {
+    /// Input is read while it is there and the messages it makes can go out
+    /// soon: not while [`MAX_BACKLOG`] wait behind the window.
+    fn wants_input(&self) -> bool {
+        self.stdin_live && self.stdin_ready && self.queue.backlog() < MAX_BACKLOG
+    }
+
+    /// Reads stdin, at most [`READS_PER_TURN`] times, so that an endless input
+    /// leaves signals and the receiver their turn.
+    fn read_stdin(&mut self) {
         let mut buf = [0u8; 4096];
-        while self.stdin_live {
+        for _ in 0..READS_PER_TURN {
+            if !self.wants_input() {
+                break;
+            }
             match nix::unistd::read(self.stdin.fd.as_fd(), &mut buf) {
-                Ok(0) => {
-                    self.end_of_input();
-                    break;
-                }
+                Ok(0) => self.end_of_input(),
                 Ok(n) => self.input(&buf[..n]),
-                Err(nix::errno::Errno::EAGAIN) => break,
+                Err(nix::errno::Errno::EAGAIN) => self.stdin_ready = !self.stdin_pollable,
                 Err(nix::errno::Errno::EINTR) => {}
-                Err(_) => {
-                    // EIO: the terminal hung up.
-                    self.end_of_input();
-                    break;
-                }
+                // EIO: the terminal hung up.
+                Err(_) => self.end_of_input(),
             }
         }
     }
 
     fn end_of_input(&mut self) {
-        if self.term.is_none() && !self.pending.is_empty() {
-            let rest = std::mem::take(&mut self.pending);
-            self.line(&String::from_utf8_lossy(&rest));
+        if self.term.is_none() {
+            for piped in self.pipe.finish() {
+                self.piped(piped);
+            }
         }
         self.start_draining();
     }
 
     fn input(&mut self, bytes: &[u8]) {
         if self.term.is_some() {
-            let before = (self.editor.text(), self.editor.cursor());
+            let before = (self.editor.text().to_string(), self.editor.cursor());
             for action in self.editor.feed(bytes) {
                 self.send_edit();
                 match action {
@@ -335,33 +313,38 @@ impl Sender {
                         self.start_draining();
                         return;
                     }
+                    Action::Redraw => self.tell_receiver(ToReceiver::Redraw),
+                    Action::Complete => self.complete(),
+                    // ISIG is on while chatting: Ctrl-C is SIGINT, never a key.
+                    Action::Interrupt => {}
                 }
                 if !self.stdin_live {
                     return;
                 }
             }
-            if (self.editor.text(), self.editor.cursor()) != before {
+            if (self.editor.text(), self.editor.cursor()) != (before.0.as_str(), before.1) {
                 self.send_edit();
             }
         } else {
-            self.pending.extend_from_slice(bytes);
-            while let Some(i) = self.pending.iter().position(|&b| b == b'\n') {
-                let mut line: Vec<u8> = self.pending.drain(..=i).collect();
-                line.pop();
-                if line.last() == Some(&b'\r') {
-                    line.pop();
-                }
-                self.line(&String::from_utf8_lossy(&line));
+            for piped in self.pipe.feed(bytes) {
                 if !self.stdin_live {
                     return;
                 }
+                self.piped(piped);
             }
+        }
+    }
+
+    fn piped(&mut self, piped: Piped) {
+        match piped {
+            Piped::Line(line) => self.line(&line),
+            Piped::Part(msg) => self.queue.push(msg),
         }
     }
 
     fn send_edit(&mut self) {
         let m = ToReceiver::Edit {
-            line: self.editor.text(),
+            line: self.editor.text().to_string(),
             cursor: self.editor.cursor() as u32,
         };
         self.tell_receiver(m);
@@ -371,26 +354,26 @@ impl Sender {
         match parse_line(line) {
             Command::Nothing => {}
             Command::Say(text) => {
-                if text.len() > MAX_TEXT_BYTES {
-                    self.notice(Notice::TooLong(text.len()));
-                    return;
+                let parts = split_text(&text);
+                self.parts_notice(parts.len());
+                for part in parts {
+                    if self.term.is_some() {
+                        let echo = render::own_said(self.lang, &self.name, part);
+                        self.tell_receiver(ToReceiver::Print(echo));
+                    }
+                    self.queue.push(Outgoing::Say(part.to_string()));
                 }
-                if self.term.is_some() {
-                    let echo = render::own_said(self.lang, &self.name, &text);
-                    self.tell_receiver(ToReceiver::Print(echo));
-                }
-                self.outbox.push(Outgoing::Say(text));
             }
             Command::Private { to, text } => {
-                if text.len() > MAX_TEXT_BYTES {
-                    self.notice(Notice::TooLong(text.len()));
-                    return;
+                let parts = split_text(&text);
+                self.parts_notice(parts.len());
+                // Echoed once the server has taken it (the member may be absent).
+                for part in parts {
+                    self.queue.push(Outgoing::Private {
+                        to: to.clone(),
+                        text: part.to_string(),
+                    });
                 }
-                if self.term.is_some() {
-                    let echo = render::own_private(self.lang, &to, &text);
-                    self.tell_receiver(ToReceiver::Print(echo));
-                }
-                self.outbox.push(Outgoing::Private { to, text });
             }
             Command::Who => self.tell_receiver(ToReceiver::Who),
             Command::Quit => self.start_draining(),
@@ -400,34 +383,63 @@ impl Sender {
         }
     }
 
+    /// A line too long for one message goes in parts: say how many.
+    fn parts_notice(&mut self, parts: usize) {
+        if parts > 1 {
+            self.notice(Notice::SendingParts(parts));
+        }
+    }
+
+    /// Tab: completes the member name before the cursor (see
+    /// [`SeenNames::complete`]); the names are refreshed now and then.
+    fn complete(&mut self) {
+        if self.names.refresh_due(Instant::now()) {
+            self.tell_receiver(ToReceiver::RefreshNames);
+        }
+        let (start, word) = self.editor.word_before_cursor();
+        let head = &self.editor.text()[..start];
+        match self.names.complete(head, word, &self.name) {
+            Completion::Insert(with) => self.editor.replace_before_cursor(start, &with),
+            Completion::Candidates(list) => self.notice(Notice::Candidates(&list)),
+            Completion::Nothing => {}
+        }
+    }
+
     fn drain_link(&mut self) {
-        let mut buf = [0u8; 64];
+        let mut buf = [0u8; 256];
         while self.link_open {
             match self.link.recv(&mut buf) {
                 Ok(0) => {
                     // The receiver is gone (or going): reap it.
                     self.link_open = false;
                     if self.status.is_none() {
-                        self.status = reap(self.child, QUIT_GRACE);
+                        self.status = reap_within(self.child, QUIT_GRACE);
                     }
                 }
                 Ok(n) => match ToSender::decode(&buf[..n]) {
                     Some(ToSender::Ack(seq)) => {
-                        self.outbox.ack(seq);
+                        let acked = self.queue.ack(seq);
+                        if let (Some(Outgoing::Private { to, text }), Some(_)) = (acked, &self.term)
+                        {
+                            let echo = render::own_private(self.lang, &to, &text);
+                            self.tell_receiver(ToReceiver::Print(echo));
+                        }
                         if let Some(deadline) = &mut self.draining {
                             *deadline = Instant::now() + DRAIN_LIMIT;
                         }
                     }
                     Some(ToSender::Reject(seq, reason)) => {
-                        if let Some((msg, why)) = self.outbox.reject(seq, reason, Instant::now()) {
+                        if let Some((msg, why)) = self.queue.reject(seq, reason, Instant::now()) {
                             self.not_delivered(&msg, why);
                         }
                     }
-                    Some(ToSender::Rejoining) => self.outbox.hold(),
+                    Some(ToSender::Rejoining) => self.queue.hold(),
                     Some(ToSender::Token(t)) => {
                         self.token = t;
-                        self.outbox.new_token(t);
+                        self.queue.new_token(t);
                     }
+                    Some(ToSender::Seen(name)) => self.names.seen(&name),
+                    Some(ToSender::Gone(name)) => self.names.gone(&name),
                     Some(ToSender::Leaving) => {
                         self.receiver_leaving = true;
                         self.stdin_live = false;
@@ -440,7 +452,7 @@ impl Sender {
                 Err(_) => {
                     self.link_open = false;
                     if self.status.is_none() {
-                        self.status = reap(self.child, QUIT_GRACE);
+                        self.status = reap_within(self.child, QUIT_GRACE);
                     }
                 }
             }
@@ -453,18 +465,11 @@ impl Sender {
                 Signal::SIGINT => self.ask_quit(code::SIGINT),
                 Signal::SIGTERM => self.ask_quit(code::SIGTERM),
                 Signal::SIGHUP => self.ask_quit(code::SIGHUP),
-                Signal::SIGCHLD => {
-                    use nix::sys::wait::{waitpid, WaitPidFlag};
-                    if self.status.is_none() {
-                        match waitpid(self.child, Some(WaitPidFlag::WNOHANG)) {
-                            Ok(s @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => {
-                                self.status = Some(s)
-                            }
-                            Err(nix::errno::Errno::ECHILD) => {
-                                self.status = Some(WaitStatus::Exited(self.child, 1))
-                            }
-                            _ => {}
-                        }
+                Signal::SIGCHLD if self.status.is_none() => {
+                    match reap_one_of(&[self.child], Duration::ZERO) {
+                        Reaped::Ended(_, s) => self.status = Some(s),
+                        Reaped::Lost(..) => self.status = Some(WaitStatus::Exited(self.child, 1)),
+                        Reaped::Running => {}
                     }
                 }
                 _ => {}
@@ -474,33 +479,31 @@ impl Sender {
 
     /// Something broke before the loop could run: the receiver is told to quit,
     /// then reaped.
-    fn abandon(mut self) -> u8 {
+    fn abandon(mut self, why: Error) -> u8 {
+        let why = error_text(self.lang, &why);
+        crate::stdio::err_line(&format!("chat-client: {why}"));
         self.ask_quit(code::FAIL);
-        self.status = reap(self.child, QUIT_GRACE);
+        self.status = reap_within(self.child, QUIT_GRACE);
         self.finish()
     }
 
     /// The receiver has ended (its status is known). If it was killed, this
     /// process is the last one: it tells the server, then gives the terminal
     /// its modes back.
-    fn finish(mut self) -> u8 {
+    fn finish(self) -> u8 {
         let code = match self.status {
             Some(WaitStatus::Exited(_, c)) => c as u8,
             other => {
-                let how = match other {
-                    Some(WaitStatus::Signaled(_, sig, _)) => format!("killed by {sig}"),
-                    _ => "lost".to_string(),
+                let signal = match other {
+                    Some(WaitStatus::Signaled(_, sig, _)) => Some(sig.as_str()),
+                    _ => None,
                 };
                 if self.term.is_some() {
                     let _ = crate::stdio::line(&mut io::stdout().lock(), "\r\x1b[K");
                 }
-                crate::stdio::err_line(&format!(
-                    "chat-client: the receiver process was {how}; leaving"
-                ));
+                let why = reasons::fatal_line(self.lang, &Fatal::ReceiverEnded { signal });
+                crate::stdio::err_line(&format!("chat-client: {why}"));
                 let requested = self.quit_sent.map(|(c, _)| c);
-                for msg in self.outbox.cancel_all() {
-                    let _ = msg; // nothing can print them any more
-                }
                 leave_and_wait(&self.socket, self.token);
                 requested.unwrap_or(code::FAIL)
             }
@@ -509,32 +512,6 @@ impl Sender {
             let _ = m.restore(term::stdin_fd());
         }
         term::restore_stdin_flags(self.stdin.saved_flags());
-        let _ = self.stdin.fd.as_fd();
         code
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn commands() {
-        assert_eq!(parse_line("hi there "), Command::Say("hi there".into()));
-        assert_eq!(parse_line("   "), Command::Nothing);
-        assert_eq!(parse_line("/quit"), Command::Quit);
-        assert_eq!(parse_line("/who"), Command::Who);
-        assert_eq!(parse_line("/help"), Command::Help);
-        assert_eq!(
-            parse_line("/msg bob  hello you"),
-            Command::Private {
-                to: "bob".into(),
-                text: "hello you".into()
-            }
-        );
-        assert_eq!(parse_line("/msg bob"), Command::Usage("/msg NAME TEXT"));
-        assert_eq!(parse_line("/msg"), Command::Usage("/msg NAME TEXT"));
-        assert_eq!(parse_line("/frob x"), Command::Unknown("/frob".into()));
-        assert_eq!(parse_line("//who"), Command::Say("/who".into()));
     }
 }

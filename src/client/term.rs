@@ -13,13 +13,15 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 /// Standard input, borrowed.
 pub fn stdin_fd() -> BorrowedFd<'static> {
-    // SAFETY: fd 0 stays open for the life of the process (reopened on /dev/null if closed).
+    // SAFETY: fd 0 stays open for the life of the process: `main` reopens it on
+    // /dev/null if it was closed, and nothing closes it.
     unsafe { BorrowedFd::borrow_raw(0) }
 }
 
 /// Standard output, borrowed.
 pub fn stdout_fd() -> BorrowedFd<'static> {
-    // SAFETY: as above, fd 1.
+    // SAFETY: fd 1 stays open for the life of the process: `main` reopens it on
+    // /dev/null if it was closed, and nothing closes it.
     unsafe { BorrowedFd::borrow_raw(1) }
 }
 
@@ -73,15 +75,34 @@ impl TermModes {
 
 /// The terminal's width in columns (80 when unknown).
 pub fn columns(fd: BorrowedFd<'_>) -> usize {
+    window_size(fd).0
+}
+
+/// The terminal's width in columns and height in rows (80 by 24 when unknown).
+pub fn window_size(fd: BorrowedFd<'_>) -> (usize, usize) {
     use std::os::fd::AsRawFd;
-    let mut ws: nix::libc::winsize = unsafe { std::mem::zeroed() };
-    // SAFETY: TIOCGWINSZ writes one winsize into `ws`.
+    let mut ws = nix::libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes one `winsize` through the pointer, which points
+    // to `ws`, alive and writable for the call; `fd` is open (borrowed).
     let r = unsafe { nix::libc::ioctl(fd.as_raw_fd(), nix::libc::TIOCGWINSZ, &mut ws) };
-    if r == 0 && ws.ws_col > 0 {
-        ws.ws_col as usize
+    if r == 0 && ws.ws_col > 0 && ws.ws_row > 0 {
+        (ws.ws_col as usize, ws.ws_row as usize)
     } else {
-        80
+        (80, 24)
     }
+}
+
+/// Does the terminal rewrap its lines when its width changes? Most do (tmux,
+/// VTE, kitty, iTerm2, Windows Terminal); xterm (`XTERM_VERSION` set) and the
+/// Linux console (`TERM=linux`) do not.
+pub fn reflows(get: impl Fn(&str) -> Option<String>) -> bool {
+    get("TMUX").is_some()
+        || !(get("XTERM_VERSION").is_some() || get("TERM").is_some_and(|t| t == "linux"))
 }
 
 /// A non-blocking reader of stdin that leaves fd 0's own flags alone.

@@ -1,5 +1,6 @@
 //! The admin console: a line is an admin message to everyone; `/who`,
-//! `/kick NAME` and `/stats` are commands. Replies are text for the operator.
+//! `/kick NAME`, `/stats` and `/help` are commands (`/shutdown` is the
+//! server's own). Replies are text for the operator.
 
 use super::{Broadcast, Room};
 use crate::protocol::{
@@ -7,6 +8,17 @@ use crate::protocol::{
 };
 use std::fmt::Write as _;
 use std::time::Instant;
+
+/// What `/help` shows on the admin console.
+const CONSOLE_HELP: &str = "\
+a line not starting with / is sent to every member as an admin message
+/who          the members, their addresses and how long each has been silent
+/kick NAME    removes NAME from the room
+/stats        the server's counters
+/shutdown     tells every member the server is closing, then exits
+/help         this list
+//text        sends a message that begins with /
+Ctrl-D on a terminal leaves the server running; Ctrl-C or /shutdown ends it";
 
 impl Room {
     /// Handles one line typed on the admin console; returns what to show the
@@ -26,10 +38,11 @@ impl Room {
         match (words.next(), words.next(), words.next()) {
             (Some("who"), None, _) => self.console_who(now),
             (Some("stats"), None, _) => self.console_stats(),
+            (Some("help" | "?"), _, _) => CONSOLE_HELP.to_string(),
             (Some("kick"), Some(name), None) => self.kick(name),
             (Some("kick"), _, _) => "usage: /kick NAME".to_string(),
             _ => format!(
-                "unknown command '/{}': try /who, /kick NAME, /stats (start a line with // to send one beginning with /)",
+                "unknown command '/{}': try /help",
                 cmd.split_whitespace().next().unwrap_or("")
             ),
         }

@@ -3,9 +3,7 @@
 
 use super::members::Member;
 use super::{Broadcast, Bucket, Peer, Room, SeqWindow, COOKIE_WINDOW_SECS};
-use crate::protocol::{
-    check_name, name_key, Cookie, Event, NameError, RefuseReason, ServerMsg, Token,
-};
+use crate::protocol::{admit_name, Cookie, Event, RefuseReason, ServerMsg, Token};
 use siphasher::sip128::SipHasher24;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
@@ -89,12 +87,16 @@ impl Room {
         let refuse = |room: &mut Room, reason| {
             room.out.reply(peer, &ServerMsg::Refused { nonce, reason });
         };
-        match check_name(name) {
-            Ok(()) => {}
-            Err(NameError::Invalid) => return refuse(self, RefuseReason::InvalidName),
-            Err(NameError::Reserved) => return refuse(self, RefuseReason::Reserved),
-        }
-        let key = name_key(name);
+        // A name with the key of a member at another address looks like that
+        // member's (a member's own re-JOIN is sorted out by `admission`).
+        let taken = |key: &str| {
+            let m = self.members.get(self.members.by_key(key)?);
+            (m.peer.addr != peer.addr).then(|| m.name.to_string())
+        };
+        let key = match admit_name(name, taken) {
+            Ok(key) => key,
+            Err(e) => return refuse(self, e.refuse_reason()),
+        };
         let admission = self.admission(&key, &peer.addr, prev_token, nonce);
         let rejoin = match admission {
             Admission::Refuse(r) => return refuse(self, r),

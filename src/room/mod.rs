@@ -10,11 +10,13 @@
 //! the events queued for each member into EVENTS datagrams) and, once the
 //! output is sent, [`Room::end_turn`].
 
+pub mod budget;
 mod console;
 mod join;
 mod limits;
 mod members;
 mod outbox;
+pub mod repair;
 
 pub use limits::{Bucket, SeqWindow, SourceLimiter, SEQ_WINDOW};
 pub use outbox::{Outbox, Transmit};
@@ -35,7 +37,11 @@ pub const COOKIE_WINDOW_SECS: u64 = 30;
 /// replies leave from the same address on a host with several.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Local {
+    /// The local address to reply from (for a unicast datagram, the one it
+    /// was sent to).
     pub ip: IpAddr,
+    /// The index of the interface it arrived on, for IPv6 (0 for IPv4, where
+    /// it is not used).
     pub ifindex: u32,
 }
 
@@ -43,7 +49,9 @@ pub struct Local {
 /// local address it arrived on, when known.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Peer {
+    /// The remote address: the member's identity, and where replies go.
     pub addr: SocketAddr,
+    /// The local end the datagram arrived on, to reply from; `None` when not known.
     pub local: Option<Local>,
 }
 
@@ -66,8 +74,9 @@ pub struct Config {
     pub rate: f64,
     /// How many SAY/PRIVATE a member may send at once.
     pub burst: f64,
-    /// Replies per second to one non-member IP address, and the burst.
+    /// Replies per second to one non-member IP address.
     pub stranger_rate: f64,
+    /// How many replies one non-member IP address may get at once.
     pub stranger_burst: f64,
     /// Pack a turn's events for a member into as few datagrams as fit.
     pub packing: bool,
@@ -91,15 +100,22 @@ impl Default for Config {
 /// Counters for the console's `/stats`. The server adds what only it sees.
 #[derive(Debug, Default, Clone)]
 pub struct Stats {
+    /// Datagrams handed to [`Room::handle`].
     pub datagrams_in: u64,
+    /// Datagrams sent (counted by the server).
     pub datagrams_out: u64,
+    /// Datagrams that could not be decoded.
     pub malformed: u64,
+    /// Datagrams the kernel refused to send (counted by the server).
     pub dropped_sends: u64,
+    /// Messages refused by flood control, and replies to non-members not
+    /// sent because of their per-address limit.
     pub rate_limited: u64,
     /// A known token from an address that is not its member's.
     pub forged: u64,
     /// Datagrams with a token the room does not know.
     pub unknown_sessions: u64,
+    /// The most members the room has had at once.
     pub peak: usize,
 }
 
@@ -170,11 +186,6 @@ impl Room {
             log: Vec::new(),
             stats: Stats::default(),
         }
-    }
-
-    /// The configuration.
-    pub fn config(&self) -> &Config {
-        &self.cfg
     }
 
     /// How many members there are.

@@ -59,11 +59,6 @@ impl Outbox {
         head.into_iter().chain(parts)
     }
 
-    /// How many slices `t` has (an upper bound for iovec space).
-    pub fn slice_count(&self, t: &Transmit) -> usize {
-        (t.head_len > 0) as usize + (t.parts.end - t.parts.start) as usize
-    }
-
     /// The size of datagram `t`.
     pub fn len_of(&self, t: &Transmit) -> usize {
         self.slices(t).map(<[u8]>::len).sum()
@@ -72,10 +67,6 @@ impl Outbox {
     /// Datagram `t` as one buffer (for tests and simple senders).
     pub fn to_vec(&self, t: &Transmit) -> Vec<u8> {
         self.slices(t).flat_map(|s| s.iter().copied()).collect()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.transmits.is_empty()
     }
 
     /// Forgets everything (keeps the capacity).

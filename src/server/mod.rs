@@ -3,23 +3,21 @@
 //! console lines go into the [`Room`], what the room queues goes out in
 //! `sendmmsg` batches, and the loop sleeps until the room's next deadline.
 
-mod udp;
-
-pub use udp::{bind, Receiver, SendCount, Sender, BATCH};
+mod console;
 
 use crate::error::{Error, Result};
+use crate::net::{bind_server_socket, BatchReceiver, BatchSender, Outgoing, BATCH};
 use crate::room::{Config, Room};
 use crate::stdio;
+use console::{Console, ConsoleState};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use siphasher::sip128::SipHasher24;
-use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Poll token of the UDP socket.
@@ -35,8 +33,6 @@ const SIGNALS: Token = Token(2);
 const TURN_BUDGET: usize = 4 * BATCH;
 /// The malformed-datagram summary is logged at most this often.
 const MALFORMED_SUMMARY_EVERY: Duration = Duration::from_secs(5);
-/// A console line longer than this is discarded.
-const MAX_CONSOLE_LINE: usize = 64 * 1024;
 
 /// Everything the server needs to know.
 #[derive(Debug, Clone)]
@@ -48,7 +44,7 @@ pub struct Options {
 }
 
 /// Writes one log line to stderr, with a UTC timestamp.
-pub fn log(msg: &str) {
+fn log(msg: &str) {
     stdio::err_line(&format!("{} {msg}", timestamp(SystemTime::now())));
 }
 
@@ -82,86 +78,6 @@ fn unix_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// The admin console: stdin, opened as a new open file description so that
-/// making it non-blocking does not affect the shell or a terminal shared with
-/// stdout, split into lines by hand (edge-triggered: read to WouldBlock).
-struct Console {
-    file: File,
-    buf: Vec<u8>,
-    /// Dropping the rest of a line that was too long.
-    skipping: bool,
-}
-
-impl Console {
-    /// Opens and registers stdin, or says why the console is off.
-    fn open(poll: &Poll) -> std::result::Result<Console, String> {
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC)
-            .open("/proc/self/fd/0")
-            .map_err(|e| format!("cannot open stdin: {}", crate::error::os_reason(&e)))?;
-        poll.registry()
-            .register(&mut SourceFd(&file.as_raw_fd()), STDIN, Interest::READABLE)
-            .map_err(|e| {
-                format!(
-                    "stdin is not a terminal or pipe, epoll refuses it: {}",
-                    crate::error::os_reason(&e)
-                )
-            })?;
-        Ok(Console {
-            file,
-            buf: Vec::new(),
-            skipping: false,
-        })
-    }
-
-    /// Reads what is there; returns the complete lines, and whether stdin is
-    /// finished (EOF or an error, with the reason).
-    fn read(&mut self) -> (Vec<String>, Option<String>) {
-        let mut chunk = [0u8; 4096];
-        let mut end = None;
-        loop {
-            match self.file.read(&mut chunk) {
-                Ok(0) => {
-                    end = Some("end of input".to_string());
-                    break;
-                }
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    end = Some(format!(
-                        "cannot read stdin: {}",
-                        crate::error::os_reason(&e)
-                    ));
-                    break;
-                }
-            }
-        }
-        let mut lines = Vec::new();
-        while let Some(nl) = self.buf.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = self.buf.drain(..=nl).collect();
-            if std::mem::take(&mut self.skipping) {
-                continue;
-            }
-            lines.push(String::from_utf8_lossy(&line[..nl]).into_owned());
-        }
-        if self.buf.len() > MAX_CONSOLE_LINE {
-            self.buf.clear();
-            if !self.skipping {
-                log(&format!(
-                    "console: line longer than {MAX_CONSOLE_LINE} bytes, ignored"
-                ));
-            }
-            self.skipping = true;
-        }
-        if end.is_some() && !self.buf.is_empty() && !self.skipping {
-            lines.push(String::from_utf8_lossy(&std::mem::take(&mut self.buf)).into_owned());
-        }
-        (lines, end)
-    }
-}
-
 /// Blocks SIGINT and SIGTERM and returns a signalfd that reports them.
 fn signal_fd() -> Result<SignalFd> {
     let mut mask = SigSet::empty();
@@ -191,9 +107,47 @@ fn read_signals(sfd: &SignalFd) -> Option<String> {
     }
 }
 
+/// Opens and registers the console, or says why it is off.
+fn open_console(poll: &Poll) -> std::result::Result<Console, String> {
+    let c = Console::open()?;
+    poll.registry()
+        .register(
+            &mut SourceFd(&c.file.as_raw_fd()),
+            STDIN,
+            Interest::READABLE,
+        )
+        .map_err(|e| {
+            format!(
+                "stdin is not a terminal or pipe, epoll refuses it: {}",
+                crate::error::os_reason(&e)
+            )
+        })?;
+    Ok(c)
+}
+
+/// Logs what changed in the console's state.
+fn log_console(state: &ConsoleState) {
+    match state {
+        ConsoleState::On => log(&format!(
+            "admin console on: type a line to send it to everyone; {}",
+            console::COMMANDS
+        )),
+        ConsoleState::Paused => log("admin console paused (background)"),
+        ConsoleState::EndOfInputOnTerminal => {
+            log("(the server keeps running; /shutdown closes the room)")
+        }
+        ConsoleState::Off(why) => log(&format!("admin console off ({why})")),
+    }
+}
+
 /// Receives and handles datagrams until the socket is drained (returns
 /// false) or the turn's budget is spent (returns true: more may be waiting).
-fn drain_socket(fd: RawFd, rx: &mut Receiver, room: &mut Room, now: Instant) -> Result<bool> {
+fn drain_socket(
+    fd: BorrowedFd<'_>,
+    rx: &mut BatchReceiver,
+    room: &mut Room,
+    now: Instant,
+) -> Result<bool> {
     let unix = unix_secs();
     let mut handled = 0;
     while handled < TURN_BUDGET {
@@ -224,7 +178,9 @@ fn drain_socket(fd: RawFd, rx: &mut Receiver, room: &mut Room, now: Instant) -> 
 pub fn run(opts: &Options) -> Result<()> {
     // Signals first: once "listening on" is out, SIGTERM must find them handled.
     let sfd = signal_fd()?;
-    let sock = bind(opts.bind)?;
+    console::ignore_terminal_stop_signals()
+        .map_err(|e| Error::io("ignore", "SIGTTIN and SIGTTOU", e.into()))?;
+    let sock = bind_server_socket(opts.bind)?;
     let local = sock
         .local_addr()
         .map_err(|e| Error::io("read the address of", opts.bind, e))?;
@@ -257,9 +213,9 @@ pub fn run(opts: &Options) -> Result<()> {
     poll.registry()
         .register(&mut SourceFd(&sfd.as_raw_fd()), SIGNALS, Interest::READABLE)
         .map_err(|e| Error::io("register", "signalfd", e))?;
-    let mut console = match Console::open(&poll) {
-        Ok(c) => {
-            log("admin console on: type a line to send it to everyone, /who, /kick NAME, /stats");
+    let mut console = match open_console(&poll) {
+        Ok(mut c) => {
+            log_console(&c.start_state());
             Some(c)
         }
         Err(why) => {
@@ -269,15 +225,20 @@ pub fn run(opts: &Options) -> Result<()> {
     };
 
     let mut events = Events::with_capacity(16);
-    let mut rx = Receiver::new();
-    let mut tx = Sender::new();
+    let mut rx = BatchReceiver::new();
+    let mut tx = BatchSender::new();
     let mut socket_ready = true; // drain what arrived before registration
+    let mut console_ready = true;
     let mut last_summary: Option<Instant> = None;
     loop {
         let now = Instant::now();
         let mut deadline = room.next_deadline();
         if room.malformed_pending() {
             let at = last_summary.map_or(now, |t| t + MALFORMED_SUMMARY_EVERY);
+            deadline = Some(deadline.map_or(at, |d| d.min(at)));
+        }
+        if console.as_ref().is_some_and(Console::is_paused) {
+            let at = now + console::PAUSED_CHECK;
             deadline = Some(deadline.map_or(at, |d| d.min(at)));
         }
         let timeout = if socket_ready {
@@ -297,29 +258,40 @@ pub fn run(opts: &Options) -> Result<()> {
             match ev.token() {
                 SOCKET => socket_ready = true,
                 SIGNALS => stop = read_signals(&sfd).or(stop),
-                STDIN => {
-                    if let Some(c) = console.as_mut() {
-                        let (lines, end) = c.read();
-                        for line in lines {
-                            let reply = room.console(now, &line);
-                            if !reply.is_empty() {
-                                let _ = stdio::out_line(&reply);
-                            }
-                        }
-                        if let Some(why) = end {
-                            let _ = poll
-                                .registry()
-                                .deregister(&mut SourceFd(&c.file.as_raw_fd()));
-                            console = None;
-                            log(&format!("admin console off ({why})"));
-                        }
-                    }
-                }
+                STDIN => console_ready = true,
                 _ => {}
             }
         }
+        // `fg` sends no signal to a job that was running: look each turn.
+        if let Some(state) = console.as_mut().and_then(Console::back_in_foreground) {
+            log_console(&state);
+            console_ready = true;
+        }
+        if let Some(c) = console.as_mut().filter(|_| console_ready) {
+            console_ready = false;
+            let (lines, state) = c.read();
+            for line in lines {
+                if line.trim() == "/shutdown" {
+                    stop = Some("/shutdown".to_string());
+                    break;
+                }
+                let reply = room.console(now, &line);
+                if !reply.is_empty() {
+                    let _ = stdio::out_line(&reply);
+                }
+            }
+            if state != ConsoleState::On {
+                log_console(&state);
+            }
+            if let ConsoleState::Off(_) = state {
+                let _ = poll
+                    .registry()
+                    .deregister(&mut SourceFd(&c.file.as_raw_fd()));
+                console = None;
+            }
+        }
         if socket_ready && stop.is_none() {
-            socket_ready = drain_socket(fd, &mut rx, &mut room, now)?;
+            socket_ready = drain_socket(sock.as_fd(), &mut rx, &mut room, now)?;
         }
         room.expire(now);
         if let Some(sig) = &stop {
@@ -329,7 +301,14 @@ pub fn run(opts: &Options) -> Result<()> {
             room.shutdown();
         }
         let out = room.flush();
-        let n = tx.send(fd, out);
+        let n = tx.send(
+            &sock,
+            out.transmits().iter().map(|t| Outgoing {
+                to: Some(t.peer.addr),
+                from: t.peer.local,
+                pieces: out.slices(t),
+            }),
+        );
         room.end_turn();
         room.stats.datagrams_out += n.sent;
         room.stats.dropped_sends += n.dropped;

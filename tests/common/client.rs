@@ -23,10 +23,7 @@ pub const WAIT: Duration = Duration::from_secs(10);
 /// second process that outlives its parent (or is left a zombie) is re-parented
 /// here, where [`leftovers`] sees it.
 pub fn become_subreaper() {
-    // SAFETY: prctl with integer arguments only.
-    unsafe {
-        nix::libc::prctl(nix::libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
-    }
+    nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");
 }
 
 /// `(pid, ppid, state)` of every process, from /proc.
@@ -222,9 +219,14 @@ impl Client {
         Client::spawn_cmd(cmd)
     }
 
-    pub fn spawn_cmd(mut cmd: Command) -> Client {
+    pub fn spawn_cmd(cmd: Command) -> Client {
+        Client::spawn_cmd_with_stdin(cmd, Stdio::piped())
+    }
+
+    /// Like [`Client::spawn_cmd`], with this stdin instead of a pipe.
+    pub fn spawn_cmd_with_stdin(mut cmd: Command, stdin: Stdio) -> Client {
         become_subreaper();
-        cmd.stdin(Stdio::piped())
+        cmd.stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
@@ -243,6 +245,13 @@ impl Client {
 
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
+    }
+
+    /// Writes bytes on stdin as they are (no newline added).
+    pub fn write_raw(&mut self, bytes: &[u8]) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        stdin.write_all(bytes).unwrap();
+        stdin.flush().unwrap();
     }
 
     pub fn send(&mut self, line: &str) {

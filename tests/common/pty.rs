@@ -12,44 +12,70 @@ use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use unicode_width::UnicodeWidthChar;
 
-/// A screen of `rows` lines that scrolls, fed with the terminal's output.
+/// A terminal's screen as a scrollback of rows, fed with the terminal's
+/// output: rows as wide as the window, a character that does not fit wraps
+/// to the next row (as xterm and tmux do), and the width can change midway
+/// (a resize), from the byte where it happened on.
 #[derive(Debug, Clone)]
 pub struct Screen {
     pub lines: Vec<Vec<char>>,
     pub row: usize,
+    /// The cursor's column; equal to the width after the last column was
+    /// written (the next character wraps).
     pub col: usize,
+    pub cols: usize,
 }
 
 impl Screen {
-    pub fn render(bytes: &[u8]) -> Screen {
-        let text = String::from_utf8_lossy(bytes);
+    /// The screen after `bytes`, in a window `widths[0].1` columns wide whose
+    /// width became `w` at byte `at` for each later `(at, w)`.
+    pub fn render(bytes: &[u8], widths: &[(usize, usize)]) -> Screen {
         let mut s = Screen {
             lines: vec![Vec::new()],
             row: 0,
             col: 0,
+            cols: widths.first().map_or(80, |w| w.1),
         };
+        let mut start = 0;
+        for &(at, cols) in widths.iter().skip(1) {
+            let at = at.min(bytes.len());
+            s.feed(&bytes[start..at]);
+            start = at;
+            s.cols = cols;
+            s.col = s.col.min(cols);
+        }
+        s.feed(&bytes[start..]);
+        s
+    }
+
+    fn down(&mut self) {
+        self.row += 1;
+        if self.lines.len() <= self.row {
+            self.lines.push(Vec::new());
+        }
+    }
+
+    fn feed(&mut self, bytes: &[u8]) {
+        let text = String::from_utf8_lossy(bytes);
+        let s = self;
         let mut chars = text.chars().peekable();
         while let Some(c) = chars.next() {
             match c {
                 '\r' => s.col = 0,
-                '\n' => {
-                    s.row += 1;
-                    if s.lines.len() <= s.row {
-                        s.lines.push(Vec::new());
-                    }
-                }
+                '\n' => s.down(),
+                '\x07' => {}
                 '\x1b' => {
                     if chars.peek() == Some(&'[') {
                         chars.next();
                         let mut n = String::new();
                         let mut fin = ' ';
                         for d in chars.by_ref() {
-                            if d.is_ascii_digit() || d == ';' {
+                            if d.is_ascii_digit() || d == ';' || d == '?' {
                                 n.push(d);
                             } else {
                                 fin = d;
@@ -57,13 +83,15 @@ impl Screen {
                             }
                         }
                         let n: usize = n.parse().unwrap_or(1);
+                        let last = s.cols.saturating_sub(1);
                         match fin {
                             'K' => {
-                                let line = &mut s.lines[s.row];
-                                line.truncate(s.col);
+                                let col = s.col;
+                                s.lines[s.row].truncate(col);
                             }
-                            'C' => s.col += n,
-                            'D' => s.col = s.col.saturating_sub(n),
+                            'C' => s.col = (s.col.min(last) + n).min(last),
+                            'D' => s.col = s.col.min(last).saturating_sub(n),
+                            'A' => s.row = s.row.saturating_sub(n),
                             _ => {}
                         }
                     }
@@ -73,19 +101,23 @@ impl Screen {
                     if w == 0 {
                         continue;
                     }
+                    if s.col + w > s.cols {
+                        s.down();
+                        s.col = 0;
+                    }
+                    let col = s.col;
                     let line = &mut s.lines[s.row];
-                    while line.len() < s.col + w {
+                    while line.len() < col + w {
                         line.push(' ');
                     }
-                    line[s.col] = c;
+                    line[col] = c;
                     if w == 2 {
-                        line[s.col + 1] = '\0'; // the right half of a wide character
+                        line[col + 1] = '\0'; // the right half of a wide character
                     }
                     s.col += w;
                 }
             }
         }
-        s
     }
 
     /// Line `i` as text (wide characters once, trailing spaces trimmed).
@@ -117,13 +149,28 @@ pub struct PtyClient {
     pub slave: OwnedFd,
     pub modes_at_start: Termios,
     output: Arc<Mutex<Vec<u8>>>,
+    /// The window's width from each byte of the output on: `(at, cols)`.
+    widths: Mutex<Vec<(usize, usize)>>,
     stop: Arc<AtomicBool>,
+    /// How many times the reader found nothing to read for 50 ms.
+    quiet: Arc<AtomicU64>,
     /// The client's second process, once found.
     pub helper: Option<i32>,
 }
 
 impl PtyClient {
     pub fn spawn(args: &[&str], cols: u16) -> PtyClient {
+        PtyClient::spawn_program(crate::common::CLIENT, args, &[], cols)
+    }
+
+    /// Any program on a pty of `cols` columns, with these environment
+    /// variables added (TERM is xterm).
+    pub fn spawn_program(
+        program: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        cols: u16,
+    ) -> PtyClient {
         crate::common::become_subreaper();
         let ws = Winsize {
             ws_row: 24,
@@ -133,13 +180,16 @@ impl PtyClient {
         };
         let pty = openpty(&ws, None).expect("openpty");
         let modes_at_start = tcgetattr(&pty.slave).unwrap();
-        let mut cmd = Command::new(crate::common::CLIENT);
+        let mut cmd = Command::new(program);
         cmd.args(args)
             .env("TERM", "xterm")
+            .envs(env.iter().copied())
             .stdin(Stdio::from(pty.slave.try_clone().unwrap()))
             .stdout(Stdio::from(pty.slave.try_clone().unwrap()))
             .stderr(Stdio::from(pty.slave.try_clone().unwrap()));
-        // SAFETY: only async-signal-safe calls (setsid, ioctl) between fork and exec.
+        // SAFETY: the closure runs in the child between fork and exec, where only
+        // async-signal-safe calls are allowed: it makes two system calls
+        // (setsid, and ioctl TIOCSCTTY with an integer argument) and allocates nothing.
         unsafe {
             cmd.pre_exec(|| {
                 if nix::libc::setsid() == -1 {
@@ -151,14 +201,16 @@ impl PtyClient {
                 Ok(())
             });
         }
-        let child = cmd.spawn().expect("spawn chat-client on a pty");
+        let child = cmd.spawn().expect("spawn a program on a pty");
         let output = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
+        let quiet = Arc::new(AtomicU64::new(0));
         let master = pty.master;
         {
             let master = master.try_clone().unwrap();
             let output = output.clone();
             let stop = stop.clone();
+            let quiet = quiet.clone();
             std::thread::spawn(move || {
                 let mut buf = [0u8; 4096];
                 while !stop.load(Ordering::Relaxed) {
@@ -167,7 +219,12 @@ impl PtyClient {
                         nix::poll::PollFlags::POLLIN,
                     )];
                     match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(50u16)) {
-                        Ok(0) => continue,
+                        Ok(0) => {
+                            // Nothing was readable for 50 ms: everything written
+                            // before now is in `output` (see `settle`).
+                            quiet.fetch_add(1, Ordering::SeqCst);
+                            continue;
+                        }
                         Ok(_) => {}
                         Err(_) => break,
                     }
@@ -184,7 +241,9 @@ impl PtyClient {
             slave: pty.slave,
             modes_at_start,
             output,
+            widths: Mutex::new(vec![(0, cols as usize)]),
             stop,
+            quiet,
             helper: None,
         }
     }
@@ -202,7 +261,22 @@ impl PtyClient {
             .wait(crate::common::WAIT)
             .expect("chat-client did not exit");
         crate::common::assert_second_process_gone(self.helper);
+        self.settle();
         status
+    }
+
+    /// Waits until the reader has taken everything written to the terminal so far
+    /// (after the client ended, its whole output): one quiet poll that began after now.
+    pub fn settle(&self) {
+        let seen = self.quiet.load(Ordering::SeqCst);
+        let start = Instant::now();
+        while self.quiet.load(Ordering::SeqCst) < seen + 2 {
+            assert!(
+                start.elapsed() < crate::common::WAIT,
+                "the terminal never went quiet"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     pub fn pid(&self) -> i32 {
@@ -220,7 +294,32 @@ impl PtyClient {
     }
 
     pub fn screen(&self) -> Screen {
-        Screen::render(&self.output())
+        Screen::render(&self.output(), &self.widths.lock().unwrap())
+    }
+
+    /// Resizes the window (the client gets SIGWINCH); the screen model wraps
+    /// at the new width from the output seen so far on.
+    pub fn resize(&self, cols: u16) {
+        let ws = Winsize {
+            ws_row: 24,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        self.widths
+            .lock()
+            .unwrap()
+            .push((self.output().len(), cols as usize));
+        // SAFETY: TIOCSWINSZ reads one winsize from the pointer, which is valid
+        // for the call; the master fd is open.
+        let r = unsafe {
+            nix::libc::ioctl(
+                std::os::fd::AsRawFd::as_raw_fd(&self.master),
+                nix::libc::TIOCSWINSZ,
+                &ws,
+            )
+        };
+        assert_eq!(r, 0, "TIOCSWINSZ");
     }
 
     /// Waits until `cond` holds for the screen; panics with the screen if not.

@@ -12,6 +12,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
+use udpchat::client::login::{Login, Step};
 use udpchat::protocol::{
     decode_server, ByeReason, ClientMsg, Cookie, Event, LeftReason, RefuseReason, RejectReason,
     ServerMsg, Token,
@@ -357,32 +358,77 @@ impl Client {
         c
     }
 
-    /// The cookie round-trip; on success the client holds its token.
+    /// The login of `udpchat::client::login` (the cookie round-trip, with its
+    /// resends); on success the client holds its token. Whatever else arrives
+    /// meanwhile stays pending.
     pub fn try_join(&mut self, prev_token: Token) -> Result<Got, RefuseReason> {
         let nonce = getrandom::u64().expect("random");
-        let name = self.name.clone();
-        let join = |cookie| ClientMsg::Join {
-            nonce,
-            prev_token,
-            cookie,
-            name: &name,
-        };
-        self.send(&join([0; 16]));
-        let cookie = match self.expect(|g| matches!(g, Got::Challenge { nonce: n, .. } | Got::Refused { nonce: n, .. } if *n == nonce)) {
-            Got::Challenge { cookie, .. } => cookie,
-            Got::Refused { reason, .. } => return Err(reason),
-            _ => unreachable!(),
-        };
-        self.send(&join(cookie));
-        match self.expect(|g| matches!(g, Got::Welcome { nonce: n, .. } | Got::Refused { nonce: n, .. } if *n == nonce)) {
-            w @ Got::Welcome { token, .. } => {
-                self.token = token;
-                self.seq = 0;
-                self.next_event = 1;
-                Ok(w)
+        let (mut login, join) = Login::start(&self.name, prev_token, nonce, Instant::now());
+        self.send_raw(&join);
+        let end = Instant::now() + WAIT;
+        let mut buf = [0u8; 2048];
+        loop {
+            let now = Instant::now();
+            assert!(now < end, "{}: no answer to the login", self.name);
+            let wait = login.next_wakeup().min(end).saturating_duration_since(now);
+            let step = match self.recv_from_server(&mut buf, wait) {
+                Some(n) => match decode_server(&buf[..n]) {
+                    Ok(msg) => match login.on_message(&msg, Instant::now()) {
+                        Step::Wait => {
+                            self.pending.extend(decode(&buf[..n]));
+                            Step::Wait
+                        }
+                        step => step,
+                    },
+                    Err(_) => {
+                        self.pending.extend(decode(&buf[..n]));
+                        Step::Wait
+                    }
+                },
+                None => login.on_timer(Instant::now()),
+            };
+            match step {
+                Step::Wait => {}
+                Step::Send(d) => self.send_raw(&d),
+                Step::Welcome(w) => {
+                    self.token = w.token;
+                    self.seq = 0;
+                    self.next_event = 1;
+                    return Ok(Got::Welcome {
+                        nonce,
+                        token: w.token,
+                        members: w.members,
+                        timeout_ms: w.timeout_ms,
+                        name: w.name,
+                    });
+                }
+                Step::Refused(reason) => return Err(reason),
+                Step::GiveUp => panic!("{}: no answer to the login", self.name),
             }
-            Got::Refused { reason, .. } => Err(reason),
-            _ => unreachable!(),
+        }
+    }
+
+    /// One datagram from the server within `limit` (others are ignored);
+    /// its length, or None.
+    fn recv_from_server(&mut self, buf: &mut [u8], limit: Duration) -> Option<usize> {
+        let end = Instant::now() + limit;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            self.sock
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .expect("timeout");
+            match self.sock.recv_from(buf) {
+                Ok((n, from)) if from == self.server => {
+                    assert!(n <= 1200, "the server sent {n} bytes");
+                    return Some(n);
+                }
+                Ok(_) => {} // not from the server: a client must ignore it
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return None,
+            }
+            if Instant::now() >= end {
+                return None;
+            }
         }
     }
 
@@ -587,64 +633,57 @@ fn join_part(server: SocketAddr, base: usize, names: &[String], per_ip: usize) -
             Client::on(socket_on(ip), server, name)
         })
         .collect();
-    let nonces: Vec<u64> = clients
-        .iter()
-        .map(|_| getrandom::u64().expect("random"))
-        .collect();
-    let mut cookies: Vec<Option<Cookie>> = vec![None; clients.len()];
     for c in &clients {
         c.sock.set_nonblocking(true).expect("nonblocking");
     }
     let end = Instant::now() + Duration::from_secs(60);
     let mut buf = [0u8; 2048];
     // Pipelined in small windows, so a small server receive buffer is not
-    // overrun; whatever is lost is sent again after a short round.
+    // overrun; the login machine resends what gets no answer.
     let all: Vec<usize> = (0..clients.len()).collect();
     for window in all.chunks(25) {
-        loop {
-            let todo: Vec<usize> = window
-                .iter()
-                .copied()
-                .filter(|&i| clients[i].token == 0)
-                .collect();
-            if todo.is_empty() {
-                break;
-            }
-            assert!(Instant::now() < end, "joins did not finish in time");
-            for &i in &todo {
+        let mut logins: Vec<(usize, Login)> = window
+            .iter()
+            .map(|&i| {
                 let c = &clients[i];
-                c.send(&ClientMsg::Join {
-                    nonce: nonces[i],
-                    prev_token: 0,
-                    cookie: cookies[i].unwrap_or([0; 16]),
-                    name: &c.name,
-                });
-            }
-            let mut waiting = todo;
-            let round_end = Instant::now() + Duration::from_millis(300);
-            while !waiting.is_empty() && Instant::now() < round_end {
-                waiting.retain(|&i| {
-                    let c = &mut clients[i];
-                    while let Ok((n, _)) = c.sock.recv_from(&mut buf) {
-                        match decode(&buf[..n]).into_iter().next() {
-                            Some(Got::Challenge { nonce, cookie }) if nonce == nonces[i] => {
-                                cookies[i] = Some(cookie);
-                                return false;
-                            }
-                            Some(Got::Welcome { nonce, token, .. }) if nonce == nonces[i] => {
-                                c.token = token;
-                                return false;
-                            }
-                            Some(Got::Refused { reason, .. }) => {
-                                panic!("{} refused: {reason}", c.name)
-                            }
-                            _ => {} // announcements of others' joins
-                        }
+                let nonce = getrandom::u64().expect("random");
+                let (login, join) = Login::start(&c.name, 0, nonce, Instant::now());
+                c.send_raw(&join);
+                (i, login)
+            })
+            .collect();
+        while !logins.is_empty() {
+            assert!(Instant::now() < end, "joins did not finish in time");
+            logins.retain_mut(|(i, login)| {
+                let c = &mut clients[*i];
+                let now = Instant::now();
+                let mut step = Step::Wait;
+                while step == Step::Wait {
+                    let Ok((n, _)) = c.sock.recv_from(&mut buf) else {
+                        break;
+                    };
+                    if let Ok(msg) = decode_server(&buf[..n]) {
+                        step = login.on_message(&msg, now); // others' joins: Wait
                     }
-                    true
-                });
-                std::thread::sleep(Duration::from_micros(200));
-            }
+                }
+                if step == Step::Wait {
+                    step = login.on_timer(now);
+                }
+                match step {
+                    Step::Wait => true,
+                    Step::Send(d) => {
+                        c.send_raw(&d);
+                        true
+                    }
+                    Step::Welcome(w) => {
+                        c.token = w.token;
+                        false
+                    }
+                    Step::Refused(reason) => panic!("{} refused: {reason}", c.name),
+                    Step::GiveUp => panic!("{}: no answer to the login", c.name),
+                }
+            });
+            std::thread::sleep(Duration::from_micros(200));
         }
     }
     for c in &mut clients {

@@ -1,0 +1,367 @@
+//! The client's language: chosen as gettext chooses (`LANGUAGE`, a colon
+//! list ignored when the locale is C or POSIX, then `LC_ALL`, `LC_MESSAGES`,
+//! `LANG`), or by `--lang`. Chinese comes in Simplified characters, or in
+//! Traditional ones for `zh_TW`, `zh_HK`, `zh_MO` and `zh-Hant`: the client's
+//! own wording is written in Simplified and converted character by character
+//! ([`t`], [`tr`]); text from other members is never converted.
+
+use crate::error::{Error, Reason};
+use std::borrow::Cow;
+
+/// The language of the client's lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    /// English.
+    En,
+    /// Chinese in Simplified characters.
+    Zh,
+    /// Chinese in Traditional characters.
+    ZhHant,
+}
+
+impl Lang {
+    /// The language from the environment, as gettext chooses it.
+    pub fn from_env() -> Lang {
+        Self::from_locale_vars(|k| std::env::var(k).ok())
+    }
+
+    /// [`Lang::from_env`] over any variable lookup.
+    fn from_locale_vars(get: impl Fn(&str) -> Option<String>) -> Lang {
+        let set = |k: &str| get(k).filter(|v| !v.is_empty());
+        let locale = set("LC_ALL")
+            .or_else(|| set("LC_MESSAGES"))
+            .or_else(|| set("LANG"));
+        let Some(locale) = locale else {
+            return Lang::En; // the C locale
+        };
+        let base = locale.split(['.', '@']).next().unwrap_or("");
+        if base == "C" || base == "POSIX" {
+            return Lang::En;
+        }
+        if let Some(list) = set("LANGUAGE") {
+            if let Some(l) = list.split(':').find_map(Self::from_tag) {
+                return l;
+            }
+        }
+        Self::from_tag(&locale).unwrap_or(Lang::En)
+    }
+
+    /// `en…`, `zh…` (Traditional for Taiwan, Hong Kong, Macau and `Hant`);
+    /// `None` for a language the client does not speak.
+    fn from_tag(tag: &str) -> Option<Lang> {
+        let tag = tag.split(['.', '@']).next().unwrap_or("");
+        let mut parts = tag.split(['_', '-']);
+        match parts.next()? {
+            "en" => Some(Lang::En),
+            "zh" => {
+                let traditional = parts.any(|p| matches!(p, "TW" | "HK" | "MO" | "Hant" | "hant"));
+                Some(if traditional { Lang::ZhHant } else { Lang::Zh })
+            }
+            _ => None,
+        }
+    }
+
+    /// The wording to use: Traditional Chinese is worded as Simplified, then
+    /// converted character by character.
+    pub(crate) fn wording(self) -> Wording {
+        match self {
+            Lang::En => Wording::En,
+            Lang::Zh | Lang::ZhHant => Wording::Zh,
+        }
+    }
+}
+
+/// Which words: English, or Chinese (written in Simplified, converted for Traditional).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wording {
+    /// English.
+    En,
+    /// Chinese.
+    Zh,
+}
+
+/// Simplified characters of the client's wording and their Traditional forms.
+const TRADITIONAL: &[(char, char)] = &[
+    ('与', '與'),
+    ('丢', '丟'),
+    ('个', '個'),
+    ('们', '們'),
+    ('会', '會'),
+    ('关', '關'),
+    ('内', '內'),
+    ('务', '務'),
+    ('发', '發'),
+    ('号', '號'),
+    ('启', '啟'),
+    ('员', '員'),
+    ('头', '頭'),
+    ('帮', '幫'),
+    ('应', '應'),
+    ('开', '開'),
+    ('护', '護'),
+    ('数', '數'),
+    ('时', '時'),
+    ('显', '顯'),
+    ('条', '條'),
+    ('欢', '歡'),
+    ('没', '沒'),
+    ('满', '滿'),
+    ('组', '組'),
+    ('结', '結'),
+    ('维', '維'),
+    ('联', '聯'),
+    ('节', '節'),
+    ('认', '認'),
+    ('识', '識'),
+    ('话', '話'),
+    ('说', '說'),
+    ('请', '請'),
+    ('输', '輸'),
+    ('达', '達'),
+    ('过', '過'),
+    ('还', '還'),
+    ('这', '這'),
+    ('进', '進'),
+    ('闭', '閉'),
+    ('里', '裡'),
+    ('无', '無'),
+    ('创', '創'),
+    ('连', '連'),
+    ('读', '讀'),
+    ('设', '設'),
+    ('册', '冊'),
+    ('杀', '殺'),
+    ('终', '終'),
+    ('断', '斷'),
+    ('错', '錯'),
+    ('误', '誤'),
+    ('间', '間'),
+    ('对', '對'),
+    ('为', '為'),
+    ('监', '監'),
+    ('听', '聽'),
+    ('获', '獲'),
+    ('续', '續'),
+    ('动', '動'),
+    ('态', '態'),
+    ('选', '選'),
+    ('项', '項'),
+    ('语', '語'),
+    ('传', '傳'),
+    ('长', '長'),
+    ('检', '檢'),
+    ('网', '網'),
+    ('络', '絡'),
+    ('协', '協'),
+    ('议', '議'),
+    ('换', '換'),
+    ('转', '轉'),
+    ('记', '記'),
+    ('给', '給'),
+    ('边', '邊'),
+    ('调', '調'),
+    ('写', '寫'),
+    ('复', '復'),
+    ('挂', '掛'),
+    ('录', '錄'),
+    ('决', '決'),
+    ('败', '敗'),
+    ('将', '將'),
+    ('专', '專'),
+    ('据', '據'),
+    ('试', '試'),
+    ('样', '樣'),
+    ('么', '麼'),
+    ('门', '門'),
+    ('问', '問'),
+    ('题', '題'),
+    ('码', '碼'),
+    ('权', '權'),
+    ('够', '夠'),
+    ('钟', '鐘'),
+    ('处', '處'),
+    ('绝', '絕'),
+    ('标', '標'),
+    ('准', '準'),
+    ('统', '統'),
+    ('线', '線'),
+];
+
+/// The client's own wording (written in Simplified) in `lang`'s script.
+pub fn t(lang: Lang, simplified: &'static str) -> Cow<'static, str> {
+    if lang != Lang::ZhHant {
+        return Cow::Borrowed(simplified);
+    }
+    Cow::Owned(
+        simplified
+            .chars()
+            .map(|c| {
+                TRADITIONAL
+                    .iter()
+                    .find(|(s, _)| *s == c)
+                    .map_or(c, |&(_, t)| t)
+            })
+            .collect(),
+    )
+}
+
+/// A template of the client's wording with `{0}`, `{1}`, … filled in after
+/// the template is converted ([`t`]), so what fills them (names, texts of
+/// other members) is never converted.
+pub fn tr(lang: Lang, template: &'static str, args: &[&dyn std::fmt::Display]) -> String {
+    let mut out = t(lang, template).into_owned();
+    for (i, a) in args.iter().enumerate() {
+        out = out.replace(&format!("{{{i}}}"), &a.to_string());
+    }
+    out
+}
+
+/// An error as the user reads it, in `lang`: `cannot OP 'THING': reason`, or
+/// `无法… 'THING': 原因`. OS errors keep the OS's own words where no
+/// translation is known.
+pub fn error_text(lang: Lang, e: &Error) -> String {
+    if lang == Lang::En {
+        return e.to_string();
+    }
+    let reason = match &e.reason {
+        Reason::Io(io) => match io.raw_os_error().and_then(os_error_zh) {
+            Some(zh) => t(lang, zh).into_owned(),
+            None => crate::error::os_reason(io),
+        },
+        Reason::Msg(m) => msg_zh(m).map_or_else(|| m.clone(), |zh| t(lang, zh).into_owned()),
+    };
+    if e.op.is_empty() {
+        return reason;
+    }
+    let op = op_zh(&e.op).map_or_else(|| e.op.clone(), |zh| t(lang, zh).into_owned());
+    if e.subject.is_empty() {
+        format!("{}{op}: {reason}", t(lang, "无法"))
+    } else {
+        format!("{}{op} '{}': {reason}", t(lang, "无法"), e.subject)
+    }
+}
+
+/// The operations of the client's errors, in Chinese (read after `无法`).
+fn op_zh(op: &str) -> Option<&'static str> {
+    Some(match op {
+        "resolve" => "解析地址",
+        "create socket for" => "创建套接字, 服务器",
+        "connect to" => "连接",
+        "receive from" => "接收数据, 来自",
+        "set up socket for" => "设置套接字, 服务器",
+        "block" => "屏蔽信号",
+        "read the modes of" => "读取终端模式",
+        "set the modes of" => "设置终端模式",
+        "create" => "创建",
+        "open" => "打开",
+        "fork" => "创建进程",
+        "register" => "注册",
+        "poll" => "等待",
+        "read a name from" => "读取名字, 来自",
+        "reopen" => "重新打开",
+        _ => return None,
+    })
+}
+
+/// Our own reasons, in Chinese.
+fn msg_zh(msg: &str) -> Option<&'static str> {
+    Some(match msg {
+        "no address" => "没有地址",
+        "end of input" => "输入已结束",
+        _ => return None,
+    })
+}
+
+/// The commonest OS errors, in Chinese.
+fn os_error_zh(errno: i32) -> Option<&'static str> {
+    use nix::libc;
+    Some(match errno {
+        libc::ENOENT => "没有那个文件或目录",
+        libc::EMFILE => "打开的文件过多",
+        libc::ENFILE => "系统中打开的文件过多",
+        libc::EACCES | libc::EPERM => "权限不够",
+        libc::ECONNREFUSED => "连接被拒绝",
+        libc::ENETUNREACH => "网络不可达",
+        libc::EHOSTUNREACH => "没有到主机的路由",
+        libc::EADDRNOTAVAIL => "无法指定被请求的地址",
+        libc::EIO => "输入/输出错误",
+        libc::ENOMEM => "内存不足",
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |k: &str| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn chosen_as_gettext_does() {
+        let l = |pairs| Lang::from_locale_vars(env(pairs));
+        assert_eq!(l(&[]), Lang::En);
+        assert_eq!(l(&[("LANG", "zh_CN.UTF-8")]), Lang::Zh);
+        assert_eq!(l(&[("LANG", "zh_TW.UTF-8")]), Lang::ZhHant);
+        assert_eq!(l(&[("LANG", "zh_HK")]), Lang::ZhHant);
+        assert_eq!(l(&[("LC_ALL", "zh_MO.UTF-8")]), Lang::ZhHant);
+        assert_eq!(l(&[("LANG", "zh_SG.UTF-8")]), Lang::Zh);
+        assert_eq!(l(&[("LC_ALL", "C"), ("LANG", "zh_CN.UTF-8")]), Lang::En);
+        assert_eq!(
+            l(&[("LC_ALL", ""), ("LC_MESSAGES", "zh_TW"), ("LANG", "en_US")]),
+            Lang::ZhHant
+        );
+        // LANGUAGE comes first, its first language the client speaks wins…
+        assert_eq!(
+            l(&[("LANGUAGE", "fr:zh_TW:en"), ("LANG", "en_US.UTF-8")]),
+            Lang::ZhHant
+        );
+        assert_eq!(l(&[("LANGUAGE", "en"), ("LANG", "zh_CN.UTF-8")]), Lang::En);
+        // … but not in the C or POSIX locale, or with no locale at all.
+        assert_eq!(l(&[("LANGUAGE", "zh_CN"), ("LANG", "C.UTF-8")]), Lang::En);
+        assert_eq!(l(&[("LANGUAGE", "zh_CN"), ("LC_ALL", "POSIX")]), Lang::En);
+        assert_eq!(l(&[("LANGUAGE", "zh_CN")]), Lang::En);
+        assert_eq!(l(&[("LANGUAGE", "fr:de"), ("LANG", "zh_CN")]), Lang::Zh);
+        assert_eq!(Lang::from_tag("zh-Hant"), Some(Lang::ZhHant));
+        assert_eq!(Lang::from_tag("zh-Hans"), Some(Lang::Zh));
+        assert_eq!(Lang::from_tag("de_DE"), None);
+    }
+
+    #[test]
+    fn traditional_converts_only_the_template() {
+        assert_eq!(t(Lang::ZhHant, "进入了聊天室"), "進入了聊天室");
+        assert_eq!(t(Lang::Zh, "进入了聊天室"), "进入了聊天室");
+        assert_eq!(
+            tr(Lang::ZhHant, "{0} 说: {1}", &[&"发发", &"这里"]),
+            "发发 說: 这里",
+            "names and texts stay as they were written"
+        );
+    }
+
+    #[test]
+    fn errors_in_chinese() {
+        let e = Error::io(
+            "open",
+            "stdin",
+            std::io::Error::from_raw_os_error(nix::libc::EMFILE),
+        );
+        assert_eq!(error_text(Lang::En, &e), e.to_string());
+        assert_eq!(error_text(Lang::Zh, &e), "无法打开 'stdin': 打开的文件过多");
+        assert_eq!(
+            error_text(Lang::ZhHant, &e),
+            "無法打開 'stdin': 打開的文件過多"
+        );
+        let e = Error::io(
+            "frob",
+            "x",
+            std::io::Error::from_raw_os_error(nix::libc::EXDEV),
+        );
+        assert!(error_text(Lang::Zh, &e).starts_with("无法frob 'x': "));
+    }
+}

@@ -1,0 +1,100 @@
+//! What the receiver learns about the members: each event printed (a
+//! mention rings the bell and is highlighted) and its names told to the
+//! sender for Tab completion, and the pages of `/who`.
+
+use super::ReceiverProcess;
+use crate::client::link::ToSender;
+use crate::client::names::{mentions, sort_names};
+use crate::client::render::{self, Notice};
+use crate::client::tally::{WhoPager, WhoStep};
+use crate::protocol::{ClientMsg, Event};
+use std::time::Instant;
+
+/// What a `/who` fetch is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum WhoFor {
+    /// `/who`: the list is printed.
+    Printing,
+    /// After the welcome on a terminal: up to a screenful is printed.
+    Welcome,
+    /// Tab: only the names for completion.
+    Completion,
+}
+
+impl ReceiverProcess {
+    /// One event: printed, and its names told to the sender for completion.
+    /// A line that mentions this member, and a private message, ring the bell
+    /// and show the name highlighted.
+    pub(super) fn event(&mut self, ev: &Event<'_>) {
+        let line = render::event_line(self.lang, ev);
+        let mention = match *ev {
+            Event::Joined { name } => {
+                self.tell_sender(ToSender::Seen(name.to_string()));
+                false
+            }
+            Event::Left { name, .. } => {
+                self.tell_sender(ToSender::Gone(name.to_string()));
+                false
+            }
+            Event::Said { from, text } => {
+                self.tell_sender(ToSender::Seen(from.to_string()));
+                mentions(text, &self.name)
+            }
+            Event::PrivateFrom { from, .. } => {
+                self.tell_sender(ToSender::Seen(from.to_string()));
+                true
+            }
+            Event::Admin { text } => mentions(text, &self.name),
+        };
+        if mention {
+            self.screen.print_mention(&line, &self.name);
+        } else {
+            self.print(&line);
+        }
+    }
+
+    /// Starts paging the member list (the names always go to the sender,
+    /// for completion).
+    pub(super) fn start_who(&mut self, why: WhoFor) {
+        if self.leaving.is_none() && self.rejoin.is_none() {
+            self.who = Some(WhoPager::new(Instant::now()));
+            self.who_for = why;
+            self.who_step(WhoStep::Ask(0));
+        }
+    }
+
+    pub(super) fn who_step(&mut self, step: WhoStep) {
+        match step {
+            WhoStep::Ask(start) => self.send(
+                &ClientMsg::Who {
+                    token: self.token,
+                    start,
+                }
+                .to_vec(),
+            ),
+            WhoStep::Done(total, mut names) => {
+                self.who = None;
+                sort_names(&mut names);
+                for n in &names {
+                    self.tell_sender(ToSender::Seen(n.clone()));
+                }
+                let shown = match self.who_for {
+                    WhoFor::Printing => names.len(),
+                    WhoFor::Welcome => self.screen.names_in_a_screenful(&names),
+                    WhoFor::Completion => return,
+                };
+                self.notice(Notice::Members {
+                    total,
+                    names: &names[..shown],
+                });
+            }
+            WhoStep::Ignore => {}
+            WhoStep::GiveUp => {
+                self.who = None;
+                if self.who_for == WhoFor::Printing {
+                    self.notice(Notice::WhoNoAnswer);
+                }
+            }
+        }
+    }
+}

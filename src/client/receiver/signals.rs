@@ -1,0 +1,58 @@
+//! The receiver's signals: SIGINT, SIGTERM and SIGHUP leave; the parent's
+//! death leaves; on a terminal, Ctrl-Z gives the terminal back and stops,
+//! `fg` takes it again, and a resize redraws.
+
+use super::ReceiverProcess;
+use crate::client::term;
+use crate::client::{code, pending_signals, PARENT_DEATH_SIGNAL};
+use nix::sys::signal::Signal;
+use std::time::Instant;
+
+impl ReceiverProcess {
+    pub(super) fn drain_signals(&mut self) {
+        for sig in pending_signals(&mut self.signals) {
+            match sig {
+                Signal::SIGINT => self.leave(code::SIGINT),
+                Signal::SIGTERM => self.leave(code::SIGTERM),
+                Signal::SIGHUP => self.leave(code::SIGHUP),
+                s if s == PARENT_DEATH_SIGNAL && nix::unistd::getppid() != self.parent => {
+                    self.parent_gone();
+                }
+                Signal::SIGTSTP => self.suspend(),
+                Signal::SIGCONT => self.resume(),
+                Signal::SIGWINCH => {
+                    let (cols, rows) = term::window_size(term::stdout_fd());
+                    self.screen.rows = rows;
+                    self.screen.resize(cols);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Ctrl-Z: give the terminal its modes back, then stop like an ordinary program.
+    fn suspend(&mut self) {
+        self.screen.clear();
+        if let Some(m) = &self.term {
+            let _ = m.restore(term::stdin_fd());
+        }
+        let _ = nix::sys::signal::kill(nix::unistd::getpid(), Signal::SIGSTOP);
+    }
+
+    /// `fg` (or `bg`): chat mode again if in the foreground, redraw, and check
+    /// the session at once (the server may have timed it out meanwhile).
+    fn resume(&mut self) {
+        if let Some(m) = &self.term {
+            if term::in_foreground(term::stdin_fd()) {
+                let _ = m.enter(term::stdin_fd());
+                self.screen.cols = term::columns(term::stdout_fd());
+                self.screen.redraw();
+            }
+        }
+        if self.leaving.is_none() && self.rejoin.is_none() {
+            let now = Instant::now();
+            self.last_heard = now;
+            self.next_ping = now;
+        }
+    }
+}

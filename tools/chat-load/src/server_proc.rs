@@ -1,0 +1,121 @@
+//! The chat-server of a run: started here (and stopped again), or given.
+
+use super::options::Options;
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::{Duration, Instant};
+use udpchat::error::Error;
+
+/// A chat-server started for the run: stdin piped (for /stats), stderr
+/// drained by a thread (so its log never blocks it); terminated on drop.
+pub struct ServerProc {
+    child: Child,
+    addr: SocketAddr,
+    stdin: Option<ChildStdin>,
+    stdout: Receiver<String>,
+}
+
+impl ServerProc {
+    fn start(bin: &PathBuf, args: &[String]) -> Result<ServerProc, String> {
+        let mut child = Command::new(bin)
+            .args(["--bind", "127.0.0.1:0"])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| Error::io("start", bin.display(), e).to_string())?;
+        let (etx, erx) = channel();
+        let stderr = child.stderr.take().expect("piped stderr");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let _ = etx.send(line); // after the first line nobody listens: fine
+            }
+        });
+        let (otx, orx) = channel();
+        let stdout = child.stdout.take().expect("piped stdout");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if otx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stdin = child.stdin.take();
+        let mut sp = ServerProc {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            stdin,
+            stdout: orx,
+        };
+        let first = erx
+            .recv_timeout(Duration::from_secs(10))
+            .map_err(|_| "chat-server printed nothing".to_string())?;
+        sp.addr = first
+            .strip_prefix("listening on ")
+            .and_then(|a| a.parse().ok())
+            .ok_or_else(|| format!("chat-server said {first:?}"))?;
+        Ok(sp)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The server's count of datagrams it could not send, from `/stats`.
+    pub fn dropped_sends(&mut self) -> Option<u64> {
+        let stdin = self.stdin.as_mut()?;
+        while self.stdout.try_recv().is_ok() {}
+        writeln!(stdin, "/stats").ok()?;
+        stdin.flush().ok()?;
+        let line = self.stdout.recv_timeout(Duration::from_secs(3)).ok()?;
+        line.split(", ")
+            .find_map(|kv| kv.strip_prefix("dropped sends: "))?
+            .parse()
+            .ok()
+    }
+}
+
+impl Drop for ServerProc {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let end = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < end {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The server to talk to: started here, or given.
+pub fn server_for(
+    opts: &Options,
+    extra: &[&str],
+) -> Result<(Option<ServerProc>, SocketAddr), String> {
+    if let Some(a) = opts.server {
+        return Ok((None, a));
+    }
+    let mut args: Vec<String> = vec![
+        "--rate".into(),
+        "0".into(),
+        "--max-members".into(),
+        opts.members.max(10_000).to_string(),
+    ];
+    if !opts.packing {
+        args.push("--no-packing".into());
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let sp = ServerProc::start(&opts.server_bin, &args)?;
+    let a = sp.addr;
+    Ok((Some(sp), a))
+}
