@@ -506,6 +506,16 @@ fn identical_everywhere() -> Result<Completion, Failed> {
 fn fat_copies() -> Result<Completion, Failed> {
     let m = mount_or_skip!(Mounted::new(Kind::Fat, 64));
     check_identical(&m);
+    // -n needs a link or a rename that cannot replace: fusefat has neither, and
+    // pcopy says so rather than risk replacing a file that appeared meanwhile.
+    let src = m.host("small");
+    fs::write(&src, b"abc").unwrap();
+    let o = m.pcopy(&["-n", src.to_str().unwrap(), "fresh"]);
+    assert_fails(
+        &o,
+        &["cannot copy to 'fresh' with -n: the file system can neither link a file nor rename"],
+    );
+    assert!(!m.path("fresh").exists());
     Ok(Completion::Completed)
 }
 

@@ -283,15 +283,12 @@ impl TempFile {
     /// Gives the file DST's name only if that name is free; false when taken.
     fn publish_without_replacing(&mut self, target: &Target) -> Result<bool> {
         let refused = |e: Errno| {
-            Error::msg(
-                "copy to",
-                &self.shown,
-                format!(
-                    "without replacing it: the file system can neither link nor rename \
-                     without replacing ({})",
-                    crate::error::os_reason(&e.into())
-                ),
-            )
+            Error::plain(format!(
+                "cannot copy to '{}' with -n: the file system can neither link a file nor \
+                 rename without replacing ({})",
+                self.shown,
+                crate::error::os_reason(&e.into())
+            ))
         };
         match &self.hidden {
             None => match self.link_as(target.name.as_os_str()) {
