@@ -5,6 +5,7 @@
 //! cargo bench --bench pcopy -- --pairs 31 256M       # one case, more rounds
 //! cargo bench --bench pcopy -- --pcopy-arg=-j1 1M    # pass options to pcopy
 //! cargo bench --bench pcopy -- --xcp ~/.cargo/bin/xcp 2G   # where xcp is (default: PATH)
+//! cargo bench --bench pcopy -- --no-xcp 8G           # cp and pcopy only
 //! cargo bench --bench pcopy -- --raw 2G               # also print every round on stderr
 //! ```
 //!
@@ -116,6 +117,7 @@ fn parse_args() -> Args {
             }
             "--raw" => a.raw = true,
             "--xcp" => a.xcp = Some(it.next().expect("--xcp PATH")),
+            "--no-xcp" => a.xcp = Some(String::new()),
             "--dir" => a.dir = Some(it.next().expect("--dir DIR").into()),
             s if s.starts_with("--pcopy-arg=") => {
                 a.pcopy_args.push(s["--pcopy-arg=".len()..].to_string())
@@ -282,7 +284,7 @@ fn ratios(v: &[f64]) -> String {
 /// xcp: `--xcp PATH`, else from PATH.
 fn find_xcp(args: &Args) -> Option<String> {
     if let Some(x) = &args.xcp {
-        return Some(x.clone());
+        return (!x.is_empty()).then(|| x.clone());
     }
     let found = Command::new("sh")
         .args(["-c", "command -v xcp"])
