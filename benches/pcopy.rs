@@ -1,21 +1,26 @@
-//! pcopy against `cp` on the same files, in paired runs.
+//! pcopy against `cp` and `xcp` on the same files, in paired rounds.
 //!
 //! ```sh
-//! cargo bench --bench pcopy                          # every case, 15 pairs each
-//! cargo bench --bench pcopy -- --pairs 31 256M       # one case, more pairs
+//! cargo bench --bench pcopy                          # every case but 8G, 15 rounds each
+//! cargo bench --bench pcopy -- --pairs 31 256M       # one case, more rounds
 //! cargo bench --bench pcopy -- --pcopy-arg=-j1 1M    # pass options to pcopy
-//! cargo bench --bench pcopy -- --raw 2G               # also print every pair on stderr
+//! cargo bench --bench pcopy -- --xcp ~/.cargo/bin/xcp 2G   # where xcp is (default: PATH)
+//! cargo bench --bench pcopy -- --no-xcp 8G           # cp and pcopy only
+//! cargo bench --bench pcopy -- --raw 2G               # also print every round on stderr
 //! ```
 //!
-//! For each case the source is made once (page cache warm); then each pair runs
-//! `cp SRC DST` and `pcopy SRC DST` (the release-built binary), alternating which
-//! goes first (A B, B A, …), each after deleting DST and `sync`. Before each pair the
-//! driver waits (up to 10 s) for the machine to be idle, and counts the pairs that
-//! started on a busy machine. A run's time is the
-//! wall time of the whole process, start-up included. The table gives the median of
-//! each tool's times and the median of the paired ratios cp time / pcopy time (above
-//! 1: pcopy is faster). Cases are bounded in time (`--budget` seconds each, default 120);
-//! the scratch directory (`--dir`, default a temp dir under /work or /tmp) is removed.
+//! For each case the source is made once (page cache warm); then each round runs
+//! `cp SRC DST`, `pcopy SRC DST` (the release-built binary) and, when found,
+//! `xcp SRC DST`, rotating which goes first, each on a new DST right after deleting
+//! the last one and `sync` (the fresh-memory case: a user copying images). Every
+//! output is checked against SRC with `cmp` (xcp's block-parallel driver once wrote
+//! a wrong copy), outside the timing. Before each round the driver waits (up to 10 s)
+//! for the machine to be idle, and counts the rounds that started on a busy machine.
+//! A run's time is the wall time of the whole process, start-up included. The table
+//! gives each tool's median and range and the medians of the paired ratios cp/pcopy
+//! and xcp/pcopy (above 1: pcopy is faster). Cases are bounded in time (`--budget`
+//! seconds each, default 120); the scratch directory (`--dir`, default a temp dir
+//! under /work or /tmp) is removed.
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -45,7 +50,7 @@ struct Case {
     shape: Shape,
 }
 
-const CASES: [Case; 5] = [
+const CASES: [Case; 6] = [
     Case {
         name: "1M",
         len: MIB,
@@ -59,6 +64,11 @@ const CASES: [Case; 5] = [
     Case {
         name: "2G",
         len: 2 * GIB,
+        shape: Shape::Data,
+    },
+    Case {
+        name: "8G",
+        len: 8 * GIB,
         shape: Shape::Data,
     },
     Case {
@@ -80,6 +90,7 @@ struct Args {
     pcopy_args: Vec<String>,
     cases: Vec<String>,
     raw: bool,
+    xcp: Option<String>,
 }
 
 fn parse_args() -> Args {
@@ -90,6 +101,7 @@ fn parse_args() -> Args {
         pcopy_args: Vec::new(),
         cases: Vec::new(),
         raw: false,
+        xcp: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -104,6 +116,8 @@ fn parse_args() -> Args {
                 )
             }
             "--raw" => a.raw = true,
+            "--xcp" => a.xcp = Some(it.next().expect("--xcp PATH")),
+            "--no-xcp" => a.xcp = Some(String::new()),
             "--dir" => a.dir = Some(it.next().expect("--dir DIR").into()),
             s if s.starts_with("--pcopy-arg=") => {
                 a.pcopy_args.push(s["--pcopy-arg=".len()..].to_string())
@@ -199,7 +213,8 @@ fn wait_quiet() -> bool {
     false
 }
 
-/// Deletes DST, syncs, and times one run of `program args… src dst`.
+/// Deletes DST, syncs, times one run of `program args… src dst`, and checks the
+/// copy with `cmp` (untimed).
 fn timed_run(dog: &Watchdog, program: &str, args: &[String], src: &Path, dst: &Path) -> Duration {
     let _ = fs::remove_file(dst);
     nix::unistd::sync();
@@ -217,6 +232,16 @@ fn timed_run(dog: &Watchdog, program: &str, args: &[String], src: &Path, dst: &P
     let took = t0.elapsed();
     dog.tx.send(None).unwrap();
     assert!(status.success(), "{program} failed: {status}");
+    let same = Command::new("cmp")
+        .arg(src)
+        .arg(dst)
+        .stdout(Stdio::null())
+        .status()
+        .expect("cannot run cmp");
+    assert!(
+        same.success(),
+        "{program} wrote a copy that differs from SRC"
+    );
     took
 }
 
@@ -228,6 +253,45 @@ fn median(v: &mut [f64]) -> f64 {
     } else {
         (v[n / 2 - 1] + v[n / 2]) / 2.0
     }
+}
+
+/// Median, least and greatest of `v` (not empty).
+fn spread(v: &[f64]) -> (f64, f64, f64) {
+    let (lo, hi) = v
+        .iter()
+        .fold((f64::MAX, 0f64), |(l, h), &x| (l.min(x), h.max(x)));
+    (median(&mut v.to_vec()), lo, hi)
+}
+
+/// `median (min..max)` of times, in ms.
+fn times(v: &[f64]) -> String {
+    if v.is_empty() {
+        return "-".into();
+    }
+    let (mid, lo, hi) = spread(v);
+    format!("{:.1} ({:.1}..{:.1})", mid * 1e3, lo * 1e3, hi * 1e3)
+}
+
+/// `median (min..max)` of ratios.
+fn ratios(v: &[f64]) -> String {
+    if v.is_empty() {
+        return "-".into();
+    }
+    let (mid, lo, hi) = spread(v);
+    format!("**{mid:.2}x** ({lo:.2}..{hi:.2})")
+}
+
+/// xcp: `--xcp PATH`, else from PATH.
+fn find_xcp(args: &Args) -> Option<String> {
+    if let Some(x) = &args.xcp {
+        return (!x.is_empty()).then(|| x.clone());
+    }
+    let found = Command::new("sh")
+        .args(["-c", "command -v xcp"])
+        .output()
+        .ok()?;
+    let path = String::from_utf8_lossy(&found.stdout).trim().to_string();
+    (found.status.success() && !path.is_empty()).then_some(path)
 }
 
 fn main() {
@@ -242,29 +306,46 @@ fn main() {
         .tempdir_in(&base)
         .expect("scratch dir");
     let dog = Watchdog::new();
-    let cp = vec![];
+    let xcp = find_xcp(&args);
+    let mut tools: Vec<(String, Vec<String>)> = vec![
+        ("cp".into(), vec![]),
+        (PCOPY.into(), args.pcopy_args.clone()),
+    ];
+    if let Some(x) = &xcp {
+        tools.push((x.clone(), vec![]));
+    }
     println!(
-        "pcopy {} vs cp, {} pairs per case (alternating order), page cache warm, new DST, \
-         `sync` before each run",
+        "pcopy {} vs cp{}, {} rounds per case (rotating order), page cache warm, new DST \
+         after deleting the last and `sync`, every copy checked with cmp",
         args.pcopy_args.join(" "),
+        if xcp.is_some() {
+            " and xcp"
+        } else {
+            " (no xcp found)"
+        },
         args.pairs
     );
     println!();
-    println!("| case | pairs | cp median | pcopy median | speed ratio cp/pcopy (median of pairs) | ratio min..max | pairs on a busy machine |");
-    println!("|---|---|---|---|---|---|---|");
-    for case in CASES
-        .iter()
-        .filter(|c| args.cases.is_empty() || args.cases.iter().any(|n| n == c.name))
-    {
+    println!("| case | rounds | cp ms (min..max) | pcopy ms (min..max) | xcp ms (min..max) | cp/pcopy | xcp/pcopy | busy |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for case in CASES.iter().filter(|c| {
+        if args.cases.is_empty() {
+            c.name != "8G"
+        } else {
+            args.cases.iter().any(|n| n == c.name)
+        }
+    }) {
         let src = scratch.path().join(format!("src-{}", case.name));
         let dst = scratch.path().join(format!("dst-{}", case.name));
         make_source(&src, case.len, case.shape);
-        let (mut t_cp, mut t_pc, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        let mut t: Vec<Vec<f64>> = vec![Vec::new(); tools.len()];
+        let (mut r_cp, mut r_xcp) = (Vec::new(), Vec::new());
         let mut busy = 0;
         let t0 = Instant::now();
         // One warm-up run of each (not counted): caches, binaries, allocator.
-        timed_run(&dog, "cp", &cp, &src, &dst);
-        timed_run(&dog, PCOPY, &args.pcopy_args, &src, &dst);
+        for (prog, a) in &tools {
+            timed_run(&dog, prog, a, &src, &dst);
+        }
         for i in 0..args.pairs {
             if t0.elapsed() > args.budget {
                 break;
@@ -272,35 +353,34 @@ fn main() {
             if !wait_quiet() {
                 busy += 1;
             }
-            let (a, b) = if i % 2 == 0 {
-                let a = timed_run(&dog, "cp", &cp, &src, &dst);
-                (a, timed_run(&dog, PCOPY, &args.pcopy_args, &src, &dst))
-            } else {
-                let b = timed_run(&dog, PCOPY, &args.pcopy_args, &src, &dst);
-                (timed_run(&dog, "cp", &cp, &src, &dst), b)
-            };
-            t_cp.push(a.as_secs_f64());
-            t_pc.push(b.as_secs_f64());
-            ratios.push(a.as_secs_f64() / b.as_secs_f64());
+            let mut round = vec![0f64; tools.len()];
+            for k in 0..tools.len() {
+                let j = (i + k) % tools.len();
+                let (prog, a) = &tools[j];
+                round[j] = timed_run(&dog, prog, a, &src, &dst).as_secs_f64();
+            }
+            for (j, &x) in round.iter().enumerate() {
+                t[j].push(x);
+            }
+            r_cp.push(round[0] / round[1]);
+            if tools.len() > 2 {
+                r_xcp.push(round[2] / round[1]);
+            }
             if args.raw {
-                eprintln!("{} pair {i}: cp {:?} pcopy {:?}", case.name, a, b);
+                eprintln!("{} round {i}: {round:?}", case.name);
             }
         }
         let _ = fs::remove_file(&dst);
         let _ = fs::remove_file(&src);
-        let n = ratios.len();
-        let (lo, hi) = ratios
-            .iter()
-            .fold((f64::MAX, 0f64), |(lo, hi), &r| (lo.min(r), hi.max(r)));
         println!(
-            "| {} | {} | {:.2} ms | {:.2} ms | **{:.2}x** | {:.2}..{:.2} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
             case.name,
-            n,
-            median(&mut t_cp) * 1e3,
-            median(&mut t_pc) * 1e3,
-            median(&mut ratios),
-            lo,
-            hi,
+            r_cp.len(),
+            times(&t[0]),
+            times(&t[1]),
+            t.get(2).map_or("-".into(), |v| times(v)),
+            ratios(&r_cp),
+            ratios(&r_xcp),
             busy
         );
         let _ = std::io::stdout().flush();

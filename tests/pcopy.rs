@@ -9,7 +9,7 @@ use std::fs::{self, File};
 use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use nix::sys::signal::{kill, Signal};
@@ -53,7 +53,8 @@ fn copies_are_byte_identical_for_every_size_and_job_count() {
             );
             let j = json(&o);
             assert_eq!(j["bytes"], size as u64);
-            assert_eq!(j["workers"], jobs.min(size.max(1)) as u64, "{j}");
+            // No share under 4 KiB: a small file gets fewer workers.
+            assert_eq!(j["workers"], jobs.min(size / 4096).max(1) as u64, "{j}");
             assert_eq!(worker_bytes(&j).iter().sum::<u64>(), size as u64, "{j}");
             fs::remove_file(&dst).unwrap();
         }
@@ -64,11 +65,11 @@ fn copies_are_byte_identical_for_every_size_and_job_count() {
 fn default_is_the_homework_two_byte_halves() {
     let dir = tempdir();
     // Below and above the share size (24 MiB) where workers switch from
-    // copy_file_range to pread/pwrite: the cut is at the exact byte either way.
+    // copy_file_range to mapped writes: the cut is at the exact byte either way.
     for len in [10 * MIB + 1, 33 * MIB + 1] {
         fs::remove_file(dir.path().join("a")).ok();
         big_file(&dir.path().join("f"), len);
-        let o = run_in(dir.path(), &["--json", "f", "a"]);
+        let o = run_in(dir.path(), &["-j", "2", "--json", "f", "a"]);
         assert_ok(&o);
         let j = json(&o);
         assert_eq!(j["workers"], 2, "{j}");
@@ -87,16 +88,16 @@ fn default_is_the_homework_two_byte_halves() {
 fn default_report_names_files_bytes_and_workers() {
     let dir = tempdir();
     big_file(&dir.path().join("a"), 10 * MIB + 1);
-    let o = run_in(dir.path(), &["a", "b"]);
+    let o = run_in(dir.path(), &["-j", "2", "a", "b"]);
     assert_ok(&o);
     let line = stdout(&o);
     assert!(
-        line.starts_with("copied 10.00 MiB (10485761 bytes) a -> b in "),
+        line.starts_with("copied 10.00 MiB (10485761 bytes) 'a' -> 'b' in "),
         "{line}"
     );
+    // 5 MiB and 5 MiB + 1 byte: equal at two decimals, so condensed.
     assert!(
-        line.trim_end()
-            .ends_with(" (2 workers: 5.00 MiB + 5.00 MiB)"),
+        line.trim_end().ends_with(" (2 workers × 5.00 MiB)"),
         "{line}"
     );
     assert_eq!(line.lines().count(), 1);
@@ -120,7 +121,9 @@ fn json_report_parses_and_has_the_facts() {
     assert_eq!(j["data_bytes"], 5000);
     assert_eq!(j["verified"], true);
     assert!(j["seconds"].as_f64().unwrap() >= 0.0);
-    assert_eq!(j["worker_bytes"], serde_json::json!([2500, 2500]));
+    // Small and no -j: one worker.
+    assert_eq!(j["worker_bytes"], serde_json::json!([5000]));
+    assert_eq!(j["cloned"], false);
 }
 
 #[test]
@@ -241,7 +244,7 @@ fn dst_may_be_an_existing_directory() {
     let o = run_in(dir.path(), &["a", "d"]);
     assert_ok(&o);
     assert_eq!(fs::read(dir.path().join("d/a")).unwrap(), b"abc");
-    assert!(stdout(&o).contains("a -> d/a "), "{}", stdout(&o));
+    assert!(stdout(&o).contains("'a' -> 'd/a' "), "{}", stdout(&o));
     // And again, replacing the file inside.
     fs::write(dir.path().join("a"), b"defg").unwrap();
     assert_ok(&run_in(dir.path(), &["a", "d/"]));
@@ -250,7 +253,7 @@ fn dst_may_be_an_existing_directory() {
 }
 
 #[test]
-fn replace_is_atomic_follows_symlinks_and_takes_src_mode() {
+fn replace_is_atomic_follows_symlinks_and_keeps_dst_mode() {
     let dir = tempdir();
     let p = dir.path();
     fs::write(p.join("a"), b"new").unwrap();
@@ -268,8 +271,8 @@ fn replace_is_atomic_follows_symlinks_and_takes_src_mode() {
     assert_eq!(fs::read(p.join("target")).unwrap(), b"new");
     let meta = fs::metadata(p.join("target")).unwrap();
     assert_ne!(meta.ino(), before, "a new file replaces the old one");
-    // SRC's bits, less the umask (022 or 002 in test environments keep 0640).
-    assert_eq!(meta.mode() & 0o777, 0o640);
+    // As cp: a replaced file keeps its own mode (0600), not SRC's (0640).
+    assert_eq!(meta.mode() & 0o777, 0o600);
     assert_eq!(entries(p), vec!["a", "link", "target"]);
 }
 
@@ -337,10 +340,18 @@ fn unwritable_dst_directory_is_refused() {
     fs::write(p.join("a"), b"x").unwrap();
     fs::create_dir(p.join("ro")).unwrap();
     fs::write(p.join("ro/b"), OLD).unwrap();
+    // DST itself writable: only the directory stands in the way of a replace.
+    fs::set_permissions(p.join("ro/b"), fs::Permissions::from_mode(0o666)).unwrap();
     fs::set_permissions(p.join("ro"), fs::Permissions::from_mode(0o555)).unwrap();
     let o = finish(unprivileged_cmd(p).args(["a", "ro/b"]).spawn().unwrap());
-    assert_fails(&o, &["cannot create 'ro/b'", "Permission denied"]);
+    assert_fails(
+        &o,
+        &["cannot replace 'ro/b' atomically: directory 'ro' is not writable (use --in-place"],
+    );
     assert_eq!(fs::read(p.join("ro/b")).unwrap(), OLD);
+    assert_eq!(entries(&p.join("ro")), vec!["b"]);
+    let o = finish(unprivileged_cmd(p).args(["a", "ro/new"]).spawn().unwrap());
+    assert_fails(&o, &["cannot create 'ro/new'", "Permission denied"]);
     assert_eq!(entries(&p.join("ro")), vec!["b"]);
     // /proc refuses new files even to root.
     let o = run_in(p, &["a", "/proc/pcopy-test"]);
@@ -442,7 +453,7 @@ fn dst_symlink_into_another_directory_replaces_its_target() {
     assert_eq!(fs::read(p.join("sub/t")).unwrap(), b"new");
     assert_eq!(entries(&p.join("sub")), vec!["t"]);
     assert_eq!(entries(p), vec!["a", "abs", "rel", "sub"]);
-    assert!(stdout(&o).contains("a -> abs "), "{}", stdout(&o));
+    assert!(stdout(&o).contains("'a' -> 'abs' "), "{}", stdout(&o));
 }
 
 #[test]
@@ -529,7 +540,8 @@ const DEFAULT_SIGNALS: [&str; 2] = ["env", "--default-signal=INT,TERM,HUP,CHLD"]
 /// pcopy on the 256 MiB `src` of [`big_setup`], started through `wrapper`.
 fn big_cmd_via(dir: &Path, wrapper: &[&str], no_tmpfile: bool) -> Command {
     let mut c = cmd_via(dir, wrapper);
-    c.args(["src", "dst"]);
+    // Two workers whatever the machine's load (the default takes one when busy).
+    c.args(["-j", "2", "src", "dst"]);
     if no_tmpfile {
         c.env("PCOPY_TEST_NO_TMPFILE", "1");
     }
@@ -584,6 +596,76 @@ fn a_killed_worker_fails_the_copy_even_with_sigchld_ignored() {
     assert_old_dst_intact_and_no_temp(dir.path());
 }
 
+/// The descriptor of process `pid` open on the nameless new file in `dir` (an
+/// O_TMPFILE file shows as `DIR/#INODE (deleted)`).
+fn tmpfile_fd_of(pid: i32, dir: &Path) -> Option<PathBuf> {
+    let dir = dir.canonicalize().ok()?;
+    fs::read_dir(format!("/proc/{pid}/fd")).ok()?.find_map(|e| {
+        let path = e.ok()?.path();
+        let target = fs::read_link(&path).ok()?;
+        let name = target
+            .strip_prefix(&dir)
+            .ok()?
+            .to_string_lossy()
+            .into_owned();
+        (name.starts_with('#') && name.ends_with(" (deleted)")).then_some(path)
+    })
+}
+
+#[test]
+fn a_mapped_range_that_loses_its_pages_fails_in_one_line_with_dst_intact() {
+    // A page of DST's mapping that the file system cannot back is a SIGBUS for user
+    // code; pcopy's workers only read SRC into the mapping, where the kernel turns
+    // it into EFAULT. Cutting the new file short under the workers makes every
+    // later page of their windows unbackable, as a full disk or an I/O error would.
+    let (dir, _, _) = big_setup();
+    let (child, worker) = catch_a_worker(|| big_cmd(dir.path(), false));
+    let parent = Pid::from_raw(child.id() as i32);
+    kill(parent, Signal::SIGSTOP).unwrap();
+    let fd = tmpfile_fd_of(worker, dir.path()).expect("the worker has the new file open");
+    File::options()
+        .write(true)
+        .open(&fd)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    kill(parent, Signal::SIGCONT).unwrap();
+    let _ = kill(Pid::from_raw(worker), Signal::SIGCONT);
+    let o = finish(child);
+    assert_fails(&o, &["cannot write 'dst'", "could not store a mapped page"]);
+    assert_old_dst_intact_and_no_temp(dir.path());
+}
+
+#[test]
+fn zero_runs_of_a_sparse_src_become_holes() {
+    // cp's --sparse=auto: SRC has a hole, so whole blocks of zeros in its data are
+    // not written either, and are punched out of the preallocated copy.
+    let dir = tempdir();
+    let p = dir.path();
+    {
+        let f = File::create(p.join("sparse")).unwrap();
+        f.set_len(64 * MIB as u64).unwrap();
+        use std::os::unix::fs::FileExt;
+        let mut piece = data(16 * MIB, 7);
+        piece[4 * MIB..12 * MIB].fill(0); // 8 MiB of written zeros
+        f.write_all_at(&piece, 8 * MIB as u64).unwrap();
+        f.sync_all().unwrap();
+    }
+    let src_blocks = blocks(&p.join("sparse"));
+    assert!(src_blocks >= (16 * MIB / 512) as u64, "{src_blocks}");
+    for jobs in ["1", "2", "3"] {
+        let o = run_in(p, &["-j", jobs, "--verify", "--json", "sparse", "copy"]);
+        assert_ok(&o);
+        let got = blocks(&p.join("copy"));
+        let want = (8 * MIB / 512) as u64;
+        assert!(
+            got >= want && got <= want + 2048,
+            "-j {jobs}: {got} blocks for {want} blocks of non-zero data"
+        );
+        assert!(fs::read(p.join("sparse")).unwrap() == fs::read(p.join("copy")).unwrap());
+    }
+}
+
 #[test]
 fn src_shrinking_during_the_copy_fails_cleanly() {
     let (dir, src, _) = big_setup();
@@ -601,7 +683,14 @@ fn src_shrinking_during_the_copy_fails_cleanly() {
     // The parent may already have hit the short SRC and killed the worker.
     let _ = kill(Pid::from_raw(worker), Signal::SIGCONT);
     let o = finish(child);
-    assert_fails(&o, &["cannot read 'src'", "file shrank during the copy"]);
+    // The real end of file, not where a worker was reading.
+    assert_fails(
+        &o,
+        &[
+            "cannot read 'src'",
+            "file shrank during the copy (it now ends at byte 4096,",
+        ],
+    );
     assert_old_dst_intact_and_no_temp(dir.path());
 }
 
@@ -743,7 +832,7 @@ fn stdin_closed_is_harmless() {
     assert_ok(&o);
     assert_eq!(fs::read(dir.path().join("b")).unwrap(), b"abc");
     assert!(
-        stdout(&o).starts_with("copied 3 B (3 bytes) a -> b in "),
+        stdout(&o).starts_with("copied 3 bytes 'a' -> 'b' in "),
         "{}",
         stdout(&o)
     );
@@ -792,4 +881,271 @@ fn closed_stderr_and_a_failure_exit_1_and_write_nothing_into_files() {
     let o = finish(c.spawn().unwrap());
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(entries(p), vec!["a", "b"]);
+}
+
+// ---------------------------------------------------------------------------
+// cp's manners that need no second user (those are in pcopy_manners.rs)
+
+#[test]
+fn no_clobber_skips_an_existing_dst_silently() {
+    let dir = tempdir();
+    let p = dir.path();
+    fs::write(p.join("a"), b"new").unwrap();
+    fs::write(p.join("b"), OLD).unwrap();
+    for flag in ["-n", "--no-clobber"] {
+        let o = run_in(p, &[flag, "a", "b"]);
+        assert_ok(&o);
+        assert!(o.stdout.is_empty() && o.stderr.is_empty(), "{}", stderr(&o));
+        assert_eq!(fs::read(p.join("b")).unwrap(), OLD);
+    }
+    // A new name is copied, in both ways of building the file.
+    let o = run_in(p, &["-n", "a", "c"]);
+    assert_ok(&o);
+    let o = finish(
+        cmd(p)
+            .env("PCOPY_TEST_NO_TMPFILE", "1")
+            .args(["-n", "a", "d"])
+            .spawn()
+            .unwrap(),
+    );
+    assert_ok(&o);
+    assert_eq!(fs::read(p.join("c")).unwrap(), b"new");
+    assert_eq!(fs::read(p.join("d")).unwrap(), b"new");
+    assert_eq!(entries(p), vec!["a", "b", "c", "d"]);
+}
+
+#[test]
+fn preserve_keeps_mode_and_times() {
+    let dir = tempdir();
+    let p = dir.path();
+    fs::write(p.join("a"), b"data").unwrap();
+    fs::set_permissions(p.join("a"), fs::Permissions::from_mode(0o751)).unwrap();
+    let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(978_307_200);
+    File::options()
+        .write(true)
+        .open(p.join("a"))
+        .unwrap()
+        .set_modified(when)
+        .unwrap();
+    for flag in ["-p", "--preserve=mode,timestamps", "--preserve"] {
+        let o = run_in(p, &[flag, "a", "b"]);
+        assert_ok(&o);
+        let m = fs::metadata(p.join("b")).unwrap();
+        assert_eq!(m.mode() & 0o7777, 0o751, "{flag}");
+        assert_eq!(m.modified().unwrap(), when, "{flag}");
+        fs::remove_file(p.join("b")).unwrap();
+    }
+    // Without it: SRC's mode less the umask, and a new time.
+    let o = run_in(p, &["a", "b"]);
+    assert_ok(&o);
+    assert_ne!(fs::metadata(p.join("b")).unwrap().modified().unwrap(), when);
+}
+
+#[test]
+fn a_name_too_long_fails_before_a_byte_is_copied() {
+    let (dir, _, _) = big_setup();
+    let long = "n".repeat(256);
+    let o = run_in(dir.path(), &["src", &long]);
+    assert_fails(&o, &["File name too long"]);
+    assert_old_dst_intact_and_no_temp(dir.path());
+}
+
+#[test]
+fn in_place_rewrites_dst_keeping_its_inode_and_links() {
+    let dir = tempdir();
+    let p = dir.path();
+    big_file(&p.join("src"), 3 * MIB + 5);
+    big_file(&p.join("dst"), 5 * MIB);
+    fs::hard_link(p.join("dst"), p.join("link")).unwrap();
+    fs::set_permissions(p.join("dst"), fs::Permissions::from_mode(0o604)).unwrap();
+    let ino = fs::metadata(p.join("dst")).unwrap().ino();
+    let o = run_in(p, &["--in-place", "-j", "3", "--verify", "src", "dst"]);
+    assert_ok(&o);
+    let m = fs::metadata(p.join("dst")).unwrap();
+    assert_eq!((m.ino(), m.nlink(), m.mode() & 0o777), (ino, 2, 0o604));
+    assert_eq!(m.len(), 3 * MIB as u64 + 5, "cut to SRC's length");
+    assert!(fs::read(p.join("link")).unwrap() == fs::read(p.join("src")).unwrap());
+}
+
+#[test]
+fn several_sources_go_into_a_directory_and_a_failure_does_not_stop_the_rest() {
+    let dir = tempdir();
+    let p = dir.path();
+    fs::create_dir(p.join("d")).unwrap();
+    fs::write(p.join("a"), b"aa").unwrap();
+    fs::write(p.join("c"), b"cc").unwrap();
+    let o = run_in(p, &["--json", "a", "missing", "c", "d/"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("cannot open 'missing'"),
+        "{}",
+        stderr(&o)
+    );
+    let lines: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{}", stdout(&o));
+    assert_eq!(
+        (&lines[0]["dst"], &lines[1]["dst"]),
+        (&"d/a".into(), &"d/c".into())
+    );
+    assert_eq!(entries(&p.join("d")), vec!["a", "c"]);
+    // Several sources need a directory.
+    let o = run_in(p, &["a", "c", "e"]);
+    assert_fails(&o, &["'e'", "not a directory"]);
+}
+
+#[test]
+fn the_new_file_is_private_until_it_replaces_dst() {
+    // Built under a hidden name (no O_TMPFILE), it is 0600 while workers write it,
+    // so a private file's content is never readable by others during the copy.
+    let (dir, _, dst) = big_setup();
+    fs::set_permissions(&dst, fs::Permissions::from_mode(0o640)).unwrap();
+    let (child, worker) = catch_a_worker(|| big_cmd(dir.path(), true));
+    let hidden: Vec<u32> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".dst.pcopy-"))
+        .map(|e| e.metadata().unwrap().mode() & 0o7777)
+        .collect();
+    let _ = kill(Pid::from_raw(worker), Signal::SIGCONT);
+    let o = finish(child);
+    assert_eq!(hidden, vec![0o600]);
+    assert_ok(&o);
+    // Then it takes DST's mode.
+    assert_eq!(fs::metadata(&dst).unwrap().mode() & 0o7777, 0o640);
+}
+
+#[test]
+fn names_are_shell_quoted_in_the_report_and_errors_and_raw_in_json() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempdir();
+    let p = dir.path();
+    fs::write(p.join("miss\ning"), b"x").unwrap();
+    let o = run_in(p, &["miss\ning", "it's"]);
+    assert_ok(&o);
+    assert_eq!(stdout(&o).lines().count(), 1, "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains(" 'miss'$'\\n''ing' -> 'it'\\''s' in "),
+        "{}",
+        stdout(&o)
+    );
+    // Invalid UTF-8: quoted by its bytes in errors; in JSON null plus the bytes.
+    let bad = OsStr::from_bytes(b"bad\xff");
+    let o = finish(cmd(p).arg(bad).arg("x").spawn().unwrap());
+    assert_fails(
+        &o,
+        &["cannot open 'bad'$'\\377': No such file or directory"],
+    );
+    fs::write(p.join(bad), b"y").unwrap();
+    let o = finish(cmd(p).arg("--json").arg(bad).arg("x").spawn().unwrap());
+    assert_ok(&o);
+    let j = json(&o);
+    assert_eq!(j["src"], serde_json::Value::Null, "{j}");
+    assert_eq!(j["src_bytes"], serde_json::json!([98, 97, 100, 255]), "{j}");
+    assert_eq!(j["dst"], "x", "{j}");
+}
+
+#[test]
+fn an_interrupt_among_several_sources_names_what_is_done_and_what_is_unchanged() {
+    let (dir, _, _) = big_setup();
+    let p = dir.path();
+    fs::create_dir(p.join("d")).unwrap();
+    fs::write(p.join("a"), b"first").unwrap();
+    fs::write(p.join("d/src"), OLD).unwrap();
+    let (child, worker) = catch_a_worker(|| {
+        let mut c = cmd_via(p, &DEFAULT_SIGNALS);
+        c.args(["-j", "2", "a", "src", "d"]);
+        c
+    });
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
+    let _ = kill(Pid::from_raw(worker), Signal::SIGCONT);
+    let o = finish(child);
+    assert_eq!(
+        o.status.signal(),
+        Some(Signal::SIGINT as i32),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        stderr(&o)
+            .contains("interrupted by SIGINT; 'd/src' left unchanged; finished before it: 'd/a'"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(fs::read(p.join("d/a")).unwrap(), b"first");
+    assert_eq!(fs::read(p.join("d/src")).unwrap(), OLD);
+    assert_eq!(entries(&p.join("d")), vec!["a", "src"]);
+}
+
+#[test]
+fn preserve_xattr_copies_user_attributes_only_when_asked() {
+    use xattr::FileExt;
+    let dir = tempdir();
+    let p = dir.path();
+    fs::write(p.join("a"), b"data").unwrap();
+    let src = File::open(p.join("a")).unwrap();
+    if let Err(e) = src.set_xattr("user.pcopy", b"kept") {
+        // Every file system the tests run on (ext4, XFS, btrfs, tmpfs) has user
+        // xattrs; failing loudly beats passing without testing.
+        panic!("cannot set a user xattr in {}: {e}", p.display());
+    }
+    let o = run_in(p, &["--preserve=xattr", "a", "b"]);
+    assert_ok(&o);
+    let got = File::open(p.join("b"))
+        .unwrap()
+        .get_xattr("user.pcopy")
+        .unwrap();
+    assert_eq!(got.as_deref(), Some(&b"kept"[..]));
+    let o = run_in(p, &["a", "c"]);
+    assert_ok(&o);
+    let got = File::open(p.join("c"))
+        .unwrap()
+        .get_xattr("user.pcopy")
+        .unwrap();
+    assert_eq!(got, None, "copied without --preserve=xattr");
+}
+
+#[test]
+fn replacing_keeps_dst_xattrs_and_acl_as_a_rewrite_in_place_would() {
+    use xattr::FileExt;
+    let dir = tempdir();
+    let p = dir.path();
+    fs::write(p.join("a"), b"new").unwrap();
+    fs::write(p.join("b"), OLD).unwrap();
+    let old = File::open(p.join("b")).unwrap();
+    old.set_xattr("user.tag", b"dst's")
+        .expect("user xattrs on the test directory's file system");
+    // An access ACL (the kernel's xattr form): user 65534 may read.
+    let mut acl = 2u32.to_le_bytes().to_vec();
+    for (tag, perm, id) in [
+        (1u16, 6u16, u32::MAX),
+        (2, 4, 65534),
+        (4, 4, u32::MAX),
+        (0x10, 4, u32::MAX),
+        (0x20, 0, u32::MAX),
+    ] {
+        acl.extend_from_slice(&tag.to_le_bytes());
+        acl.extend_from_slice(&perm.to_le_bytes());
+        acl.extend_from_slice(&id.to_le_bytes());
+    }
+    old.set_xattr("system.posix_acl_access", &acl)
+        .expect("ACLs on the test directory's file system");
+    let o = run_in(p, &["a", "b"]);
+    assert_ok(&o);
+    let b = File::open(p.join("b")).unwrap();
+    assert_eq!(fs::read(p.join("b")).unwrap(), b"new");
+    assert_eq!(
+        b.get_xattr("user.tag").unwrap().as_deref(),
+        Some(&b"dst's"[..])
+    );
+    assert_eq!(b.get_xattr("system.posix_acl_access").unwrap(), Some(acl));
+    // -f replaces it as a new file of the user's: nothing of the old one kept.
+    let o = run_in(p, &["-f", "a", "b"]);
+    assert_ok(&o);
+    let b = File::open(p.join("b")).unwrap();
+    assert_eq!(b.get_xattr("user.tag").unwrap(), None);
 }

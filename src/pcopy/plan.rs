@@ -66,15 +66,20 @@ pub fn data_extents(fd: impl AsFd, size: u64) -> io::Result<Vec<Extent>> {
     Ok(out)
 }
 
+/// The least data a worker is given: a file of fewer data bytes than `jobs` times
+/// this gets fewer workers (a 3-byte file is not cut into 1-byte workers).
+pub const MIN_SHARE: u64 = 4096;
+
 /// Cuts `extents` into `jobs` shares of about equal data bytes, in file order: share
 /// `k` holds data bytes `[k * total / jobs, (k + 1) * total / jobs)`, cut at the exact
 /// byte, so two jobs copy exactly the byte halves `[0, len/2)` and `[len/2, len)` of a
 /// file without holes (the homework), whatever its size. Shares differ by at most one
-/// byte. There are fewer shares than `jobs` only when there are fewer data bytes than
-/// jobs (never an empty worker), and one empty share for a file with no data.
+/// byte. There are fewer shares than `jobs` only when a share would hold less than
+/// [`MIN_SHARE`] bytes (never a tiny worker), and one empty share for a file with no
+/// data.
 pub fn split(extents: &[Extent], jobs: usize) -> Vec<Vec<Extent>> {
     let total = total(extents);
-    let n = (jobs.max(1) as u64).min(total.max(1));
+    let n = (jobs.max(1) as u64).min(total / MIN_SHARE).max(1);
     let mut cuts: Vec<u64> = (0..=n)
         .map(|k| (k as u128 * total as u128 / n as u128) as u64)
         .collect();
@@ -141,7 +146,12 @@ mod tests {
     #[test]
     fn two_jobs_cut_at_the_exact_half_byte_at_any_size() {
         // Large shares too: no rounding of the cut to whole chunks.
-        for len in [7u64, (33 << 20) + 1, (256 << 20) + 3, (2 << 30) + 1] {
+        for len in [
+            (1u64 << 13) + 1,
+            (33 << 20) + 1,
+            (256 << 20) + 3,
+            (2 << 30) + 1,
+        ] {
             let shares = split(&[e(0, len)], 2);
             assert_eq!(
                 shares,
@@ -157,7 +167,8 @@ mod tests {
             for jobs in 1..=8 {
                 let ext = [e(0, len)];
                 let shares = split(&ext, jobs);
-                assert_eq!(shares.len() as u64, (jobs as u64).min(len));
+                let want = (jobs as u64).min(len / MIN_SHARE).max(1);
+                assert_eq!(shares.len() as u64, want);
                 assert_covers(&ext, &shares);
             }
         }
@@ -198,11 +209,12 @@ mod tests {
     }
 
     #[test]
-    fn every_job_gets_a_share_down_to_one_byte_each() {
+    fn every_job_gets_a_share_of_at_least_min_share_bytes() {
         let mib = 1 << 20;
         assert_eq!(split(&[e(0, mib)], 8).len(), 8);
-        assert_eq!(split(&[e(0, 3)], 8).len(), 3);
-        assert_eq!(split(&[e(0, 3)], 2), vec![vec![e(0, 1)], vec![e(1, 3)]]);
+        assert_eq!(split(&[e(0, 3)], 8), vec![vec![e(0, 3)]]);
+        assert_eq!(split(&[e(0, 3 * MIN_SHARE - 1)], 8).len(), 2);
+        assert_eq!(split(&[e(0, 2 * MIN_SHARE)], 2).len(), 2);
     }
 
     #[test]
@@ -212,7 +224,7 @@ mod tests {
 
     #[test]
     fn unaligned_extents_still_cover_exactly() {
-        let ext = [e(5, 4000), e(4001, 9000), e(12_345, 70_001)];
+        let ext = [e(5, 40_000), e(40_001, 90_000), e(123_456, 700_001)];
         for jobs in 1..=8 {
             let shares = split(&ext, jobs);
             assert_covers(&ext, &shares);

@@ -1,35 +1,63 @@
 //! What pcopy tells the user: the one-line report (text or JSON) and the progress
 //! line on a terminal.
 
+use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::time::{Duration, Instant};
 
 use humansize::{format_size, FormatSizeOptions, BINARY};
 use serde::Serialize;
 
+use super::quote;
+
+/// Why the data went to as many workers as it did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    /// As `-j` asked, or the default for a large file.
+    AsAsked,
+    /// One worker: the file was small and `-j` not given.
+    Small,
+    /// One worker: no core was free for a second (load average, CPU affinity)
+    /// and `-j` not given.
+    Busy,
+}
+
 /// The facts of a finished copy.
 #[derive(Debug, Clone)]
 pub struct Report {
-    pub src: String,
-    pub dst: String,
+    /// SRC as the user named it.
+    pub src: OsString,
+    /// DST as the user named it (with SRC's name added for a directory).
+    pub dst: OsString,
     /// The length of the new file.
     pub bytes: u64,
     /// Bytes of data actually copied (less than `bytes` for a sparse file).
     pub data_bytes: u64,
+    /// Wall time of the whole copy.
     pub seconds: f64,
-    /// Data bytes per worker, in worker order (worker 1 is the parent).
+    /// Data bytes per worker, in worker order (worker 1 is the parent); empty for
+    /// a clone.
     pub shares: Vec<u64>,
+    /// Why that many workers.
+    pub split: Split,
+    /// The new file shares SRC's blocks (a reflink): nothing was copied.
+    pub cloned: bool,
+    /// `--verify` compared the new file with SRC.
     pub verified: bool,
+    /// `--sync` flushed it to the device.
     pub synced: bool,
 }
 
-/// `n` in binary units with two decimals, as in `2.00 GiB` (bytes stay whole: `17 B`).
+/// `n` in binary units with two decimals, as in `2.00 GiB`; under 1 KiB in bytes,
+/// `1 byte`, `17 bytes`.
 pub fn size(n: u64) -> String {
-    if n < 1024 {
-        return format!("{n} B");
+    match n {
+        1 => "1 byte".into(),
+        n if n < 1024 => format!("{n} bytes"),
+        n => format_size(n, FormatSizeOptions::from(BINARY).decimal_zeroes(2)),
     }
-    format_size(n, FormatSizeOptions::from(BINARY).decimal_zeroes(2))
 }
 
 fn duration(seconds: f64) -> String {
@@ -37,6 +65,19 @@ fn duration(seconds: f64) -> String {
         format!("{seconds:.2} s")
     } else {
         format!("{:.2} ms", seconds * 1000.0)
+    }
+}
+
+/// The workers and their shares: `2 workers: 5.00 MiB + 3.00 MiB`, equal ones
+/// condensed as `64 workers × 4.69 MiB`.
+fn shares_text(shares: &[u64]) -> String {
+    let sizes: Vec<String> = shares.iter().map(|&b| size(b)).collect();
+    match sizes.as_slice() {
+        [one] => format!("1 worker: {one}"),
+        [first, rest @ ..] if rest.iter().all(|s| s == first) => {
+            format!("{} workers × {first}", sizes.len())
+        }
+        _ => format!("{} workers: {}", sizes.len(), sizes.join(" + ")),
     }
 }
 
@@ -50,28 +91,45 @@ impl Report {
         }
     }
 
-    /// `copied 2.00 GiB (2147483648 bytes) a -> b in 0.61 s, 3.28 GiB/s (2 workers: 1 GiB + 1 GiB)`
+    /// `copied 2.00 GiB (2147483648 bytes) 'a' -> 'b' in 0.61 s, 3.28 GiB/s (2
+    /// workers × 1.00 GiB)`; a clone has no rate and no workers.
     pub fn text(&self) -> String {
-        let mut s = format!("copied {} ({} bytes", size(self.bytes), self.bytes);
-        if self.data_bytes != self.bytes {
-            let _ = write!(s, ", {} of data", size(self.data_bytes));
+        let verb = if self.cloned { "cloned" } else { "copied" };
+        let mut s = format!("{verb} {}", size(self.bytes));
+        let mut notes = Vec::new();
+        if self.bytes >= 1024 {
+            notes.push(format!("{} bytes", self.bytes));
         }
-        let n = self.shares.len();
+        if self.data_bytes != self.bytes {
+            notes.push(format!("{} of data", size(self.data_bytes)));
+        }
+        if !notes.is_empty() {
+            let _ = write!(s, " ({})", notes.join(", "));
+        }
         let _ = write!(
             s,
-            ") {} -> {} in {}, {}/s ({} worker{}: {})",
-            self.src,
-            self.dst,
-            duration(self.seconds),
-            size(self.rate() as u64),
-            n,
-            if n == 1 { "" } else { "s" },
-            self.shares
-                .iter()
-                .map(|&b| size(b))
-                .collect::<Vec<_>>()
-                .join(" + ")
+            " {} -> {} in {}",
+            quote::quoted(&self.src),
+            quote::quoted(&self.dst),
+            duration(self.seconds)
         );
+        if !self.cloned {
+            let _ = write!(
+                s,
+                ", {}/s ({}",
+                size(self.rate() as u64),
+                shares_text(&self.shares)
+            );
+            match self.split {
+                Split::Small => {
+                    let limit = size(super::AUTO_SPLIT_FROM);
+                    let _ = write!(s, "; under {limit} one worker unless -j");
+                }
+                Split::Busy => s.push_str("; no core free for a second one, see -j"),
+                Split::AsAsked => {}
+            }
+            s.push(')');
+        }
         if self.verified {
             s.push_str(", verified");
         }
@@ -84,14 +142,17 @@ impl Report {
     /// The same facts as one JSON object, on one line.
     pub fn json(&self) -> String {
         let line = JsonReport {
-            src: &self.src,
-            dst: &self.dst,
+            src: self.src.to_str(),
+            src_bytes: self.src.to_str().is_none().then(|| self.src.as_bytes()),
+            dst: self.dst.to_str(),
+            dst_bytes: self.dst.to_str().is_none().then(|| self.dst.as_bytes()),
             bytes: self.bytes,
             data_bytes: self.data_bytes,
             seconds: self.seconds,
-            bytes_per_second: self.rate().round(),
+            bytes_per_second: (!self.cloned).then(|| self.rate().round()),
             workers: self.shares.len(),
             worker_bytes: &self.shares,
+            cloned: self.cloned,
             verified: self.verified,
             synced: self.synced,
         };
@@ -102,14 +163,21 @@ impl Report {
 /// The `--json` report's fields, in their order.
 #[derive(Serialize)]
 struct JsonReport<'a> {
-    src: &'a str,
-    dst: &'a str,
+    /// `null` when the name is not UTF-8; `src_bytes` then has its bytes.
+    src: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    src_bytes: Option<&'a [u8]>,
+    dst: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dst_bytes: Option<&'a [u8]>,
     bytes: u64,
     data_bytes: u64,
     seconds: f64,
-    bytes_per_second: f64,
+    /// `null` for a clone, which copies nothing.
+    bytes_per_second: Option<f64>,
     workers: usize,
     worker_bytes: &'a [u64],
+    cloned: bool,
     verified: bool,
     synced: bool,
 }
@@ -239,6 +307,8 @@ mod tests {
             data_bytes: 2 << 30,
             seconds: 0.61,
             shares: vec![1 << 30, 1 << 30],
+            split: Split::AsAsked,
+            cloned: false,
             verified: false,
             synced: false,
         }
@@ -248,8 +318,8 @@ mod tests {
     fn text_matches_the_spec_example() {
         assert_eq!(
             sample().text(),
-            "copied 2.00 GiB (2147483648 bytes) big.iso -> out.iso in 0.61 s, 3.28 GiB/s \
-             (2 workers: 1.00 GiB + 1.00 GiB)"
+            "copied 2.00 GiB (2147483648 bytes) 'big.iso' -> 'out.iso' in 0.61 s, 3.28 GiB/s \
+             (2 workers × 1.00 GiB)"
         );
     }
 
@@ -260,7 +330,7 @@ mod tests {
         r.shares = vec![1 << 30];
         assert!(r
             .text()
-            .starts_with("copied 2.00 GiB (2147483648 bytes, 1.00 GiB of data) big.iso"));
+            .starts_with("copied 2.00 GiB (2147483648 bytes, 1.00 GiB of data) 'big.iso'"));
         assert!(r.text().contains("(1 worker: 1.00 GiB)"));
     }
 
@@ -270,9 +340,39 @@ mod tests {
         r.src = "a\"b\\c\nd\u{1}".into();
         let j: serde_json::Value = serde_json::from_str(&r.json()).unwrap();
         assert_eq!(j["src"], "a\"b\\c\nd\u{1}");
+        assert!(j.get("src_bytes").is_none());
+        r.dst = OsString::from(std::ffi::OsStr::from_bytes(b"x\xff"));
+        let j: serde_json::Value = serde_json::from_str(&r.json()).unwrap();
+        assert_eq!(j["dst"], serde_json::Value::Null);
+        assert_eq!(j["dst_bytes"], serde_json::json!([120, 255]));
+        assert!(r.text().contains(" -> 'x'$'\\377' in "), "{}", r.text());
         let j = sample().json();
         assert!(j.starts_with("{\"src\":\"big.iso\",\"dst\":\"out.iso\",\"bytes\":2147483648,"));
         assert!(j.contains("\"worker_bytes\":[1073741824,1073741824]"));
+    }
+
+    #[test]
+    fn shares_are_condensed_when_equal() {
+        assert_eq!(
+            shares_text(&[5 << 20, 3 << 20]),
+            "2 workers: 5.00 MiB + 3.00 MiB"
+        );
+        assert_eq!(shares_text(&[4_919_000; 64]), "64 workers × 4.69 MiB");
+        assert_eq!(shares_text(&[3]), "1 worker: 3 bytes");
+    }
+
+    #[test]
+    fn a_clone_has_no_rate_and_no_workers() {
+        let mut r = sample();
+        r.cloned = true;
+        r.shares.clear();
+        assert_eq!(
+            r.text(),
+            "cloned 2.00 GiB (2147483648 bytes) 'big.iso' -> 'out.iso' in 0.61 s"
+        );
+        let j: serde_json::Value = serde_json::from_str(&r.json()).unwrap();
+        assert_eq!(j["cloned"], true);
+        assert_eq!(j["bytes_per_second"], serde_json::Value::Null);
     }
 
     #[test]
@@ -296,7 +396,8 @@ mod tests {
             line,
             "copied 1.00 GiB of 2.00 GiB (50%), 1.00 GiB/s, ETA 1.0 s"
         );
-        assert_eq!(size(17), "17 B");
+        assert_eq!(size(17), "17 bytes");
+        assert_eq!(size(1), "1 byte");
         assert_eq!(size(1536), "1.50 KiB");
     }
 }

@@ -347,6 +347,10 @@ fn child_result(
         WaitStatus::Exited(_, code) => {
             Some(Error::plain(format!("{who} exited with status {code}")))
         }
+        WaitStatus::Signaled(_, Signal::SIGBUS, _) => Some(Error::plain(format!(
+            "{who} was killed by SIGBUS: the file system could not back a mapped page \
+             (out of space, or an I/O error)"
+        ))),
         WaitStatus::Signaled(_, sig, _) => Some(Error::plain(format!("{who} was killed by {sig}"))),
         other => Some(Error::plain(format!(
             "{who}: unexpected wait status {other:?}"

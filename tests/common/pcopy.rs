@@ -194,18 +194,19 @@ pub fn state_of(pid: i32) -> Option<char> {
     after.chars().next()
 }
 
-/// Bytes process `pid` has written so far (`wchar` in /proc/PID/io).
-pub fn written_by(pid: i32) -> u64 {
+/// Bytes process `pid` has read so far (`rchar` in /proc/PID/io): a worker reads
+/// SRC whether it then writes with pwrite or through a mapping.
+pub fn read_by(pid: i32) -> u64 {
     let io = fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
     io.lines()
-        .find_map(|l| l.strip_prefix("wchar: "))
+        .find_map(|l| l.strip_prefix("rchar: "))
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or(0)
 }
 
 /// Starts pcopy and stops (SIGSTOP) its first worker child while it is still
 /// copying, so the test can act on a copy that is surely in progress. The child is
-/// stopped only once it has written data, i.e. after its start-up (PR_SET_PDEATHSIG).
+/// stopped only once it has read data, i.e. after its start-up (PR_SET_PDEATHSIG).
 /// Returns None when the copy finished before a child could be caught (the caller
 /// retries).
 pub fn start_and_stop_a_worker(mut c: Command) -> Option<(Child, i32)> {
@@ -213,7 +214,7 @@ pub fn start_and_stop_a_worker(mut c: Command) -> Option<(Child, i32)> {
     let t0 = Instant::now();
     loop {
         if let Some(&pid) = children_of(child.id()).first() {
-            while written_by(pid) == 0 && matches!(state_of(pid), Some('R' | 'S' | 'D')) {
+            while read_by(pid) == 0 && matches!(state_of(pid), Some('R' | 'S' | 'D')) {
                 std::thread::yield_now();
             }
             let _ = kill(Pid::from_raw(pid), Signal::SIGSTOP);
