@@ -59,6 +59,7 @@ fn ngircd_run_now(opts: &Options) -> Result<Report, String> {
                 .map_err(|e| format!("cannot clone a member socket: {}", os_reason(&e)))
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let writers = Arc::new(writers);
     let per = (opts.messages as usize).div_ceil(s).max(1);
     let threads = opts.threads.max(1);
     let shared = Arc::new(Shared::new(n, s, per, threads));
@@ -90,18 +91,14 @@ fn ngircd_run_now(opts: &Options) -> Result<Report, String> {
     plan.window = Some(plan.window.unwrap_or(plan.ack_window as u64));
     let before = snap(&shared, pid);
     shared.phase.store(phase::RUN, Release);
-    let senders: Vec<TcpStream> = writers
-        .iter()
-        .take(s)
-        .filter_map(|w| w.try_clone().ok())
-        .collect();
+    let senders = writers.clone();
     let (txo, after) = send_and_settle(
         &shared,
         &plan,
         pid,
         before,
         opts.duration + Duration::from_secs(20),
-        move |shared, plan| senders_run(senders, shared, plan),
+        move |shared, plan| senders_run(&senders[..s], shared, plan),
     )?;
     shared.phase.store(phase::FINAL, Release);
     ping_all(&writers, "final", &shared.finals);
@@ -337,7 +334,7 @@ impl IrcMember {
 
 /// Sends PRIVMSGs to the channel from the sender members, paced by the
 /// deliveries (see the module's documentation).
-fn senders_run(mut socks: Vec<TcpStream>, shared: &Shared, plan: &Plan) -> TxOut {
+fn senders_run(socks: &[TcpStream], shared: &Shared, plan: &Plan) -> TxOut {
     net::tight_timer_slack();
     let cpu0 = net::thread_cpu_ns();
     let ns = socks.len();
@@ -361,7 +358,7 @@ fn senders_run(mut socks: Vec<TcpStream>, shared: &Shared, plan: &Plan) -> TxOut
         let mut busy = false;
         for (s, (buf, off)) in pending.iter_mut().enumerate() {
             if *off < buf.len() && !broken[s] {
-                match socks[s].write(&buf[*off..]) {
+                match (&socks[s]).write(&buf[*off..]) {
                     Ok(k) => *off += k,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
