@@ -203,6 +203,12 @@ fn run() -> Result<(), String> {
             ),
         );
     }
+    if !a.against.contains(&Target::ChatServer) && (a.baseline || a.idle.is_some()) {
+        usage_error(
+            ErrorKind::ArgumentConflict,
+            "--baseline and --idle measure the chat server: add chat-server to --against",
+        );
+    }
     let opts = Options {
         members: a.members,
         senders: a.senders,

@@ -253,6 +253,17 @@ fn out_of_range_options_are_refused_not_clamped() {
         (&["--idle", "3601"], "--idle", "(0, 3600]"),
         (&["--idle-wait=-1"], "--idle-wait", "[0, 3600]"),
         (&["--server", "127.0.0.1"], "--server", "HOST:PORT"),
+        (&["--against", "irc"], "--against", "invalid value 'irc'"),
+        (
+            &["--against", "ngircd", "--baseline"],
+            "--against",
+            "chat-server",
+        ),
+        (
+            &["--against", "ngircd", "--idle", "1"],
+            "--against",
+            "chat-server",
+        ),
     ];
     for (args, option, range) in cases {
         let (code, stderr) = run_bounded(args, Duration::from_secs(20));
