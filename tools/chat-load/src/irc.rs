@@ -82,9 +82,13 @@ fn ngircd_run_now(opts: &Options) -> Result<Report, String> {
     let unsynced = ping_all(&writers, "sync", &shared.synced);
     if unsynced > 0 {
         shared.phase.store(phase::STOP, Release);
+        for h in handles {
+            let _ = h.join(); // a member ngircd closed is reported first
+        }
         return Err(format!(
-            "{} got no answer to PING from ngircd",
-            net::count(unsynced, "member", "members")
+            "{} got no answer to PING from ngircd (its log ends: {})",
+            net::count(unsynced, "member", "members"),
+            server.log_tail()
         ));
     }
     let mut plan = opts.plan();
@@ -196,20 +200,26 @@ fn last_line(got: &[u8]) -> String {
     text.lines().last().unwrap_or("nothing").trim().to_string()
 }
 
-/// Sends `PING :<word>` from every member whose flag is not set, until every
-/// flag is set (the receivers set it on the PONG) or 10 s; returns how many
-/// are still unset. TCP keeps order, so a member's PONG comes after every
-/// line ngircd queued for it before.
+/// Sends `PING :<word>` from every member whose flag is not set (again
+/// each second), until every flag is set (the receivers set it on the PONG)
+/// or 10 s; returns how many are still unset. TCP keeps order, so a member's
+/// PONG comes after every line ngircd queued for it before.
 fn ping_all(writers: &[TcpStream], word: &str, flags: &[AtomicBool]) -> usize {
     let line = format!("PING :{word}\r\n");
-    for mut w in writers {
-        write_all_nonblocking(&mut w, line.as_bytes());
-    }
     let end = Instant::now() + Duration::from_secs(10);
+    let mut next = Instant::now();
     loop {
         let unset = flags.iter().filter(|f| !f.load(Acquire)).count();
         if unset == 0 || Instant::now() > end {
             return unset;
+        }
+        if Instant::now() >= next {
+            next += Duration::from_secs(1);
+            for (mut w, f) in writers.iter().zip(flags) {
+                if !f.load(Acquire) {
+                    write_all_nonblocking(&mut w, line.as_bytes());
+                }
+            }
         }
         std::thread::sleep(Duration::from_millis(1));
     }

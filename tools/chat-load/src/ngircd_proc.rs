@@ -40,7 +40,7 @@ pub fn default_bin() -> PathBuf {
 pub struct Ngircd {
     child: Child,
     addr: SocketAddr,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Ngircd {
@@ -94,7 +94,7 @@ impl Ngircd {
         let mut n = Ngircd {
             child,
             addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
-            _dir: dir,
+            dir,
         };
         Ok(n.wait_ready(&log_path).map(|()| n))
     }
@@ -120,6 +120,13 @@ impl Ngircd {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The last lines of ngircd's log, on one line (for an error message).
+    pub fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.path().join("ngircd.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().map(str::trim).collect();
+        lines[lines.len().saturating_sub(3)..].join(" / ")
     }
 
     pub fn pid(&self) -> u32 {
