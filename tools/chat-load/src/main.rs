@@ -1,5 +1,5 @@
 //! `chat-load`: load generator for `chat-server`, and the kernel ceiling it is
-//! measured against. See README.md, "Performance".
+//! measured against. See docs/performance.md.
 //!
 //! Modules: [`options`] (what a run is asked), [`runs`] (the relay, ceiling,
 //! idle runs and the suite), [`join`] (many logins at once), [`rx`] and
@@ -7,12 +7,14 @@
 //! merging), [`latency`] (the histogram), [`report`] (the figures, as a
 //! table or JSON), [`server_proc`] (the chat-server started for a run),
 //! [`net`] (member sockets and /proc counters), [`text`] (what each message
-//! carries).
+//! carries), [`irc`] and [`ngircd_proc`] (the same load against ngircd).
 
+mod irc;
 mod join;
 mod latency;
 mod measure;
 mod net;
+mod ngircd_proc;
 mod options;
 mod report;
 mod runs;
@@ -23,7 +25,7 @@ mod tx;
 
 use clap::builder::RangedU64ValueParser;
 use clap::error::ErrorKind;
-use clap::{CommandFactory, Parser};
+use clap::{CommandFactory, Parser, ValueEnum};
 use options::{Ceiling, Options};
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
@@ -113,7 +115,7 @@ struct Args {
     /// started busy is marked.
     #[arg(long, value_name = "SECONDS", default_value = "30", value_parser = seconds_or_zero)]
     idle_wait: Duration,
-    /// Run the README's whole table (N = 10, 100, 500; W=32 and flood; packing off
+    /// Run the whole table of docs/performance.md (N = 10, 100, 500; W=32 and flood; packing off
     /// and on; the latency run; 10,000 idle members).
     #[arg(long)]
     suite: bool,
@@ -121,6 +123,27 @@ struct Args {
     /// FILE is opened before the runs, so a bad path fails at once.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    /// The servers to load, comma-separated: chat-server (with its kernel
+    /// ceiling), ngircd (plain-text TCP IRC, started from
+    /// tools/ngircd/ngircd.conf on 127.0.0.1 with the same N, S and texts).
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_enum,
+        value_delimiter = ',',
+        default_value = "chat-server"
+    )]
+    against: Vec<Target>,
+    /// The ngircd binary to start (default: ngircd on PATH, else /usr/sbin/ngircd).
+    #[arg(long, value_name = "PATH")]
+    ngircd_bin: Option<PathBuf>,
+}
+
+/// A server `--against` can load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Target {
+    ChatServer,
+    Ngircd,
 }
 
 /// Seconds above 0, at most an hour.
@@ -180,6 +203,12 @@ fn run() -> Result<(), String> {
             ),
         );
     }
+    if !a.against.contains(&Target::ChatServer) && (a.baseline || a.idle.is_some()) {
+        usage_error(
+            ErrorKind::ArgumentConflict,
+            "--baseline and --idle measure the chat server: add chat-server to --against",
+        );
+    }
     let opts = Options {
         members: a.members,
         senders: a.senders,
@@ -205,6 +234,9 @@ fn run() -> Result<(), String> {
         rcvbuf: a.rcvbuf,
         idle: a.idle,
         idle_wait: a.idle_wait,
+        chat_server: a.against.contains(&Target::ChatServer),
+        ngircd: a.against.contains(&Target::Ngircd),
+        ngircd_bin: a.ngircd_bin.unwrap_or_else(ngircd_proc::default_bin),
     };
     let json_only = a.json.as_deref() == Some(Path::new("-"));
     // Opened before the runs, so that a bad path fails at once, not minutes later.

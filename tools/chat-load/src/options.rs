@@ -53,6 +53,11 @@ pub struct Options {
     pub idle: Option<Duration>,
     /// How long each run waits for the machine to be idle first (zero: not at all).
     pub idle_wait: Duration,
+    /// Run the load against the chat server, and against ngircd.
+    pub chat_server: bool,
+    pub ngircd: bool,
+    /// The ngircd binary to start.
+    pub ngircd_bin: PathBuf,
 }
 
 impl Default for Options {
@@ -76,6 +81,9 @@ impl Default for Options {
             rcvbuf: 1 << 20,
             idle: None,
             idle_wait: Duration::from_secs(30),
+            chat_server: true,
+            ngircd: false,
+            ngircd_bin: super::ngircd_proc::default_bin(),
         }
     }
 }

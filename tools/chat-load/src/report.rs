@@ -13,6 +13,8 @@ pub enum Kind {
     Baseline,
     /// Members joined and idle, sending keepalives only.
     Idle,
+    /// ngircd relaying PRIVMSGs over TCP (the IRC baseline).
+    Ngircd,
 }
 
 impl Kind {
@@ -21,6 +23,7 @@ impl Kind {
             Kind::Server => "server",
             Kind::Baseline => "kernel ceiling",
             Kind::Idle => "idle",
+            Kind::Ngircd => "ngircd",
         }
     }
 }
@@ -202,15 +205,25 @@ impl Report {
                 }
             )
         };
+        // Over TCP there are no datagrams to count.
+        let tcp = self.kind == Some(Kind::Ngircd);
         format!(
-            "| {} | {} | {} | {} | {} | {} | {:.1} | {} | {} | {} | {} | {} | {} | {:.2} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} | {} |",
             self.label(),
             self.members,
             self.senders,
             self.mode,
             si(self.msgs_per_s()),
-            si(self.dgrams_per_s()),
-            self.events_per_dgram(),
+            if tcp {
+                "-".into()
+            } else {
+                si(self.dgrams_per_s())
+            },
+            if tcp {
+                "-".into()
+            } else {
+                format!("{:.1}", self.events_per_dgram())
+            },
             self.ceiling_share()
                 .map_or("-".into(), |s| format!("{:.0}%", 100.0 * s)),
             loss,

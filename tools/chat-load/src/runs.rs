@@ -14,6 +14,7 @@
 //!
 //! Threads are fine here: this tool never forks.
 
+use super::irc::ngircd_run;
 use super::join::{join_members, sockets, JoinedMembers};
 use super::measure::{merge, settle, snap, steady, timing, when_idle, Snap};
 use super::net::{self, Cpu};
@@ -37,15 +38,18 @@ pub fn run(opts: &Options) -> Result<Vec<Report>, String> {
     }
     let mut out = Vec::new();
     let mut ceiling = None;
-    if opts.ceiling != Ceiling::Skip {
+    if opts.ceiling != Ceiling::Skip && opts.chat_server {
         let b = baseline_run(opts)?;
         ceiling = Some(b.dgrams_per_s());
         out.push(b);
     }
-    if opts.ceiling != Ceiling::Only {
+    if opts.ceiling != Ceiling::Only && opts.chat_server {
         let mut r = relay_run(opts)?;
         r.ceiling_dgrams_per_s = ceiling;
         out.push(r);
+    }
+    if opts.ceiling != Ceiling::Only && opts.ngircd {
+        out.push(ngircd_run(opts)?);
     }
     Ok(out)
 }
@@ -114,7 +118,7 @@ fn start_receivers(
 /// `shared.sender`), waits for the deliveries of what it sent to settle
 /// (`settle`, from `before`, bounded by `limit`), and returns what it did
 /// with the snapshot after.
-fn send_and_settle(
+pub fn send_and_settle(
     shared: &Arc<Shared>,
     plan: &Plan,
     server_pid: Option<u32>,
@@ -353,9 +357,10 @@ fn idle_run(opts: &Options, idle: Duration) -> Result<Report, String> {
     Ok(r)
 }
 
-/// The README's table: for N = 10, 100, 500 the ceiling, then the server
+/// The table of docs/performance.md: for N = 10, 100, 500 the ceiling, then the server
 /// with packing off and on, closed loop (S = 1) and flood (S = 4); the
 /// latency at half the N = 100 closed-loop rate; and 10,000 idle members.
+/// With `ngircd` set, ngircd's flood (S = 4) follows each N's server runs.
 /// A run disturbed by other processes is repeated (see `steady`).
 /// `progress` is told each report as it comes.
 pub fn suite(base: &Options, mut progress: impl FnMut(&Report)) -> Result<Vec<Report>, String> {
@@ -397,6 +402,16 @@ pub fn suite(base: &Options, mut progress: impl FnMut(&Report)) -> Result<Vec<Re
                 }
                 push(r, &mut out);
             }
+        }
+        if base.ngircd {
+            let r = steady(|| {
+                ngircd_run(&Options {
+                    flood: true,
+                    senders: 4,
+                    ..o.clone()
+                })
+            })?;
+            push(r, &mut out);
         }
     }
     for packing in [false, true] {

@@ -9,7 +9,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use std::io;
 use std::net::UdpSocket;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicU8, Ordering::*};
 use std::sync::{Arc, OnceLock};
 use std::thread::Thread;
@@ -155,10 +155,66 @@ pub struct RxOut {
     pub malformed: u64,
 }
 
+/// A member connection a receiver thread reads: a UDP member of the chat
+/// server here, a TCP member of ngircd in [`super::irc`].
+pub trait Inbox: Send + 'static {
+    /// Buffers one receiver thread shares among its members.
+    type Scratch;
+    fn scratch() -> Self::Scratch;
+    fn fd(&self) -> RawFd;
+    /// Reads until the connection would block; returns the deliveries it
+    /// accounts for (received, or seen missing).
+    fn drain(
+        &mut self,
+        scratch: &mut Self::Scratch,
+        shared: &Shared,
+        ph: u8,
+        out: &mut RxOut,
+    ) -> io::Result<u64>;
+    /// The member's index and what it received.
+    fn into_stats(self) -> (usize, MemberStats);
+}
+
+impl RxOut {
+    /// Nothing received yet, with room for `cells` messages.
+    fn new(cells: usize) -> RxOut {
+        RxOut {
+            members: Vec::new(),
+            hist: Hist::new(),
+            counts: vec![0; cells],
+            last_rx: vec![0; cells],
+            malformed: 0,
+        }
+    }
+
+    /// Counts `text`, received at `now` by the member `st`, if it is one of
+    /// this run's messages (else it is foreign); returns whether it was.
+    pub fn count_text(
+        &mut self,
+        st: &mut MemberStats,
+        per_sender: usize,
+        text: &[u8],
+        now: u64,
+    ) -> bool {
+        let Some((s, k, sent)) = text::parse(text) else {
+            st.foreign += 1;
+            return false;
+        };
+        st.received += 1;
+        self.hist.add(now.saturating_sub(sent));
+        let cell = s * per_sender + k;
+        if let (Some(c), Some(l)) = (self.counts.get_mut(cell), self.last_rx.get_mut(cell)) {
+            *c += 1;
+            *l = (*l).max(now);
+        }
+        true
+    }
+}
+
 /// Runs a receiver thread over `members` until the phase is STOP.
-pub fn spawn(
+pub fn spawn<M: Inbox>(
     id: usize,
-    members: Vec<RxMember>,
+    members: Vec<M>,
     shared: Arc<Shared>,
     senders: usize,
 ) -> std::thread::JoinHandle<io::Result<RxOut>> {
@@ -168,32 +224,22 @@ pub fn spawn(
         .expect("spawn a receiver thread")
 }
 
-fn receive(
+fn receive<M: Inbox>(
     id: usize,
-    mut members: Vec<RxMember>,
+    mut members: Vec<M>,
     shared: &Shared,
     senders: usize,
 ) -> io::Result<RxOut> {
     shared.rx_tids[id].store(super::net::gettid(), Relaxed);
     let mut poll = Poll::new()?;
     for (k, m) in members.iter().enumerate() {
-        poll.registry().register(
-            &mut SourceFd(&m.sock.as_raw_fd()),
-            Token(k),
-            Interest::READABLE,
-        )?;
+        poll.registry()
+            .register(&mut SourceFd(&m.fd()), Token(k), Interest::READABLE)?;
     }
-    let cells = senders * shared.per_sender;
-    let mut out = RxOut {
-        members: Vec::new(),
-        hist: Hist::new(),
-        counts: vec![0; cells],
-        last_rx: vec![0; cells],
-        malformed: 0,
-    };
+    let mut out = RxOut::new(senders * shared.per_sender);
     let mut events = Events::with_capacity(1024);
-    let mut rx = BatchReceiver::new();
-    // Sockets may hold datagrams from before the registration.
+    let mut scratch = M::scratch();
+    // Sockets may hold data from before the registration.
     let mut ready: Vec<usize> = (0..members.len()).collect();
     loop {
         let ph = shared.phase.load(Acquire);
@@ -201,7 +247,8 @@ fn receive(
             break;
         }
         for k in ready.drain(..) {
-            drain(&mut members[k], &mut rx, shared, ph, &mut out)?;
+            let n = members[k].drain(&mut scratch, shared, ph, &mut out)?;
+            account(shared, n);
         }
         match poll.poll(&mut events, Some(Duration::from_millis(5))) {
             Ok(()) => {}
@@ -210,8 +257,45 @@ fn receive(
         }
         ready.extend(events.iter().map(|e| e.token().0));
     }
-    out.members = members.into_iter().map(|m| (m.index, m.st)).collect();
+    out.members = members.into_iter().map(M::into_stats).collect();
     Ok(out)
+}
+
+/// Adds `accounted` deliveries to the shared count, and wakes a closed-loop
+/// sender that waits for it.
+fn account(shared: &Shared, accounted: u64) {
+    if accounted == 0 {
+        return;
+    }
+    let now = shared.accounted.fetch_add(accounted, SeqCst) + accounted;
+    shared.last_rx_ns.fetch_max(shared.now_ns(), Relaxed);
+    if now >= shared.wake_at.load(SeqCst) && shared.wake_at.swap(u64::MAX, SeqCst) != u64::MAX {
+        if let Some(t) = shared.sender.get() {
+            t.unpark();
+        }
+    }
+}
+
+impl Inbox for RxMember {
+    type Scratch = BatchReceiver;
+    fn scratch() -> BatchReceiver {
+        BatchReceiver::new()
+    }
+    fn fd(&self) -> RawFd {
+        self.sock.as_raw_fd()
+    }
+    fn drain(
+        &mut self,
+        rx: &mut BatchReceiver,
+        shared: &Shared,
+        ph: u8,
+        out: &mut RxOut,
+    ) -> io::Result<u64> {
+        drain(self, rx, shared, ph, out)
+    }
+    fn into_stats(self) -> (usize, MemberStats) {
+        (self.index, self.st)
+    }
 }
 
 /// Reads member `m`'s socket until it would block.
@@ -221,7 +305,7 @@ fn drain(
     shared: &Shared,
     ph: u8,
     out: &mut RxOut,
-) -> io::Result<()> {
+) -> io::Result<u64> {
     let mut accounted = 0u64;
     loop {
         let n = match rx.recv(&*m.sock) {
@@ -244,16 +328,7 @@ fn drain(
             break;
         }
     }
-    if accounted > 0 {
-        let now = shared.accounted.fetch_add(accounted, SeqCst) + accounted;
-        shared.last_rx_ns.fetch_max(shared.now_ns(), Relaxed);
-        if now >= shared.wake_at.load(SeqCst) && shared.wake_at.swap(u64::MAX, SeqCst) != u64::MAX {
-            if let Some(t) = shared.sender.get() {
-                t.unpark();
-            }
-        }
-    }
-    Ok(())
+    Ok(accounted)
 }
 
 /// Handles one datagram for member `m`; returns the deliveries it accounts
@@ -287,22 +362,13 @@ fn datagram(
                     st.out_of_order += 1;
                     continue;
                 }
-                let stamp = match ev {
-                    Event::Said { text, .. } => text::parse(text.as_bytes()),
-                    _ => None,
+                let text: &[u8] = match ev {
+                    Event::Said { text, .. } => text.as_bytes(),
+                    _ => b"",
                 };
-                let Some((s, k, sent)) = stamp else {
-                    st.foreign += 1;
-                    continue;
-                };
-                st.received += 1;
-                accounted += 1;
-                mine = true;
-                out.hist.add(now.saturating_sub(sent));
-                let cell = s * shared.per_sender + k;
-                if let (Some(c), Some(l)) = (out.counts.get_mut(cell), out.last_rx.get_mut(cell)) {
-                    *c += 1;
-                    *l = (*l).max(now);
+                if out.count_text(st, shared.per_sender, text, now) {
+                    accounted += 1;
+                    mine = true;
                 }
             }
             if mine {

@@ -62,21 +62,22 @@ pub struct TxOut {
 }
 
 /// Decides how many new messages may go now, and how to wait when none may.
-struct Pacer {
+pub struct Pacer {
     window: Option<u64>,
     fanout: u64,
     rate: Option<f64>,
     start_ns: u64,
     last_acc: u64,
     last_change: u64,
-    stalls: u64,
+    /// Times the closed loop went ahead after waiting 50 ms.
+    pub stalls: u64,
     /// What held the last call back: the deliveries needed, or the time due.
     need_acc: Option<u64>,
     due_ns: Option<u64>,
 }
 
 impl Pacer {
-    fn new(plan: &Plan, start_ns: u64) -> Pacer {
+    pub fn new(plan: &Plan, start_ns: u64) -> Pacer {
         Pacer {
             window: plan.window,
             fanout: plan.fanout.max(1),
@@ -91,7 +92,7 @@ impl Pacer {
     }
 
     /// New messages allowed now, `g` having been sent.
-    fn allowed(&mut self, shared: &Shared, g: u64, now: u64) -> u64 {
+    pub fn allowed(&mut self, shared: &Shared, g: u64, now: u64) -> u64 {
         let mut allowed = u64::MAX;
         self.need_acc = None;
         self.due_ns = None;
@@ -127,7 +128,7 @@ impl Pacer {
     /// Waits until more may go: woken by the receivers when the deliveries
     /// reach what the window needs, or until the rate's next due time; at
     /// most `max_ns`.
-    fn wait(&self, shared: &Shared, now: u64, max_ns: u64) {
+    pub fn wait(&self, shared: &Shared, now: u64, max_ns: u64) {
         let mut ns = max_ns;
         if let Some(due) = self.due_ns {
             ns = ns.min(due.saturating_sub(now).max(MIN_PACED_SLEEP_NS));

@@ -2,13 +2,14 @@
 //! JSON must show every message delivered and sane figures. Behaviour only:
 //! no speed is asserted (that is the benchmark's job, not a test's).
 
+mod common;
+
+use common::{json_reports, num, LOAD};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-const LOAD: &str = env!("CARGO_BIN_EXE_chat-load");
 
 /// The `chat-server` binary of the `udpchat` package. Cargo sets
 /// `CARGO_BIN_EXE_*` only for a test's own package, so it is found in the
@@ -29,36 +30,12 @@ fn server_bin() -> String {
     bin.to_str().expect("a UTF-8 target path").to_string()
 }
 
-/// Runs chat-load with `args` (bounded), returns its JSON reports.
+/// Runs chat-load against the chat-server of this build (bounded), returns its JSON reports.
 fn load(args: &[&str]) -> Vec<Value> {
     let server = server_bin();
-    let mut child = Command::new(LOAD)
-        .args(["--server-bin", &server, "--idle-wait", "0", "--json", "-"])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start chat-load");
-    let end = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().expect("wait").is_none() {
-        if Instant::now() > end {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("chat-load {args:?} did not finish within 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().expect("output");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "chat-load {args:?} failed: {stderr}");
-    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
-    v.as_array().expect("an array of reports").clone()
-}
-
-fn num(r: &Value, k: &str) -> f64 {
-    r[k].as_f64()
-        .unwrap_or_else(|| panic!("{k} is not a number in {r}"))
+    let mut all = vec!["--server-bin", &server];
+    all.extend_from_slice(args);
+    json_reports(&all)
 }
 
 /// Every message reached every member but its sender, and the figures agree.
@@ -276,6 +253,17 @@ fn out_of_range_options_are_refused_not_clamped() {
         (&["--idle", "3601"], "--idle", "(0, 3600]"),
         (&["--idle-wait=-1"], "--idle-wait", "[0, 3600]"),
         (&["--server", "127.0.0.1"], "--server", "HOST:PORT"),
+        (&["--against", "irc"], "--against", "invalid value 'irc'"),
+        (
+            &["--against", "ngircd", "--baseline"],
+            "--against",
+            "chat-server",
+        ),
+        (
+            &["--against", "ngircd", "--idle", "1"],
+            "--against",
+            "chat-server",
+        ),
     ];
     for (args, option, range) in cases {
         let (code, stderr) = run_bounded(args, Duration::from_secs(20));
