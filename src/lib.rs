@@ -16,6 +16,9 @@
 //!   receiver, retransmission, the line editor, terminal modes and rendering.
 //! * [`error`]: the one error type, which names the operation, the path or
 //!   address, and the reason.
+//! * [`gate`]: what stands between the network and the room, sans-IO: the
+//!   cookie round-trip, handshakes and their budgets, opening and sealing,
+//!   rekeys, roaming and stateless resets; decisions come out as values.
 //! * [`net`]: the server's socket and batched `recvmmsg`/`sendmmsg` with each
 //!   datagram's local address, shared by the server and `chat-load`.
 //! * [`pcopy`]: the fork-split file copier: plan, destination, workers, report.
@@ -31,7 +34,7 @@
 //! * [`session`]: the sealed session of protocol version 2, sans-IO: cookie,
 //!   Noise handshake, sealing and replay window, rekey, reset tokens, path checks.
 //! * [`store`]: the room history behind one small trait: SQLite written by a
-//!   thread of its own (`--db PATH`), or memory only (`--db none`).
+//!   thread of its own, or memory only (not used by the binaries yet).
 //! * [`stdio`]: reopening closed standard fds and writing lines without
 //!   panicking on a closed pipe.
 //! * [`trust`]: the server's long-term key and its key file, key
@@ -39,6 +42,7 @@
 
 pub mod client;
 pub mod error;
+pub mod gate;
 pub mod net;
 pub mod pcopy;
 pub mod process;

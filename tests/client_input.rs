@@ -225,3 +225,30 @@ fn traditional_chinese_for_taiwan_and_every_line_in_chinese() {
         )]
     );
 }
+
+#[test]
+fn a_whole_long_line_says_how_many_parts_it_goes_in() {
+    let srv = FakeServer::new();
+    let mut c = Client::spawn(&srv.addr_text(), "alice", &[]);
+    let (from, _) = srv.accept(5, 30_000);
+    c.out.wait_for("welcome", WAIT).expect("welcome");
+    let words: Vec<String> = (0..400).map(|i| format!("w{i:03}")).collect();
+    let line = words.join(" "); // 1,999 bytes: two parts
+    c.send(&line);
+    c.out
+        .wait_for("-- sending 2 parts…", WAIT)
+        .expect("the parts notice");
+    let mut parts = Vec::new();
+    while parts.len() < 2 {
+        let (d, _) = srv.recv_where(WAIT, is_say).expect("a part");
+        let (seq, text) = say_of(&d);
+        srv.send(from, &ServerMsg::Ack { seq });
+        if seq as usize == parts.len() + 1 {
+            parts.push(text);
+        }
+    }
+    assert_eq!(parts.join(" "), line);
+    c.close_stdin();
+    srv.answer_leave(from, "a LEAVE at end of input");
+    assert_eq!(c.wait_clean(WAIT).code(), Some(0));
+}

@@ -12,7 +12,7 @@ use udpchat::stdio;
 use udpchat::trust::ServerKey;
 
 /// One UDP chat room. Lines typed on stdin go to every member as admin
-/// messages; /who, /kick NAME and /stats are console commands.
+/// messages; /who, /kick NAME, /stats, /shutdown and /help are console commands.
 #[derive(Parser, Debug)]
 #[command(name = "chat-server", version)]
 struct Args {
@@ -114,6 +114,7 @@ fn run() -> Result<()> {
             ..Config::default()
         },
     };
+    server::set_up_signals()?;
     server::run(&opts)
 }
 

@@ -80,129 +80,147 @@ pub enum Wording {
     Zh,
 }
 
-/// Simplified characters of the client's wording and their Traditional forms.
+/// Simplified characters of the client's wording and their Traditional
+/// (Taiwan) forms, sorted by the Simplified character. A character whose
+/// Traditional form depends on the word (复 復/複, 准 準/准, 系 系/係/繫, 注
+/// 注/註, …) is not here: the words with it that the client says are in
+/// [`PHRASES`], and the character alone stays as it is.
 const TRADITIONAL: &[(char, char)] = &[
     ('与', '與'),
+    ('专', '專'),
     ('丢', '丟'),
     ('个', '個'),
+    ('为', '為'),
+    ('么', '麼'),
     ('们', '們'),
     ('会', '會'),
+    ('传', '傳'),
     ('关', '關'),
     ('内', '內'),
+    ('册', '冊'),
+    ('写', '寫'),
+    ('决', '決'),
+    ('创', '創'),
     ('务', '務'),
+    ('动', '動'),
+    ('协', '協'),
+    ('占', '佔'),
+    ('历', '歷'),
     ('发', '發'),
     ('号', '號'),
+    ('吗', '嗎'),
+    ('听', '聽'),
     ('启', '啟'),
     ('员', '員'),
+    ('处', '處'),
+    ('够', '夠'),
     ('头', '頭'),
+    ('对', '對'),
+    ('将', '將'),
     ('帮', '幫'),
     ('应', '應'),
     ('开', '開'),
+    ('录', '錄'),
+    ('态', '態'),
     ('护', '護'),
+    ('挂', '掛'),
+    ('换', '換'),
+    ('据', '據'),
     ('数', '數'),
+    ('断', '斷'),
+    ('无', '無'),
     ('时', '時'),
     ('显', '顯'),
+    ('机', '機'),
+    ('杀', '殺'),
+    ('权', '權'),
     ('条', '條'),
+    ('来', '來'),
+    ('标', '標'),
+    ('样', '樣'),
+    ('检', '檢'),
     ('欢', '歡'),
     ('没', '沒'),
     ('满', '滿'),
+    ('画', '畫'),
+    ('监', '監'),
+    ('着', '著'),
+    ('码', '碼'),
+    ('种', '種'),
+    ('线', '線'),
     ('组', '組'),
+    ('终', '終'),
     ('结', '結'),
+    ('给', '給'),
+    ('络', '絡'),
+    ('绝', '絕'),
+    ('统', '統'),
+    ('续', '續'),
     ('维', '維'),
+    ('网', '網'),
     ('联', '聯'),
     ('节', '節'),
+    ('补', '補'),
+    ('见', '見'),
     ('认', '認'),
+    ('议', '議'),
+    ('记', '記'),
+    ('设', '設'),
     ('识', '識'),
+    ('试', '試'),
     ('话', '話'),
+    ('语', '語'),
+    ('误', '誤'),
     ('说', '說'),
     ('请', '請'),
+    ('读', '讀'),
+    ('调', '調'),
+    ('败', '敗'),
+    ('转', '轉'),
     ('输', '輸'),
+    ('边', '邊'),
     ('达', '達'),
     ('过', '過'),
+    ('运', '運'),
     ('还', '還'),
     ('这', '這'),
     ('进', '進'),
-    ('闭', '閉'),
-    ('里', '裡'),
-    ('无', '無'),
-    ('创', '創'),
     ('连', '連'),
-    ('读', '讀'),
-    ('设', '設'),
-    ('册', '冊'),
-    ('杀', '殺'),
-    ('终', '終'),
-    ('断', '斷'),
-    ('错', '錯'),
-    ('误', '誤'),
-    ('间', '間'),
-    ('对', '對'),
-    ('为', '為'),
-    ('监', '監'),
-    ('听', '聽'),
-    ('获', '獲'),
-    ('续', '續'),
-    ('动', '動'),
-    ('态', '態'),
     ('选', '選'),
-    ('项', '項'),
-    ('语', '語'),
-    ('传', '傳'),
+    ('里', '裡'),
+    ('错', '錯'),
+    ('键', '鍵'),
     ('长', '長'),
-    ('检', '檢'),
-    ('网', '網'),
-    ('络', '絡'),
-    ('协', '協'),
-    ('议', '議'),
-    ('换', '換'),
-    ('转', '轉'),
-    ('记', '記'),
-    ('给', '給'),
-    ('边', '邊'),
-    ('调', '調'),
-    ('写', '寫'),
-    ('复', '復'),
-    ('挂', '掛'),
-    ('录', '錄'),
-    ('决', '決'),
-    ('败', '敗'),
-    ('将', '將'),
-    ('专', '專'),
-    ('据', '據'),
-    ('试', '試'),
-    ('样', '樣'),
-    ('么', '麼'),
     ('门', '門'),
+    ('闭', '閉'),
     ('问', '問'),
+    ('间', '間'),
+    ('项', '項'),
     ('题', '題'),
-    ('码', '碼'),
-    ('权', '權'),
-    ('够', '夠'),
-    ('钟', '鐘'),
-    ('处', '處'),
-    ('绝', '絕'),
-    ('标', '標'),
-    ('准', '準'),
-    ('统', '統'),
-    ('线', '線'),
 ];
+
+/// Words of the client's wording that one character at a time would convert
+/// wrongly, and their Traditional forms.
+const PHRASES: &[(&str, &str)] = &[("注册", "註冊"), ("联系", "聯繫")];
 
 /// The client's own wording (written in Simplified) in `lang`'s script.
 pub fn t(lang: Lang, simplified: &'static str) -> Cow<'static, str> {
     if lang != Lang::ZhHant {
         return Cow::Borrowed(simplified);
     }
-    Cow::Owned(
-        simplified
-            .chars()
-            .map(|c| {
-                TRADITIONAL
-                    .iter()
-                    .find(|(s, _)| *s == c)
-                    .map_or(c, |&(_, t)| t)
-            })
-            .collect(),
-    )
+    let mut out = String::with_capacity(simplified.len());
+    let mut rest = simplified;
+    while let Some(c) = rest.chars().next() {
+        if let Some((s, t)) = PHRASES.iter().find(|(s, _)| rest.starts_with(s)) {
+            out.push_str(t);
+            rest = &rest[s.len()..];
+        } else {
+            let i = TRADITIONAL.binary_search_by_key(&c, |&(s, _)| s);
+            out.push(i.map_or(c, |i| TRADITIONAL[i].1));
+            rest = &rest[c.len_utf8()..];
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// A template of the client's wording with `{0}`, `{1}`, … filled in after
@@ -331,6 +349,97 @@ mod tests {
         assert_eq!(Lang::from_tag("zh-Hant"), Some(Lang::ZhHant));
         assert_eq!(Lang::from_tag("zh-Hans"), Some(Lang::Zh));
         assert_eq!(Lang::from_tag("de_DE"), None);
+    }
+
+    /// Characters of the client's wording written the same in both scripts.
+    const SAME: &str = "一上下不中主了人令以件你保信入全再出分列到加助即原去取只可史合名命和器回因在地址多天太失套姓字存定室容屏已建式待快息成或打拒指接收文新是有服未本束析查格模次正死段母求法注消混理用由留的目看知示私移程空端符等管系置翻聊能自蔽行被解言超足路迎退送那重限";
+
+    /// The code (not comments, tests or the two tables) of the files
+    /// under src/client, a line each: all the client can print is in it.
+    fn client_code() -> String {
+        fn walk(dir: &std::path::Path, out: &mut String) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                if path.is_dir() {
+                    walk(&path, out);
+                } else if name.ends_with(".rs") && !name.contains("test") {
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    let code = text.split("\n#[cfg(test)]\nmod tests {").next().unwrap();
+                    let mut in_table = false;
+                    for line in code.lines().map(str::trim) {
+                        in_table |= line.starts_with("const TRADITIONAL")
+                            || line.starts_with("const PHRASES");
+                        if !in_table && !line.starts_with("//") {
+                            out.push_str(line);
+                            out.push('\n');
+                        }
+                        in_table &= !line.ends_with("];");
+                    }
+                }
+            }
+        }
+        let mut out = String::new();
+        walk(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/client"),
+            &mut out,
+        );
+        out
+    }
+
+    fn is_cjk(c: char) -> bool {
+        matches!(c, '\u{3400}'..='\u{9fff}' | '\u{f900}'..='\u{faff}' | '\u{20000}'..='\u{3ffff}')
+    }
+
+    #[test]
+    fn every_character_of_the_wording_is_converted_or_the_same() {
+        let chars: std::collections::BTreeSet<char> =
+            client_code().chars().filter(|c| is_cjk(*c)).collect();
+        assert!(chars.len() > 100, "the scan found the wording: {chars:?}");
+        let unknown: String = chars
+            .iter()
+            .filter(|c| !SAME.contains(**c))
+            .filter(|c| TRADITIONAL.binary_search_by_key(c, |(s, _)| s).is_err())
+            .collect();
+        assert_eq!(
+            unknown, "",
+            "add these to TRADITIONAL (with their Taiwan forms) or to SAME"
+        );
+    }
+
+    #[test]
+    fn the_tables_are_consistent() {
+        assert!(
+            TRADITIONAL.windows(2).all(|w| w[0].0 < w[1].0),
+            "TRADITIONAL is sorted, without repeats (binary search)"
+        );
+        for &(s, t) in TRADITIONAL {
+            assert_ne!(s, t);
+            assert!(!SAME.contains(s), "{s} is in SAME and TRADITIONAL");
+            assert!(is_cjk(s) && is_cjk(t));
+            assert!(
+                TRADITIONAL.iter().all(|&(s2, _)| s2 != t),
+                "{t} would be converted again"
+            );
+        }
+        let code = client_code();
+        for &(s, t) in PHRASES {
+            assert!(code.contains(s), "{s} is in the wording");
+            assert_eq!(s.chars().count(), t.chars().count());
+        }
+    }
+
+    #[test]
+    fn words_and_characters_the_table_alone_would_get_wrong() {
+        assert_eq!(
+            t(Lang::ZhHant, "连接被拒绝: {0} 上运行着 chat-server 吗?"),
+            "連接被拒絕: {0} 上運行著 chat-server 嗎?"
+        );
+        assert_eq!(t(Lang::ZhHant, "注册"), "註冊");
+        assert_eq!(t(Lang::ZhHant, "与服务器失去联系"), "與服務器失去聯繫");
+        assert_eq!(t(Lang::ZhHant, "系统中"), "系統中");
+        assert_eq!(t(Lang::ZhHant, "名字已被占用"), "名字已被佔用");
+        assert_eq!(t(Lang::Zh, "注册"), "注册");
     }
 
     #[test]

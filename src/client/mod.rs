@@ -22,6 +22,7 @@
 //! are restored by the process that ends last.
 
 mod command;
+pub mod conn;
 mod editor;
 mod lang;
 mod lines;
@@ -133,7 +134,16 @@ pub(crate) struct Session {
     pub color: bool,
 }
 
-/// Runs the client; returns the exit code (in whichever process returns).
+/// Runs the client as the whole process, for `main` only; returns the exit code
+/// (in whichever of the two processes returns).
+///
+/// Process-wide effects, each in a function named for it: after the login it
+/// blocks the signals both halves read through their signalfd and ignores SIGTTOU
+/// (`block_signals`: the login itself must stay interruptible by Ctrl-C, so this
+/// cannot happen in `main` before it), switches the terminal's modes
+/// (`term::TermModes`) and restores them on every way out, forks once through
+/// [`crate::process::fork_single_threaded`], and reaps only its own child through
+/// [`crate::process::reap_within`] and [`crate::process::reap_one_of`].
 pub fn run(opts: &Options) -> Result<u8> {
     let server = crate::net::find_server(&opts.server)?;
     let socket = connect(server, &opts.server)?;

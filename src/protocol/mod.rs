@@ -11,6 +11,7 @@
 use std::fmt;
 
 mod names;
+pub mod sealed;
 mod text;
 mod unicode;
 #[cfg(test)]

@@ -80,13 +80,32 @@ fn unix_secs() -> u64 {
 
 /// Blocks SIGINT and SIGTERM and returns a signalfd that reports them.
 fn signal_fd() -> Result<SignalFd> {
+    SignalFd::with_flags(
+        &stop_signals(),
+        SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC,
+    )
+    .map_err(|e| Error::io("create", "signalfd", e.into()))
+}
+
+/// The signals that end the server, read through its signalfd.
+fn stop_signals() -> SigSet {
     let mut mask = SigSet::empty();
     mask.add(Signal::SIGINT);
     mask.add(Signal::SIGTERM);
-    mask.thread_block()
+    mask
+}
+
+/// The server's process-wide signal setup, for `main` to call before [`run`]:
+/// blocks SIGINT and SIGTERM in the calling thread (so they wait for the loop's
+/// signalfd instead of killing the process) and ignores SIGTTIN and SIGTTOU for
+/// the whole process (a server in the background of a shell is not stopped by
+/// its console; see `console::ignore_terminal_stop_signals`).
+pub fn set_up_signals() -> Result<()> {
+    stop_signals()
+        .thread_block()
         .map_err(|e| Error::io("block", "SIGINT and SIGTERM", e.into()))?;
-    SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
-        .map_err(|e| Error::io("create", "signalfd", e.into()))
+    console::ignore_terminal_stop_signals()
+        .map_err(|e| Error::io("ignore", "SIGTTIN and SIGTTOU", e.into()))
 }
 
 /// Reads every pending signal; returns the name of the last one.
@@ -174,12 +193,11 @@ fn drain_socket(
     Ok(true)
 }
 
-/// Runs the server until SIGINT or SIGTERM.
+/// Runs the server until SIGINT or SIGTERM, which [`set_up_signals`] must have
+/// blocked first.
 pub fn run(opts: &Options) -> Result<()> {
-    // Signals first: once "listening on" is out, SIGTERM must find them handled.
+    // The signalfd first: once "listening on" is out, SIGTERM must find it.
     let sfd = signal_fd()?;
-    console::ignore_terminal_stop_signals()
-        .map_err(|e| Error::io("ignore", "SIGTTIN and SIGTTOU", e.into()))?;
     let sock = bind_server_socket(opts.bind)?;
     let local = sock
         .local_addr()

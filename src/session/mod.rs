@@ -24,7 +24,7 @@ pub mod reset;
 mod tests;
 pub mod transport;
 #[cfg(test)]
-mod vectors;
+pub(crate) mod vectors;
 
 pub use cookie::{cookie_datagram, parse_cookie, CookieKey};
 pub use handshake::{parse_init, ClientHandshake, Established, HandshakeError, Init, ServerKey};

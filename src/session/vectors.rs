@@ -15,7 +15,7 @@ const PROTOCOL_MD: &str = include_str!("../../PROTOCOL.md");
 
 /// `name = value` lines (a value may go on over indented lines) from the
 /// fenced blocks of the "Test vectors" section.
-fn vectors() -> BTreeMap<String, String> {
+pub(crate) fn vectors() -> BTreeMap<String, String> {
     let section = PROTOCOL_MD
         .split("\n## Test vectors")
         .nth(1)
@@ -77,7 +77,8 @@ impl Check {
     }
 }
 
-fn hex(s: &str) -> Vec<u8> {
+/// The bytes of a hex string (the test vectors' notation).
+pub(crate) fn hex(s: &str) -> Vec<u8> {
     assert!(s.len() % 2 == 0, "odd hex {s}");
     (0..s.len())
         .step_by(2)
@@ -85,7 +86,8 @@ fn hex(s: &str) -> Vec<u8> {
         .collect()
 }
 
-fn to_hex(b: &[u8]) -> String {
+/// `b` in lower-case hex.
+pub(crate) fn to_hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 

@@ -10,6 +10,9 @@
 //! * [`MemoryStore`] (`--db none`): the last `--history-size` messages in
 //!   memory only; every start is a new epoch.
 //!
+//! The options named here (`--db`, `--history-size`) are the ones chat-server
+//! gets when its room starts keeping history; no binary has them yet.
+//!
 //! Private messages are never given to a store. Only a process that never
 //! forks may open an [`SqliteStore`] (it starts a thread).
 //!

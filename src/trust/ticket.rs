@@ -50,7 +50,7 @@ pub const MAX_TICKET_NAME_BYTES: usize = MAX_TICKET_LEN - TICKET_OVERHEAD;
 pub const TICKET_OVERHEAD: usize = 1 + NONCE_LEN + FIXED_LEN + TAG_LEN;
 
 /// The longest ticket (a `u8` length on the wire).
-pub const MAX_TICKET_LEN: usize = 255;
+pub const MAX_TICKET_LEN: usize = crate::protocol::sealed::MAX_TICKET;
 
 const NONCE_LEN: usize = 24;
 const TAG_LEN: usize = 16;
