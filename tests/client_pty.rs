@@ -11,7 +11,6 @@ use common::*;
 use nix::sys::signal::Signal;
 use nix::sys::termios::LocalFlags;
 use pty::PtyClient;
-use std::time::Duration;
 use udpchat::protocol::{self, ClientMsg, Event, ServerMsg};
 
 fn start(srv: &FakeServer, cols: u16) -> (PtyClient, std::net::SocketAddr) {
@@ -196,22 +195,15 @@ fn ctrl_z_gives_the_modes_back_and_continuing_redraws() {
     c.type_bytes(b"draft");
     c.wait_screen("typed", |s| s.cursor_line() == "> draft");
     c.type_bytes(b"\x1a");
-    let start = std::time::Instant::now();
-    while chat_mode(c.local_flags()) || stat(helper).map(|s| s.1) != Some('T') {
-        assert!(
-            start.elapsed() < WAIT,
-            "Ctrl-Z did not give the terminal back"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_until(
+        "Ctrl-Z to give the terminal back and stop the helper",
+        || !chat_mode(c.local_flags()) && stat(helper).map(|s| s.1) == Some('T'),
+    );
     assert_restored(&c);
     let before = c.output().len();
     // What `fg` does: the whole group continues.
     nix::sys::signal::killpg(nix::unistd::Pid::from_raw(c.pid()), Signal::SIGCONT).unwrap();
-    while !chat_mode(c.local_flags()) {
-        assert!(start.elapsed() < WAIT, "no chat mode after SIGCONT");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_until("chat mode after SIGCONT", || chat_mode(c.local_flags()));
     c.wait_screen("the redrawn line", |s| {
         s.cursor_line() == "> draft" && c.output().len() > before
     });

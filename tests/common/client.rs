@@ -19,6 +19,18 @@ pub const CLIENT: &str = env!("CARGO_BIN_EXE_chat-client");
 /// Long enough for a loaded 2-core machine; only failures wait this long.
 pub const WAIT: Duration = Duration::from_secs(10);
 
+/// Waits until `cond` holds, looking every 10 ms; panics naming `what` if it
+/// still does not after [`WAIT`] (a bound on a wait for an event, not a speed).
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !cond() {
+        if Instant::now() >= deadline {
+            panic!("waited {WAIT:?} for: {what}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Makes this test process the subreaper of its descendants, so a client's
 /// second process that outlives its parent (or is left a zombie) is re-parented
 /// here, where [`leftovers`] sees it.

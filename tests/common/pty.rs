@@ -269,14 +269,9 @@ impl PtyClient {
     /// (after the client ended, its whole output): one quiet poll that began after now.
     pub fn settle(&self) {
         let seen = self.quiet.load(Ordering::SeqCst);
-        let start = Instant::now();
-        while self.quiet.load(Ordering::SeqCst) < seen + 2 {
-            assert!(
-                start.elapsed() < crate::common::WAIT,
-                "the terminal never went quiet"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        crate::common::wait_until("the terminal to go quiet", || {
+            self.quiet.load(Ordering::SeqCst) >= seen + 2
+        });
     }
 
     pub fn pid(&self) -> i32 {
