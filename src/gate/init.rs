@@ -7,12 +7,9 @@
 use super::conn::{Conn, HalfOpen, Which};
 use super::limits::ip_key;
 use super::{Action, ConnId, DropReason, Gate};
-use crate::session::{cookie_datagram, parse_init, Init, Path, INIT_SIZE};
+use crate::session::{cookie_datagram, parse_init, Init, Path, INIT_PROLOGUE_LEN, INIT_SIZE};
 use std::net::SocketAddr;
 use std::time::Instant;
-
-/// Bytes 0..28 of INIT: header, `id_c`, cookie.
-const INIT_PROLOGUE_LEN: usize = 28;
 
 impl Gate {
     pub(super) fn on_init(

@@ -15,7 +15,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 /// Bytes 0..28 of INIT: header, `id_c`, cookie (the Noise prologue).
-pub(super) const INIT_PROLOGUE_LEN: usize = 28;
+pub const INIT_PROLOGUE_LEN: usize = 28;
 /// The clear length of a Noise ephemeral key.
 pub(super) const KEY_LEN: usize = 32;
 

@@ -27,7 +27,9 @@ pub mod transport;
 pub(crate) mod vectors;
 
 pub use cookie::{cookie_datagram, parse_cookie, CookieKey};
-pub use handshake::{parse_init, ClientHandshake, Established, HandshakeError, Init, ServerKey};
+pub use handshake::{
+    parse_init, ClientHandshake, Established, HandshakeError, Init, ServerKey, INIT_PROLOGUE_LEN,
+};
 pub use path::Path;
 pub use rekey::ClientRekey;
 pub use replay::ReplayWindow;

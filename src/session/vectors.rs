@@ -4,9 +4,6 @@
 use super::cookie::cookie_datagram;
 use super::handshake::parse_init;
 use super::*;
-use base64::engine::general_purpose::STANDARD_NO_PAD;
-use base64::Engine;
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -124,10 +121,7 @@ fn protocol_md_test_vectors() {
     let est = client.on_response(&response, None, now).unwrap();
     c.expect("server_static_public", &est.server_key);
     c.expect("handshake_hash", &est.handshake_hash);
-    let fingerprint = format!(
-        "SHA256:{}",
-        STANDARD_NO_PAD.encode(Sha256::digest(est.server_key))
-    );
+    let fingerprint = crate::trust::Fingerprint::of(&est.server_key).to_string();
     c.expect_text("fingerprint", &fingerprint);
 
     // The first datagram each way.
