@@ -106,8 +106,9 @@ impl Room {
         };
         let window = unix_secs / COOKIE_WINDOW_SECS;
         let fresh = self.cookie(window, peer.addr, name);
-        let valid = ct_eq(&cookie, &fresh)
-            || (window > 0 && ct_eq(&cookie, &self.cookie(window - 1, peer.addr, name)));
+        let valid = crate::session::ct_eq(&cookie, &fresh)
+            || (window > 0
+                && crate::session::ct_eq(&cookie, &self.cookie(window - 1, peer.addr, name)));
         if !valid {
             self.out.reply(
                 peer,
@@ -182,9 +183,4 @@ impl Room {
             }
         }
     }
-}
-
-/// Compares two cookies in time independent of where they differ.
-fn ct_eq(a: &Cookie, b: &Cookie) -> bool {
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

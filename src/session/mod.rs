@@ -43,12 +43,12 @@ use blake2::digest::{KeyInit, Mac};
 use blake2::Blake2sMac;
 use std::time::Duration;
 
-/// First two bytes of every datagram: ASCII `UC`.
-pub const MAGIC: [u8; 2] = *b"UC";
+/// First two bytes of every datagram: ASCII `UC` (the one constant of [`crate::protocol`]).
+pub use crate::protocol::MAGIC;
 /// The protocol version of this module.
 pub const VERSION: u8 = 2;
-/// No datagram, in either direction, is longer than this.
-pub const MAX_DATAGRAM: usize = 1200;
+/// No datagram, in either direction, is longer than this (the one constant of [`crate::protocol`]).
+pub use crate::protocol::MAX_DATAGRAM;
 /// The one handshake of version 2.
 pub const NOISE_PARAMS: &str = "Noise_NX_25519_ChaChaPoly_BLAKE2s";
 
