@@ -12,7 +12,7 @@
 //! where A is the flood's acknowledgement window (`--ack-window`), or W in
 //! the closed loop.
 
-use super::measure::{merge, snap, timing, when_idle};
+use super::measure::{all_but_own, merge, snap, timing, when_idle};
 use super::net;
 use super::ngircd_proc::{Ngircd, CHANNEL, OPER};
 use super::options::Options;
@@ -117,15 +117,13 @@ fn ngircd_run_now(opts: &Options) -> Result<Report, String> {
         join_seconds: Some(join_secs),
         ..Default::default()
     };
-    let total = r.messages;
-    let sent = txo.sent.clone();
     merge(
         &mut r,
         handles,
         &txo,
         per,
         plan.fanout,
-        |i| total - sent.get(i).copied().unwrap_or(0) as u64,
+        all_but_own(&txo),
         None,
     )?;
     timing(&mut r, &shared, &txo, &before, &after);

@@ -67,6 +67,14 @@ pub fn settle(
     }
 }
 
+/// What member `i` expects in a run where every sender's lines reach every
+/// other member: all the messages sent but its own (members past the senders
+/// sent none).
+pub fn all_but_own(tx: &TxOut) -> impl Fn(usize) -> u64 + '_ {
+    let total: u64 = tx.sent.iter().map(|&n| n as u64).sum();
+    move |i| total - tx.sent.get(i).copied().unwrap_or(0) as u64
+}
+
 /// Joins the threads and adds up what they received into `r`.
 pub fn merge(
     r: &mut Report,

@@ -16,7 +16,7 @@
 
 use super::irc::ngircd_run;
 use super::join::{join_members, sockets, JoinedMembers};
-use super::measure::{merge, settle, snap, steady, timing, when_idle, Snap};
+use super::measure::{all_but_own, merge, settle, snap, steady, timing, when_idle, Snap};
 use super::net::{self, Cpu};
 use super::options::{Ceiling, Options};
 use super::report::{Kind, Report};
@@ -202,15 +202,13 @@ fn relay_run_now(opts: &Options) -> Result<Report, String> {
         join_seconds: Some(join_secs),
         ..Default::default()
     };
-    let total = r.messages;
-    let sent = txo.sent.clone();
     merge(
         &mut r,
         handles,
         &txo,
         per,
         plan.fanout,
-        |i| total - sent.get(i).copied().unwrap_or(0) as u64,
+        all_but_own(&txo),
         None,
     )?;
     timing(&mut r, &shared, &txo, &before, &after);
