@@ -21,6 +21,8 @@ pub trait BodyCodec {
 pub struct Resume<'a> {
     /// The ticket of the last WELCOME (opaque).
     pub ticket: &'a [u8],
+    /// The epoch of the last WELCOME.
+    pub epoch: u32,
     /// The room sequence of the last room message shown.
     pub last_room_seq: u64,
     /// The lowest message number not yet acknowledged.
@@ -34,6 +36,8 @@ pub enum ServerBody {
     Welcome {
         /// The member timeout in milliseconds.
         timeout_ms: u32,
+        /// The run of the room's sequence (echoed in a RESUME).
+        epoch: u32,
         /// The resume ticket (empty: the server does not serve RESUME).
         ticket: Vec<u8>,
         /// Flag bit 1: it answers a RESUME.

@@ -100,6 +100,7 @@ impl<C: BodyCodec> Conn<C> {
                 Phase::Joining { .. },
                 ServerBody::Welcome {
                     timeout_ms,
+                    epoch,
                     ticket,
                     resumed,
                 },
@@ -109,6 +110,7 @@ impl<C: BodyCodec> Conn<C> {
                 self.attempts = 0;
                 self.resume_next = false;
                 self.ticket = ticket;
+                self.epoch = epoch;
                 if timeout_ms > 0 {
                     self.timeout = Duration::from_millis(timeout_ms.into());
                 }

@@ -29,6 +29,7 @@ mod inbound;
 #[cfg(test)]
 mod reconnect_tests;
 mod schedule;
+mod sealed_bodies;
 #[cfg(test)]
 mod test_server;
 #[cfg(test)]
@@ -38,6 +39,7 @@ mod trust;
 pub use body::{BodyCodec, Progress, Resume, ServerBody};
 pub use event::{Cause, End, Event, NotSent, Stats};
 pub use schedule::BACKOFF_CAP;
+pub use sealed_bodies::SealedBodies;
 pub use trust::{Pin, ServerTrust};
 
 use crate::client::{LEAVE_RESEND, LEAVE_WAIT};
@@ -92,6 +94,8 @@ pub struct Conn<C: BodyCodec> {
     /// Has any WELCOME come (reconnecting is only for then)?
     joined_once: bool,
     ticket: Vec<u8>,
+    /// The epoch of the last WELCOME (for a RESUME).
+    epoch: u32,
     /// The name of the last JOIN.
     name: String,
     /// The next join is a RESUME (after lost contact with a ticket).
@@ -131,6 +135,7 @@ impl<C: BodyCodec> Conn<C> {
             pinned: None,
             joined_once: false,
             ticket: Vec::new(),
+            epoch: 0,
             name: name.to_string(),
             resume_next: false,
             timeout: DEFAULT_MEMBER_TIMEOUT,
@@ -377,6 +382,7 @@ impl<C: BodyCodec> Conn<C> {
         let body = if self.resume_next {
             self.codec.resume(&Resume {
                 ticket: &self.ticket,
+                epoch: self.epoch,
                 last_room_seq: self.progress.last_room_seq,
                 lowest_unacked: self.progress.lowest_unacked,
             })

@@ -35,6 +35,7 @@ fn a_valid_reset_reconnects_and_resumes_with_the_ticket() {
     let resume = s.bodies.last().unwrap();
     let mut want = vec![RESUME, TICKET.len() as u8];
     want.extend_from_slice(TICKET);
+    want.extend_from_slice(&1u32.to_be_bytes()); // the WELCOME's epoch
     want.extend_from_slice(&77u64.to_be_bytes());
     want.extend_from_slice(&12u32.to_be_bytes());
     assert_eq!(resume[..want.len()], want[..]);

@@ -3,7 +3,7 @@
 //! PROTOCOL.md says for the few bodies the connection makes and reads; and
 //! the harness that moves datagrams between them.
 
-use super::{BodyCodec, Conn, Event, Resume, ServerBody};
+use super::{Conn, Event};
 use crate::session::{
     body_type, clear_kind, cookie_datagram, kind, parse_data_header, parse_init, CookieKey,
     ServerKey, Session, SessionId, MAX_DATAGRAM, MIN_CLIENT_DATAGRAM,
@@ -23,56 +23,13 @@ pub(super) const ACK: u8 = 0x83;
 pub(super) const BYE: u8 = 0x86;
 pub(super) const SERVER_KEEPALIVE: u8 = 0x87;
 
-/// The body layout of PROTOCOL.md for JOIN, RESUME, KEEPALIVE, LEAVE,
-/// WELCOME, REFUSED and BYE.
-pub(super) struct TestCodec;
-
-impl BodyCodec for TestCodec {
-    fn join(&self, name: &str) -> Vec<u8> {
-        let mut b = vec![JOIN, name.len() as u8];
-        b.extend_from_slice(name.as_bytes());
-        b
-    }
-
-    fn resume(&self, r: &Resume<'_>) -> Vec<u8> {
-        let mut b = vec![RESUME, r.ticket.len() as u8];
-        b.extend_from_slice(r.ticket);
-        b.extend_from_slice(&r.last_room_seq.to_be_bytes());
-        b.extend_from_slice(&r.lowest_unacked.to_be_bytes());
-        b
-    }
-
-    fn keepalive(&self, last_event: u32) -> Vec<u8> {
-        let mut b = vec![KEEPALIVE];
-        b.extend_from_slice(&last_event.to_be_bytes());
-        b
-    }
-
-    fn leave(&self) -> Vec<u8> {
-        vec![LEAVE]
-    }
-
-    fn classify(&self, body: &[u8]) -> ServerBody {
-        match body.first() {
-            Some(&WELCOME) if body.len() >= 31 => {
-                let name_end = 31 + body[30] as usize;
-                let ticket = body.get(name_end + 1..).unwrap_or_default().to_vec();
-                ServerBody::Welcome {
-                    timeout_ms: u32::from_be_bytes(body[6..10].try_into().unwrap()),
-                    ticket,
-                    resumed: body[1] & 2 != 0,
-                }
-            }
-            Some(&REFUSED) => ServerBody::Refused,
-            Some(&BYE) if body.len() >= 2 => ServerBody::Bye { reason: body[1] },
-            _ => ServerBody::Other,
-        }
-    }
-}
+/// The connection's tests use the real body codec.
+pub(super) type TestCodec = super::SealedBodies;
 
 /// A WELCOME body for `name` with `ticket`.
 pub(super) fn welcome(timeout_ms: u32, resumed: bool, name: &str, ticket: &[u8]) -> Vec<u8> {
-    let mut b = vec![WELCOME, if resumed { 2 | 8 } else { 8 }];
+    let serves_resume = if ticket.is_empty() { 0 } else { 8 };
+    let mut b = vec![WELCOME, if resumed { 2 } else { 0 } | serves_resume];
     b.extend_from_slice(&1u32.to_be_bytes()); // members
     b.extend_from_slice(&timeout_ms.to_be_bytes());
     b.extend_from_slice(&1u32.to_be_bytes()); // epoch
@@ -215,7 +172,7 @@ impl TestServer {
                     let name = std::str::from_utf8(&body[2..2 + body[1] as usize]).unwrap();
                     welcome(self.timeout_ms, false, name, &self.ticket)
                 }
-                OnJoin::Refuse => vec![REFUSED, 1, 0, 0],
+                OnJoin::Refuse => vec![REFUSED, 4, 0, 0],
             },
             RESUME => {
                 assert_eq!(&body[2..2 + body[1] as usize], TICKET);
@@ -225,7 +182,7 @@ impl TestServer {
                 }
             }
             KEEPALIVE => vec![SERVER_KEEPALIVE, 0, 0, 0, 0],
-            LEAVE => vec![BYE, 0, 0, 0, 0, 0, 0],
+            LEAVE => vec![BYE, 0, 0, 0, 0, 0, 0, 0],
             SAY => vec![ACK, body[1], body[2], body[3], body[4]],
             _ => return vec![],
         };
@@ -244,7 +201,13 @@ pub(super) fn random(seed: u64) -> Box<dyn FnMut() -> u64> {
     })
 }
 pub(super) fn connect(now: Instant, reconnect_timeout: Option<Duration>) -> Conn<TestCodec> {
-    Conn::connect(TestCodec, "alice", reconnect_timeout, random(7), now)
+    Conn::connect(
+        TestCodec::default(),
+        "alice",
+        reconnect_timeout,
+        random(7),
+        now,
+    )
 }
 pub(super) fn events(c: &mut Conn<TestCodec>) -> Vec<Event> {
     std::iter::from_fn(|| c.poll_event()).collect()
