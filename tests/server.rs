@@ -59,11 +59,12 @@ fn join_welcomes_and_announces() {
     else {
         panic!("{w:?}")
     };
-    // Stage 1 serves ME (bit 4) and nothing reserved.
-    assert_eq!(flags, 1 << 4);
+    // The room keeps history (bit 0), serves RESUME (bit 3, with a ticket)
+    // and ME (bit 4).
+    assert_eq!(flags & !(1 << 2), 1 | 1 << 3 | 1 << 4);
     assert_eq!((members, timeout_ms, name.as_str()), (2, 7000, "Bob"));
     assert_eq!(room_seq, 0);
-    assert!(ticket.is_empty());
+    assert!(!ticket.is_empty());
     assert_ne!(client_id, 0);
     assert_ne!(client_id, alice.client_id);
     assert_eq!(alice.event(), Ev::Joined("Bob".into()));
@@ -364,8 +365,10 @@ fn sigterm_tells_everyone_and_exits_zero() {
     let mut s = Server::start(&[]);
     let [mut alice, mut bob] = in_the_room(s.addr, ["alice", "bob"]);
     s.signal(Signal::SIGTERM);
-    assert_eq!(alice.next(), bye(ByeReason::Closing, ""));
-    assert_eq!(bob.next(), bye(ByeReason::Closing, ""));
+    // BYE 3 (restarting): the connections come back by themselves.
+    for m in [&mut alice, &mut bob] {
+        assert_eq!(m.next(), Got::Reconnecting);
+    }
     // It exits at once; 5 s is a bound for a loaded machine.
     let st = s.wait_exit(Duration::from_secs(5)).expect("exited");
     assert_eq!(st.code(), Some(0));
@@ -401,9 +404,11 @@ fn console_help_and_shutdown() {
 }
 
 #[test]
-fn sigint_exits_zero_too() {
-    let mut s = Server::start(&[]);
+fn sigint_exits_zero_too_and_close_on_signal_closes() {
+    let mut s = Server::start(&["--close-on-signal"]);
+    let [mut alice] = in_the_room(s.addr, ["alice"]);
     s.signal(Signal::SIGINT);
+    assert_eq!(alice.next(), bye(ByeReason::Closing, ""));
     assert_eq!(
         s.wait_exit(Duration::from_secs(5)).and_then(|st| st.code()),
         Some(0)
@@ -424,8 +429,12 @@ fn console_off_when_stdin_is_dev_null_closed_or_ends() {
     // fd 0 closed at start: it is reopened on /dev/null, not taken by the socket
     // or the signalfd (either would also turn the console off, so look at fd 0).
     let mut cmd = std::process::Command::new("sh");
-    cmd.args(["-c", "exec \"$0\" --bind 127.0.0.1:0 --key \"$1\" <&-", BIN])
-        .arg(&key);
+    cmd.args([
+        "-c",
+        "exec \"$0\" --bind 127.0.0.1:0 --key \"$1\" --db none <&-",
+        BIN,
+    ])
+    .arg(&key);
     let mut s = Server::spawn(cmd, Stdio::null());
     s.wait_log("admin console off");
     let fd0 = std::fs::read_link(format!("/proc/{}/fd/0", s.pid())).expect("fd 0 is open");
@@ -485,7 +494,7 @@ fn wildcard_bind_answers_from_the_address_asked() {
     // IPv6, where the host has it.
     if UdpSocket::bind("[::1]:0").is_ok() {
         let s6 = Server::spawn(
-            Server::command_with_key(&key, &["--bind", "[::]:0"]),
+            Server::command_with_key(&key, &["--bind", "[::]:0", "--db", "none"]),
             Stdio::piped(),
         );
         let to = SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, s6.addr.port()));

@@ -69,6 +69,19 @@ impl Room {
             return format!("not sent: {why}");
         }
         self.room_seq += 1;
+        if let Some(h) = &mut self.history {
+            h.record(crate::store::Message {
+                room_seq: self.room_seq,
+                time_ms: unix_ms as i64,
+                sender: String::new(),
+                kind: crate::store::Kind::Admin,
+                id: crate::store::MessageId {
+                    client: 0,
+                    seq: self.room_seq,
+                },
+                text: text.to_string(),
+            });
+        }
         let (start, end) = self.out.event(&Event::Admin {
             room_seq: self.room_seq,
             time_ms: unix_ms,
@@ -98,7 +111,7 @@ impl Room {
     pub fn console_stats(&self) -> String {
         let s = &self.stats;
         let g = &self.gate.stats;
-        let pairs: [(&str, u64); 24] = [
+        let pairs: [(&str, u64); 25] = [
             ("datagrams in", g.datagrams_in),
             ("datagrams out", s.datagrams_out),
             ("dropped sends", s.dropped_sends),
@@ -121,6 +134,10 @@ impl Room {
             ("too old", s.too_old),
             ("answers refused", s.answers_refused),
             ("unsealed", s.unsealed),
+            (
+                "history not stored",
+                self.history.as_ref().map_or(0, |h| h.store.not_stored()),
+            ),
             ("members", self.members.len() as u64),
             ("peak", s.peak as u64),
         ];
@@ -140,7 +157,11 @@ impl Room {
         };
         let m = self.members.get(i);
         let done = format!("kicked {} ({})", m.name, m.addr);
-        self.remove(i, LeftReason::Removed, Some((ByeReason::Removed, reason)));
+        self.remove(
+            i,
+            Some(LeftReason::Removed),
+            Some((ByeReason::Removed, reason)),
+        );
         done
     }
 }

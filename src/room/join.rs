@@ -10,7 +10,14 @@ use crate::protocol::sealed::{Event, Refusal, ServerMsg, Welcome, WelcomeFlags};
 
 impl Room {
     /// A JOIN for `name` on `conn`, which is not a member.
-    pub(super) fn join(&mut self, now: std::time::Instant, conn: ConnId, peer: Peer, name: &str) {
+    pub(super) fn join(
+        &mut self,
+        now: std::time::Instant,
+        unix_ms: u64,
+        conn: ConnId,
+        peer: Peer,
+        name: &str,
+    ) {
         let refuse = |room: &mut Room, refusal: Refusal<'_>| {
             room.out
                 .reply(conn, peer.local, &ServerMsg::Refused(refusal));
@@ -32,7 +39,14 @@ impl Room {
             return refuse(self, Refusal::TooManyJoins);
         }
         let members = &self.members;
-        let taken = |key: &str| members.by_key(key).map(|j| members.get(j).name.to_string());
+        // A member's name, or one held for its holder after a restart.
+        let held = |key: &str| self.held_name(key);
+        let taken = |key: &str| {
+            members
+                .by_key(key)
+                .map(|j| members.get(j).name.to_string())
+                .or_else(|| held(key))
+        };
         let key = match admit_name(name, taken) {
             Ok(key) => key,
             Err(e) => return refuse(self, Refusal::from(&e)),
@@ -73,22 +87,38 @@ impl Room {
                 except: Some(conn),
             });
         }
-        self.welcome(i);
+        self.welcome(i, unix_ms, false);
+        self.history_on_join(i);
+        self.name_present(i);
     }
 
-    /// Sends member `i` its WELCOME.
-    pub(super) fn welcome(&mut self, i: usize) {
+    /// Sends member `i` its WELCOME (`resumed`: answering a RESUME).
+    pub(super) fn welcome(&mut self, i: usize, unix_ms: u64, resumed: bool) {
+        let ticket = self.ticket_for(i, unix_ms);
         let m = self.members.get(i);
         let timeout_ms = self.cfg.member_timeout.as_millis().min(u32::MAX as u128) as u32;
+        let mut flags = WelcomeFlags::ME;
+        if self.keeps_history() {
+            flags = flags.with(WelcomeFlags::HISTORY);
+            if self.serves_repair() {
+                flags = flags.with(WelcomeFlags::REPAIR);
+            }
+        }
+        if !ticket.is_empty() {
+            flags = flags.with(WelcomeFlags::RESUME);
+        }
+        if resumed {
+            flags = flags.with(WelcomeFlags::RESUMED);
+        }
         let welcome = Welcome {
-            flags: WelcomeFlags::ME,
+            flags,
             members: self.members.len() as u32,
             timeout_ms,
             epoch: self.epoch,
             room_seq: self.room_seq,
             client_id: m.client_id,
             name: &m.name,
-            ticket: &[],
+            ticket: &ticket,
         };
         self.out
             .reply(m.conn, m.local, &ServerMsg::Welcome(welcome));

@@ -35,9 +35,9 @@ pub struct Member {
     pub window: AckWindow,
     /// The flood-control bucket.
     pub bucket: Bucket,
-    /// Its answer budget, and the WHO pages waiting for it (their `start`).
+    /// Its answer budget, and the answers waiting for it.
     pub budget: Budget,
-    pub answers: AnswerQueue<u32>,
+    pub answers: AnswerQueue<super::messages::Answer>,
     /// Events for this member alone queued this turn (ranges in the turn's event arena).
     pub private: Vec<(u32, u32)>,
     /// The turn in which it joined, and the event arena length then: a

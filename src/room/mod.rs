@@ -18,9 +18,11 @@
 
 pub mod budget;
 mod console;
+mod history;
 mod join;
 mod limits;
 mod members;
+mod messages;
 mod outbox;
 pub mod repair;
 #[cfg(test)]
@@ -30,14 +32,10 @@ pub use limits::{AckWindow, Bucket, Seen, SEQ_WINDOW};
 pub use outbox::{Datagram, Outbox};
 
 use crate::gate::{self, Action, ConnId, Gate, IpKey};
-use crate::protocol::sealed::{
-    decode_client, ByeReason, ClientMsg, Event, LeftReason, Line, LineFlags, MessageId,
-    RejectReason, ServerMsg, WhoPageWriter,
-};
-use crate::protocol::{name_key, validate_text};
-use crate::session::{ServerKey, DATA_OVERHEAD, MAX_BODY};
-use budget::Offer;
+use crate::protocol::sealed::{decode_client, ByeReason, ClientMsg, Event, LeftReason, ServerMsg};
+use crate::session::ServerKey;
 use members::{Member, Members};
+use messages::{Answer, Said};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -88,6 +86,8 @@ pub struct Config {
     pub burst: f64,
     /// Pack a turn's events for a member into as few datagrams as fit.
     pub packing: bool,
+    /// Keep events for NACK repair, and serve NACK and HISTORY (with history).
+    pub repair: bool,
     /// Members per IP (an IPv4 address or an IPv6 /64).
     pub max_per_ip: usize,
     /// Joins per IP in a minute.
@@ -105,6 +105,7 @@ impl Default for Config {
             rate: 5.0,
             burst: 10.0,
             packing: true,
+            repair: true,
             max_per_ip: 64,
             joins_per_minute: 64,
             gate: gate::Config::default(),
@@ -175,6 +176,8 @@ pub struct Room {
     answering: Vec<ConnId>,
     /// The drop counters at the last summary.
     drops_said: [u64; 7],
+    /// The history, when the room keeps one ([`Room::keep_history`]).
+    history: Option<history::History>,
     log: Vec<String>,
     /// The counters of `/stats`.
     pub stats: Stats,
@@ -210,6 +213,7 @@ impl Room {
             next_prune: now + PRUNE_EVERY,
             answering: Vec::new(),
             drops_said: [0; 7],
+            history: None,
             log: Vec::new(),
             stats: Stats::default(),
         }
@@ -264,7 +268,22 @@ impl Room {
         };
         let Some(i) = self.members.by_conn(conn) else {
             match msg {
-                ClientMsg::Join { name } => self.join(now, conn, peer, name),
+                ClientMsg::Join { name } => self.join(now, unix_ms, conn, peer, name),
+                ClientMsg::Resume {
+                    ticket,
+                    epoch,
+                    last_room_seq,
+                    lowest_unacked,
+                } => self.resume(
+                    now,
+                    unix_ms,
+                    conn,
+                    peer,
+                    ticket,
+                    epoch,
+                    last_room_seq,
+                    lowest_unacked,
+                ),
                 _ => self.stats.not_allowed += 1,
             }
             return;
@@ -273,14 +292,19 @@ impl Room {
         self.members.get_mut(i).local = peer.local;
         match msg {
             // The WELCOME may have been lost: the same one again.
-            ClientMsg::Join { name } if name == &*self.members.get(i).name => self.welcome(i),
+            ClientMsg::Join { name } if name == &*self.members.get(i).name => {
+                self.welcome(i, unix_ms, false)
+            }
             ClientMsg::Say { seq, text } => self.say(unix_ms, now, i, seq, Said::Room(false), text),
             ClientMsg::Me { seq, text } => self.say(unix_ms, now, i, seq, Said::Room(true), text),
             ClientMsg::Private { seq, to, text } => {
                 self.say(unix_ms, now, i, seq, Said::Private(to), text)
             }
-            ClientMsg::Who { start } => self.who(now, i, start),
-            ClientMsg::Leave => self.remove(i, LeftReason::Left, Some((ByeReason::Left, ""))),
+            ClientMsg::Who { start } => self.ask(now, i, Answer::Who(start)),
+            ClientMsg::History { before, max } if self.history.is_some() => {
+                self.ask(now, i, Answer::History { before, max })
+            }
+            ClientMsg::Leave => self.remove(i, Some(LeftReason::Left), Some((ByeReason::Left, ""))),
             ClientMsg::Keepalive { .. } => {
                 let m = self.members.get(i);
                 let last_event = m.next_event.wrapping_sub(1);
@@ -289,153 +313,6 @@ impl Room {
             }
             // A JOIN for another name, and what this server does not serve.
             _ => self.stats.not_allowed += 1,
-        }
-    }
-
-    /// A SAY, ME or PRIVATE from member `i` (PROTOCOL.md "At most once").
-    fn say(&mut self, unix_ms: u64, now: Instant, i: usize, seq: u32, what: Said<'_>, text: &str) {
-        let m = self.members.get(i);
-        let (conn, local) = (m.conn, m.local);
-        let reject = |room: &mut Room, reason| {
-            room.out
-                .reply(conn, local, &ServerMsg::Reject { seq, reason });
-        };
-        match m.window.check(seq) {
-            Seen::New => {}
-            Seen::Again => return self.out.reply(conn, local, &ServerMsg::Ack { seq }),
-            Seen::TooOld => {
-                self.stats.too_old += 1;
-                return reject(self, RejectReason::TooOld);
-            }
-        }
-        if validate_text(text).is_err() {
-            return reject(self, RejectReason::InvalidText);
-        }
-        let to = match what {
-            Said::Room(_) => None,
-            Said::Private(name) => match self.members.by_key(&name_key(name)) {
-                Some(j) => Some(j),
-                None => return reject(self, RejectReason::NoSuchMember),
-            },
-        };
-        let (rate, burst) = (self.cfg.rate, self.cfg.burst);
-        let m = self.members.get_mut(i);
-        if rate > 0.0 && !m.bucket.take(now, rate, burst) {
-            self.stats.rate_limited += 1;
-            return reject(self, RejectReason::RateLimited);
-        }
-        m.window.accept(seq);
-        let m = self.members.get(i);
-        let id = MessageId {
-            client_id: m.client_id,
-            seq,
-        };
-        match (what, to) {
-            (Said::Room(me), _) => {
-                self.room_seq += 1;
-                let line = Line {
-                    room_seq: self.room_seq,
-                    time_ms: unix_ms,
-                    flags: LineFlags::NONE,
-                    id,
-                    from: &m.name,
-                    text,
-                };
-                let ev = if me {
-                    Event::Me(line)
-                } else {
-                    Event::Said(line)
-                };
-                let (start, end) = self.out.event(&ev);
-                self.broadcasts.push(Broadcast {
-                    start,
-                    end,
-                    except: Some(conn),
-                });
-            }
-            (Said::Private(_), Some(j)) => {
-                let ev = self.out.event(&Event::PrivateFrom {
-                    time_ms: unix_ms,
-                    id,
-                    from: &m.name,
-                    text,
-                });
-                let r = self.members.get_mut(j);
-                if r.private.is_empty() {
-                    self.dirty.push(r.conn);
-                }
-                r.private.push(ev);
-            }
-            (Said::Private(_), None) => {}
-        }
-        self.out.reply(conn, local, &ServerMsg::Ack { seq });
-    }
-
-    /// A WHO from member `i`: a page now, or when its answer budget allows.
-    fn who(&mut self, now: Instant, i: usize, start: u32) {
-        let cost = self.who_page_len(start) + DATA_OVERHEAD;
-        let m = self.members.get_mut(i);
-        match m.answers.offer(&mut m.budget, now, cost as u64, start) {
-            Offer::Now(start) => self.who_page(i, start),
-            Offer::Queued => {
-                let conn = m.conn;
-                if !self.answering.contains(&conn) {
-                    self.answering.push(conn);
-                }
-            }
-            Offer::Busy(_) => self.stats.answers_refused += 1,
-        }
-    }
-
-    /// The length of the WHO_PAGE body from `start` (as it would be now).
-    fn who_page_len(&self, start: u32) -> usize {
-        const HEAD: usize = 1 + 4 + 4;
-        let mut len = HEAD;
-        for m in self.members.from(start as usize) {
-            if len + 1 + m.name.len() > MAX_BODY {
-                break;
-            }
-            len += 1 + m.name.len();
-        }
-        len
-    }
-
-    /// Sends member `i` the WHO_PAGE from `start`.
-    fn who_page(&mut self, i: usize, start: u32) {
-        let m = self.members.get(i);
-        let total = self.members.len() as u32;
-        let names = self.members.from(start as usize).iter().map(|m| &*m.name);
-        self.out.reply_with(m.conn, m.local, |buf| {
-            let mut page = WhoPageWriter::new(buf, start, total)?;
-            for name in names {
-                if !page.push(name)? {
-                    break;
-                }
-            }
-            Ok(page.finish())
-        });
-    }
-
-    /// Sends the answers whose budget allows them now.
-    fn send_answers(&mut self, now: Instant) {
-        let mut k = 0;
-        while k < self.answering.len() {
-            let Some(i) = self.members.by_conn(self.answering[k]) else {
-                self.answering.swap_remove(k);
-                continue;
-            };
-            loop {
-                let m = self.members.get_mut(i);
-                let Some(start) = m.answers.pop_ready(&mut m.budget, now) else {
-                    break;
-                };
-                self.who_page(i, start);
-            }
-            if self.members.get(i).answers.is_empty() {
-                self.answering.swap_remove(k);
-            } else {
-                k += 1;
-            }
         }
     }
 
@@ -456,7 +333,7 @@ impl Room {
     /// The gate forgot `conn` (its session is too old): removed as timed out.
     fn gone(&mut self, conn: ConnId) {
         if let Some(i) = self.members.by_conn(conn) {
-            self.remove(i, LeftReason::TimedOut, None);
+            self.remove(i, Some(LeftReason::TimedOut), None);
         }
     }
 
@@ -479,25 +356,30 @@ impl Room {
         self.members.len() <= self.cfg.announce_limit
     }
 
-    /// Removes member `i`, tells the others (within the announce limit), logs
-    /// why; `bye` is sent after what was queued for it (none on a timeout).
-    fn remove(&mut self, i: usize, reason: LeftReason, bye: Option<(ByeReason, &str)>) {
-        let announce = self.announce();
+    /// Removes member `i`, tells the others why (within the announce limit;
+    /// `None`: nobody is told, its session was replaced), logs it; `bye` is
+    /// sent after what was queued for it (none on a timeout).
+    fn remove(&mut self, i: usize, reason: Option<LeftReason>, bye: Option<(ByeReason, &str)>) {
+        let announce = self.announce() && reason.is_some();
         let removed_at = self.out.events_len();
         let m = self.members.remove(i);
         self.count_ip(m.addr, false);
         let why = match reason {
-            LeftReason::Left => "left",
-            LeftReason::TimedOut => "timed out",
-            LeftReason::Removed => "was removed by the admin",
+            Some(LeftReason::Left) => "left",
+            Some(LeftReason::TimedOut) => "timed out",
+            Some(LeftReason::Removed) => "was removed by the admin",
+            None => "was replaced by a new session",
         };
+        if reason.is_some() {
+            self.name_gone(&m.key);
+        }
         self.log.push(format!(
             "{} ({}) {why} ({} in the room)",
             m.name,
             m.addr,
             self.members.len()
         ));
-        if announce {
+        if let (true, Some(reason)) = (announce, reason) {
             let (start, end) = self.out.event(&Event::Left {
                 reason,
                 name: &m.name,
@@ -548,7 +430,7 @@ impl Room {
             if self.members.get(i).last_heard + self.cfg.member_timeout > now {
                 break;
             }
-            self.remove(i, LeftReason::TimedOut, None);
+            self.remove(i, Some(LeftReason::TimedOut), None);
         }
         if now >= self.next_prune {
             let (rate, burst) = self.join_rate();
@@ -563,12 +445,19 @@ impl Room {
         (n / 60.0, n)
     }
 
-    /// Tells every member the room is closing (BYE `reason` with `text`)
-    /// after what was queued for it, and empties the room.
+    /// Tells every member the room is closing or the server restarting (BYE
+    /// `reason` with `text`) after what was queued for it, and empties the
+    /// room. When it is restarting, the names stay present in the store, to
+    /// be held for their holders at the next start.
     pub fn shutdown(&mut self, reason: ByeReason, text: &str) {
         let n = self.members.len();
         let removed_at = self.out.events_len();
         let gone: Vec<Member> = self.members.drain().collect();
+        if reason != ByeReason::Restarting {
+            for m in &gone {
+                self.name_gone(&m.key);
+            }
+        }
         self.leavers.extend(gone.into_iter().map(|m| Leaver {
             m,
             removed_at,
@@ -620,6 +509,7 @@ impl Room {
                 },
             );
         }
+        self.store_turn(now);
         self.stats.unsealed += self.out.seal(&mut self.gate, now);
         for l in self.leavers.drain(..) {
             self.gate.close(l.m.conn);
@@ -627,6 +517,14 @@ impl Room {
         self.broadcasts.clear();
         self.dirty.clear();
         &self.out
+    }
+
+    /// Waits until the history handed to the store is written (at exit).
+    pub fn finish(&mut self) -> crate::error::Result<()> {
+        match &mut self.history {
+            Some(h) => h.store.flush(),
+            None => Ok(()),
+        }
     }
 
     /// Forgets the output of this turn (after the server sent it).
@@ -692,14 +590,6 @@ const DROP_NAMES: [&str; 7] = [
     "bad body",
     "not allowed",
 ];
-
-/// What a member said: a line for the room (`true`: an action, ME) or a
-/// private message to a name.
-#[derive(Debug, Clone, Copy)]
-enum Said<'a> {
-    Room(bool),
-    Private(&'a str),
-}
 
 /// Packs the events of this turn meant for `m`: the broadcasts not from it,
 /// not from before it joined and not from after `until` (when it left), and

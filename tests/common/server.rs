@@ -68,7 +68,8 @@ pub fn temp_dir() -> tempfile::TempDir {
 
 impl Server {
     /// Starts `chat-server --bind 127.0.0.1:0 --key DIR/server.key ARGS`
-    /// with stdin piped (DIR: a new temporary directory, removed on drop).
+    /// with stdin piped (DIR: a new temporary directory, removed on drop;
+    /// see [`Server::command_with_key`] for the history).
     pub fn start(args: &[&str]) -> Server {
         let dir = temp_dir();
         let mut cmd = Server::command_with_key(&dir.path().join("server.key"), args);
@@ -79,10 +80,20 @@ impl Server {
     }
 
     /// `chat-server --key KEY ARGS` (no `--bind`), for tests that start a
-    /// server again with the same key, or wrap the command.
+    /// server again with the same key, or wrap the command. Unless ARGS say
+    /// otherwise, the history is `history.db` beside the key and a newcomer
+    /// is shown none of it (`--history-on-join 0`: exact transcripts).
     pub fn command_with_key(key: &std::path::Path, args: &[&str]) -> Command {
         let mut cmd = Command::new(BIN);
-        cmd.arg("--key").arg(key).args(args);
+        cmd.arg("--key").arg(key);
+        if !args.contains(&"--db") {
+            let dir = key.parent().expect("the key's directory");
+            cmd.arg("--db").arg(dir.join("history.db"));
+        }
+        if !args.contains(&"--history-on-join") {
+            cmd.args(["--history-on-join", "0"]);
+        }
+        cmd.args(args);
         cmd
     }
 
