@@ -222,18 +222,20 @@ fn answers_wait_for_the_budget_and_are_never_dropped_silently() {
         }
     };
     // Asked in batches, read in between (the socket's buffer is small).
-    for _ in 0..ASKED / 50 {
-        for _ in 0..50 {
+    // (20 pages are 24 KB: far below the socket's buffer, even when this
+    // thread waits for a core.)
+    for _ in 0..ASKED / 20 {
+        for _ in 0..20 {
             me.send(&ClientMsg::Who { start: 0 });
         }
-        me.run_for(Duration::from_millis(20));
+        me.run_for(Duration::from_millis(10));
         count_pages(&mut me, &mut pages);
     }
     let elapsed = start.elapsed().as_secs_f64();
     let got = me.bytes_in - start_bytes;
     // The budget: 262,144 bytes at once, then 65,536 a second (PROTOCOL.md);
     // slack for one page in flight per batch.
-    let limit = 262_144.0 + 65_536.0 * elapsed + 20.0 * 1200.0;
+    let limit = 262_144.0 + 65_536.0 * elapsed + 50.0 * 1200.0;
     assert!(
         (got as f64) <= limit,
         "{got} bytes of answers in {elapsed:.2} s (limit {limit:.0})"

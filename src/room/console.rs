@@ -111,7 +111,7 @@ impl Room {
     pub fn console_stats(&self) -> String {
         let s = &self.stats;
         let g = &self.gate.stats;
-        let pairs: [(&str, u64); 25] = [
+        let pairs: [(&str, u64); 28] = [
             ("datagrams in", g.datagrams_in),
             ("datagrams out", s.datagrams_out),
             ("dropped sends", s.dropped_sends),
@@ -133,6 +133,9 @@ impl Room {
             ("rate limited", s.rate_limited),
             ("too old", s.too_old),
             ("answers refused", s.answers_refused),
+            ("nacks", s.nacks),
+            ("resent", s.resent),
+            ("lost", s.lost),
             ("unsealed", s.unsealed),
             (
                 "history not stored",

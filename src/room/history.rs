@@ -146,7 +146,7 @@ impl Room {
 
     /// Does the room serve NACK and HISTORY (WELCOME's flag bit 2)?
     pub(super) fn serves_repair(&self) -> bool {
-        false
+        self.repairs.is_some() && self.history.is_some()
     }
 
     /// Is the room keeping history?
@@ -347,6 +347,7 @@ impl Room {
             joined,
         });
         member.window = AckWindow::starting_at(lowest_unacked);
+        member.slot = self.repairs.as_mut().map(|r| r.store.join());
         let i = self.members.insert(member);
         self.stats.peak = self.stats.peak.max(self.members.len());
         self.log.push(format!(

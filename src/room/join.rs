@@ -62,7 +62,7 @@ impl Room {
             }
         };
         let joined = (self.turn, self.out.events_len());
-        let i = self.members.insert(Member::new(NewMember {
+        let mut member = Member::new(NewMember {
             conn,
             name,
             key,
@@ -72,7 +72,9 @@ impl Room {
             now,
             burst: self.cfg.burst,
             joined,
-        }));
+        });
+        member.slot = self.repairs.as_mut().map(|r| r.store.join());
+        let i = self.members.insert(member);
         self.stats.peak = self.stats.peak.max(self.members.len());
         self.log.push(format!(
             "{name} joined from {} ({} in the room)",

@@ -219,7 +219,8 @@ impl Room {
                 };
                 self.answer(i, answer);
             }
-            if self.members.get(i).answers.is_empty() {
+            let more_repairs = self.send_repairs(now, i);
+            if self.members.get(i).answers.is_empty() && !more_repairs {
                 self.answering.swap_remove(k);
             } else {
                 k += 1;

@@ -25,6 +25,7 @@ mod members;
 mod messages;
 mod outbox;
 pub mod repair;
+mod resend;
 #[cfg(test)]
 mod tests;
 
@@ -133,6 +134,12 @@ pub struct Stats {
     pub answers_refused: u64,
     /// Bodies that could not be sealed (their session was gone).
     pub unsealed: u64,
+    /// NACKs received.
+    pub nacks: u64,
+    /// Events sent again for a NACK.
+    pub resent: u64,
+    /// Events reported lost (LOST) for a NACK.
+    pub lost: u64,
     /// The most members the room has had at once.
     pub peak: usize,
 }
@@ -178,6 +185,8 @@ pub struct Room {
     drops_said: [u64; 7],
     /// The history, when the room keeps one ([`Room::keep_history`]).
     history: Option<history::History>,
+    /// What is kept for repair (with `Config::repair`).
+    repairs: Option<resend::Repairs>,
     log: Vec<String>,
     /// The counters of `/stats`.
     pub stats: Stats,
@@ -196,6 +205,7 @@ impl Room {
     ) -> Self {
         let gate = Gate::new(cfg.gate.clone(), key, cookie_secret, now, &mut *rng);
         let epoch = rng() as u32;
+        let repairs = cfg.repair.then(resend::Repairs::new);
         Room {
             cfg,
             gate,
@@ -214,6 +224,7 @@ impl Room {
             answering: Vec::new(),
             drops_said: [0; 7],
             history: None,
+            repairs,
             log: Vec::new(),
             stats: Stats::default(),
         }
@@ -305,9 +316,11 @@ impl Room {
                 self.ask(now, i, Answer::History { before, max })
             }
             ClientMsg::Leave => self.remove(i, Some(LeftReason::Left), Some((ByeReason::Left, ""))),
-            ClientMsg::Keepalive { .. } => {
+            ClientMsg::Nack { ranges } if self.serves_repair() => self.nack(i, ranges.iter()),
+            ClientMsg::Keepalive { last_event } => {
+                self.acknowledged(i, last_event);
                 let m = self.members.get(i);
-                let last_event = m.next_event.wrapping_sub(1);
+                let last_event = (m.next_event - 1) as u32;
                 self.out
                     .reply(m.conn, m.local, &ServerMsg::Keepalive { last_event });
             }
@@ -409,10 +422,12 @@ impl Room {
             .filter_map(|&c| self.members.by_conn(c))
             .filter_map(|i| {
                 let m = self.members.get(i);
-                m.answers.next_ready(&m.budget)
+                let answer = m.answers.next_ready(&m.budget);
+                [answer, m.repair_at].into_iter().flatten().min()
             })
             .min();
-        [timeout, answers, self.gate.next_deadline()]
+        let tail = self.repairs.as_ref().and_then(resend::Repairs::next_tail);
+        [timeout, answers, tail, self.gate.next_deadline()]
             .into_iter()
             .flatten()
             .min()
@@ -473,24 +488,26 @@ impl Room {
     /// replies first, then the events.
     pub fn flush(&mut self, now: Instant) -> &Outbox {
         self.send_answers(now);
-        let packing = self.cfg.packing;
-        let turn = self.turn;
+        self.send_tails(now);
+        let t = Turn {
+            turn: self.turn,
+            packing: self.cfg.packing,
+            now,
+        };
+        if let Some(r) = &mut self.repairs {
+            r.keep_turn(&self.out);
+        }
         let (out, bcasts) = (&mut self.out, &self.broadcasts);
+        let mut repairs = self.repairs.as_mut();
         if !bcasts.is_empty() {
             for m in self.members.iter_mut() {
-                flush_member(m, u32::MAX, bcasts, out, turn, packing);
+                flush_member(m, u32::MAX, bcasts, out, &t, repairs.as_deref_mut());
             }
         } else {
             for &c in &self.dirty {
                 if let Some(i) = self.members.by_conn(c) {
-                    flush_member(
-                        self.members.get_mut(i),
-                        u32::MAX,
-                        bcasts,
-                        out,
-                        turn,
-                        packing,
-                    );
+                    let m = self.members.get_mut(i);
+                    flush_member(m, u32::MAX, bcasts, out, &t, repairs.as_deref_mut());
                 }
             }
         }
@@ -498,7 +515,7 @@ impl Room {
             let Some((reason, text)) = &l.bye else {
                 continue;
             };
-            flush_member(&mut l.m, l.removed_at, bcasts, out, turn, packing);
+            flush_member(&mut l.m, l.removed_at, bcasts, out, &t, None);
             out.reply(
                 l.m.conn,
                 l.m.local,
@@ -513,6 +530,9 @@ impl Room {
         self.stats.unsealed += self.out.seal(&mut self.gate, now);
         for l in self.leavers.drain(..) {
             self.gate.close(l.m.conn);
+            if let (Some(r), Some(slot)) = (&mut self.repairs, l.m.slot) {
+                r.store.leave(slot);
+            }
         }
         self.broadcasts.clear();
         self.dirty.clear();
@@ -591,18 +611,25 @@ const DROP_NAMES: [&str; 7] = [
     "not allowed",
 ];
 
+/// What every member's flush of a turn shares.
+struct Turn {
+    turn: u64,
+    packing: bool,
+    now: Instant,
+}
+
 /// Packs the events of this turn meant for `m`: the broadcasts not from it,
 /// not from before it joined and not from after `until` (when it left), and
-/// its private events, in arena order.
+/// its private events, in arena order; `repairs` records them.
 fn flush_member(
     m: &mut Member,
     until: u32,
     bcasts: &[Broadcast],
     out: &mut Outbox,
-    turn: u64,
-    packing: bool,
+    t: &Turn,
+    repairs: Option<&mut resend::Repairs>,
 ) {
-    let since = if m.joined_turn == turn {
+    let since = if m.joined_turn == t.turn {
         m.joined_at
     } else {
         0
@@ -613,12 +640,20 @@ fn flush_member(
         .filter(move |b| b.except != conn && b.start >= since && b.start < until)
         .map(|b| (b.start, b.end))
         .peekable();
-    let mut p = m.private.iter().copied().peekable();
+    let private = std::mem::take(&mut m.private);
+    let mut p = private.iter().copied().peekable();
     let merged = std::iter::from_fn(|| match (b.peek(), p.peek()) {
         (Some(x), Some(y)) if y.0 < x.0 => p.next(),
         (Some(_), _) => b.next(),
         (None, _) => p.next(),
     });
-    out.pack(m.conn, m.local, &mut m.next_event, packing, merged);
+    match repairs {
+        Some(r) => r.pack(m, out, t.packing, t.now, merged),
+        None => {
+            out.pack(m.conn, m.local, &mut m.next_event, t.packing, merged);
+        }
+    }
+    // The list's allocation is kept for the next turn.
+    m.private = private;
     m.private.clear();
 }

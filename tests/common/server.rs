@@ -266,11 +266,15 @@ pub enum Ev {
     Me(String, String),
     Private(String, String),
     Admin(String),
+    /// Room messages no longer kept: first room sequence, count.
+    Gap(u64, u32),
 }
 
 /// The fields of a room message the tests look at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LineMeta {
+    /// Bit 0 history, bit 1 catch-up.
+    pub flags: u8,
     pub room_seq: u64,
     pub time_ms: u64,
     pub client_id: u64,
@@ -301,6 +305,10 @@ pub enum Got {
         text: String,
     },
     Keepalive(u32),
+    /// A HISTORY_PAGE: `before`, `more`, the lines (sender, text, room sequence).
+    History(u64, bool, Vec<(String, String, u64)>),
+    /// LOST: first event, count.
+    Lost(u32, u32),
     Who {
         start: u32,
         total: u32,
@@ -340,6 +348,7 @@ pub fn decode(body: &[u8], meta: &mut Vec<LineMeta>) -> Vec<Got> {
                         Event::Left { reason, name } => Ev::Left(reason, name.into()),
                         Event::Said(l) | Event::Me(l) => {
                             meta.push(LineMeta {
+                                flags: l.flags.bits(),
                                 room_seq: l.room_seq,
                                 time_ms: l.time_ms,
                                 client_id: l.id.client_id,
@@ -358,9 +367,10 @@ pub fn decode(body: &[u8], meta: &mut Vec<LineMeta>) -> Vec<Got> {
                             text,
                             room_seq,
                             time_ms,
-                            ..
+                            flags,
                         } => {
                             meta.push(LineMeta {
+                                flags: flags.bits(),
                                 room_seq,
                                 time_ms,
                                 client_id: 0,
@@ -368,7 +378,10 @@ pub fn decode(body: &[u8], meta: &mut Vec<LineMeta>) -> Vec<Got> {
                             });
                             Ev::Admin(text.into())
                         }
-                        other => panic!("unexpected event {other:?}"),
+                        Event::Gap {
+                            first_room_seq,
+                            count,
+                        } => Ev::Gap(first_room_seq, count),
                     };
                     Got::Event(first_event.wrapping_add(k as u32), ev)
                 })
@@ -409,6 +422,28 @@ pub fn decode(body: &[u8], meta: &mut Vec<LineMeta>) -> Vec<Got> {
             total,
             names: names.iter().map(String::from).collect(),
         },
+        ServerMsg::HistoryPage {
+            before,
+            more,
+            events,
+        } => Got::History(
+            before,
+            more,
+            events
+                .iter()
+                .map(|e| match e {
+                    Event::Said(l) | Event::Me(l) => {
+                        assert_eq!(l.flags.bits(), 1, "history lines are flagged");
+                        (l.from.to_string(), l.text.to_string(), l.room_seq)
+                    }
+                    Event::Admin { text, room_seq, .. } => {
+                        (String::new(), text.to_string(), room_seq)
+                    }
+                    other => panic!("not a room message: {other:?}"),
+                })
+                .collect(),
+        ),
+        ServerMsg::Lost { first_event, count } => Got::Lost(first_event, count),
         other => panic!("unexpected body {other:?}"),
     };
     vec![one]
@@ -461,6 +496,9 @@ pub struct Client {
     /// Server datagrams received, and their bytes.
     pub datagrams_in: u64,
     pub bytes_in: u64,
+    /// Are the server's KEEPALIVEs kept (else dropped: one comes 0.5 s after
+    /// every burst of events)?
+    pub keepalives: bool,
     pending: VecDeque<Got>,
 }
 
@@ -486,6 +524,7 @@ impl Client {
             counters: HashSet::new(),
             datagrams_in: 0,
             bytes_in: 0,
+            keepalives: false,
             pending: VecDeque::new(),
         }
     }
@@ -591,7 +630,11 @@ impl Client {
                 | ConnEvent::Body(body)
                 | ConnEvent::Ended(End::Bye { body }) => {
                     let got = decode(&body, &mut self.lines);
-                    self.pending.extend(got);
+                    let keep = self.keepalives;
+                    self.pending.extend(
+                        got.into_iter()
+                            .filter(|g| keep || !matches!(g, Got::Keepalive(_))),
+                    );
                 }
                 ConnEvent::Ended(end) => self.pending.push_back(Got::Ended(format!("{end:?}"))),
                 ConnEvent::Reconnecting { .. } => self.pending.push_back(Got::Reconnecting),
@@ -781,8 +824,12 @@ impl Client {
     /// Sends a KEEPALIVE and returns the server's `last_event`.
     pub fn keepalive(&mut self) -> u32 {
         let last_event = self.next_event.wrapping_sub(1);
+        self.keepalives = true;
+        self.pending.retain(|g| !matches!(g, Got::Keepalive(_)));
         self.send(&ClientMsg::Keepalive { last_event });
-        match self.expect(|g| matches!(g, Got::Keepalive(_))) {
+        let got = self.expect(|g| matches!(g, Got::Keepalive(_)));
+        self.keepalives = false;
+        match got {
             Got::Keepalive(n) => n,
             _ => unreachable!(),
         }
