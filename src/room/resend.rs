@@ -102,7 +102,7 @@ impl Repairs {
 /// already sent, within 2^31 of the next.
 fn number_of(m: &Member, n: u32) -> Option<u64> {
     let back = u64::from((m.next_event as u32).wrapping_sub(n));
-    (back >= 1 && back < 1 << 31 && back < m.next_event).then(|| m.next_event - back)
+    ((1..1 << 31).contains(&back) && back < m.next_event).then(|| m.next_event - back)
 }
 
 impl Room {
