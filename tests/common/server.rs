@@ -18,9 +18,10 @@ use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
-use udpchat::client::conn::{Conn, End, Event as ConnEvent, SealedBodies};
+use udpchat::client::conn::{Conn, End, Event as ConnEvent, Progress, SealedBodies};
 use udpchat::protocol::sealed::{
-    decode_server, ByeReason, ClientMsg, Event, LeftReason, Refusal, RejectReason, ServerMsg,
+    decode_server, encode_nack, ByeReason, ClientMsg, Event, LeftReason, Refusal, RejectReason,
+    ServerMsg,
 };
 use udpchat::session::{parse_data_header, MAX_BODY, MAX_DATAGRAM};
 
@@ -100,6 +101,12 @@ impl Server {
     /// The temporary directory [`Server::start`] made (its key is `server.key`).
     pub fn dir(&self) -> Option<PathBuf> {
         self.dir.as_ref().map(|d| d.path().to_path_buf())
+    }
+
+    /// Takes the temporary directory [`Server::start`] made, so that it
+    /// outlives this server (to start another on its key and history).
+    pub fn take_dir(&mut self) -> tempfile::TempDir {
+        self.dir.take().expect("a directory made by Server::start")
     }
 
     /// The server's process id.
@@ -483,8 +490,9 @@ pub struct Client {
     pub conn: Conn<SealedBodies>,
     /// The server key of the handshake.
     pub server_key: Option<[u8; 32]>,
-    /// This member's client id (from its WELCOME).
+    /// This member's client id and epoch (from its last WELCOME).
     pub client_id: u64,
+    pub epoch: u32,
     /// The last SAY/ME/PRIVATE number used.
     pub seq: u32,
     /// The number the next event should carry.
@@ -518,6 +526,7 @@ impl Client {
             conn,
             server_key: None,
             client_id: 0,
+            epoch: 0,
             seq: 0,
             next_event: 1,
             lines: Vec::new(),
@@ -625,8 +634,17 @@ impl Client {
                     self.server_key = Some(key);
                     self.conn.key_checked(Instant::now(), true);
                 }
-                ConnEvent::Welcome { body, .. }
-                | ConnEvent::Refused { body }
+                ConnEvent::Welcome { body, .. } => {
+                    // Event numbers start again at 1 after every WELCOME.
+                    if let Ok(ServerMsg::Welcome(w)) = decode_server(&body) {
+                        self.next_event = 1;
+                        self.client_id = w.client_id;
+                        self.epoch = w.epoch;
+                    }
+                    let got = decode(&body, &mut self.lines);
+                    self.pending.extend(got);
+                }
+                ConnEvent::Refused { body }
                 | ConnEvent::Body(body)
                 | ConnEvent::Ended(End::Bye { body }) => {
                     let got = decode(&body, &mut self.lines);
@@ -640,6 +658,14 @@ impl Client {
                 ConnEvent::Reconnecting { .. } => self.pending.push_back(Got::Reconnecting),
             }
         }
+        // What a RESUME says: the last room message shown, and every
+        // message number acknowledged.
+        let last_room_seq = self.lines.iter().map(|l| l.room_seq).max().unwrap_or(0);
+        self.conn.set_progress(Progress {
+            last_event: self.next_event.wrapping_sub(1),
+            last_room_seq,
+            lowest_unacked: self.seq.wrapping_add(1),
+        });
         self.flush();
     }
 
@@ -833,6 +859,22 @@ impl Client {
             Got::Keepalive(n) => n,
             _ => unreachable!(),
         }
+    }
+
+    /// Asks again for the events of `ranges` (NACK).
+    pub fn nack(&mut self, ranges: &[(u32, u32)]) {
+        let mut body = [0u8; MAX_BODY];
+        let n = encode_nack(ranges, &mut body).expect("valid ranges");
+        self.conn
+            .send(Instant::now(), &body[..n])
+            .expect("a member sends");
+        self.flush();
+    }
+
+    /// Asks for a HISTORY_PAGE and waits for it.
+    pub fn history(&mut self, before: u64, max: u8) -> Got {
+        self.send(&ClientMsg::History { before, max });
+        self.expect(|g| matches!(g, Got::History(..)))
     }
 
     /// Sends one LEAVE (the connection resends it until BYE).
