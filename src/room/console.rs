@@ -168,3 +168,55 @@ impl Room {
         done
     }
 }
+
+/// The names of the drop counters in the log's summary.
+const DROP_NAMES: [&str; 7] = [
+    "malformed",
+    "forged",
+    "replayed",
+    "over budget",
+    "wrong state",
+    "bad body",
+    "not allowed",
+];
+
+impl Room {
+    /// The drop counters, in the order of [`DROP_NAMES`].
+    fn drops(&self) -> [u64; 7] {
+        let g = &self.gate.stats;
+        [
+            g.malformed,
+            g.forged,
+            g.replayed,
+            g.over_budget,
+            g.wrong_state,
+            self.stats.bad_bodies,
+            self.stats.not_allowed,
+        ]
+    }
+
+    /// Were datagrams dropped since the last summary?
+    pub fn drops_pending(&self) -> bool {
+        self.drops() != self.drops_said
+    }
+
+    /// One line summing up the datagrams dropped since the last call.
+    pub fn drops_summary(&mut self) -> Option<String> {
+        let now = self.drops();
+        let parts: Vec<String> = DROP_NAMES
+            .iter()
+            .zip(now.iter().zip(self.drops_said))
+            .filter(|(_, (&n, was))| n > *was)
+            .map(|(name, (&n, was))| format!("{name} {}", n - was))
+            .collect();
+        let total: u64 = now.iter().sum::<u64>() - self.drops_said.iter().sum::<u64>();
+        self.drops_said = now;
+        (total > 0).then(|| {
+            format!(
+                "dropped {total} datagram{} ({})",
+                if total == 1 { "" } else { "s" },
+                parts.join(", ")
+            )
+        })
+    }
+}
