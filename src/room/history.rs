@@ -3,8 +3,7 @@
 //! HISTORY pages, message ids already forwarded, resume tickets, the names
 //! held for their holders after a restart, and the catch-up after RESUME.
 
-use super::members::{Member, NewMember};
-use super::{AckWindow, Broadcast, Peer, Room};
+use super::{AckWindow, Peer, Room};
 use crate::gate::ConnId;
 use crate::protocol::name_key;
 use crate::protocol::sealed::{
@@ -332,38 +331,17 @@ impl Room {
         if self.per_ip.get(&ip).copied().unwrap_or(0) >= self.cfg.max_per_ip {
             return refuse(self, Refusal::TooManyFromAddress);
         }
-        self.gate.admit(conn);
-        self.count_ip(peer.addr, true);
-        let joined = (self.turn, self.out.events_len());
-        let mut member = Member::new(NewMember {
-            conn,
-            name: &t.name,
-            key,
-            addr: peer.addr,
-            local: peer.local,
-            client_id: t.client_id,
+        let quiet = replaced || held;
+        let i = self.admit(
             now,
-            burst: self.cfg.burst,
-            joined,
-        });
-        member.window = AckWindow::starting_at(lowest_unacked);
-        member.slot = self.repairs.as_mut().map(|r| r.store.join());
-        let i = self.members.insert(member);
-        self.stats.peak = self.stats.peak.max(self.members.len());
-        self.log.push(format!(
-            "{} resumed from {} ({} in the room)",
-            t.name,
-            peer.addr,
-            self.members.len()
-        ));
-        if !replaced && !held && self.announce() {
-            let (start, end) = self.out.event(&Event::Joined { name: &t.name });
-            self.broadcasts.push(Broadcast {
-                start,
-                end,
-                except: Some(conn),
-            });
-        }
+            conn,
+            peer,
+            (&t.name, key),
+            t.client_id,
+            "resumed",
+            !quiet,
+        );
+        self.members.get_mut(i).window = AckWindow::starting_at(lowest_unacked);
         self.welcome(i, unix_ms, true);
         let from = if epoch == self.epoch {
             last_room_seq

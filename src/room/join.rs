@@ -52,16 +52,36 @@ impl Room {
             Err(e) => return refuse(self, Refusal::from(&e)),
         };
         // Accepted: only now does the join count.
-        self.gate.admit(conn);
         self.joins.insert(ip, joins);
-        self.count_ip(peer.addr, true);
         let client_id = loop {
             let id = (self.rng)();
             if id != 0 {
                 break id;
             }
         };
-        let joined = (self.turn, self.out.events_len());
+        let i = self.admit(now, conn, peer, (name, key), client_id, "joined", true);
+        self.welcome(i, unix_ms, false);
+        self.history_on_join(i);
+        self.name_present(i);
+    }
+
+    /// Makes `conn` the member `name` (with its `key`): counted, its events
+    /// kept for repair, logged (`how`: "joined", "resumed"), and announced
+    /// when `announce` and the room is within the announce limit. Returns
+    /// its index.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn admit(
+        &mut self,
+        now: std::time::Instant,
+        conn: ConnId,
+        peer: Peer,
+        (name, key): (&str, String),
+        client_id: u64,
+        how: &str,
+        announce: bool,
+    ) -> usize {
+        self.gate.admit(conn);
+        self.count_ip(peer.addr, true);
         let mut member = Member::new(NewMember {
             conn,
             name,
@@ -71,17 +91,17 @@ impl Room {
             client_id,
             now,
             burst: self.cfg.burst,
-            joined,
+            joined: (self.turn, self.out.events_len()),
         });
         member.slot = self.repairs.as_mut().map(|r| r.store.join());
         let i = self.members.insert(member);
         self.stats.peak = self.stats.peak.max(self.members.len());
         self.log.push(format!(
-            "{name} joined from {} ({} in the room)",
+            "{name} {how} from {} ({} in the room)",
             peer.addr,
             self.members.len()
         ));
-        if self.announce() {
+        if announce && self.announce() {
             let (start, end) = self.out.event(&Event::Joined { name });
             self.broadcasts.push(Broadcast {
                 start,
@@ -89,9 +109,7 @@ impl Room {
                 except: Some(conn),
             });
         }
-        self.welcome(i, unix_ms, false);
-        self.history_on_join(i);
-        self.name_present(i);
+        i
     }
 
     /// Sends member `i` its WELCOME (`resumed`: answering a RESUME).
