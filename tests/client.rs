@@ -11,7 +11,7 @@ use std::time::Duration;
 use udpchat::gate::ConnId;
 use udpchat::protocol::sealed::{
     decode_client, ByeReason, ClientMsg, Event, LeftReason, LineFlags, NameRule, Refusal,
-    RejectReason, ServerMsg,
+    RejectReason, ServerMsg, WelcomeFlags,
 };
 
 #[test]
@@ -253,6 +253,41 @@ fn a_malformed_known_servers_line_is_reported_and_ignored() {
 }
 
 #[test]
+fn an_unwritable_known_servers_file_is_a_warning() {
+    let srv = FakeServer::new();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("file"), "").unwrap();
+    let mut cmd = std::process::Command::new(CLIENT);
+    cmd.args([
+        "--server",
+        &srv.addr_text(),
+        "--name",
+        "alice",
+        "--lang",
+        "en",
+    ])
+    .arg("--known-servers")
+    .arg(dir.path().join("file/known_servers"));
+    let mut c = Client::spawn_in(cmd, std::process::Stdio::piped(), dir);
+    srv.accept(30_000);
+    c.out
+        .wait_for("welcome", WAIT)
+        .expect("welcome all the same");
+    let warning = c.err.wait_for("not recorded", WAIT).expect("a warning");
+    assert!(
+        warning.starts_with(&format!(
+            "chat-client: warning: the key of {} ({}) is not recorded: ",
+            srv.addr_text(),
+            srv.fingerprint()
+        )),
+        "{warning}"
+    );
+    c.close_stdin();
+    srv.answer_leave("LEAVE");
+    assert_eq!(c.wait_clean(WAIT).code(), Some(0));
+}
+
+#[test]
 fn remote_text_arrives_escaped() {
     let srv = FakeServer::new();
     let mut c = Client::spawn(&srv.addr_text(), "alice", &[]);
@@ -328,6 +363,31 @@ fn me_is_sent_and_shown_as_an_action() {
     assert!(shown.ends_with(" * bob bows"), "{shown}");
     c.close_stdin();
     srv.answer_leave("LEAVE");
+    assert_eq!(c.wait_clean(WAIT).code(), Some(0));
+
+    // A server whose WELCOME does not offer ME is not sent one.
+    let mut srv = FakeServer::new();
+    srv.flags = WelcomeFlags::NONE;
+    let mut c = Client::spawn(&srv.addr_text(), "alice", &[]);
+    srv.accept(30_000);
+    c.send("/me waves");
+    let said = c.out.wait_for("not delivered", WAIT).unwrap();
+    assert!(
+        said.ends_with("-- not delivered (the server does not support /me): /me waves"),
+        "{said}"
+    );
+    c.close_stdin();
+    let (d, from) = srv
+        .recv_where(WAIT, |m| {
+            matches!(m, ClientMsg::Me { .. } | ClientMsg::Leave)
+        })
+        .expect("a LEAVE");
+    assert_eq!(
+        decode_client(&d).unwrap(),
+        ClientMsg::Leave,
+        "no ME before it"
+    );
+    srv.bye(from, ByeReason::Left, "");
     assert_eq!(c.wait_clean(WAIT).code(), Some(0));
 }
 

@@ -257,7 +257,7 @@ pub fn run(opts: &Options) -> Result<u8> {
 /// known-servers file (`--known-servers`, or the default one).
 fn server_trust(opts: &Options) -> Result<ServerTrust> {
     let pin = match (&opts.server_key, &opts.known_servers) {
-        (Some(fp), _) => Pin::Fingerprint(fp.clone()),
+        (Some(fp), _) => Pin::Fingerprint(*fp),
         (None, Some(path)) => Pin::KnownServers(KnownServers::new(path.clone())),
         (None, None) => Pin::KnownServers(KnownServers::new(KnownServers::default_path()?)),
     };

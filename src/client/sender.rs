@@ -19,6 +19,7 @@ use crate::client::term::{self, StdinReader, TermModes};
 use crate::client::{code, pending_signals, Session};
 use crate::error::Error;
 use crate::process::{reap_one_of, reap_within, Reaped};
+use crate::protocol::sealed::{RejectReason, WelcomeFlags};
 use mio::net::UnixDatagram;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token as MioToken};
@@ -53,6 +54,8 @@ struct SenderProcess {
     stdin: StdinReader,
     stdin_live: bool,
     name: String,
+    /// The server serves ME (WELCOME's flag): `/me` is sent only then.
+    serves_me: bool,
     lang: Lang,
     term: Option<TermModes>,
     /// Stdin may have more to read (edge-triggered: until it would block).
@@ -105,6 +108,7 @@ pub fn run(session: Session, link: OwnedFd, child: Pid, stdin: StdinReader) -> u
         stdin,
         stdin_live: true,
         name: session.name.clone(),
+        serves_me: session.welcome.flags.contains(WelcomeFlags::ME),
         lang: session.lang,
         term: session.term.clone(),
         stdin_ready: true,
@@ -368,6 +372,10 @@ impl SenderProcess {
                     }
                     self.queue.push(Outgoing::Say(part.to_string()));
                 }
+            }
+            Command::Me(text) if !self.serves_me => {
+                let msg = Outgoing::Me(text);
+                self.not_delivered(&msg, Undelivered::Refused(RejectReason::NotSupported));
             }
             Command::Me(text) => {
                 let parts = split_text(&text);
