@@ -181,6 +181,14 @@ fn traditional_chinese_for_taiwan_and_every_line_in_chinese() {
     c.out
         .wait_for("歡迎 阿发", WAIT)
         .expect("welcome in Traditional");
+    let recorded = c.err.wait_for("密鑰", WAIT).expect("the key recorded");
+    assert!(
+        recorded.starts_with(&format!(
+            "chat-client: 已記錄 {} 的密鑰 (SHA256:",
+            srv.addr_text()
+        )),
+        "{recorded}"
+    );
     srv.said(from, 1, "小发", "这里");
     // The client's words are converted, the member's name and text are not.
     let line = c.out.wait_for("小发", WAIT).expect("the message");

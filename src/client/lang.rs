@@ -92,6 +92,7 @@ const TRADITIONAL: &[(char, char)] = &[
     ('个', '個'),
     ('为', '為'),
     ('么', '麼'),
+    ('从', '從'),
     ('们', '們'),
     ('会', '會'),
     ('传', '傳'),
@@ -102,6 +103,7 @@ const TRADITIONAL: &[(char, char)] = &[
     ('决', '決'),
     ('凭', '憑'),
     ('创', '創'),
+    ('删', '刪'),
     ('务', '務'),
     ('动', '動'),
     ('协', '協'),
@@ -193,6 +195,7 @@ const TRADITIONAL: &[(char, char)] = &[
     ('选', '選'),
     ('里', '裡'),
     ('钟', '鐘'),
+    ('钥', '鑰'),
     ('错', '錯'),
     ('键', '鍵'),
     ('长', '長'),
@@ -283,6 +286,10 @@ fn op_zh(op: &str) -> Option<&'static str> {
         "poll" => "等待",
         "read a name from" => "读取名字, 来自",
         "reopen" => "重新打开",
+        "read" => "读取",
+        "write" => "写入",
+        "record a key for" => "记录密钥, 服务器",
+        "trust" => "信任",
         _ => return None,
     })
 }
@@ -358,7 +365,7 @@ mod tests {
     }
 
     /// Characters of the client's wording written the same in both scripts.
-    const SAME: &str = "一上下不中主了人令以件作你保信像允入全再出分列到加助即原去取受另只可史合名命和器回因在地址多天太失套姓字存定客室容屏已建式待必快息成或打拒持指接支收文新是最有服未本束析查格模次正死段母求法注消混理用由留的目看知示私移程空端符等管系置翻聊能自蔽行表被解言超足路迎近退送那重限";
+    const SAME: &str = "一上下不中主了人令以件任但作你保信像允入全再出分列到加助即原去取受另只可史合名告命和器回因在地址多天太失套如姓字存它定客室容密屏已建式待必快忽息意成或打拒持指接支收文新是更最有服未本束析果查格模次正死段母求法注消混理用由留略的目看知示私移程空端符第等管系置翻聊能自蔽行表被解言警超足路迎近退送那重限除";
 
     /// The code (not comments, tests or the two tables) of the files
     /// under src/client, a line each: all the client can print is in it.

@@ -261,7 +261,7 @@ fn server_trust(opts: &Options) -> Result<ServerTrust> {
         (None, Some(path)) => Pin::KnownServers(KnownServers::new(path.clone())),
         (None, None) => Pin::KnownServers(KnownServers::new(KnownServers::default_path()?)),
     };
-    Ok(ServerTrust::new(&opts.server, pin))
+    Ok(ServerTrust::new(&opts.server, pin).in_lang(opts.lang))
 }
 
 /// A UDP socket on an ephemeral port, connected to the server.
