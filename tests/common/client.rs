@@ -678,6 +678,15 @@ impl Server {
         }
     }
 
+    /// Kills the server and starts it again on the same address with the
+    /// same key file.
+    pub fn restart(mut self, extra: &[&str]) -> Server {
+        self.kill();
+        let dir = tempfile::tempdir().unwrap();
+        let dir = std::mem::replace(&mut self.dir, dir);
+        Server::start_in(dir, &self.addr, extra)
+    }
+
     /// Types a line on the admin console.
     pub fn admin(&mut self, line: &str) {
         let stdin = self.stdin.as_mut().expect("console open");
