@@ -50,6 +50,9 @@ fn assert_complete(r: &Value, members: f64, messages: f64, senders: f64) {
     assert_eq!(r["all_losses_seen"], Value::Bool(true), "{r}");
     assert_eq!(num(r, "out_of_order"), 0.0, "{r}");
     assert_eq!(num(r, "foreign_events"), 0.0, "{r}");
+    // Every datagram was opened by its member's connection, none lost.
+    assert_eq!(num(r, "failed_opens"), 0.0, "{r}");
+    assert_eq!(num(r, "sessions_lost"), 0.0, "{r}");
     assert_eq!(num(r, "incomplete_messages"), 0.0, "{r}");
     let d = num(r, "datagrams");
     assert!(d >= 1.0 && d <= expected, "{r}");
@@ -101,14 +104,18 @@ fn flood_with_two_senders_and_no_packing() {
 }
 
 #[test]
-fn the_ceiling_comes_first_and_the_server_is_compared_with_it() {
+fn the_ceilings_come_first_and_the_server_is_compared_with_the_sealed_one() {
     let reports = load(&["-n", "3", "-m", "30"]);
-    assert_eq!(reports.len(), 2);
-    let (b, r) = (&reports[0], &reports[1]);
-    assert_eq!(b["kind"], "kernel ceiling");
-    assert_eq!(b["packing"], Value::Null);
-    assert_complete(b, 3.0, 30.0, 1.0);
-    assert_eq!(b["server_cpu_ns"], Value::Null);
+    assert_eq!(reports.len(), 3);
+    let (b, u, r) = (&reports[0], &reports[1], &reports[2]);
+    assert_eq!(b["kind"], "kernel ceiling, sealed");
+    assert_eq!(u["kind"], "kernel ceiling, unsealed");
+    for c in [b, u] {
+        assert_eq!(c["packing"], Value::Null);
+        assert_complete(c, 3.0, 30.0, 1.0);
+        assert_eq!(c["server_cpu_ns"], Value::Null);
+    }
+    assert_eq!(r["kind"], "server");
     assert_complete(r, 3.0, 30.0, 1.0);
     assert_eq!(
         num(r, "ceiling_datagrams_per_s"),
@@ -276,13 +283,16 @@ fn out_of_range_options_are_refused_not_clamped() {
     }
 }
 
-/// A chat-server on [::1], started for a test; killed and reaped on drop.
-struct V6Server(Child, String);
+/// A chat-server on [::1], started for a test with its key in a temporary
+/// directory (held until the server is reaped); killed and reaped on drop.
+struct V6Server(Child, String, #[allow(dead_code)] tempfile::TempDir);
 
 impl V6Server {
     fn start() -> V6Server {
+        let dir = tempfile::tempdir().expect("a temporary directory");
         let mut child = Command::new(server_bin())
-            .args(["--bind", "[::1]:0", "--rate", "0"])
+            .args(["--bind", "[::1]:0", "--rate", "0", "--key"])
+            .arg(dir.path().join("server.key"))
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -298,7 +308,7 @@ impl V6Server {
             .strip_prefix("listening on ")
             .unwrap_or_else(|| panic!("chat-server said {first:?} (does this machine have ::1?)"))
             .to_string();
-        V6Server(child, addr)
+        V6Server(child, addr, dir)
     }
 }
 
