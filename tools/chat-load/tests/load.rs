@@ -124,6 +124,38 @@ fn the_ceilings_come_first_and_the_server_is_compared_with_the_sealed_one() {
     );
 }
 
+/// Members that discard a seeded share of what they receive: each discarded
+/// event is either repaired (where the server serves NACK) or seen as lost,
+/// and nothing fails to open.
+#[test]
+fn discarded_datagrams_are_repaired_or_seen_as_lost() {
+    let reports = load(&[
+        "-n",
+        "4",
+        "-m",
+        "300",
+        "--no-baseline",
+        "--discard",
+        "10",
+        "--seed",
+        "3",
+    ]);
+    let r = &reports[0];
+    assert!(num(r, "discarded") > 0.0, "{r}");
+    assert_eq!(r["all_losses_seen"], Value::Bool(true), "{r}");
+    assert_eq!(num(r, "failed_opens"), 0.0, "{r}");
+    assert_eq!(num(r, "sessions_lost"), 0.0, "{r}");
+    let (expected, delivered) = (num(r, "expected"), num(r, "delivered"));
+    assert_eq!(expected, 300.0 * 3.0, "{r}");
+    assert_eq!(delivered + num(r, "lost"), expected, "{r}");
+    if num(r, "nacks") == 0.0 {
+        assert!(
+            num(r, "lost") > 0.0,
+            "no repair, so the discards are loss: {r}"
+        );
+    }
+}
+
 #[test]
 fn idle_members_are_joined_and_kept_alive() {
     let reports = load(&["-n", "30", "--idle", "1"]);
@@ -259,6 +291,8 @@ fn out_of_range_options_are_refused_not_clamped() {
         (&["--duration", "0"], "--duration", "(0, 3600]"),
         (&["--idle", "3601"], "--idle", "(0, 3600]"),
         (&["--idle-wait=-1"], "--idle-wait", "[0, 3600]"),
+        (&["--discard", "51"], "--discard", "[0, 50]"),
+        (&["--discard=-1"], "--discard", "[0, 50]"),
         (&["--server", "127.0.0.1"], "--server", "HOST:PORT"),
         (&["--against", "irc"], "--against", "invalid value 'irc'"),
         (
