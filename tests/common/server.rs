@@ -477,7 +477,7 @@ pub fn socket_on(ip: Ipv4Addr) -> UdpSocket {
 }
 
 /// Random numbers for a connection.
-fn random() -> Box<dyn FnMut() -> u64> {
+fn random() -> Box<dyn FnMut() -> u64 + Send> {
     Box::new(|| getrandom::u64().expect("random"))
 }
 
