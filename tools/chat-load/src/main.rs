@@ -128,9 +128,11 @@ struct Args {
     /// FILE is opened before the runs, so a bad path fails at once.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
-    /// The servers to load, comma-separated: chat-server (with its kernel
-    /// ceiling), ngircd (plain-text TCP IRC, started from
-    /// tools/ngircd/ngircd.conf on 127.0.0.1 with the same N, S and texts).
+    /// The servers to load, comma-separated: chat-server (as shipped, its
+    /// history in a temporary database, with its kernel ceilings),
+    /// chat-server-bare (the same with --db none --no-repair), ngircd
+    /// (plain-text TCP IRC, started from tools/ngircd/ngircd.conf on
+    /// 127.0.0.1 with the same N, S and texts).
     #[arg(
         long,
         value_name = "LIST",
@@ -157,6 +159,7 @@ struct Args {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Target {
     ChatServer,
+    ChatServerBare,
     Ngircd,
 }
 
@@ -225,6 +228,12 @@ fn run() -> Result<(), String> {
             ),
         );
     }
+    if a.server.is_some() && a.against.contains(&Target::ChatServerBare) {
+        usage_error(
+            ErrorKind::ArgumentConflict,
+            "--against chat-server-bare starts its own server: not with --server",
+        );
+    }
     if !a.against.contains(&Target::ChatServer) && (a.baseline || a.idle.is_some()) {
         usage_error(
             ErrorKind::ArgumentConflict,
@@ -257,6 +266,8 @@ fn run() -> Result<(), String> {
         idle: a.idle,
         idle_wait: a.idle_wait,
         chat_server: a.against.contains(&Target::ChatServer),
+        bare_server: a.against.contains(&Target::ChatServerBare),
+        bare: false,
         ngircd: a.against.contains(&Target::Ngircd),
         ngircd_bin: a.ngircd_bin.unwrap_or_else(ngircd_proc::default_bin),
         discard: options::DiscardShare {

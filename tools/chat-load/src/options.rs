@@ -55,6 +55,10 @@ pub struct Options {
     pub idle_wait: Duration,
     /// Run the load against the chat server, and against ngircd.
     pub chat_server: bool,
+    /// Also load the same server with `--db none --no-repair`.
+    pub bare_server: bool,
+    /// This run's server is that one.
+    pub bare: bool,
     pub ngircd: bool,
     /// The ngircd binary to start.
     pub ngircd_bin: PathBuf,
@@ -93,6 +97,8 @@ impl Default for Options {
             idle: None,
             idle_wait: Duration::from_secs(30),
             chat_server: true,
+            bare_server: false,
+            bare: false,
             ngircd: false,
             ngircd_bin: super::ngircd_proc::default_bin(),
             discard: DiscardShare::default(),

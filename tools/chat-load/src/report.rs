@@ -9,6 +9,8 @@ use serde::Serialize;
 pub enum Kind {
     /// The chat server relaying SAYs.
     Server,
+    /// The same with `--db none --no-repair`.
+    BareServer,
     /// The kernel ceiling: a bare `sendmmsg` loop feeding the same sockets,
     /// each datagram sealed for its member as the server seals it.
     Baseline,
@@ -24,6 +26,7 @@ impl Kind {
     pub fn name(self) -> &'static str {
         match self {
             Kind::Server => "server",
+            Kind::BareServer => "server --db none --no-repair",
             Kind::Baseline => "kernel ceiling, sealed",
             Kind::PlainBaseline => "kernel ceiling, unsealed",
             Kind::Idle => "idle",
@@ -178,8 +181,8 @@ impl Report {
     pub fn label(&self) -> String {
         let kind = self.kind.unwrap_or(Kind::Server);
         match (kind, self.packing) {
-            (Kind::Server, Some(p)) => {
-                format!("server, packing {}", if p { "on" } else { "off" })
+            (Kind::Server | Kind::BareServer, Some(p)) => {
+                format!("{}, packing {}", kind.name(), if p { "on" } else { "off" })
             }
             _ => kind.name().to_string(),
         }

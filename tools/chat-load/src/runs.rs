@@ -57,6 +57,14 @@ pub fn run(opts: &Options) -> Result<Vec<Report>, String> {
         r.ceiling_dgrams_per_s = ceiling;
         out.push(r);
     }
+    if opts.ceiling != Ceiling::Only && opts.bare_server {
+        let mut r = relay_run(&Options {
+            bare: true,
+            ..opts.clone()
+        })?;
+        r.ceiling_dgrams_per_s = ceiling;
+        out.push(r);
+    }
     if opts.ceiling != Ceiling::Only && opts.ngircd {
         out.push(ngircd_run(opts)?);
     }
@@ -202,7 +210,11 @@ fn relay_run_now(opts: &Options) -> Result<Report, String> {
     shared.phase.store(phase::STOP, Release);
 
     let mut r = Report {
-        kind: Some(Kind::Server),
+        kind: Some(if opts.bare {
+            Kind::BareServer
+        } else {
+            Kind::Server
+        }),
         members: n,
         senders: s,
         mode: opts.mode(),

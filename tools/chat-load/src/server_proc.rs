@@ -26,8 +26,10 @@ pub struct ServerProc {
 }
 
 impl ServerProc {
-    /// Starts `bin` with `args` and a new key, which is returned too.
-    fn start(bin: &PathBuf, args: &[String]) -> Result<(ServerProc, [u8; 32]), String> {
+    /// Starts `bin` with `args` and a new key, which is returned too; with
+    /// its history in a new database there too, or with none and no repair
+    /// (`bare`).
+    fn start(bin: &PathBuf, args: &[String], bare: bool) -> Result<(ServerProc, [u8; 32]), String> {
         let dir = tempfile::Builder::new()
             .prefix("chat-load-")
             .tempdir()
@@ -38,6 +40,14 @@ impl ServerProc {
             .args(["--bind", "127.0.0.1:0"])
             .arg("--key")
             .arg(&key_path)
+            .args(if bare {
+                vec!["--db".into(), "none".into(), "--no-repair".into()]
+            } else {
+                vec![
+                    "--db".into(),
+                    dir.path().join("history.db").into_os_string(),
+                ]
+            })
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -138,7 +148,7 @@ pub fn server_for(
         args.push("--no-packing".into());
     }
     args.extend(extra.iter().map(|s| s.to_string()));
-    let (sp, key) = ServerProc::start(&opts.server_bin, &args)?;
+    let (sp, key) = ServerProc::start(&opts.server_bin, &args, opts.bare)?;
     let a = sp.addr;
     Ok((Some(sp), a, KeyPin::known(key)))
 }

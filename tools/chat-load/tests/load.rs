@@ -156,6 +156,27 @@ fn discarded_datagrams_are_repaired_or_seen_as_lost() {
     }
 }
 
+/// The server as shipped (its history in a temporary database, repair on)
+/// and the same with `--db none --no-repair`, in one invocation.
+#[test]
+fn the_server_as_shipped_and_bare() {
+    let reports = load(&[
+        "-n",
+        "3",
+        "-m",
+        "30",
+        "--no-baseline",
+        "--against",
+        "chat-server,chat-server-bare",
+    ]);
+    assert_eq!(reports.len(), 2);
+    assert_eq!(reports[0]["kind"], "server");
+    assert_eq!(reports[1]["kind"], "server --db none --no-repair");
+    for r in &reports {
+        assert_complete(r, 3.0, 30.0, 1.0);
+    }
+}
+
 #[test]
 fn idle_members_are_joined_and_kept_alive() {
     let reports = load(&["-n", "30", "--idle", "1"]);
@@ -293,6 +314,11 @@ fn out_of_range_options_are_refused_not_clamped() {
         (&["--idle-wait=-1"], "--idle-wait", "[0, 3600]"),
         (&["--discard", "51"], "--discard", "[0, 50]"),
         (&["--discard=-1"], "--discard", "[0, 50]"),
+        (
+            &["--server", "127.0.0.1:9", "--against", "chat-server-bare"],
+            "--against",
+            "--server",
+        ),
         (&["--server", "127.0.0.1"], "--server", "HOST:PORT"),
         (&["--against", "irc"], "--against", "invalid value 'irc'"),
         (
@@ -325,7 +351,7 @@ impl V6Server {
     fn start() -> V6Server {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let mut child = Command::new(server_bin())
-            .args(["--bind", "[::1]:0", "--rate", "0", "--key"])
+            .args(["--bind", "[::1]:0", "--rate", "0", "--db", "none", "--key"])
             .arg(dir.path().join("server.key"))
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
