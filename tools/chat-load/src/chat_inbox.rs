@@ -94,6 +94,7 @@ impl Inbox for RxMember {
             self.st.gap_missed += rp.finish(Instant::now()) - before;
             self.st.nacks = rp.nacks;
             self.st.repaired = rp.repaired;
+            self.st.not_kept = rp.not_kept;
         }
         (self.index, self.st)
     }

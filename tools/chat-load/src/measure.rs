@@ -125,6 +125,7 @@ pub fn merge(
             r.discarded += st.discarded;
             r.nacks += st.nacks;
             r.repaired += st.repaired;
+            r.not_kept += st.not_kept;
         }
     }
     r.latency = Latency::of(&hist);

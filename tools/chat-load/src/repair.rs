@@ -19,6 +19,8 @@ pub struct Repair {
     pub repaired: u64,
     /// Events given up as lost so far.
     pub lost: u64,
+    /// Events the server answered LOST for (no longer kept).
+    pub not_kept: u64,
 }
 
 impl Repair {
@@ -29,6 +31,7 @@ impl Repair {
             nacks: 0,
             repaired: 0,
             lost: 0,
+            not_kept: 0,
         }
     }
 
@@ -58,6 +61,7 @@ impl Repair {
         }
         let lo = widen(self.reorder.expected(), first);
         self.reorder.not_kept(&[(lo, lo + u64::from(count) - 1)]);
+        self.not_kept += u64::from(count);
     }
 
     /// Events given up since the last call (after `now`'s expiries).

@@ -75,6 +75,8 @@ pub struct Report {
     pub discarded: u64,
     pub nacks: u64,
     pub repaired: u64,
+    /// Events the server answered LOST for (no longer kept for repair).
+    pub not_kept: u64,
     /// Send to each receipt, and send to the last member's receipt of each message.
     pub latency: Option<Latency>,
     pub latency_last: Option<Latency>,
@@ -207,8 +209,8 @@ impl Report {
         };
         if self.discarded + self.nacks + self.repaired > 0 {
             errors += &format!(
-                "; {} discarded, {} NACKs, {} repaired",
-                self.discarded, self.nacks, self.repaired
+                "; {} discarded, {} NACKs, {} repaired, {} no longer kept",
+                self.discarded, self.nacks, self.repaired, self.not_kept
             );
         }
         let loss = if self.lost == 0 && self.out_of_order == 0 && self.losses_visible() {
@@ -331,6 +333,7 @@ impl Report {
             discarded: self.discarded,
             nacks: self.nacks,
             repaired: self.repaired,
+            not_kept: self.not_kept,
             incomplete_messages: self.incomplete_messages,
             stalls: self.stalls,
             latency_p50_us,
@@ -390,6 +393,7 @@ pub struct JsonReport<'a> {
     discarded: u64,
     nacks: u64,
     repaired: u64,
+    not_kept: u64,
     incomplete_messages: u64,
     stalls: u64,
     latency_p50_us: Option<f64>,

@@ -137,6 +137,8 @@ pub struct MemberStats {
     /// Repair: NACKs sent, and events that arrived into a gap.
     pub nacks: u64,
     pub repaired: u64,
+    /// Events the server answered LOST for (no longer kept for repair).
+    pub not_kept: u64,
 }
 
 impl MemberStats {
