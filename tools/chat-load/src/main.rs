@@ -234,10 +234,17 @@ fn run() -> Result<(), String> {
             "--against chat-server-bare starts its own server: not with --server",
         );
     }
-    if !a.against.contains(&Target::ChatServer) && (a.baseline || a.idle.is_some()) {
+    if !a.against.contains(&Target::ChatServer) && a.baseline {
         usage_error(
             ErrorKind::ArgumentConflict,
-            "--baseline and --idle measure the chat server: add chat-server to --against",
+            "--baseline measures the chat server's ceilings: add chat-server to --against",
+        );
+    }
+    let chat_servers = [Target::ChatServer, Target::ChatServerBare];
+    if a.idle.is_some() && !a.against.iter().any(|t| chat_servers.contains(t)) {
+        usage_error(
+            ErrorKind::ArgumentConflict,
+            "--idle measures the chat server: add chat-server or chat-server-bare to --against",
         );
     }
     let opts = Options {

@@ -282,7 +282,8 @@ impl Report {
 
     pub fn idle_row(&self) -> String {
         format!(
-            "| idle | {} | {} | {} | {:.0} | {} |",
+            "| {} | {} | {} | {} | {:.0} | {} |",
+            self.mode,
             self.members,
             self.join_seconds
                 .map_or("-".into(), |s| format!("{s:.2} s")),

@@ -42,7 +42,12 @@ const REPAIR_TAIL: Duration = Duration::from_millis(1200);
 pub fn run(opts: &Options) -> Result<Vec<Report>, String> {
     net::raise_fd_limit();
     if let Some(d) = opts.idle {
-        return Ok(vec![idle_run(opts, d)?]);
+        // The server as shipped, or (when only it is asked for) the bare one.
+        let o = Options {
+            bare: !opts.chat_server,
+            ..opts.clone()
+        };
+        return Ok(vec![idle_run(&o, d)?]);
     }
     let mut out = Vec::new();
     let mut ceiling = None;
@@ -391,7 +396,11 @@ fn idle_run(opts: &Options, idle: Duration) -> Result<Report, String> {
     let mut r = Report {
         kind: Some(Kind::Idle),
         members: n,
-        mode: "idle".into(),
+        mode: if opts.bare {
+            "idle, --db none --no-repair".into()
+        } else {
+            "idle".into()
+        },
         packing: Some(opts.packing),
         seconds: wall.as_secs_f64(),
         join_seconds: Some(join_secs),

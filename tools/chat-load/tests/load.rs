@@ -185,6 +185,11 @@ fn idle_members_are_joined_and_kept_alive() {
     assert!(num(r, "join_seconds") > 0.0, "{r}");
     assert!(num(r, "server_rss_kib") > 0.0, "{r}");
     assert!(num(r, "idle_cpu_percent") >= 0.0, "{r}");
+    assert_eq!(r["mode"], "idle", "{r}");
+    // The same against the server with --db none --no-repair.
+    let reports = load(&["-n", "30", "--idle", "1", "--against", "chat-server-bare"]);
+    assert_eq!(reports[0]["mode"], "idle, --db none --no-repair");
+    assert!(num(&reports[0], "server_rss_kib") > 0.0, "{}", reports[0]);
 }
 
 /// Runs chat-load with `args`, killed after `limit`; returns its exit code
@@ -327,9 +332,14 @@ fn out_of_range_options_are_refused_not_clamped() {
             "chat-server",
         ),
         (
-            &["--against", "ngircd", "--idle", "1"],
+            &["--against", "chat-server-bare", "--baseline"],
             "--against",
             "chat-server",
+        ),
+        (
+            &["--against", "ngircd", "--idle", "1"],
+            "--against",
+            "chat-server or chat-server-bare",
         ),
     ];
     for (args, option, range) in cases {
