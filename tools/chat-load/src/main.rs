@@ -1,4 +1,5 @@
-//! `chat-load`: load generator for `chat-server`, and the kernel ceiling it is
+//! `chat-load`: load generator for `chat-server` (protocol version 2: every
+//! member's datagrams sealed and opened), and the kernel ceilings it is
 //! measured against. See docs/performance.md.
 //!
 //! Modules: [`options`] (what a run is asked), [`runs`] (the relay, ceiling,
@@ -44,10 +45,11 @@ use udpchat::stdio;
 /// Messages over all senders, at most (the per-message tables hold them all).
 const MAX_MESSAGES: u64 = 10_000_000;
 
-/// Joins N members to a chat server (started here unless --server), lets S of
-/// them send SAYs, and reports delivery rates, loss, latency and the server's
-/// CPU time per delivered message next to the kernel ceiling (the same sockets
-/// fed by a bare sendmmsg loop). Every run is bounded in count and time.
+/// Joins N members to a chat server (started here unless --server) over
+/// protocol version 2, lets S of them send SAYs, and reports delivery rates,
+/// loss, latency and the server's CPU time per delivered message next to the
+/// kernel ceilings (the same sockets fed by a bare sendmmsg loop, sealed as
+/// the server seals and in the clear). Every run is bounded in count and time.
 #[derive(Parser, Debug)]
 #[command(name = "chat-load", version)]
 struct Args {
@@ -88,10 +90,10 @@ struct Args {
     /// Start the server with --no-packing (one event per datagram).
     #[arg(long)]
     no_packing: bool,
-    /// Measure only the kernel ceiling (no server).
+    /// Measure only the kernel ceilings, sealed and unsealed (no server).
     #[arg(long, conflicts_with = "no_baseline")]
     baseline: bool,
-    /// Skip the kernel-ceiling run that precedes a server run.
+    /// Skip the kernel-ceiling runs that precede a server run.
     #[arg(long)]
     no_baseline: bool,
     /// Use a running server at HOST:PORT (on this machine) instead of starting
@@ -120,8 +122,8 @@ struct Args {
     /// started busy is marked.
     #[arg(long, value_name = "SECONDS", default_value = "30", value_parser = seconds_or_zero)]
     idle_wait: Duration,
-    /// Run the whole table of docs/performance.md (N = 10, 100, 500; W=32 and flood; packing off
-    /// and on; the latency run; 10,000 idle members).
+    /// Run the whole table (N = 10, 100, 500: the two ceilings, W=32 and flood, packing off and
+    /// on; the latency run; 10,000 idle members).
     #[arg(long)]
     suite: bool,
     /// Also write the reports as JSON to FILE ('-': stdout, instead of the table);
