@@ -395,8 +395,9 @@ fn me_is_sent_and_shown_as_an_action() {
 fn lost_events_are_counted_from_gaps_and_keepalives() {
     let srv = FakeServer::new();
     let mut c = Client::spawn(&srv.addr_text(), "alice", &[]);
-    // A short timeout: a KEEPALIVE every 300 ms.
-    let from = srv.accept(900);
+    // A short timeout: a KEEPALIVE every second. The server does not offer
+    // repair (no NACK): a gap is held for a second, then reported lost.
+    let from = srv.accept(3000);
     srv.said(from, 1, "bob", "one");
     srv.said(from, 4, "bob", "four");
     // A duplicate and a late one are not printed again.

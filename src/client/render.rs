@@ -123,6 +123,14 @@ pub enum Notice<'a> {
     Reconnecting(&'a str),
     /// A member again after a reconnect.
     Rejoined,
+    /// The catch-up after a reconnect begins: this many messages (when known).
+    WhileAway(Option<u64>),
+    /// `/history` on a server that keeps none.
+    NoHistory,
+    /// `/history` found nothing earlier.
+    NoEarlier,
+    /// `/history` had no answer.
+    HistoryNoAnswer,
     YouLeft,
     Help,
     UnknownCommand(&'a str),
@@ -140,6 +148,8 @@ pub enum Notice<'a> {
 pub enum Undelivered {
     Refused(RejectReason),
     NoAnswer,
+    /// Not sent: more lines were typed while reconnecting than are kept.
+    Reconnecting,
 }
 
 /// How many member names `/who` shows before "… and N more".
@@ -176,6 +186,12 @@ pub fn notice_line(lang: Lang, n: &Notice<'_>) -> String {
                     "the server does not support /me".into()
                 }
                 (En, Undelivered::NoAnswer) => "no answer from the server".to_string(),
+                (_, Undelivered::Reconnecting) => {
+                    return match lang.wording() {
+                        En => format!("-- not sent (reconnecting): {}", escape(text)),
+                        Zh => tr(lang, "-- 未发送 (正在重新连接): {0}", &[&escape(text)]),
+                    }
+                }
                 (Zh, Undelivered::Refused(RejectReason::RateLimited)) => t(lang, "发送太快").into(),
                 (Zh, Undelivered::Refused(RejectReason::InvalidText)) => {
                     t(lang, "内容不合法").into()
@@ -222,15 +238,27 @@ pub fn notice_line(lang: Lang, n: &Notice<'_>) -> String {
         (Zh, Notice::Reconnecting(at)) => tr(lang, "-- 正在重新连接… (下次尝试: {0})", &[at]),
         (En, Notice::Rejoined) => "-- back in the room".to_string(),
         (Zh, Notice::Rejoined) => t(lang, "-- 已回到聊天室").into(),
+        (En, Notice::WhileAway(Some(1))) => "-- 1 message while you were away".to_string(),
+        (En, Notice::WhileAway(Some(n))) => format!("-- {n} messages while you were away"),
+        (En, Notice::WhileAway(None)) => "-- while you were away:".to_string(),
+        (Zh, Notice::WhileAway(Some(n))) => tr(lang, "-- 你离开期间有 {0} 条消息", &[n]),
+        (Zh, Notice::WhileAway(None)) => t(lang, "-- 你离开期间:").into(),
+        (En, Notice::NoHistory) => "-- this server keeps no history".to_string(),
+        (Zh, Notice::NoHistory) => t(lang, "-- 这个服务器不保存历史").into(),
+        (En, Notice::NoEarlier) => "-- no earlier messages".to_string(),
+        (Zh, Notice::NoEarlier) => t(lang, "-- 没有更早的消息").into(),
+        (En, Notice::HistoryNoAnswer) => "-- no answer to /history".to_string(),
+        (Zh, Notice::HistoryNoAnswer) => t(lang, "-- /history 没有回应").into(),
         (En, Notice::YouLeft) => "-- you left the room".to_string(),
         (Zh, Notice::YouLeft) => t(lang, "-- 你退出了聊天室").into(),
         (En, Notice::Help) => "-- type a line to say it; /me ACTION acts (* you ACTION); \
-             /who lists the members; /msg NAME TEXT says TEXT to NAME only; /quit (or Ctrl-D) leaves; /help shows this; \
+             /who lists the members; /msg NAME TEXT says TEXT to NAME only; \
+             /history [N] shows N earlier messages (20); /quit (or Ctrl-D) leaves; /help shows this; \
              Up/Down recall lines, Tab completes a name, Alt-b/Alt-f move by word, Ctrl-L redraws"
             .to_string(),
         (Zh, Notice::Help) => t(
             lang,
-            "-- 输入一行即发言; /me 动作 表示动作; /who 列出成员; /msg 姓名 内容 私聊; \
+            "-- 输入一行即发言; /me 动作 表示动作; /who 列出成员; /history [N] 显示更早的消息; /msg 姓名 内容 私聊; \
              /quit (或 Ctrl-D) 退出; /help 显示本帮助; \
              上下键翻历史, Tab 补全名字, Ctrl-L 重画",
         )
@@ -280,6 +308,28 @@ pub fn local_hhmm() -> String {
         || "--:--".to_string(),
         |tm| format!("{:02}:{:02}", tm.tm_hour, tm.tm_min),
     )
+}
+
+/// The stamp of a line said earlier (history, catch-up): its own local time
+/// in brackets, `[HH:MM]`, with the date when it was another day than today,
+/// `[2026-11-30 14:03]`.
+pub fn earlier_stamp(time_ms: u64) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(time_ms);
+    let (Some(then), Some(today)) = (local_tm(at), local_tm(std::time::SystemTime::now())) else {
+        return "[--:--]".to_string();
+    };
+    if (then.tm_year, then.tm_yday) == (today.tm_year, today.tm_yday) {
+        format!("[{:02}:{:02}]", then.tm_hour, then.tm_min)
+    } else {
+        format!(
+            "[{}-{:02}-{:02} {:02}:{:02}]",
+            then.tm_year + 1900,
+            then.tm_mon + 1,
+            then.tm_mday,
+            then.tm_hour,
+            then.tm_min
+        )
+    }
 }
 
 /// The local time `after` from now, as `HH:MM:SS`.
@@ -528,6 +578,22 @@ mod tests {
         let t = local_hhmm();
         assert_eq!(t.len(), 5);
         assert_eq!(&t[2..3], ":");
+    }
+
+    #[test]
+    fn earlier_lines_have_their_time_and_another_day_its_date() {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let today = earlier_stamp(now_ms);
+        assert!(
+            today.len() == 7 && today.starts_with('[') && today.ends_with(']'),
+            "{today}"
+        );
+        let long_ago = earlier_stamp(1_764_547_200_000); // 2025-12-01 00:00 UTC
+        assert_eq!(long_ago.len(), "[2025-12-01 00:00]".len(), "{long_ago}");
+        assert!(long_ago.starts_with("[2025-1"), "{long_ago}");
     }
 
     #[test]

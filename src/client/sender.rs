@@ -35,6 +35,9 @@ const STDIN: MioToken = MioToken(0);
 const LINK: MioToken = MioToken(1);
 const SIGNALS: MioToken = MioToken(2);
 
+/// While reconnecting, at most this many lines are kept to send after; more
+/// are "not sent".
+const HELD_LINES: usize = 100;
 /// At most this many reads of stdin per turn of the loop.
 const READS_PER_TURN: usize = 4;
 /// Stdin is not read while this many messages wait to be sent.
@@ -63,6 +66,11 @@ struct SenderProcess {
     /// Stdin cannot be polled (a regular file, `/dev/zero`): it is always ready.
     stdin_pollable: bool,
     editor: Editor,
+    /// A new name is being typed (the old one was taken during a
+    /// reconnect): the chat's half-typed line waits here.
+    asking_name: Option<Editor>,
+    /// Typed lines given up at the end (said once the receiver is gone).
+    undelivered: usize,
     /// Members seen, for Tab completion.
     names: SeenNames,
     pipe: PipeLines,
@@ -114,6 +122,8 @@ pub fn run(session: Session, link: OwnedFd, child: Pid, stdin: StdinReader) -> u
         stdin_ready: true,
         stdin_pollable: false,
         editor: Editor::new(),
+        asking_name: None,
+        undelivered: 0,
         names: SeenNames::new(),
         pipe: PipeLines::new(),
         queue: OutgoingQueue::new(),
@@ -317,6 +327,9 @@ impl SenderProcess {
             for action in self.editor.feed(bytes) {
                 self.send_edit();
                 match action {
+                    Action::Submit(line) if self.asking_name.is_some() => {
+                        self.tell_receiver(ToReceiver::Name(line))
+                    }
                     Action::Submit(line) => self.line(&line),
                     Action::Eof => {
                         self.start_draining();
@@ -347,7 +360,7 @@ impl SenderProcess {
     fn piped(&mut self, piped: Piped) {
         match piped {
             Piped::Line(line) => self.line(&line),
-            Piped::Part(msg) => self.queue.push(msg),
+            Piped::Part(msg) => self.enqueue(msg),
         }
     }
 
@@ -370,7 +383,7 @@ impl SenderProcess {
                         let echo = render::own_said(self.lang, &self.name, part);
                         self.tell_receiver(ToReceiver::Print(echo));
                     }
-                    self.queue.push(Outgoing::Say(part.to_string()));
+                    self.enqueue(Outgoing::Say(part.to_string()));
                 }
             }
             Command::Me(text) if !self.serves_me => {
@@ -385,7 +398,7 @@ impl SenderProcess {
                         let echo = render::own_action(&self.name, part);
                         self.tell_receiver(ToReceiver::Print(echo));
                     }
-                    self.queue.push(Outgoing::Me(part.to_string()));
+                    self.enqueue(Outgoing::Me(part.to_string()));
                 }
             }
             Command::Private { to, text } => {
@@ -393,17 +406,28 @@ impl SenderProcess {
                 self.parts_notice(parts.len());
                 // Echoed once the server has taken it (the member may be absent).
                 for part in parts {
-                    self.queue.push(Outgoing::Private {
+                    self.enqueue(Outgoing::Private {
                         to: to.clone(),
                         text: part.to_string(),
                     });
                 }
             }
             Command::Who => self.tell_receiver(ToReceiver::Who),
+            Command::History(n) => self.tell_receiver(ToReceiver::History(n)),
             Command::Quit => self.start_draining(),
             Command::Help => self.notice(Notice::Help),
             Command::Unknown(c) => self.notice(Notice::UnknownCommand(&c)),
             Command::Usage(u) => self.notice(Notice::Usage(u)),
+        }
+    }
+
+    /// Queues a message; while reconnecting, at most [`HELD_LINES`] wait,
+    /// and one more is "not sent".
+    fn enqueue(&mut self, msg: Outgoing) {
+        if self.queue.is_held() && self.queue.len() >= HELD_LINES {
+            self.not_delivered(&msg, Undelivered::Reconnecting);
+        } else {
+            self.queue.push(msg);
         }
     }
 
@@ -458,13 +482,28 @@ impl SenderProcess {
                         }
                     }
                     Some(ToSender::Holding) => self.queue.hold(),
-                    Some(ToSender::Back) => self.queue.back(Instant::now()),
+                    Some(ToSender::Back(name)) => {
+                        self.name = name;
+                        self.queue.back(Instant::now());
+                        if let Some(chat) = self.asking_name.take() {
+                            self.editor = chat;
+                            self.send_edit();
+                        }
+                    }
+                    Some(ToSender::AskName) => {
+                        if self.asking_name.is_none() {
+                            let chat = std::mem::replace(&mut self.editor, Editor::new());
+                            self.asking_name = Some(chat);
+                        }
+                        self.send_edit();
+                    }
                     Some(ToSender::Seen(name)) => self.names.seen(&name),
                     Some(ToSender::Gone(name)) => self.names.gone(&name),
                     Some(ToSender::Leaving) => {
                         self.receiver_leaving = true;
                         self.stdin_live = false;
                         self.draining = None;
+                        self.undelivered += self.queue.cancel_all().len();
                     }
                     None => {}
                 },
@@ -528,6 +567,11 @@ impl SenderProcess {
                 self.quit_sent.map_or(code::FAIL, |(c, _)| c)
             }
         };
+        if self.undelivered > 0 {
+            let lines = self.undelivered;
+            let why = reasons::fatal_line(self.lang, &Fatal::NotDelivered { lines });
+            crate::stdio::err_line(&format!("chat-client: {why}"));
+        }
         if let Some(m) = &self.term {
             let _ = m.restore(term::stdin_fd());
         }

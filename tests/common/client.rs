@@ -362,6 +362,8 @@ pub struct FakeServer {
     pub data_seen: RefCell<Vec<(u64, u64)>>,
     /// The WELCOME's flags (ME served by default).
     pub flags: WelcomeFlags,
+    /// The WELCOME's resume ticket (empty: RESUME not served).
+    pub ticket: Vec<u8>,
 }
 
 impl Default for FakeServer {
@@ -407,6 +409,7 @@ impl FakeServer {
             rng: RefCell::new(rng()),
             data_seen: RefCell::new(Vec::new()),
             flags: WelcomeFlags::ME,
+            ticket: Vec::new(),
         }
     }
 
@@ -571,18 +574,39 @@ impl FakeServer {
 
     /// Lets `to` in as `name`.
     pub fn welcome(&self, to: ConnId, name: &str, timeout_ms: u32) {
+        self.welcome_as(to, name, timeout_ms, false, 0);
+    }
+
+    /// Lets `to` in as `name` (with flag *resumed* when `resumed`), the
+    /// room's last message being `room_seq`; epoch 1, client id 7, the
+    /// server's flags and ticket.
+    pub fn welcome_as(
+        &self,
+        to: ConnId,
+        name: &str,
+        timeout_ms: u32,
+        resumed: bool,
+        room_seq: u64,
+    ) {
         self.gate.borrow_mut().admit(to);
+        let mut flags = self.flags;
+        if resumed {
+            flags = flags.with(WelcomeFlags::RESUMED);
+        }
+        if !self.ticket.is_empty() {
+            flags = flags.with(WelcomeFlags::RESUME);
+        }
         self.send(
             to,
             &ServerMsg::Welcome(Welcome {
-                flags: self.flags,
+                flags,
                 members: 2,
                 timeout_ms,
                 epoch: 1,
-                room_seq: 0,
+                room_seq,
                 client_id: 7,
                 name,
-                ticket: b"",
+                ticket: &self.ticket,
             }),
         );
     }
@@ -590,10 +614,15 @@ impl FakeServer {
 
 /// A room line number `n` from `from` (client id 99, its seq `n`).
 pub fn line<'a>(n: u32, from: &'a str, text: &'a str) -> Line<'a> {
+    line_with(n, from, text, LineFlags::NONE)
+}
+
+/// [`line`] with these flags (history, catch-up).
+pub fn line_with<'a>(n: u32, from: &'a str, text: &'a str, flags: LineFlags) -> Line<'a> {
     Line {
         room_seq: u64::from(n),
         time_ms: 1_764_547_200_000,
-        flags: LineFlags::NONE,
+        flags,
         id: MessageId {
             client_id: 99,
             seq: n,
