@@ -6,12 +6,11 @@
 //! it exits. If the receiver is killed, nobody can seal a LEAVE any more:
 //! the server times the member out.
 
-use crate::client::command::{parse_line, Command};
 use crate::client::editor::{Action, Editor};
 use crate::client::lang::error_text;
-use crate::client::lines::{split_text, PipeLines, Piped};
+use crate::client::lines::PipeLines;
 use crate::client::link::{ToReceiver, ToSender};
-use crate::client::names::{Completion, SeenNames};
+use crate::client::names::SeenNames;
 use crate::client::outgoing::{Outgoing, OutgoingQueue, WINDOW};
 use crate::client::reasons::{self, Fatal};
 use crate::client::render::{self, Lang, Notice, Undelivered};
@@ -19,7 +18,7 @@ use crate::client::term::{self, StdinReader, TermModes};
 use crate::client::{code, pending_signals, Session};
 use crate::error::Error;
 use crate::process::{reap_one_of, reap_within, Reaped};
-use crate::protocol::sealed::{RejectReason, WelcomeFlags};
+use crate::protocol::sealed::WelcomeFlags;
 use mio::net::UnixDatagram;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token as MioToken};
@@ -31,13 +30,12 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
+mod typed;
+
 const STDIN: MioToken = MioToken(0);
 const LINK: MioToken = MioToken(1);
 const SIGNALS: MioToken = MioToken(2);
 
-/// While reconnecting, at most this many lines are kept to send after; more
-/// are "not sent".
-const HELD_LINES: usize = 100;
 /// At most this many reads of stdin per turn of the loop.
 const READS_PER_TURN: usize = 4;
 /// Stdin is not read while this many messages wait to be sent.
@@ -357,100 +355,12 @@ impl SenderProcess {
         }
     }
 
-    fn piped(&mut self, piped: Piped) {
-        match piped {
-            Piped::Line(line) => self.line(&line),
-            Piped::Part(msg) => self.enqueue(msg),
-        }
-    }
-
     fn send_edit(&mut self) {
         let m = ToReceiver::Edit {
             line: self.editor.text().to_string(),
             cursor: self.editor.cursor() as u32,
         };
         self.tell_receiver(m);
-    }
-
-    fn line(&mut self, line: &str) {
-        match parse_line(line) {
-            Command::Nothing => {}
-            Command::Say(text) => {
-                let parts = split_text(&text);
-                self.parts_notice(parts.len());
-                for part in parts {
-                    if self.term.is_some() {
-                        let echo = render::own_said(self.lang, &self.name, part);
-                        self.tell_receiver(ToReceiver::Print(echo));
-                    }
-                    self.enqueue(Outgoing::Say(part.to_string()));
-                }
-            }
-            Command::Me(text) if !self.serves_me => {
-                let msg = Outgoing::Me(text);
-                self.not_delivered(&msg, Undelivered::Refused(RejectReason::NotSupported));
-            }
-            Command::Me(text) => {
-                let parts = split_text(&text);
-                self.parts_notice(parts.len());
-                for part in parts {
-                    if self.term.is_some() {
-                        let echo = render::own_action(&self.name, part);
-                        self.tell_receiver(ToReceiver::Print(echo));
-                    }
-                    self.enqueue(Outgoing::Me(part.to_string()));
-                }
-            }
-            Command::Private { to, text } => {
-                let parts = split_text(&text);
-                self.parts_notice(parts.len());
-                // Echoed once the server has taken it (the member may be absent).
-                for part in parts {
-                    self.enqueue(Outgoing::Private {
-                        to: to.clone(),
-                        text: part.to_string(),
-                    });
-                }
-            }
-            Command::Who => self.tell_receiver(ToReceiver::Who),
-            Command::History(n) => self.tell_receiver(ToReceiver::History(n)),
-            Command::Quit => self.start_draining(),
-            Command::Help => self.notice(Notice::Help),
-            Command::Unknown(c) => self.notice(Notice::UnknownCommand(&c)),
-            Command::Usage(u) => self.notice(Notice::Usage(u)),
-        }
-    }
-
-    /// Queues a message; while reconnecting, at most [`HELD_LINES`] wait,
-    /// and one more is "not sent".
-    fn enqueue(&mut self, msg: Outgoing) {
-        if self.queue.is_held() && self.queue.len() >= HELD_LINES {
-            self.not_delivered(&msg, Undelivered::Reconnecting);
-        } else {
-            self.queue.push(msg);
-        }
-    }
-
-    /// A line too long for one message goes in parts: say how many.
-    fn parts_notice(&mut self, parts: usize) {
-        if parts > 1 {
-            self.notice(Notice::SendingParts(parts));
-        }
-    }
-
-    /// Tab: completes the member name before the cursor (see
-    /// [`SeenNames::complete`]); the names are refreshed now and then.
-    fn complete(&mut self) {
-        if self.names.refresh_due(Instant::now()) {
-            self.tell_receiver(ToReceiver::RefreshNames);
-        }
-        let (start, word) = self.editor.word_before_cursor();
-        let head = &self.editor.text()[..start];
-        match self.names.complete(head, word, &self.name) {
-            Completion::Insert(with) => self.editor.replace_before_cursor(start, &with),
-            Completion::Candidates(list) => self.notice(Notice::Candidates(&list)),
-            Completion::Nothing => {}
-        }
     }
 
     fn drain_link(&mut self) {
