@@ -8,6 +8,7 @@
 mod common;
 
 use common::*;
+use nix::sys::signal::Signal;
 use std::time::Duration;
 use udpchat::gate::ConnId;
 use udpchat::protocol::sealed::{
@@ -225,4 +226,106 @@ fn beyond_100_lines_while_reconnecting_are_not_sent_and_a_pipe_gives_up() {
             "chat-client: 100 lines were not delivered".to_string(),
         ]
     );
+}
+
+// ---- against the real chat-server ----
+
+#[test]
+fn stopped_longer_than_the_member_timeout_it_catches_up_once_in_order() {
+    let srv = Server::start(&["--member-timeout", "1"]);
+    let mut alice = member(&srv.addr, "alice");
+    let mut bob = member(&srv.addr, "bob");
+    bob.send("before");
+    saw(&mut alice, "bob: before");
+    // Ctrl-Z of a pipe client: the whole group stops, longer than the timeout.
+    alice.signal_group(Signal::SIGSTOP);
+    saw(&mut bob, "* alice left");
+    for line in ["away one", "away two", "away three"] {
+        bob.send(line);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    alice.signal_group(Signal::SIGCONT);
+    saw(&mut alice, "-- back in the room");
+    let header = saw(&mut alice, "while you were away");
+    assert!(
+        header.ends_with("-- 3 messages while you were away"),
+        "{header}"
+    );
+    for want in ["bob: away one", "bob: away two", "bob: away three"] {
+        let got = saw(&mut alice, "bob: ");
+        assert!(
+            got.ends_with(want) && got.starts_with('['),
+            "{got} for {want}"
+        );
+    }
+    bob.send("live again");
+    let live = saw(&mut alice, "bob: ");
+    assert!(live.ends_with("bob: live again"), "{live}");
+    alice.close_stdin();
+    assert_eq!(alice.wait_clean(WAIT).code(), Some(0));
+    let shown = alice.out.rest(WAIT);
+    assert_eq!(
+        shown.iter().filter(|l| l.contains("bob: before")).count(),
+        1,
+        "shown once: {shown:?}"
+    );
+}
+
+#[test]
+fn a_restarted_server_is_come_back_to_without_a_word_typed() {
+    let srv = Server::start(&["--member-timeout", "2"]);
+    let addr = srv.addr.clone();
+    let mut alice = member(&addr, "alice");
+    let mut bob = member(&addr, "bob");
+    bob.send("said before");
+    saw(&mut alice, "bob: said before");
+    // SIGTERM: "restarting"; the same key and database come back.
+    let _srv = srv.restart_after(Signal::SIGTERM, &["--member-timeout", "2"]);
+    saw(&mut alice, "-- reconnecting");
+    saw(&mut alice, "-- back in the room");
+    saw(&mut bob, "-- back in the room");
+    bob.send("after the restart");
+    let got = saw(&mut alice, "bob: ");
+    assert!(got.ends_with("bob: after the restart"), "{got}");
+    alice.close_stdin();
+    assert_eq!(alice.wait_clean(WAIT).code(), Some(0));
+    let shown = alice.out.rest(WAIT);
+    assert_eq!(
+        shown.iter().filter(|l| l.contains("said before")).count(),
+        1,
+        "shown once: {shown:?}"
+    );
+}
+
+#[test]
+fn a_newcomer_sees_the_history_marked_and_pages_back() {
+    let srv = Server::start(&["--history-on-join", "2"]);
+    let mut bob = member(&srv.addr, "bob");
+    let mut watcher = member(&srv.addr, "watcher");
+    for i in 1..=5 {
+        bob.send(&format!("line {i}"));
+    }
+    for i in 1..=5 {
+        saw(&mut watcher, &format!("bob: line {i}"));
+    }
+    let mut carol = member(&srv.addr, "carol");
+    for i in 4..=5 {
+        let got = saw(&mut carol, "bob: line");
+        assert!(
+            got.starts_with('[') && got.ends_with(&format!("] bob: line {i}")),
+            "{got}"
+        );
+    }
+    carol.send("/history 2");
+    for i in 2..=3 {
+        let got = saw(&mut carol, "bob: line");
+        assert!(got.ends_with(&format!("] bob: line {i}")), "{got}");
+    }
+    carol.send("/history");
+    let got = saw(&mut carol, "bob: line");
+    assert!(got.ends_with("] bob: line 1"), "{got}");
+    carol.send("/history");
+    saw(&mut carol, "-- no earlier messages");
+    carol.close_stdin();
+    assert_eq!(carol.wait_clean(WAIT).code(), Some(0));
 }

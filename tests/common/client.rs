@@ -637,6 +637,23 @@ pub fn is_leave(m: &ClientMsg<'_>) -> bool {
     matches!(m, ClientMsg::Leave)
 }
 
+/// Starts a client and waits until it is in the room (its second process found).
+pub fn member(server: &str, name: &str) -> Client {
+    let mut c = Client::spawn(server, name, &[]);
+    c.out
+        .wait_for(&format!("welcome, {name}"), WAIT)
+        .unwrap_or_else(|| panic!("{name} did not join: {:?}", c.err.rest(WAIT)));
+    c.find_helper();
+    c
+}
+
+/// The next line of `c`'s stdout that holds `pat`; panics after [`WAIT`].
+pub fn saw(c: &mut Client, pat: &str) -> String {
+    c.out
+        .wait_for(pat, WAIT)
+        .unwrap_or_else(|| panic!("never saw {pat:?}; saw {:?}", c.out.seen))
+}
+
 /// Waits until `pid` (an orphan re-parented to this subreaper) has ended, and
 /// reaps it; false if it is still running after `limit`.
 pub fn orphan_ended_within(pid: i32, limit: Duration) -> bool {
@@ -678,13 +695,16 @@ impl Server {
         Server::start_in(tempfile::tempdir().unwrap(), bind, extra)
     }
 
-    /// Starts a server on `bind` with the key file `server.key` in `dir`
-    /// (created on first use): a restart in the same `dir` has the same key.
+    /// Starts a server on `bind` with the key file `server.key` and the
+    /// database `history.db` in `dir` (created on first use): a restart in
+    /// the same `dir` has the same key and history.
     pub fn start_in(dir: tempfile::TempDir, bind: &str, extra: &[&str]) -> Server {
         let mut cmd = Command::new(Server::BIN);
         cmd.args(["--bind", bind])
             .arg("--key")
             .arg(dir.path().join("server.key"))
+            .arg("--db")
+            .arg(dir.path().join("history.db"))
             .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
@@ -708,9 +728,18 @@ impl Server {
     }
 
     /// Kills the server and starts it again on the same address with the
-    /// same key file.
-    pub fn restart(mut self, extra: &[&str]) -> Server {
-        self.kill();
+    /// same key file and database.
+    pub fn restart(self, extra: &[&str]) -> Server {
+        self.restart_after(nix::sys::signal::Signal::SIGKILL, extra)
+    }
+
+    /// Ends the server with `sig` (waiting for it to exit), then starts it
+    /// again on the same address with the same key file and database.
+    pub fn restart_after(mut self, sig: nix::sys::signal::Signal, extra: &[&str]) -> Server {
+        self.signal(sig);
+        if wait_child(&mut self.child, WAIT).is_none() {
+            self.kill();
+        }
         let dir = tempfile::tempdir().unwrap();
         let dir = std::mem::replace(&mut self.dir, dir);
         Server::start_in(dir, &self.addr, extra)
