@@ -329,3 +329,59 @@ fn a_newcomer_sees_the_history_marked_and_pages_back() {
     carol.close_stdin();
     assert_eq!(carol.wait_clean(WAIT).code(), Some(0));
 }
+
+#[test]
+fn a_name_taken_while_reconnecting_ends_a_piped_client() {
+    let srv = FakeServer::new();
+    let mut c = Client::spawn(&srv.addr_text(), "alice", &[]);
+    let from = srv.accept(30_000);
+    srv.forget(from);
+    c.send("hello?");
+    let (_, again) = srv
+        .recv_where(WAIT, |m| matches!(m, ClientMsg::Join { .. }))
+        .expect("a JOIN again");
+    srv.send(
+        again,
+        &ServerMsg::Refused(udpchat::protocol::sealed::Refusal::Taken { like: "alice" }),
+    );
+    assert_eq!(c.wait_clean(WAIT).code(), Some(1));
+    assert_eq!(
+        c.err_rest(),
+        [
+            "chat-client: cannot join as 'alice' again: name taken",
+            "chat-client: 1 line was not delivered",
+        ]
+    );
+}
+
+#[test]
+fn a_server_back_with_another_key_is_refused() {
+    let srv = FakeServer::new();
+    let addr = srv.addr_text();
+    let mut c = Client::spawn(&addr, "alice", &[]);
+    // A short member timeout: the loss is found within a second or two.
+    srv.accept(1500);
+    drop(srv);
+    let other = FakeServer::with_key_on([9; 32], &addr);
+    let deadline = std::time::Instant::now() + WAIT;
+    let ended = loop {
+        if let Some(status) = c.wait(Duration::from_millis(10)) {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the client never ended"
+        );
+        assert!(other.recv(Duration::from_millis(100)).is_none(), "no body");
+    };
+    assert_eq!(ended.code(), Some(1));
+    let err = c.err_rest();
+    assert_eq!(err.len(), 1, "{err:?}");
+    assert!(
+        err[0].starts_with(&format!(
+            "chat-client: cannot trust '{addr}': its key is SHA256:"
+        )),
+        "{err:?}"
+    );
+    assert!(err[0].contains("remove line 1 from"), "{err:?}");
+}

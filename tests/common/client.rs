@@ -386,7 +386,13 @@ impl FakeServer {
 
     /// A fake server with the X25519 private key `key`.
     pub fn with_key(key: [u8; 32]) -> FakeServer {
-        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        Self::with_key_on(key, "127.0.0.1:0")
+    }
+
+    /// A fake server with the X25519 private key `key` on `addr` (another
+    /// server in the place of one that went away).
+    pub fn with_key_on(key: [u8; 32], addr: &str) -> FakeServer {
+        let sock = UdpSocket::bind(addr).unwrap();
         let addr = sock.local_addr().unwrap();
         let mut seed = 0x5eed_0000_0000_0001u64 ^ u64::from(key[0]);
         let mut rng = move || {
