@@ -656,6 +656,11 @@ impl Server {
         cmd.args(["--bind", bind])
             .arg("--key")
             .arg(dir.path().join("server.key"))
+            // The history beside the key (a restart in `dir` keeps it), none
+            // shown on join unless `extra` says otherwise.
+            .arg("--db")
+            .arg(dir.path().join("history.db"))
+            .args(["--history-on-join", "0"])
             .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
