@@ -210,7 +210,10 @@ fn beyond_100_lines_while_reconnecting_are_not_sent_and_a_pipe_gives_up() {
     for i in 0..100 {
         c.send(&format!("held {i}"));
     }
-    let not_sent = c.out.wait_for("not sent", WAIT).expect("the 101st line");
+    let not_sent = c
+        .out
+        .wait_for("not sent", WAIT)
+        .unwrap_or_else(|| panic!("the 101st line: {:?} {:?}", c.out.seen, c.err.rest(WAIT)));
     assert!(
         not_sent.ends_with("-- not sent (reconnecting): held 99"),
         "{not_sent}"
