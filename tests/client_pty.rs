@@ -356,3 +356,28 @@ fn a_name_taken_while_reconnecting_is_asked_for_again_and_the_draft_survives() {
     assert_eq!(c.wait_clean().code(), Some(0));
     assert_restored(&c);
 }
+
+#[test]
+fn a_reconnect_that_goes_on_shows_one_line_that_it_updates() {
+    let srv = FakeServer::new();
+    let mut c = spawn_alice(&srv, 80);
+    // A short member timeout; then the server says nothing at all.
+    srv.accept(1500);
+    c.find_helper();
+    c.type_bytes(b"draft");
+    // Each attempt gives up after 4.5 s: the second notice comes within 7 s.
+    c.wait_screen("a second reconnect notice", |s| {
+        let out = String::from_utf8_lossy(&c.output()).into_owned();
+        out.matches("-- reconnecting…").count() >= 2 && s.cursor_line() == "> draft"
+    });
+    let s = c.screen();
+    let shown = s
+        .text()
+        .iter()
+        .filter(|l| l.contains("reconnecting"))
+        .count();
+    assert_eq!(shown, 1, "{:#?}", s.text());
+    c.type_bytes(b"\x03");
+    assert_eq!(c.wait_clean().code(), Some(130));
+    assert_restored(&c);
+}

@@ -32,7 +32,8 @@ impl ReceiverProcess {
                     self.tell_sender(ToSender::Holding);
                 }
                 let at = render::local_hhmmss_after(next_attempt_at.saturating_duration_since(now));
-                self.notice(Notice::Reconnecting(&at));
+                let line = render::notice_line(self.lang, &Notice::Reconnecting(&at));
+                self.screen.print_status(&line);
             }
             Event::Welcome { body, resumed } => {
                 let (epoch_kept, room_seq) = match Welcome::decode(&body) {

@@ -151,6 +151,7 @@ impl ReceiverProcess {
             color: s.color,
             broken: false,
             silent: false,
+            status_shown: false,
         };
         Ok(ReceiverProcess {
             socket: UdpSocket::from_std(s.socket),
