@@ -388,3 +388,25 @@ fn a_server_back_with_another_key_is_refused() {
     );
     assert!(err[0].contains("remove line 1 from"), "{err:?}");
 }
+
+#[test]
+fn icmp_after_the_welcome_is_only_counted() {
+    let srv = FakeServer::new();
+    let addr = srv.addr_text();
+    let mut c = Client::spawn(&addr, "alice", &["--reconnect-timeout", "1.5"]);
+    // Keepalives every 200 ms; then nothing listens there any more, and each
+    // datagram draws an ICMP "port unreachable".
+    srv.accept(600);
+    c.out.wait_for("welcome", WAIT).expect("welcome");
+    drop(srv);
+    c.out
+        .wait_for("-- reconnecting", WAIT)
+        .expect("a reconnect, not the end");
+    assert_eq!(c.wait_clean(WAIT).code(), Some(1));
+    assert_eq!(
+        c.err_rest(),
+        [format!(
+            "chat-client: lost contact with the server at {addr}"
+        )]
+    );
+}
