@@ -396,8 +396,9 @@ impl SenderProcess {
                         }
                     }
                     Some(ToSender::Holding) => self.queue.hold(),
-                    Some(ToSender::Back(name)) => {
+                    Some(ToSender::Back { name, serves_me }) => {
                         self.name = name;
+                        self.serves_me = serves_me;
                         self.queue.back(Instant::now());
                         if let Some(chat) = self.asking_name.take() {
                             self.editor = chat;
