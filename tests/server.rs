@@ -855,6 +855,12 @@ fn ten_thousand_members() {
     assert_eq!(got, 9_999);
     let (total, names_seen) = rest[0].who();
     assert_eq!((total, names_seen.len()), (10_000, 10_000));
+    let status = std::fs::read_to_string(format!("/proc/{}/status", s.pid())).expect("status");
+    let rss = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .unwrap_or("");
+    eprintln!("server at 10,000 members: {rss}");
 }
 
 #[test]
