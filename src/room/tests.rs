@@ -41,6 +41,18 @@ impl Net {
         Net { room, now }
     }
 
+    /// A room that keeps its history in memory (and gives resume tickets).
+    fn with_history() -> Net {
+        let mut net = Net::new(Config::default());
+        net.room.keep_history(
+            Box::new(crate::store::MemoryStore::new(100)),
+            crate::trust::ticket::TicketKey::derive(&[4; 32]),
+            0,
+            net.now,
+        );
+        net
+    }
+
     /// A member joined as `name` from port `port` (it has read everything).
     fn join(&mut self, name: &str, port: u16) -> Member {
         let conn = Conn::connect(
@@ -184,13 +196,7 @@ fn shutdown_sends_what_was_queued_then_bye() {
 
 #[test]
 fn a_resumed_ticket_replaces_the_live_session_quietly() {
-    let mut net = Net::new(Config::default());
-    net.room.keep_history(
-        Box::new(crate::store::MemoryStore::new(100)),
-        crate::trust::ticket::TicketKey::derive(&[4; 32]),
-        0,
-        net.now,
-    );
+    let mut net = Net::with_history();
     let mut alice = net.join("alice", 1);
     let mut bob = net.join("bob", 2);
     net.run(&mut [&mut alice, &mut bob]);
@@ -262,13 +268,7 @@ impl crate::client::conn::BodyCodec for ForgedResume {
 
 #[test]
 fn a_ticket_the_server_did_not_make_is_refused() {
-    let mut net = Net::new(Config::default());
-    net.room.keep_history(
-        Box::new(crate::store::MemoryStore::new(100)),
-        crate::trust::ticket::TicketKey::derive(&[4; 32]),
-        0,
-        net.now,
-    );
+    let mut net = Net::with_history();
     let addr = SocketAddr::from(([127, 0, 0, 1], 9));
     let mut conn = Conn::connect(ForgedResume, "x", None, Box::new(xorshift(77)), net.now);
     let mut refused = None;
