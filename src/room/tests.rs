@@ -41,6 +41,18 @@ impl Net {
         Net { room, now }
     }
 
+    /// A room that keeps its history in memory (and gives resume tickets).
+    fn with_history() -> Net {
+        let mut net = Net::new(Config::default());
+        net.room.keep_history(
+            Box::new(crate::store::MemoryStore::new(100)),
+            crate::trust::ticket::TicketKey::derive(&[4; 32]),
+            0,
+            net.now,
+        );
+        net
+    }
+
     /// A member joined as `name` from port `port` (it has read everything).
     fn join(&mut self, name: &str, port: u16) -> Member {
         let conn = Conn::connect(
@@ -184,13 +196,7 @@ fn shutdown_sends_what_was_queued_then_bye() {
 
 #[test]
 fn a_resumed_ticket_replaces_the_live_session_quietly() {
-    let mut net = Net::new(Config::default());
-    net.room.keep_history(
-        Box::new(crate::store::MemoryStore::new(100)),
-        crate::trust::ticket::TicketKey::derive(&[4; 32]),
-        0,
-        net.now,
-    );
+    let mut net = Net::with_history();
     let mut alice = net.join("alice", 1);
     let mut bob = net.join("bob", 2);
     net.run(&mut [&mut alice, &mut bob]);
@@ -227,4 +233,73 @@ fn a_resumed_ticket_replaces_the_live_session_quietly() {
             _ => None,
         });
     assert!(welcome.is_some_and(|f| f.contains(WelcomeFlags::RESUMED)));
+}
+
+/// Sends a RESUME with a ticket of its own making where a JOIN would go.
+struct ForgedResume;
+
+impl crate::client::conn::BodyCodec for ForgedResume {
+    fn join(&self, _name: &str) -> Vec<u8> {
+        let mut b = vec![0u8; 1200];
+        let n = ClientMsg::Resume {
+            ticket: &[7; 70],
+            epoch: 0,
+            last_room_seq: 0,
+            lowest_unacked: 1,
+        }
+        .encode(&mut b)
+        .expect("a RESUME");
+        b.truncate(n);
+        b
+    }
+    fn resume(&self, r: &crate::client::conn::Resume<'_>) -> Vec<u8> {
+        SealedBodies.resume(r)
+    }
+    fn keepalive(&self, last_event: u32) -> Vec<u8> {
+        SealedBodies.keepalive(last_event)
+    }
+    fn leave(&self) -> Vec<u8> {
+        SealedBodies.leave()
+    }
+    fn classify(&self, body: &[u8]) -> crate::client::conn::ServerBody {
+        SealedBodies.classify(body)
+    }
+}
+
+#[test]
+fn a_ticket_the_server_did_not_make_is_refused() {
+    let mut net = Net::with_history();
+    let addr = SocketAddr::from(([127, 0, 0, 1], 9));
+    let mut conn = Conn::connect(ForgedResume, "x", None, Box::new(xorshift(77)), net.now);
+    let mut refused = None;
+    for _ in 0..10 {
+        while let Some(d) = conn.poll_transmit() {
+            net.room.handle(net.now, 1_000, addr.into(), &d);
+        }
+        let out = net.room.flush(net.now);
+        let sent: Vec<Vec<u8>> = out
+            .datagrams()
+            .iter()
+            .map(|d| out.bytes(d).to_vec())
+            .collect();
+        net.room.end_turn();
+        for d in sent {
+            conn.on_datagram(net.now, &d);
+        }
+        while let Some(e) = conn.poll_event() {
+            match e {
+                ConnEvent::VerifyKey(_) => conn.key_checked(net.now, true),
+                ConnEvent::Refused { body } => refused = Some(body),
+                _ => {}
+            }
+        }
+    }
+    let body = refused.expect("an answer");
+    assert_eq!(
+        decode_server(&body),
+        Ok(ServerMsg::Refused(
+            crate::protocol::sealed::Refusal::BadTicket
+        ))
+    );
+    assert_eq!(net.room.member_count(), 0);
 }
