@@ -92,6 +92,7 @@ impl Room {
             start,
             end,
             except: None,
+            room_seq: self.room_seq,
         });
         let n = self.members.len();
         format!("sent to {n} member{}", if n == 1 { "" } else { "s" })

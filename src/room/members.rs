@@ -40,6 +40,13 @@ pub struct Member {
     pub tail_pending: bool,
     /// When its next repair can go, if one waits.
     pub repair_at: Option<Instant>,
+    /// While it catches up after a RESUME: the room sequence sent so far,
+    /// and when the next part can go.
+    pub catch_up: Option<u64>,
+    pub catch_up_at: Option<Instant>,
+    /// Room messages up to this room sequence are not sent to it live (a
+    /// catch-up sends them).
+    pub live_after: u64,
     /// The message numbers forwarded so far.
     pub window: AckWindow,
     /// The flood-control bucket.
@@ -86,6 +93,9 @@ impl Member {
             events_at: m.now,
             tail_pending: false,
             repair_at: None,
+            catch_up: None,
+            catch_up_at: None,
+            live_after: 0,
             window: AckWindow::new(),
             bucket: Bucket::full(m.now, m.burst),
             budget: Budget::new(m.now),

@@ -127,6 +127,7 @@ impl Room {
                     start,
                     end,
                     except: Some(conn),
+                    room_seq: self.room_seq,
                 });
             }
             (Said::Private(_), Some(j)) => {
@@ -220,7 +221,8 @@ impl Room {
                 self.answer(i, answer);
             }
             let more_repairs = self.send_repairs(now, i);
-            if self.members.get(i).answers.is_empty() && !more_repairs {
+            let more_catch_up = self.send_catch_up(now, i);
+            if self.members.get(i).answers.is_empty() && !more_repairs && !more_catch_up {
                 self.answering.swap_remove(k);
             } else {
                 k += 1;

@@ -52,6 +52,8 @@ struct Broadcast {
     start: u32,
     end: u32,
     except: Option<ConnId>,
+    /// The room sequence of a room message (0 for other events).
+    room_seq: u64,
 }
 
 /// A member removed this turn: what was queued for it before then is still
@@ -303,6 +305,7 @@ impl Room {
                 start,
                 end,
                 except: Some(m.conn),
+                room_seq: 0,
             });
         }
         self.leavers.push(Leaver {
@@ -325,7 +328,10 @@ impl Room {
             .filter_map(|i| {
                 let m = self.members.get(i);
                 let answer = m.answers.next_ready(&m.budget);
-                [answer, m.repair_at].into_iter().flatten().min()
+                [answer, m.repair_at, m.catch_up_at]
+                    .into_iter()
+                    .flatten()
+                    .min()
             })
             .min();
         let tail = self.repairs.as_ref().and_then(resend::Repairs::next_tail);
@@ -389,6 +395,9 @@ impl Room {
     /// and returns everything to send: the gate's datagrams and the direct
     /// replies first, then the events.
     pub fn flush(&mut self, now: Instant) -> &Outbox {
+        // The turn's room messages are stored first: a catch-up goes on
+        // through them.
+        self.store_turn(now);
         self.send_answers(now);
         self.send_tails(now);
         let t = Turn {
@@ -428,7 +437,6 @@ impl Room {
                 },
             );
         }
-        self.store_turn(now);
         self.stats.unsealed += self.out.seal(&mut self.gate, now);
         for l in self.leavers.drain(..) {
             self.gate.close(l.m.conn);
@@ -486,10 +494,12 @@ fn flush_member(
     } else {
         0
     };
-    let conn = Some(m.conn);
+    let (conn, live_after) = (Some(m.conn), m.live_after);
     let mut b = bcasts
         .iter()
         .filter(move |b| b.except != conn && b.start >= since && b.start < until)
+        // Room messages a catch-up sends (or sent) are not sent live.
+        .filter(move |b| b.room_seq == 0 || b.room_seq > live_after)
         .map(|b| (b.start, b.end))
         .peekable();
     let private = std::mem::take(&mut m.private);

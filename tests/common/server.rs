@@ -970,3 +970,15 @@ fn join_part(server: SocketAddr, base: usize, names: &[String], per_ip: usize) -
     }
     clients
 }
+
+/// Joins `names` in order; each member then reads the JOINED events of those
+/// who came after it.
+pub fn in_the_room<const N: usize>(server: SocketAddr, names: [&str; N]) -> [Client; N] {
+    let mut members = names.map(|name| Client::join(server, name));
+    for (i, m) in members.iter_mut().enumerate() {
+        for _ in i + 1..N {
+            m.event();
+        }
+    }
+    members
+}
