@@ -395,8 +395,9 @@ fn me_is_sent_and_shown_as_an_action() {
 fn lost_events_are_counted_from_gaps_and_keepalives() {
     let srv = FakeServer::new();
     let mut c = Client::spawn(&srv.addr_text(), "alice", &[]);
-    // A short timeout: a KEEPALIVE every 300 ms.
-    let from = srv.accept(900);
+    // A short timeout: a KEEPALIVE every second. The server does not offer
+    // repair (no NACK): a gap is held for a second, then reported lost.
+    let from = srv.accept(3000);
     srv.said(from, 1, "bob", "one");
     srv.said(from, 4, "bob", "four");
     // A duplicate and a late one are not printed again.
@@ -428,7 +429,8 @@ fn silence_is_lost_contact_then_reconnecting_until_the_timeout() {
     c.out
         .wait_for("-- reconnecting… (next attempt at ", WAIT)
         .expect("said so");
-    assert_eq!(c.wait_clean(WAIT).code(), Some(1));
+    // The end comes 1.5 s after the loss was found; 20 s is more than 5 times.
+    assert_eq!(c.wait_clean(Duration::from_secs(20)).code(), Some(1));
     assert_eq!(
         c.err_rest(),
         [format!(
@@ -571,21 +573,41 @@ fn closing_ends_the_client() {
 fn no_counter_is_used_twice_while_typing_fast_with_keepalives() {
     let srv = FakeServer::new();
     let mut c = Client::spawn(&srv.addr_text(), "alice", &[]);
-    // Keepalives every 100 ms while the user types.
-    let from = srv.accept(300);
+    // A keepalive after 400 ms with nothing sent; the user types bursts of
+    // ten lines with pauses of 450 ms between them, so keepalives and SAYs
+    // (all sealed by the receiver) alternate.
+    let from = srv.accept(1200);
     c.find_helper();
-    let lines = 60;
-    for i in 0..lines {
-        c.send(&format!("line {i}"));
-    }
-    let mut acked = 0;
-    while acked < lines {
-        let (d, _) = srv.recv(WAIT).expect("the lines");
-        if let Ok(ClientMsg::Say { seq, .. }) = decode_client(&d) {
-            srv.send(from, &ServerMsg::Ack { seq });
-            acked = acked.max(seq);
-        } else if let Ok(ClientMsg::Keepalive { .. }) = decode_client(&d) {
-            srv.send(from, &ServerMsg::Keepalive { last_event: 0 });
+    let lines = 100;
+    let (mut typed, mut acked, mut keepalives) = (0, 0, 0);
+    let start = std::time::Instant::now();
+    let mut type_at = start;
+    while acked < lines || keepalives < 9 {
+        let now = std::time::Instant::now();
+        assert!(
+            now < start + WAIT * 3,
+            "{acked} acked, {keepalives} keepalives"
+        );
+        if typed < lines && now >= type_at {
+            c.send(&format!("line {typed}"));
+            typed += 1;
+            if typed % 10 == 0 {
+                type_at = now + Duration::from_millis(450);
+            }
+        }
+        let Some((d, _)) = srv.recv(Duration::from_millis(20)) else {
+            continue;
+        };
+        match decode_client(&d) {
+            Ok(ClientMsg::Say { seq, .. }) => {
+                srv.send(from, &ServerMsg::Ack { seq });
+                acked = acked.max(seq);
+            }
+            Ok(ClientMsg::Keepalive { .. }) => {
+                keepalives += 1;
+                srv.send(from, &ServerMsg::Keepalive { last_event: 0 });
+            }
+            _ => {}
         }
     }
     c.close_stdin();
@@ -781,22 +803,6 @@ fn started_with_stdin_closed_it_joins_and_leaves() {
 
 // ---- against the real chat-server ----
 
-/// Starts a client and waits until it is in the room.
-fn member(server: &str, name: &str) -> Client {
-    let mut c = Client::spawn(server, name, &[]);
-    c.out
-        .wait_for(&format!("welcome, {name}"), WAIT)
-        .unwrap_or_else(|| panic!("{name} did not join: {:?}", c.err.rest(WAIT)));
-    c.find_helper();
-    c
-}
-
-fn saw(c: &mut Client, pat: &str) -> String {
-    c.out
-        .wait_for(pat, WAIT)
-        .unwrap_or_else(|| panic!("never saw {pat:?}; saw {:?}", c.out.seen))
-}
-
 #[test]
 fn a_whole_conversation_with_the_real_server() {
     let mut srv = Server::start(&[]);
@@ -898,27 +904,40 @@ fn killed_clients_still_leave_with_the_real_server() {
 }
 
 #[test]
-fn server_shutdown_and_lost_contact() {
-    // SIGTERM says "restarting" unless --close-on-signal.
+fn closing_ends_and_restarting_reconnects_then_gives_up_through_a_pipe() {
+    // /shutdown and --close-on-signal close the room: the clients end.
+    let mut srv = Server::start(&[]);
+    let mut a = member(&srv.addr, "alice");
+    srv.admin("/shutdown");
+    assert_eq!(a.wait_clean(WAIT).code(), Some(1));
+    assert_eq!(a.err_rest(), ["chat-client: the chat room is closing"]);
     let srv = Server::start(&["--close-on-signal"]);
     let mut a = member(&srv.addr, "alice");
     srv.signal(Signal::SIGTERM);
     assert_eq!(a.wait_clean(WAIT).code(), Some(1));
     assert_eq!(a.err_rest(), ["chat-client: the chat room is closing"]);
 
-    let srv = Server::start(&["--member-timeout", "1"]);
-    let mut a = Client::spawn(&srv.addr, "alice", &["--reconnect-timeout", "1"]);
-    a.out.wait_for("welcome", WAIT).expect("welcome");
-    srv.signal(Signal::SIGSTOP);
-    saw(&mut a, "-- reconnecting… (next attempt at ");
-    assert_eq!(a.wait_clean(WAIT).code(), Some(1));
-    assert_eq!(
-        a.err_rest(),
-        [format!(
-            "chat-client: lost contact with the server at {}",
-            srv.addr
-        )]
-    );
+    // SIGTERM says "restarting", and a stopped server says nothing: the
+    // client reconnects, and through a pipe gives up after
+    // --reconnect-timeout when nobody comes back.
+    for (args, sig) in [
+        (&[][..], Signal::SIGTERM),
+        (&["--member-timeout", "1"][..], Signal::SIGSTOP),
+    ] {
+        let srv = Server::start(args);
+        let mut a = Client::spawn(&srv.addr, "alice", &["--reconnect-timeout", "1"]);
+        a.out.wait_for("welcome", WAIT).expect("welcome");
+        srv.signal(sig);
+        saw(&mut a, "-- reconnecting… (next attempt at ");
+        assert_eq!(a.wait_clean(WAIT).code(), Some(1));
+        assert_eq!(
+            a.err_rest(),
+            [format!(
+                "chat-client: lost contact with the server at {}",
+                srv.addr
+            )]
+        );
+    }
 }
 
 #[test]
@@ -940,31 +959,63 @@ fn the_server_restarts_on_the_same_port_and_the_client_rejoins() {
     saw(&mut bob, "* alice left");
 }
 
+/// A relay that drops the first three of the server's long datagrams (it
+/// cannot read sealed ones: the long lines of [`five_lines`] make the
+/// longest datagrams of these tests).
+fn relay_dropping_three_long(server: &str) -> Relay {
+    let dropped = std::sync::atomic::AtomicUsize::new(0);
+    Relay::start(server, move |d: &[u8]| {
+        use std::sync::atomic::Ordering;
+        d.len() > 250 && dropped.fetch_add(1, Ordering::Relaxed) < 3
+    })
+}
+
+/// Five lines, the second, third and fifth long.
+fn five_lines() -> [String; 5] {
+    let long = "x".repeat(200);
+    [
+        "one".to_string(),
+        format!("two {long}"),
+        format!("three {long}"),
+        "four".to_string(),
+        format!("five {long}"),
+    ]
+}
+
 #[test]
-fn events_dropped_on_the_way_are_reported_lost() {
-    // One event per datagram, so a dropped datagram is one lost event. The
-    // relay cannot read sealed datagrams: it drops the long ones (the lines
-    // marked to drop are longer than any other datagram of the test).
-    // (No repair: the server would send them again. A WELCOME, with its
-    // resume ticket, is 156 bytes; the lines to drop 166 or more.)
-    let srv = Server::start(&["--no-packing", "--no-repair", "--member-timeout", "1.5"]);
-    let relay = Relay::start(&srv.addr, |d: &[u8]| d.len() > 160);
+fn events_dropped_on_the_way_are_repaired_in_order() {
+    let srv = Server::start(&[]);
+    let relay = relay_dropping_three_long(&srv.addr);
     let mut alice = member(&relay.addr, "alice");
     let mut bob = member(&srv.addr, "bob");
-    let long = "x".repeat(60);
-    for line in [
-        "one".to_string(),
-        format!("drop two {long}"),
-        format!("drop three {long}"),
-        "four".to_string(),
-        format!("drop five {long}"),
-    ] {
+    let lines = five_lines();
+    for line in &lines {
+        bob.send(line);
+    }
+    for line in &lines {
+        let got = saw(&mut alice, "bob: ");
+        assert!(got.ends_with(&format!("bob: {line}")), "in order: {got}");
+    }
+    alice.close_stdin();
+    assert_eq!(alice.wait_clean(WAIT).code(), Some(0));
+    assert!(!alice.out.seen.iter().any(|l| l.contains("lost")));
+    assert_eq!(relay.stop(), 3, "three were dropped, and repaired");
+}
+
+#[test]
+fn events_dropped_without_repair_are_reported_lost() {
+    // One event per datagram, so a dropped datagram is one lost event.
+    let srv = Server::start(&["--no-packing", "--no-repair", "--member-timeout", "1.5"]);
+    let relay = relay_dropping_three_long(&srv.addr);
+    let mut alice = member(&relay.addr, "alice");
+    let mut bob = member(&srv.addr, "bob");
+    for line in five_lines() {
         bob.send(&line);
     }
     saw(&mut alice, "bob: one");
     assert!(saw(&mut alice, "lost").ends_with(" (2 messages lost)"));
     saw(&mut alice, "bob: four");
-    // "drop five" is lost at the end: the server's next KEEPALIVE tells.
+    // "five" is lost at the end: the server's next KEEPALIVE tells.
     assert!(saw(&mut alice, "lost").ends_with(" (1 message lost)"));
     alice.close_stdin();
     assert_eq!(alice.wait_clean(WAIT).code(), Some(0));
