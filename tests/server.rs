@@ -591,24 +591,21 @@ fn strangers_never_get_more_bytes_than_they_send() {
 }
 
 #[test]
-fn retransmissions_are_forwarded_once() {
+fn retransmissions_are_forwarded_once_and_in_order() {
     let s = Server::start(&["--rate", "0"]);
     let [mut alice, mut bob] = in_the_room(s.addr, ["alice", "bob"]);
-    for (seq, text) in [
-        (1, "one"),
-        (2, "two"),
-        (3, "three"),
-        (2, "two"),
-        (1, "one"),
-        (5, "five"),
-        (3, "three"),
-        (4, "four"),
-        (5, "five"),
-    ] {
-        alice.send(&ClientMsg::Say { seq, text });
+    for (seq, text) in [(1, "one"), (2, "two"), (3, "three"), (2, "two"), (1, "one")] {
+        alice.say_as(seq, text);
         assert_eq!(alice.next(), Got::Ack(seq), "every copy is acknowledged");
     }
-    for text in ["one", "two", "three", "five", "four"] {
+    // 5 before 4 (4 lost or late): 5 waits for 4, unacknowledged.
+    alice.say_as(5, "five");
+    alice.say_as(3, "three");
+    assert_eq!(alice.next(), Got::Ack(3));
+    alice.say_as(4, "four");
+    assert_eq!(alice.next(), Got::Ack(4));
+    assert_eq!(alice.next(), Got::Ack(5));
+    for text in ["one", "two", "three", "four", "five"] {
         assert_eq!(bob.event(), Ev::Said("alice".into(), text.into()));
     }
     bob.silence();
@@ -618,19 +615,13 @@ fn retransmissions_are_forwarded_once() {
 fn a_number_below_the_window_is_too_old() {
     let mut s = Server::start(&["--rate", "0"]);
     let [mut alice, mut bob] = in_the_room(s.addr, ["alice", "bob"]);
-    alice.send(&ClientMsg::Say {
-        seq: 1,
-        text: "one",
-    });
+    alice.say_as(1, "one");
     assert_eq!(alice.next(), Got::Ack(1));
     // 2,000 numbers on (the client's rule forbids it): the window slides.
-    alice.send(&ClientMsg::Say {
-        seq: 2001,
-        text: "far",
-    });
+    alice.say_as(2001, "far");
     assert_eq!(alice.next(), Got::Ack(2001));
     for seq in [1, 2, 500] {
-        alice.send(&ClientMsg::Say { seq, text: "late" });
+        alice.say_as(seq, "late");
         assert_eq!(alice.next(), Got::Reject(seq, RejectReason::TooOld));
     }
     assert_eq!(bob.event(), Ev::Said("alice".into(), "one".into()));
@@ -901,4 +892,22 @@ fn a_nack_is_answered_with_the_events_again_or_lost() {
         bob.expect(|g| matches!(g, Got::Keepalive(_))),
         Got::Keepalive(4)
     );
+}
+
+#[test]
+fn without_repair_no_nack_is_served() {
+    let mut s = Server::start(&["--no-repair", "--rate", "0"]);
+    let mut alice = Client::new(s.addr, "alice");
+    let Ok(Got::Welcome { flags, .. }) = alice.try_join() else {
+        panic!("alice joins")
+    };
+    assert_eq!(flags & 1 << 2, 0, "no repair served");
+    let mut bob = Client::join(s.addr, "bob");
+    bob.say_acked("one");
+    assert_eq!(alice.event(), Ev::Joined("bob".into()));
+    assert_eq!(alice.event(), Ev::Said("bob".into(), "one".into()));
+    alice.nack(&[(1, 2)]);
+    alice.silence();
+    let st = s.stats();
+    assert_eq!((st["nacks"], st["not allowed"]), (0, 1), "{st:?}");
 }

@@ -342,7 +342,9 @@ impl Room {
             "resumed",
             !quiet,
         );
-        self.members.get_mut(i).window = AckWindow::starting_at(lowest_unacked);
+        let m = self.members.get_mut(i);
+        m.window = AckWindow::starting_at(lowest_unacked);
+        m.order = super::order::InOrder::starting_at(lowest_unacked);
         self.welcome(i, unix_ms, true);
         let from = if epoch == self.epoch {
             last_room_seq

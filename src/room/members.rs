@@ -49,6 +49,8 @@ pub struct Member {
     pub live_after: u64,
     /// The message numbers forwarded so far.
     pub window: AckWindow,
+    /// Its messages in its order (those ahead of a gap wait).
+    pub order: super::order::InOrder,
     /// The flood-control bucket.
     pub bucket: Bucket,
     /// Its answer budget, and the answers waiting for it.
@@ -97,6 +99,7 @@ impl Member {
             catch_up_at: None,
             live_after: 0,
             window: AckWindow::new(),
+            order: super::order::InOrder::starting_at(1),
             bucket: Bucket::full(m.now, m.burst),
             budget: Budget::new(m.now),
             answers: AnswerQueue::new(),

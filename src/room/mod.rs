@@ -24,6 +24,7 @@ mod join;
 mod limits;
 mod members;
 mod messages;
+mod order;
 mod outbox;
 pub mod repair;
 mod resend;
@@ -38,7 +39,7 @@ use crate::gate::{self, Action, ConnId, Gate, IpKey};
 use crate::protocol::sealed::{decode_client, ByeReason, ClientMsg, Event, LeftReason, ServerMsg};
 use crate::session::ServerKey;
 use members::{Member, Members};
-use messages::{Answer, Said};
+use messages::{Answer, Msg};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -85,6 +86,8 @@ pub struct Room {
     next_prune: Instant,
     /// Members whose answers wait for their budget (some may be gone).
     answering: Vec<ConnId>,
+    /// Members with messages waiting for a gap (some may be gone).
+    holding: Vec<ConnId>,
     /// The drop counters at the last summary.
     drops_said: [u64; 7],
     /// The history, when the room keeps one ([`Room::keep_history`]).
@@ -126,6 +129,7 @@ impl Room {
             joins: HashMap::new(),
             next_prune: now + PRUNE_EVERY,
             answering: Vec::new(),
+            holding: Vec::new(),
             drops_said: [0; 7],
             history: None,
             repairs,
@@ -210,10 +214,10 @@ impl Room {
             ClientMsg::Join { name } if name == &*self.members.get(i).name => {
                 self.welcome(i, unix_ms, false)
             }
-            ClientMsg::Say { seq, text } => self.say(unix_ms, now, i, seq, Said::Room(false), text),
-            ClientMsg::Me { seq, text } => self.say(unix_ms, now, i, seq, Said::Room(true), text),
-            ClientMsg::Private { seq, to, text } => {
-                self.say(unix_ms, now, i, seq, Said::Private(to), text)
+            ClientMsg::Say { .. } | ClientMsg::Me { .. } | ClientMsg::Private { .. } => {
+                if let Some(m) = Msg::of(&msg, unix_ms) {
+                    self.say(now, i, m);
+                }
             }
             ClientMsg::Who { start } => self.ask(now, i, Answer::Who(start)),
             ClientMsg::History { before, max } if self.history.is_some() => {
@@ -335,7 +339,12 @@ impl Room {
             })
             .min();
         let tail = self.repairs.as_ref().and_then(resend::Repairs::next_tail);
-        [timeout, answers, tail, self.gate.next_deadline()]
+        let held = self
+            .holding()
+            .filter_map(|c| self.members.by_conn(c))
+            .filter_map(|i| self.members.get(i).order.release_at())
+            .min();
+        [timeout, answers, tail, held, self.gate.next_deadline()]
             .into_iter()
             .flatten()
             .min()
@@ -344,6 +353,7 @@ impl Room {
     /// Removes the members silent for the member timeout or longer, and
     /// those whose session the gate forgot.
     pub fn expire(&mut self, now: Instant) {
+        self.give_up_gaps(now);
         for a in self.gate.expire(now) {
             if let Action::Gone { conn } = a {
                 self.gone(conn);

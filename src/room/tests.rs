@@ -385,3 +385,43 @@ fn a_catch_up_is_paced_by_the_budget_and_comes_before_live_lines() {
         "every line once, in order, the catch-up flagged: {show:?}"
     );
 }
+
+#[test]
+fn a_members_lines_go_in_its_order_and_a_gap_is_waited_for_a_while() {
+    let cfg = Config {
+        rate: 0.0,
+        ..Config::default()
+    };
+    let mut net = Net::new(cfg);
+    let mut alice = net.join("alice", 1);
+    let mut bob = net.join("bob", 2);
+    net.run(&mut [&mut alice, &mut bob]);
+    bob.bodies.clear();
+    alice.bodies.clear();
+    // 3 overtakes 2 on the way: it waits, unacknowledged, for 2.
+    for (seq, text) in [(1, "one"), (3, "three")] {
+        alice.conn.send(net.now, &say(text, seq)).expect("sent");
+        net.send(&mut alice);
+    }
+    net.turn(&mut [&mut alice, &mut bob]);
+    assert_eq!(seen(&alice), ["ack 1"]);
+    alice.conn.send(net.now, &say("two", 2)).expect("sent");
+    net.send(&mut alice);
+    net.turn(&mut [&mut alice, &mut bob]);
+    assert_eq!(seen(&alice), ["ack 1", "ack 2", "ack 3"]);
+    assert_eq!(seen(&bob), ["said one", "said two", "said three"]);
+    // 5 waits for 4, which never comes: after a while it goes anyway.
+    alice.conn.send(net.now, &say("five", 5)).expect("sent");
+    net.send(&mut alice);
+    net.turn(&mut [&mut alice, &mut bob]);
+    assert_eq!(seen(&bob).len(), 3);
+    net.now += super::order::HOLD_FOR;
+    net.room.expire(net.now);
+    net.turn(&mut [&mut alice, &mut bob]);
+    let lines: Vec<String> = seen(&bob)
+        .into_iter()
+        .filter(|s| s.starts_with("said"))
+        .collect();
+    assert_eq!(lines, ["said one", "said two", "said three", "said five"]);
+    assert_eq!(net.room.stats.held, 2);
+}

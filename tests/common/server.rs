@@ -821,6 +821,11 @@ impl Client {
         seq
     }
 
+    /// Sends a SAY with number `seq` (a retransmission, or out of order).
+    pub fn say_as(&mut self, seq: u32, text: &str) {
+        self.send(&ClientMsg::Say { seq, text });
+    }
+
     /// Says `text` and waits for its ACK.
     pub fn say_acked(&mut self, text: &str) {
         let seq = self.say(text);
