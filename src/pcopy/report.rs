@@ -19,6 +19,9 @@ pub enum Split {
     AsAsked,
     /// One worker: the file was small and `-j` not given.
     Small,
+    /// One worker: the file was large (one in-kernel stream beats two there) and
+    /// `-j` not given.
+    Large,
     /// One worker: no core was free for a second (load average, CPU affinity)
     /// and `-j` not given.
     Busy,
@@ -124,6 +127,10 @@ impl Report {
                 Split::Small => {
                     let limit = size(super::AUTO_SPLIT_FROM);
                     let _ = write!(s, "; under {limit} one worker unless -j");
+                }
+                Split::Large => {
+                    let limit = size(super::AUTO_SPLIT_BELOW);
+                    let _ = write!(s, "; from {limit} one worker unless -j");
                 }
                 Split::Busy => s.push_str("; no core free for a second one, see -j"),
                 Split::AsAsked => {}
@@ -332,6 +339,23 @@ mod tests {
             .text()
             .starts_with("copied 2.00 GiB (2147483648 bytes, 1.00 GiB of data) 'big.iso'"));
         assert!(r.text().contains("(1 worker: 1.00 GiB)"));
+    }
+
+    #[test]
+    fn one_worker_by_default_says_why() {
+        let mut r = sample();
+        r.shares = vec![2 << 30];
+        r.split = Split::Large;
+        assert!(
+            r.text()
+                .ends_with("(1 worker: 2.00 GiB; from 320.00 MiB one worker unless -j)"),
+            "{}",
+            r.text()
+        );
+        r.split = Split::Small;
+        assert!(r
+            .text()
+            .ends_with("; under 64.00 MiB one worker unless -j)"));
     }
 
     #[test]
