@@ -51,15 +51,6 @@ pub const KERNEL_COPY_BELOW: u64 = 24 << 20;
 /// page faults cost more than it gains.
 pub const AUTO_SPLIT_FROM: u64 = 64 << 20;
 
-/// Without `-j`, a file with this much data or more is copied by one worker too.
-/// A second worker writes through a mapping, whose page faults zero each new page
-/// before it is filled; on ext4 on this project's VM, two workers beat one at
-/// 256 MiB (paired medians 1.47x and 1.49x cp, against 1.31x and 1.28x) and lost
-/// to it from 384 MiB (1.19x against 1.30x; 512 MiB 0.52x against 1.29x; 2 GiB
-/// 1.43x with a run 9x its best, against 1.65x), the mapped worker's page zeroing
-/// taking up to 3/4 of its time.
-pub const AUTO_SPLIT_BELOW: u64 = 320 << 20;
-
 /// Test hook: when set in the environment, the destination is built under a hidden
 /// name instead of with O_TMPFILE, to exercise the fallback path.
 pub const NO_TMPFILE_ENV: &str = "PCOPY_TEST_NO_TMPFILE";

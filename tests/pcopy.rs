@@ -85,31 +85,6 @@ fn default_is_the_homework_two_byte_halves() {
 }
 
 #[test]
-fn a_large_file_gets_one_worker_unless_j_and_the_report_says_why() {
-    // From 320 MiB of data one in-kernel stream beats two workers (docs/performance.md);
-    // -j 2 still splits it: the parent copies in the kernel, the child through a mapping.
-    let dir = tempdir();
-    let len = 320 * MIB;
-    big_file(&dir.path().join("f"), len);
-    let o = run_in(dir.path(), &["f", "a"]);
-    assert_ok(&o);
-    let line = stdout(&o);
-    assert!(
-        line.trim_end()
-            .ends_with("(1 worker: 320.00 MiB; from 320.00 MiB one worker unless -j)"),
-        "{line}"
-    );
-    let o = run_in(dir.path(), &["-j", "2", "--json", "f", "b"]);
-    assert_ok(&o);
-    let half = len as u64 / 2;
-    assert_eq!(worker_bytes(&json(&o)), [half, half]);
-    let want = fs::read(dir.path().join("f")).unwrap();
-    for copy in ["a", "b"] {
-        assert!(fs::read(dir.path().join(copy)).unwrap() == want, "{copy}");
-    }
-}
-
-#[test]
 fn default_report_names_files_bytes_and_workers() {
     let dir = tempdir();
     big_file(&dir.path().join("a"), 10 * MIB + 1);

@@ -19,9 +19,6 @@ pub enum Split {
     AsAsked,
     /// One worker: the file was small and `-j` not given.
     Small,
-    /// One worker: the file was large (one in-kernel stream beats two there) and
-    /// `-j` not given.
-    Large,
     /// One worker: no core was free for a second (load average, CPU affinity)
     /// and `-j` not given.
     Busy,
@@ -127,10 +124,6 @@ impl Report {
                 Split::Small => {
                     let limit = size(super::AUTO_SPLIT_FROM);
                     let _ = write!(s, "; under {limit} one worker unless -j");
-                }
-                Split::Large => {
-                    let limit = size(super::AUTO_SPLIT_BELOW);
-                    let _ = write!(s, "; from {limit} one worker unless -j");
                 }
                 Split::Busy => s.push_str("; no core free for a second one, see -j"),
                 Split::AsAsked => {}
@@ -344,14 +337,7 @@ mod tests {
     #[test]
     fn one_worker_by_default_says_why() {
         let mut r = sample();
-        r.shares = vec![2 << 30];
-        r.split = Split::Large;
-        assert!(
-            r.text()
-                .ends_with("(1 worker: 2.00 GiB; from 320.00 MiB one worker unless -j)"),
-            "{}",
-            r.text()
-        );
+        r.shares = vec![1 << 20];
         r.split = Split::Small;
         assert!(r
             .text()

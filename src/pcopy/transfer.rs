@@ -21,7 +21,7 @@ use super::report::{Progress, Report, Split};
 use super::target;
 use super::workers::{self, Shared, Stop, Tick};
 use super::{
-    source, Failure, Options, Reflink, AUTO_SPLIT_BELOW, AUTO_SPLIT_FROM, KERNEL_COPY_BELOW,
+    source, Failure, Options, Reflink, AUTO_SPLIT_FROM, KERNEL_COPY_BELOW,
     NO_TMPFILE_ENV,
 };
 use crate::error::{Error, Result};
@@ -70,7 +70,6 @@ pub fn one(opts: &Options, src_path: &Path, dst: &Path) -> Result<Option<Report>
     let (jobs, split) = match opts.jobs {
         Some(j) => (j.clamp(1, workers::MAX_WORKERS), Split::AsAsked),
         None if data_bytes < AUTO_SPLIT_FROM => (1, Split::Small),
-        None if data_bytes >= AUTO_SPLIT_BELOW => (1, Split::Large),
         None if !a_core_is_free() => (1, Split::Busy),
         None => (2, Split::AsAsked),
     };
