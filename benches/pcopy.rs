@@ -18,9 +18,10 @@
 //! for the machine to be idle, and counts the rounds that started on a busy machine.
 //! A run's time is the wall time of the whole process, start-up included. The table
 //! gives each tool's median and range and the medians of the paired ratios cp/pcopy
-//! and xcp/pcopy (above 1: pcopy is faster). Cases are bounded in time (`--budget`
-//! seconds each, default 120); the scratch directory (`--dir`, default a temp dir
-//! under /work or /tmp) is removed.
+//! and xcp/pcopy (above 1: pcopy is faster), and how many rounds pcopy ran with
+//! each worker count (its default depends on the size and the load). Cases are
+//! bounded in time (`--budget` seconds each, default 120); the scratch directory
+//! (`--dir`, default a temp dir under /work or /tmp) is removed.
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -214,24 +215,30 @@ fn wait_quiet() -> bool {
 }
 
 /// Deletes DST, syncs, times one run of `program args… src dst`, and checks the
-/// copy with `cmp` (untimed).
-fn timed_run(dog: &Watchdog, program: &str, args: &[String], src: &Path, dst: &Path) -> Duration {
+/// copy with `cmp` (untimed). Returns the time and what the program printed.
+fn timed_run(
+    dog: &Watchdog,
+    program: &str,
+    args: &[String],
+    src: &Path,
+    dst: &Path,
+) -> (Duration, String) {
     let _ = fs::remove_file(dst);
     nix::unistd::sync();
     let t0 = Instant::now();
-    let mut child = Command::new(program)
+    let child = Command::new(program)
         .args(args)
         .arg(src)
         .arg(dst)
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
     dog.tx.send(Some(child.id())).unwrap();
-    let status = child.wait().unwrap();
+    let out = child.wait_with_output().unwrap();
     let took = t0.elapsed();
     dog.tx.send(None).unwrap();
-    assert!(status.success(), "{program} failed: {status}");
+    assert!(out.status.success(), "{program} failed: {}", out.status);
     let same = Command::new("cmp")
         .arg(src)
         .arg(dst)
@@ -242,7 +249,31 @@ fn timed_run(dog: &Watchdog, program: &str, args: &[String], src: &Path, dst: &P
         same.success(),
         "{program} wrote a copy that differs from SRC"
     );
-    took
+    (took, String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The worker count in a pcopy report (`… (2 workers × 128.00 MiB)`), `?` if none.
+fn workers_in(report: &str) -> String {
+    report
+        .rsplit_once(" (")
+        .and_then(|(_, tail)| tail.split_once(" worker"))
+        .map_or("?".into(), |(n, _)| n.to_string())
+}
+
+/// How many rounds ran each worker count: `2×12, 1×3`.
+fn worker_counts(seen: &[String]) -> String {
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    for w in seen {
+        match counts.iter_mut().find(|(k, _)| k == w) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((w.clone(), 1)),
+        }
+    }
+    counts
+        .iter()
+        .map(|(k, n)| format!("{k}×{n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -326,8 +357,8 @@ fn main() {
         args.pairs
     );
     println!();
-    println!("| case | rounds | cp ms (min..max) | pcopy ms (min..max) | xcp ms (min..max) | cp/pcopy | xcp/pcopy | busy |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("| case | rounds | cp ms (min..max) | pcopy ms (min..max) | xcp ms (min..max) | cp/pcopy | xcp/pcopy | busy | pcopy workers |");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for case in CASES.iter().filter(|c| {
         if args.cases.is_empty() {
             c.name != "8G"
@@ -346,6 +377,7 @@ fn main() {
         for (prog, a) in &tools {
             timed_run(&dog, prog, a, &src, &dst);
         }
+        let mut workers = Vec::new();
         for i in 0..args.pairs {
             if t0.elapsed() > args.budget {
                 break;
@@ -357,7 +389,11 @@ fn main() {
             for k in 0..tools.len() {
                 let j = (i + k) % tools.len();
                 let (prog, a) = &tools[j];
-                round[j] = timed_run(&dog, prog, a, &src, &dst).as_secs_f64();
+                let (took, printed) = timed_run(&dog, prog, a, &src, &dst);
+                round[j] = took.as_secs_f64();
+                if j == 1 {
+                    workers.push(workers_in(&printed));
+                }
             }
             for (j, &x) in round.iter().enumerate() {
                 t[j].push(x);
@@ -373,7 +409,7 @@ fn main() {
         let _ = fs::remove_file(&dst);
         let _ = fs::remove_file(&src);
         println!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             case.name,
             r_cp.len(),
             times(&t[0]),
@@ -381,7 +417,8 @@ fn main() {
             t.get(2).map_or("-".into(), |v| times(v)),
             ratios(&r_cp),
             ratios(&r_xcp),
-            busy
+            busy,
+            worker_counts(&workers)
         );
         let _ = std::io::stdout().flush();
     }

@@ -335,6 +335,16 @@ mod tests {
     }
 
     #[test]
+    fn one_worker_by_default_says_why() {
+        let mut r = sample();
+        r.shares = vec![1 << 20];
+        r.split = Split::Small;
+        assert!(r
+            .text()
+            .ends_with("; under 64.00 MiB one worker unless -j)"));
+    }
+
+    #[test]
     fn json_has_the_facts_in_order_and_escapes_names() {
         let mut r = sample();
         r.src = "a\"b\\c\nd\u{1}".into();

@@ -21,7 +21,8 @@ use super::report::{Progress, Report, Split};
 use super::target;
 use super::workers::{self, Shared, Stop, Tick};
 use super::{
-    source, Failure, Options, Reflink, AUTO_SPLIT_FROM, KERNEL_COPY_BELOW, NO_TMPFILE_ENV,
+    source, Failure, Options, Reflink, AUTO_SPLIT_FROM, KERNEL_COPY_BELOW,
+    NO_TMPFILE_ENV,
 };
 use crate::error::{Error, Result};
 use crate::process;
@@ -31,7 +32,12 @@ use crate::process;
 enum Method {
     /// `copy_file_range`: in the kernel, for one worker or small shares.
     InKernel,
-    /// pread into a shared mapping of DST's range (reserved by fallocate).
+    /// The first worker (the parent) with `copy_file_range`, the others by `pread`
+    /// into shared mappings of their DST ranges (reserved by fallocate): only one
+    /// process writes through the inode lock, and it makes one copy, in the kernel.
+    KernelAndMapped,
+    /// Every worker `pread`s into a shared mapping of its DST range (reserved by
+    /// fallocate): `--reflink=never`, where `copy_file_range` might clone.
     Mapped,
     /// pread/pwrite, zero runs left as holes when `Some`.
     ReadWrite(Option<Holes>),
@@ -153,7 +159,12 @@ pub fn one(opts: &Options, src_path: &Path, dst: &Path) -> Result<Option<Report>
         let work = |i: usize, tick: &mut Tick| -> Result<()> {
             let mut advance = |n: u64| tick.advance(n);
             match method {
-                Method::InKernel => copy::copy_extents_in_kernel(&files, &shares[i], &mut advance),
+                Method::KernelAndMapped if i > 0 => {
+                    copy::copy_extents_mapped(&files, &shares[i], &mut advance)
+                }
+                Method::InKernel | Method::KernelAndMapped => {
+                    copy::copy_extents_in_kernel(&files, &shares[i], &mut advance)
+                }
                 Method::Mapped => copy::copy_extents_mapped(&files, &shares[i], &mut advance),
                 Method::ReadWrite(holes) => {
                     copy::copy_extents(&files, &shares[i], holes, &mut advance)
@@ -291,7 +302,9 @@ fn choose_method(
     if (n == 1 || data_bytes / n < KERNEL_COPY_BELOW) && opts.reflink != Reflink::Never {
         return Method::InKernel;
     }
-    if prealloc == Prealloc::Reserved {
+    if prealloc == Prealloc::Reserved && opts.reflink != Reflink::Never {
+        Method::KernelAndMapped
+    } else if prealloc == Prealloc::Reserved {
         Method::Mapped
     } else {
         Method::ReadWrite(None)
