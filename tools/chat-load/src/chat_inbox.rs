@@ -266,7 +266,7 @@ fn body(to: &mut To, data: &[u8], cx: &mut Cx) -> u64 {
             0
         }
         Ok(ServerMsg::Keepalive { last_event }) => {
-            shared.pongs.fetch_add(1, Relaxed);
+            shared.keepalive_answers.fetch_add(1, Relaxed);
             if let Some(rp) = to.repair.as_mut() {
                 rp.keepalive(cx.at, last_event);
             }

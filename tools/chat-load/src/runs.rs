@@ -371,7 +371,7 @@ fn idle_run(opts: &Options, idle: Duration) -> Result<Report, String> {
     let rss_joined = server_pid.and_then(net::rss_kib);
     let cpu_before = server_pid.and_then(|p| Cpu::read(&p.to_string()));
     let start = Instant::now();
-    let pongs_before = shared.pongs.load(Acquire);
+    let answers_before = shared.keepalive_answers.load(Acquire);
     // Every member once per TIMEOUT/3, in 10 ms ticks.
     let per_sec = n as f64 / (TIMEOUT_SECS as f64 / 3.0);
     let mut sent = 0u64;
@@ -387,7 +387,7 @@ fn idle_run(opts: &Options, idle: Duration) -> Result<Report, String> {
     let wall = start.elapsed();
     let cpu_after = server_pid.and_then(|p| Cpu::read(&p.to_string()));
     std::thread::sleep(Duration::from_millis(100));
-    let pongs = shared.pongs.load(Acquire) - pongs_before;
+    let answers = shared.keepalive_answers.load(Acquire) - answers_before;
     let rss_end = server_pid.and_then(net::rss_kib);
     shared.phase.store(phase::STOP, Release);
     for h in handles {
@@ -406,7 +406,7 @@ fn idle_run(opts: &Options, idle: Duration) -> Result<Report, String> {
         join_seconds: Some(join_secs),
         server_rss_kib: rss_joined.max(rss_end),
         keepalives: sent,
-        delivered: pongs,
+        delivered: answers,
         ..Default::default()
     };
     if let (Some(a), Some(b)) = (cpu_before, cpu_after) {

@@ -54,7 +54,7 @@ pub struct Shared {
     /// Messages per sender that the per-message tables hold.
     pub per_sender: usize,
     /// Keepalive answers received (idle runs).
-    pub pongs: AtomicU64,
+    pub keepalive_answers: AtomicU64,
     /// The receivers run the connections' timers (off in idle runs, whose
     /// keepalives the conductor spreads evenly).
     pub timers: AtomicBool,
@@ -80,7 +80,7 @@ impl Shared {
                 .collect(),
             rx_tids: (0..threads).map(|_| AtomicI32::new(0)).collect(),
             per_sender,
-            pongs: AtomicU64::new(0),
+            keepalive_answers: AtomicU64::new(0),
             timers: AtomicBool::new(true),
             repair: AtomicBool::new(false),
             wake_at: AtomicU64::new(u64::MAX),
