@@ -19,8 +19,9 @@ use udpchat::session::{Session, MAX_BODY, MAX_DATAGRAM};
 
 /// SAYs per `sendmmsg` of one sender.
 const BATCH: usize = 32;
-/// An unacknowledged SAY is sent again after this long (a flood queues for
-/// hundreds of ms: a shorter time only resends what is on its way).
+/// An unacknowledged SAY is sent again after max(this, 2 × the smoothed
+/// round trip): a flood queues for hundreds of ms, at N = 500 for more than
+/// a second, and a shorter time only resends what is on its way.
 const RTO_NS: u64 = 1_000_000_000;
 /// A closed-loop sender whose deliveries have not moved for this long goes
 /// ahead anyway (deliveries lost at the end of a burst never show as gaps).
@@ -221,6 +222,9 @@ struct Flights {
     lo: Vec<usize>,
     sent_at: Vec<u64>,
     tx_at: Vec<u64>,
+    /// The smoothed round trip of SAYs acknowledged at their first sending
+    /// (Karn's rule), ns; 0 before the first.
+    srtt_ns: u64,
 }
 
 impl Flights {
@@ -231,14 +235,29 @@ impl Flights {
             lo: vec![0; senders],
             sent_at: vec![0; senders * per],
             tx_at: vec![0; senders * per],
+            srtt_ns: 0,
         }
     }
 
-    /// Moves sender `s`'s lowest unacknowledged message past the acknowledged ones.
-    fn advance(&mut self, shared: &Shared, s: usize) {
+    /// Moves sender `s`'s lowest unacknowledged message past the acknowledged
+    /// ones, and takes their round trips (seen at `now`).
+    fn advance(&mut self, shared: &Shared, s: usize, now: u64) {
         while self.lo[s] < self.k[s] && shared.acked(s, self.lo[s] as u32 + 1) {
+            let c = s * self.per + self.lo[s];
+            if self.tx_at[c] == self.sent_at[c] {
+                let rtt = now.saturating_sub(self.sent_at[c]);
+                self.srtt_ns = match self.srtt_ns {
+                    0 => rtt.max(1),
+                    a => (7 * a + rtt) / 8,
+                };
+            }
             self.lo[s] += 1;
         }
+    }
+
+    /// How long an unacknowledged SAY waits before it is sent again.
+    fn rto_ns(&self) -> u64 {
+        RTO_NS.max(2 * self.srtt_ns)
     }
 
     /// Sends again the unacknowledged SAYs older than the RTO (a batch per
@@ -253,13 +272,13 @@ impl Flights {
         let per = self.per;
         let mut n = 0;
         for (s, member) in members.iter().enumerate() {
-            self.advance(shared, s);
+            self.advance(shared, s, now);
             batch.clear();
             let mut conn = member.conn();
             let at = Instant::now();
             for idx in self.lo[s]..self.k[s] {
                 if batch.spans.len() == BATCH
-                    || now.saturating_sub(self.tx_at[s * per + idx]) < RTO_NS
+                    || now.saturating_sub(self.tx_at[s * per + idx]) < self.rto_ns()
                 {
                     break;
                 }
@@ -310,7 +329,7 @@ pub fn server_senders(members: Vec<Arc<Member>>, shared: &Shared, plan: &Plan) -
                 break;
             }
             let s = (rr + step) % ns;
-            fl.advance(shared, s);
+            fl.advance(shared, s, now);
             let (k, lo) = (fl.k[s], fl.lo[s]);
             let room = (per - k)
                 .min(plan.ack_window.saturating_sub(k - lo))
@@ -356,7 +375,7 @@ pub fn server_senders(members: Vec<Arc<Member>>, shared: &Shared, plan: &Plan) -
     loop {
         let now = shared.now_ns();
         for s in 0..ns {
-            fl.advance(shared, s);
+            fl.advance(shared, s, now);
         }
         if (0..ns).all(|s| fl.lo[s] >= fl.k[s]) || now > end {
             break;
