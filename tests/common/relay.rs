@@ -43,7 +43,8 @@ pub struct Faults {
     pub reorder: f64,
     /// A copy with one random bit flipped is sent first, then the datagram.
     pub flip: f64,
-    /// An earlier datagram of the same direction is sent again after this one.
+    /// An earlier datagram of the same direction and session (the same first
+    /// 12 bytes), or this one, is sent again after this one.
     pub replay: f64,
     /// A forged datagram is sent after this one: this datagram's first 12
     /// bytes (magic, version, kind, receiver id), a counter far ahead, and
@@ -409,9 +410,20 @@ fn pass(shared: &Shared, st: &mut State, dir: Dir, d: &[u8]) {
         }
     }
     if rng.chance(f.replay) {
-        let log = &st.sides[i].log;
-        let k = rng.below(log.len());
-        let old = log[k].clone();
+        // One of the last 64 datagrams with the same first 12 bytes (for
+        // DATA: the same session), this one included.
+        let key = &d[..d.len().min(12)];
+        let same: Vec<&Vec<u8>> = st.sides[i]
+            .log
+            .iter()
+            .rev()
+            .filter(|o| o.starts_with(key))
+            .take(64)
+            .collect();
+        let old = match same.len() {
+            0 => d.to_vec(), // the log is full
+            n => same[rng.below(n)].clone(),
+        };
         st.sides[i].counts.replayed += 1;
         out.push(old);
     }
