@@ -1,27 +1,29 @@
-//! The server's hot paths inside the process: decoding, the room's fan-out
-//! of one SAY to 100 and 10,000 members (packing on and off), a packed turn
-//! of 256 SAYs, encoding a packed batch of events, and the batched socket
-//! calls over loopback (`sendmmsg` of a fan-out gathered from the outbox's
-//! slices, `recvmmsg` full batches and one datagram per call).
+//! The server's hot paths inside the process, version 2: decoding a body,
+//! the room's fan-out of one SAY to 100 and 10,000 members (packing on and
+//! off; every datagram sealed for its member: one AEAD each), a packed turn
+//! of 256 SAYs, and the batched socket calls over loopback (`sendmmsg` of a
+//! sealed fan-out, `recvmmsg` full batches and one datagram per call).
+//! Members are real connections (`client::conn`) joined in memory.
 //!
 //! ```sh
 //! cargo bench --bench fanout
 //! ```
 //!
 //! Each case runs in 7 rounds of about 150 ms after a warm-up; the table gives
-//! the median and the best round in ns per operation (and per delivery where
-//! an operation delivers to many). Plain `Instant` loops with `black_box`:
-//! the effects measured are microseconds wide, far above what a statistics
-//! harness would add.
+//! the median and the best round in ns per operation (and per delivery or
+//! per sealed datagram where an operation makes many). Plain `Instant` loops
+//! with `black_box`: the effects measured are microseconds wide, far above
+//! what a statistics harness would add.
 
+use std::collections::HashMap;
 use std::hint::black_box;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+use udpchat::client::conn::{Conn, Event as ConnEvent, SealedBodies};
 use udpchat::net::{bind_server_socket, BatchReceiver, BatchSender, Outgoing, BATCH};
-use udpchat::protocol::{
-    decode_client, decode_server, encode_events, ClientMsg, Event, ServerMsg, Token,
-};
-use udpchat::room::{Config, Outbox, Room};
+use udpchat::protocol::sealed::{decode_client, ClientMsg};
+use udpchat::room::{Config, Room};
+use udpchat::session::{ServerKey, MAX_BODY};
 
 const ROUNDS: usize = 7;
 const ROUND: Duration = Duration::from_millis(150);
@@ -55,75 +57,119 @@ fn addr(i: usize) -> SocketAddr {
     SocketAddr::from(([10, (i >> 16) as u8, (i >> 8) as u8, i as u8], 4000))
 }
 
-/// Sends everything the room queued into the void, as the server's sender
-/// would walk it (every slice of every datagram), then ends the turn.
-fn drain(room: &mut Room) -> usize {
-    let out: &Outbox = room.flush();
-    let mut bytes = 0;
-    for t in out.transmits() {
-        for s in out.slices(t) {
-            bytes += black_box(s).len();
-        }
-    }
-    room.end_turn();
-    bytes
-}
-
-/// A room of `n` members joined through the cookie round-trip; their tokens.
-fn room_of(n: usize, packing: bool) -> (Room, Vec<Token>, Instant) {
-    let now = Instant::now();
-    let mut x = 0x9E37_79B9_7F4A_7C15u64;
-    let tokens = Box::new(move || {
+fn xorshift(mut x: u64) -> impl FnMut() -> u64 + Send {
+    move || {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
         x
-    });
-    let cfg = Config {
-        rate: 0.0,
-        packing,
-        max_members: n.max(10),
-        ..Config::default()
-    };
-    let mut room = Room::new(cfg, [7; 16], tokens, now);
-    let unix = 1_700_000_000;
-    let mut toks = Vec::with_capacity(n);
-    for i in 0..n {
-        let name = format!("m{i}");
-        let join = |cookie| {
-            ClientMsg::Join {
-                nonce: i as u64,
-                prev_token: 0,
-                cookie,
-                name: &name,
-            }
-            .to_vec()
-        };
-        room.handle(now, unix, addr(i).into(), &join([0; 16]));
-        let cookie = reply(&mut room, |m| match m {
-            ServerMsg::Challenge { cookie, .. } => Some(cookie),
-            _ => None,
-        });
-        room.handle(now, unix, addr(i).into(), &join(cookie));
-        let token = reply(&mut room, |m| match m {
-            ServerMsg::Welcome { token, .. } => Some(token),
-            _ => None,
-        });
-        toks.push(token);
     }
-    drain(&mut room);
-    (room, toks, now)
 }
 
-/// The first queued datagram `pick` accepts; ends the turn.
-fn reply<T>(room: &mut Room, pick: impl Fn(ServerMsg<'_>) -> Option<T>) -> T {
-    let out = room.flush();
-    let found = out
-        .transmits()
-        .iter()
-        .find_map(|t| pick(decode_server(&out.to_vec(t)).ok()?));
+/// Sends everything the room queued into the void, as the server's sender
+/// would walk it, then ends the turn; returns how many datagrams.
+fn drain(room: &mut Room, now: Instant) -> usize {
+    let out = room.flush(now);
+    for d in out.datagrams() {
+        black_box(out.bytes(d));
+    }
+    let n = out.datagrams().len();
     room.end_turn();
-    found.expect("the room answered")
+    n
+}
+
+/// A room of `n` members, each a connection joined through the handshake
+/// (a thousand a simulated second, within the gate's handshake budget).
+struct Bench {
+    room: Room,
+    members: Vec<Conn<SealedBodies>>,
+    now: Instant,
+}
+
+impl Bench {
+    fn new(n: usize, packing: bool) -> Bench {
+        let mut now = Instant::now();
+        let cfg = Config {
+            rate: 0.0,
+            packing,
+            max_members: n.max(10),
+            member_timeout: Duration::from_secs(3600),
+            ..Config::default()
+        };
+        let mut room = Room::new(
+            cfg,
+            ServerKey::new([7; 32]),
+            [5; 32],
+            Box::new(xorshift(0x9E37_79B9_7F4A_7C15)),
+            now,
+        );
+        let mut members = Vec::with_capacity(n);
+        for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
+            let mut joining: Vec<Conn<SealedBodies>> = chunk
+                .iter()
+                .map(|&i| {
+                    Conn::connect(
+                        SealedBodies,
+                        &format!("m{i}"),
+                        None,
+                        Box::new(xorshift(i as u64 + 1)),
+                        now,
+                    )
+                })
+                .collect();
+            let base = chunk[0];
+            let by_addr: HashMap<SocketAddr, usize> =
+                (0..joining.len()).map(|k| (addr(base + k), k)).collect();
+            loop {
+                for (k, c) in joining.iter_mut().enumerate() {
+                    while let Some(d) = c.poll_transmit() {
+                        room.handle(now, 1_700_000_000_000, addr(base + k).into(), &d);
+                    }
+                }
+                let out = room.flush(now);
+                let sent: Vec<(SocketAddr, Vec<u8>)> = out
+                    .datagrams()
+                    .iter()
+                    .map(|d| (d.to, out.bytes(d).to_vec()))
+                    .collect();
+                room.end_turn();
+                if sent.is_empty() {
+                    break;
+                }
+                for (to, bytes) in sent {
+                    if let Some(&k) = by_addr.get(&to) {
+                        joining[k].on_datagram(now, &bytes);
+                    }
+                }
+                for c in &mut joining {
+                    while let Some(e) = c.poll_event() {
+                        if let ConnEvent::VerifyKey(_) = e {
+                            c.key_checked(now, true);
+                        }
+                    }
+                }
+            }
+            assert!(joining.iter().all(Conn::is_member), "every member joined");
+            members.extend(joining);
+            now += Duration::from_secs(1);
+        }
+        assert_eq!(room.member_count(), n);
+        Bench { room, members, now }
+    }
+
+    /// Member `k` says `text` as message `seq` (sealed by its connection).
+    fn say(&mut self, k: usize, seq: u32, text: &str) {
+        let mut body = [0u8; MAX_BODY];
+        let len = ClientMsg::Say { seq, text }
+            .encode(&mut body)
+            .expect("a SAY");
+        let c = &mut self.members[k];
+        c.send(self.now, &body[..len]).expect("a member");
+        while let Some(d) = c.poll_transmit() {
+            self.room
+                .handle(self.now, 1_700_000_000_000, addr(k).into(), &d);
+        }
+    }
 }
 
 fn text(k: usize) -> String {
@@ -136,79 +182,56 @@ fn main() {
     println!("|---|---:|---:|---|");
 
     let t = text(1);
-    let say = ClientMsg::Say {
-        token: 1,
-        seq: 7,
-        text: &t,
-    }
-    .to_vec();
+    let mut say = [0u8; MAX_BODY];
+    let len = ClientMsg::Say { seq: 7, text: &t }
+        .encode(&mut say)
+        .expect("a SAY");
     row(
-        "decode a SAY (64-byte text)",
-        "datagram",
+        "decode a SAY body (64-byte text)",
+        "body",
         measure(1, || {
-            black_box(decode_client(black_box(&say)).is_ok());
-        }),
-    );
-    let texts: Vec<String> = (0..16).map(text).collect();
-    let events: Vec<Event> = texts
-        .iter()
-        .map(|t| Event::Said {
-            from: "m12",
-            text: t,
-        })
-        .collect();
-    let mut packed = Vec::with_capacity(1200);
-    encode_events(&mut packed, 1, &events);
-    row(
-        "decode a packed EVENTS (16 SAIDs, 1176 bytes) and walk its events",
-        "event",
-        measure(16, || {
-            if let Ok(ServerMsg::Events { events, .. }) = decode_server(black_box(&packed)) {
-                black_box(events.iter().count());
-            }
-        }),
-    );
-    row(
-        "encode a packed batch (16 SAIDs into one EVENTS)",
-        "event",
-        measure(16, || {
-            packed.clear();
-            encode_events(&mut packed, 1, black_box(&events));
-            black_box(packed.len());
+            black_box(decode_client(black_box(&say[..len])).is_ok());
         }),
     );
 
+    let long = "y".repeat(1000);
     for n in [100usize, 10_000] {
         for packing in [true, false] {
-            let (mut room, toks, now) = room_of(n, packing);
+            let mut b = Bench::new(n, packing);
             let mut seq = 0u32;
-            let from = addr(0).into();
             row(
                 &format!(
-                    "room: one SAY fanned out to {} members, packing {}",
+                    "room: one SAY (64 bytes) fanned out to {} members and sealed, packing {}",
                     n - 1,
                     if packing { "on" } else { "off" }
                 ),
                 "delivery",
                 measure((n - 1) as u64, || {
                     seq += 1;
-                    let say = ClientMsg::Say {
-                        token: toks[0],
-                        seq,
-                        text: &t,
-                    }
-                    .to_vec();
-                    room.handle(now, 0, from, &say);
-                    black_box(drain(&mut room));
+                    b.say(0, seq, &t);
+                    black_box(drain(&mut b.room, b.now));
                 }),
             );
+            if n == 100 && !packing {
+                row(
+                    "room: one SAY (1000 bytes: 1,176-byte datagrams) fanned out to 99 members",
+                    "sealed datagram",
+                    measure(99, || {
+                        seq += 1;
+                        b.say(0, seq, &long);
+                        black_box(drain(&mut b.room, b.now));
+                    }),
+                );
+            }
         }
     }
 
     // A flood turn: 256 SAYs from 4 senders, packed for 100 members.
-    let (mut room, toks, now) = room_of(100, true);
+    let mut b = Bench::new(100, true);
     let mut seqs = [0u32; 4];
-    let says: Vec<Vec<u8>> = (0..256).map(|k| text(k).into_bytes()).collect();
+    let says: Vec<String> = (0..256).map(text).collect();
+    let mut datagrams = 0usize;
+    let mut turns = 0usize;
     row(
         "room: a packed turn of 256 SAYs from 4 senders to 100 members",
         "delivery",
@@ -216,43 +239,37 @@ fn main() {
             for (k, body) in says.iter().enumerate() {
                 let s = k % 4;
                 seqs[s] += 1;
-                let say = ClientMsg::Say {
-                    token: toks[s],
-                    seq: seqs[s],
-                    text: std::str::from_utf8(body).expect("ASCII"),
-                }
-                .to_vec();
-                room.handle(now, 0, addr(s).into(), &say);
+                b.say(s, seqs[s], body);
             }
-            black_box(drain(&mut room));
+            datagrams += drain(&mut b.room, b.now);
+            turns += 1;
         }),
+    );
+    println!(
+        "\n(the packed turn: {:.0} sealed datagrams a turn for 25,344 deliveries)",
+        datagrams as f64 / turns as f64
     );
 
     sockets(&t);
 }
 
 /// `sendmmsg` and `recvmmsg` over loopback: a server socket sends one SAY's
-/// packed fan-out (the outbox's slices as iovecs) to one member socket, which
-/// receives it in batches; and one datagram per `recvmmsg` call.
+/// sealed fan-out to one member socket, which receives it in batches; and
+/// one datagram per `recvmmsg` call.
 fn sockets(text: &str) {
     let server = bind_server_socket("127.0.0.1:0".parse().expect("address")).expect("bind");
     let member = bind_server_socket("127.0.0.1:0".parse().expect("address")).expect("bind");
     let to = member.local_addr().expect("address");
     // The room's datagrams, readdressed to the member socket.
-    let (mut room, toks, now) = room_of(BATCH + 1, true);
-    let say = ClientMsg::Say {
-        token: toks[0],
-        seq: 1,
-        text,
-    }
-    .to_vec();
-    room.handle(now, 0, addr(0).into(), &say);
-    let out = room.flush();
+    let mut b = Bench::new(BATCH + 1, true);
+    b.say(0, 1, text);
+    let out = b.room.flush(b.now);
     // The fan-out, without the sender's ACK.
-    let fan: Vec<_> = out
-        .transmits()
+    let fan: Vec<&[u8]> = out
+        .datagrams()
         .iter()
-        .filter(|t| t.peer.addr != addr(0))
+        .filter(|d| d.to != addr(0))
+        .map(|d| out.bytes(d))
         .collect();
     assert_eq!(fan.len(), BATCH);
     let mut tx = BatchSender::new();
@@ -273,15 +290,15 @@ fn sockets(text: &str) {
         }
     };
     row(
-        &format!("sockets: sendmmsg a fan-out of {BATCH} datagrams, recvmmsg them"),
+        &format!("sockets: sendmmsg a sealed fan-out of {BATCH} datagrams, recvmmsg them"),
         "datagram",
         measure(BATCH as u64, || {
             let n = tx.send(
                 &server,
-                fan.iter().map(|t| Outgoing {
+                fan.iter().map(|d| Outgoing {
                     to: Some(to),
-                    from: t.peer.local,
-                    pieces: out.slices(t),
+                    from: None,
+                    pieces: std::iter::once(*d),
                 }),
             );
             assert_eq!(n.sent, BATCH as u64);
@@ -298,7 +315,7 @@ fn sockets(text: &str) {
                 [Outgoing {
                     to: Some(to),
                     from: None,
-                    pieces: out.slices(one),
+                    pieces: std::iter::once(one),
                 }],
             );
             receive(1);

@@ -1,6 +1,6 @@
-//! chat-client through pipes: the real binary against a scripted peer (for
-//! what a correct server never does: escapes in text, lost events, a forged
-//! reply) and against the real chat-server.
+//! chat-client through pipes: the real binary against a scripted version-2
+//! server (for what a correct server never does: escapes in text, lost
+//! events, refusals on demand) and against the real chat-server.
 
 #[path = "common/client.rs"]
 mod common;
@@ -8,7 +8,11 @@ mod common;
 use common::*;
 use nix::sys::signal::Signal;
 use std::time::Duration;
-use udpchat::protocol::{self, ByeReason, ClientMsg, Event, RefuseReason, ServerMsg};
+use udpchat::gate::ConnId;
+use udpchat::protocol::sealed::{
+    decode_client, ByeReason, ClientMsg, Event, LeftReason, LineFlags, NameRule, Refusal,
+    RejectReason, ServerMsg, WelcomeFlags,
+};
 
 #[test]
 fn no_answer_is_reported() {
@@ -42,36 +46,55 @@ fn connection_refused_is_said_at_the_first_login() {
     );
 }
 
-#[test]
-fn refusal_through_a_pipe_is_fatal() {
+/// The JOIN of a client that just connected, answered with `refusal`;
+/// returns the client's stderr after it exited 1.
+fn refused_with(name: &str, refusal: Refusal<'_>) -> Vec<String> {
     let srv = FakeServer::new();
-    let mut c = Client::spawn(&srv.addr_text(), "bob", &[]);
-    let (d, from) = srv
+    let mut c = Client::spawn(&srv.addr_text(), name, &[]);
+    let (_, from) = srv
         .recv_where(WAIT, |m| matches!(m, ClientMsg::Join { .. }))
         .unwrap();
-    let ClientMsg::Join { nonce, .. } = protocol::decode_client(&d).unwrap() else {
-        unreachable!()
-    };
-    // A refusal for another attempt is ignored; ours is fatal.
-    srv.send(
-        from,
-        &ServerMsg::Refused {
-            nonce: nonce ^ 1,
-            reason: RefuseReason::Reserved,
-        },
-    );
-    srv.send(
-        from,
-        &ServerMsg::Refused {
-            nonce,
-            reason: RefuseReason::Taken,
-        },
-    );
+    srv.send(from, &ServerMsg::Refused(refusal));
     assert_eq!(c.wait_clean(WAIT).code(), Some(1));
-    assert_eq!(
-        c.err.rest(WAIT),
-        ["chat-client: cannot join as 'bob': name taken"]
-    );
+    c.err_rest()
+}
+
+#[test]
+fn refusals_through_a_pipe_are_fatal_and_say_why() {
+    for (name, refusal, why) in [
+        ("bob", Refusal::Taken { like: "bob" }, "name taken"),
+        (
+            "b0b",
+            Refusal::Taken { like: "bob" },
+            "name taken: looks like 'bob'",
+        ),
+        (
+            "bob",
+            Refusal::Reserved { like: "server" },
+            "name reserved: looks like 'server'",
+        ),
+        (
+            "bob",
+            Refusal::InvalidName(NameRule::MixedScripts),
+            "invalid name: it mixes scripts (letters of several alphabets)",
+        ),
+        ("bob", Refusal::RoomFull, "room full"),
+        (
+            "bob",
+            Refusal::TooManyFromAddress,
+            "too many members from your address",
+        ),
+        (
+            "bob",
+            Refusal::TooManyJoins,
+            "too many joins from your address in the last minute",
+        ),
+    ] {
+        assert_eq!(
+            refused_with(name, refusal),
+            [format!("chat-client: cannot join as '{name}': {why}")]
+        );
+    }
 }
 
 #[test]
@@ -87,7 +110,7 @@ fn invalid_and_reserved_names_are_refused_before_sending() {
             "bob!",
             "invalid name: '!' is not allowed (letters, digits, _ - . only)",
         ),
-        ("ＡＤＭＩＮ", "name reserved"),
+        ("ＡＤＭＩＮ", "name reserved: looks like 'admin'"),
     ] {
         let mut c = Client::spawn(&srv.addr_text(), name, &[]);
         assert_eq!(c.wait_clean(WAIT).code(), Some(1));
@@ -98,7 +121,7 @@ fn invalid_and_reserved_names_are_refused_before_sending() {
     }
     assert!(
         srv.recv(Duration::from_millis(200)).is_none(),
-        "no JOIN sent"
+        "nothing sent"
     );
 }
 
@@ -110,35 +133,182 @@ fn name_from_stdin_without_a_prompt() {
     let mut c = Client::spawn_cmd(cmd);
     c.send("carol");
     c.send("first words");
-    let (from, prev) = srv.accept(11, 30_000);
-    assert_eq!(prev, 0);
+    let from = srv.accept(30_000);
     c.out.wait_for("welcome, carol", WAIT).expect("welcome");
-    srv.expect_say("the line after the name is said", 11, 1, "first words");
+    srv.expect_say("the line after the name is said", 1, "first words");
     srv.send(from, &ServerMsg::Ack { seq: 1 });
     c.close_stdin();
-    srv.answer_leave(from, "LEAVE");
+    srv.answer_leave("LEAVE");
     assert_eq!(c.wait_clean(WAIT).code(), Some(0));
-    assert!(c.err.rest(WAIT).is_empty());
+    assert!(c.err_rest().is_empty());
+}
+
+#[test]
+fn the_first_key_is_recorded_and_a_changed_one_refused() {
+    let srv = FakeServer::new();
+    let mut c = Client::spawn(&srv.addr_text(), "alice", &[]);
+    srv.accept(30_000);
+    c.out.wait_for("welcome, alice", WAIT).expect("welcome");
+    let file = c.home.path().join("known_servers");
+    let recorded = c.err.wait_for("recorded", WAIT).expect("said so");
+    assert_eq!(
+        recorded,
+        format!(
+            "chat-client: recorded the key of {} ({}) in '{}'",
+            srv.addr_text(),
+            srv.fingerprint(),
+            file.display()
+        )
+    );
+    c.close_stdin();
+    srv.answer_leave("LEAVE");
+    assert_eq!(c.wait_clean(WAIT).code(), Some(0));
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        text.contains(&format!("{} {}", srv.addr_text(), srv.fingerprint())),
+        "{text}"
+    );
+
+    // The same address with another key: refused before anything is sent in
+    // the session, both fingerprints and the line to remove.
+    drop(srv);
+    let other = FakeServer::with_key([9; 32]);
+    let addr = other.addr_text();
+    std::fs::write(
+        &file,
+        format!("{addr} {}\n", FakeServer::new().fingerprint()),
+    )
+    .unwrap();
+    let mut cmd = std::process::Command::new(CLIENT);
+    cmd.args(["--server", &addr, "--name", "alice", "--lang", "en"])
+        .arg("--known-servers")
+        .arg(&file);
+    let mut c = Client::spawn_in(
+        cmd,
+        std::process::Stdio::piped(),
+        tempfile::tempdir().unwrap(),
+    );
+    assert!(
+        other.recv(Duration::from_secs(3)).is_none(),
+        "no body after the wrong key"
+    );
+    assert_eq!(c.wait_clean(WAIT).code(), Some(1));
+    let err = c.err.rest(WAIT);
+    assert_eq!(err.len(), 1, "{err:?}");
+    assert!(
+        err[0].starts_with(&format!(
+            "chat-client: cannot trust '{addr}': its key is SHA256:"
+        )),
+        "{err:?}"
+    );
+    assert!(err[0].contains(&FakeServer::new().fingerprint()), "{err:?}");
+    assert!(err[0].contains("remove line 1 from"), "{err:?}");
+
+    // A pinned fingerprint: the same refusal, and nothing written.
+    let mut c = Client::spawn(
+        &addr,
+        "alice",
+        &["--server-key", &FakeServer::new().fingerprint()],
+    );
+    assert!(
+        other.recv(Duration::from_secs(3)).is_none(),
+        "no body after the wrong key"
+    );
+    assert_eq!(c.wait_clean(WAIT).code(), Some(1));
+    let err = c.err.rest(WAIT);
+    assert!(err[0].contains("as given with --server-key"), "{err:?}");
+}
+
+#[test]
+fn a_malformed_known_servers_line_is_reported_and_ignored() {
+    let srv = FakeServer::new();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ks");
+    std::fs::write(&file, "garbage\n").unwrap();
+    let mut cmd = std::process::Command::new(CLIENT);
+    cmd.args([
+        "--server",
+        &srv.addr_text(),
+        "--name",
+        "alice",
+        "--lang",
+        "en",
+    ])
+    .arg("--known-servers")
+    .arg(&file);
+    let mut c = Client::spawn_in(cmd, std::process::Stdio::piped(), dir);
+    srv.accept(30_000);
+    c.out.wait_for("welcome", WAIT).expect("welcome");
+    let warning = c.err.wait_for("line 1", WAIT).expect("the line reported");
+    assert!(
+        warning.starts_with("chat-client: warning: ignoring line 1 of "),
+        "{warning}"
+    );
+    c.err
+        .wait_for("recorded the key", WAIT)
+        .expect("then recorded");
+    c.close_stdin();
+    srv.answer_leave("LEAVE");
+    assert_eq!(c.wait_clean(WAIT).code(), Some(0));
+}
+
+#[test]
+fn an_unwritable_known_servers_file_is_a_warning() {
+    let srv = FakeServer::new();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("file"), "").unwrap();
+    let mut cmd = std::process::Command::new(CLIENT);
+    cmd.args([
+        "--server",
+        &srv.addr_text(),
+        "--name",
+        "alice",
+        "--lang",
+        "en",
+    ])
+    .arg("--known-servers")
+    .arg(dir.path().join("file/known_servers"));
+    let mut c = Client::spawn_in(cmd, std::process::Stdio::piped(), dir);
+    srv.accept(30_000);
+    c.out
+        .wait_for("welcome", WAIT)
+        .expect("welcome all the same");
+    let warning = c.err.wait_for("not recorded", WAIT).expect("a warning");
+    assert!(
+        warning.starts_with(&format!(
+            "chat-client: warning: the key of {} ({}) is not recorded: ",
+            srv.addr_text(),
+            srv.fingerprint()
+        )),
+        "{warning}"
+    );
+    c.close_stdin();
+    srv.answer_leave("LEAVE");
+    assert_eq!(c.wait_clean(WAIT).code(), Some(0));
 }
 
 #[test]
 fn remote_text_arrives_escaped() {
     let srv = FakeServer::new();
     let mut c = Client::spawn(&srv.addr_text(), "alice", &[]);
-    let (from, _) = srv.accept(5, 30_000);
+    let from = srv.accept(30_000);
     c.find_helper();
     srv.events(
         from,
         1,
         &[
-            Event::Said {
-                from: "mallory",
-                text: "\x1b[2J\x1b]0;pwned\x07\rX\u{202e}abc\u{9b}",
-            },
+            Event::Said(line(
+                1,
+                "mallory",
+                "\x1b[2J\x1b]0;pwned\x07\rX\u{202e}abc\u{9b}",
+            )),
             Event::Joined {
                 name: "e\x1b[31mvil",
             },
             Event::Admin {
+                room_seq: 2,
+                time_ms: 0,
+                flags: LineFlags::NONE,
                 text: "\x1b]52;c;aGk=\x07",
             },
         ],
@@ -156,16 +326,77 @@ fn remote_text_arrives_escaped() {
         assert!(!line.chars().any(|ch| ch.is_control()), "{line:?}");
     }
     c.signal(Signal::SIGTERM);
-    srv.answer_leave(from, "LEAVE");
+    srv.answer_leave("LEAVE");
     assert_eq!(c.wait_clean(WAIT).code(), Some(143));
 }
 
 #[test]
-fn lost_events_are_counted_from_gaps_and_pongs() {
+fn me_is_sent_and_shown_as_an_action() {
     let srv = FakeServer::new();
     let mut c = Client::spawn(&srv.addr_text(), "alice", &[]);
-    // A short timeout: PING every 300 ms.
-    let (from, _) = srv.accept(5, 900);
+    let from = srv.accept(30_000);
+    c.send("/me waves");
+    let (d, _) = srv
+        .recv_where(WAIT, |m| matches!(m, ClientMsg::Me { .. }))
+        .expect("a ME");
+    assert_eq!(
+        decode_client(&d).unwrap(),
+        ClientMsg::Me {
+            seq: 1,
+            text: "waves"
+        }
+    );
+    srv.send(
+        from,
+        &ServerMsg::Reject {
+            seq: 1,
+            reason: RejectReason::NotSupported,
+        },
+    );
+    let said = c.out.wait_for("not delivered", WAIT).unwrap();
+    assert!(
+        said.ends_with("-- not delivered (the server does not support /me): /me waves"),
+        "{said}"
+    );
+    srv.events(from, 1, &[Event::Me(line(1, "bob", "bows"))]);
+    let shown = c.out.wait_for("bows", WAIT).unwrap();
+    assert!(shown.ends_with(" * bob bows"), "{shown}");
+    c.close_stdin();
+    srv.answer_leave("LEAVE");
+    assert_eq!(c.wait_clean(WAIT).code(), Some(0));
+
+    // A server whose WELCOME does not offer ME is not sent one.
+    let mut srv = FakeServer::new();
+    srv.flags = WelcomeFlags::NONE;
+    let mut c = Client::spawn(&srv.addr_text(), "alice", &[]);
+    srv.accept(30_000);
+    c.send("/me waves");
+    let said = c.out.wait_for("not delivered", WAIT).unwrap();
+    assert!(
+        said.ends_with("-- not delivered (the server does not support /me): /me waves"),
+        "{said}"
+    );
+    c.close_stdin();
+    let (d, from) = srv
+        .recv_where(WAIT, |m| {
+            matches!(m, ClientMsg::Me { .. } | ClientMsg::Leave)
+        })
+        .expect("a LEAVE");
+    assert_eq!(
+        decode_client(&d).unwrap(),
+        ClientMsg::Leave,
+        "no ME before it"
+    );
+    srv.bye(from, ByeReason::Left, "");
+    assert_eq!(c.wait_clean(WAIT).code(), Some(0));
+}
+
+#[test]
+fn lost_events_are_counted_from_gaps_and_keepalives() {
+    let srv = FakeServer::new();
+    let mut c = Client::spawn(&srv.addr_text(), "alice", &[]);
+    // A short timeout: a KEEPALIVE every 300 ms.
+    let from = srv.accept(900);
     srv.said(from, 1, "bob", "one");
     srv.said(from, 4, "bob", "four");
     // A duplicate and a late one are not printed again.
@@ -176,28 +407,30 @@ fn lost_events_are_counted_from_gaps_and_pongs() {
     assert!(lost.ends_with(" (2 messages lost)"), "{lost:?}");
     c.out.wait_for("bob: four", WAIT).expect("four");
     c.out.wait_for("bob: five", WAIT).expect("five");
-    // Events 6..=8 never arrive; the PONG says 8 were sent.
-    srv.recv_where(WAIT, |m| matches!(m, ClientMsg::Ping { token: 5 }))
-        .expect("a PING");
-    srv.send(from, &ServerMsg::Pong { last_seq: 8 });
+    // Events 6..=8 never arrive; the server's KEEPALIVE says 8 were sent.
+    srv.recv_where(WAIT, |m| matches!(m, ClientMsg::Keepalive { .. }))
+        .expect("a KEEPALIVE");
+    srv.send(from, &ServerMsg::Keepalive { last_event: 8 });
     let lost = c.out.wait_for("lost", WAIT).expect("a tail-loss notice");
     assert!(lost.ends_with(" (3 messages lost)"), "{lost:?}");
     assert!(!c.out.seen.iter().any(|l| l.contains("again")));
     c.close_stdin();
-    srv.answer_leave(from, "LEAVE");
+    srv.answer_leave("LEAVE");
     assert_eq!(c.wait_clean(WAIT).code(), Some(0));
 }
 
 #[test]
-fn silence_for_the_timeout_is_lost_contact() {
+fn silence_is_lost_contact_then_reconnecting_until_the_timeout() {
     let srv = FakeServer::new();
-    let mut c = Client::spawn(&srv.addr_text(), "alice", &[]);
-    srv.accept(5, 600);
+    let mut c = Client::spawn(&srv.addr_text(), "alice", &["--reconnect-timeout", "1.5"]);
+    srv.accept(600);
     c.find_helper();
+    c.out
+        .wait_for("-- reconnecting… (next attempt at ", WAIT)
+        .expect("said so");
     assert_eq!(c.wait_clean(WAIT).code(), Some(1));
-    let err = c.err.rest(WAIT);
     assert_eq!(
-        err,
+        c.err_rest(),
         [format!(
             "chat-client: lost contact with the server at {}",
             srv.addr_text()
@@ -209,21 +442,20 @@ fn silence_for_the_timeout_is_lost_contact() {
 fn retransmits_until_acknowledged_and_reports_refusals() {
     let srv = FakeServer::new();
     let mut c = Client::spawn(&srv.addr_text(), "alice", &[]);
-    let (from, _) = srv.accept(5, 30_000);
+    let from = srv.accept(30_000);
     c.send("hello");
     let is_say = |m: &ClientMsg<'_>| matches!(m, ClientMsg::Say { .. });
     let (first, _) = srv.recv_where(WAIT, is_say).unwrap();
     let (again, _) = srv.recv_where(WAIT, is_say).expect("a retransmission");
-    assert_eq!(first, again, "same token, same number, same text");
+    assert_eq!(first, again, "same number, same text");
     srv.send(from, &ServerMsg::Ack { seq: 1 });
     c.send("/msg nobody psst");
     let (d, _) = srv
         .recv_where(WAIT, |m| matches!(m, ClientMsg::Private { .. }))
         .unwrap();
     assert_eq!(
-        protocol::decode_client(&d).unwrap(),
+        decode_client(&d).unwrap(),
         ClientMsg::Private {
-            token: 5,
             seq: 2,
             to: "nobody",
             text: "psst"
@@ -233,12 +465,26 @@ fn retransmits_until_acknowledged_and_reports_refusals() {
         from,
         &ServerMsg::Reject {
             seq: 2,
-            reason: protocol::RejectReason::NoSuchMember,
+            reason: RejectReason::NoSuchMember,
         },
     );
     let line = c.out.wait_for("not delivered", WAIT).unwrap();
     assert!(
         line.ends_with("-- not delivered (no such member): /msg nobody psst"),
+        "{line}"
+    );
+    c.send("old news");
+    srv.expect_say("a SAY", 3, "old news");
+    srv.send(
+        from,
+        &ServerMsg::Reject {
+            seq: 3,
+            reason: RejectReason::TooOld,
+        },
+    );
+    let line = c.out.wait_for("may not have been delivered", WAIT).unwrap();
+    assert!(
+        line.ends_with("-- may not have been delivered: old news"),
         "{line}"
     );
     // Never acknowledged: given up after the last retry.
@@ -257,54 +503,51 @@ fn retransmits_until_acknowledged_and_reports_refusals() {
         .wait_for("unknown command /frobnicate", WAIT)
         .is_some());
     c.send("/quit");
-    srv.answer_leave(from, "LEAVE");
+    srv.answer_leave("LEAVE");
     assert_eq!(c.wait_clean(WAIT).code(), Some(0));
 }
 
 #[test]
-fn unknown_session_for_our_token_rejoins_with_the_previous_token() {
+fn a_forgotten_session_is_reset_and_the_client_comes_back() {
     let srv = FakeServer::new();
     let mut c = Client::spawn(&srv.addr_text(), "alice", &[]);
-    let (from, _) = srv.accept(5, 30_000);
+    let from = srv.accept(30_000);
     c.find_helper();
-    // A forged reply (another token) changes nothing.
-    srv.send(from, &ServerMsg::UnknownSession { token: 6 });
-    srv.send(from, &ServerMsg::UnknownSession { token: 5 });
-    let (_, prev) = srv.accept(77, 30_000);
-    assert_eq!(prev, 5, "the re-join names the old session");
-    c.out.wait_for("joined again", WAIT).expect("said so");
-    c.send("after");
-    srv.expect_say("the SAY", 77, 1, "after");
-    srv.send(from, &ServerMsg::Ack { seq: 1 });
+    c.send("before");
+    srv.expect_say("the SAY", 1, "before");
+    // The server forgets the session: the next datagram draws a RESET, and
+    // the client joins again in a new session.
+    srv.forget(from);
+    let is_join = |m: &ClientMsg<'_>| matches!(m, ClientMsg::Join { name: "alice" });
+    let (_, again) = srv.recv_where(WAIT, is_join).expect("a JOIN again");
+    assert_ne!(again, from, "a new session");
+    c.out.wait_for("-- reconnecting", WAIT).expect("said so");
+    srv.welcome(again, "alice", 30_000);
+    c.out
+        .wait_for("-- back in the room", WAIT)
+        .expect("said so");
+    srv.expect_say("the unacknowledged SAY, same number", 1, "before");
+    srv.send(again, &ServerMsg::Ack { seq: 1 });
     // Event numbers restart at 1 in the new session.
-    srv.said(from, 1, "bob", "new");
+    srv.said(again, 1, "bob", "new");
     c.out.wait_for("bob: new", WAIT).unwrap();
     c.close_stdin();
-    let d = srv.answer_leave(from, "LEAVE");
-    assert_eq!(
-        protocol::decode_client(&d).unwrap(),
-        ClientMsg::Leave { token: 77 }
-    );
+    assert_eq!(srv.answer_leave("LEAVE"), again);
     assert_eq!(c.wait_clean(WAIT).code(), Some(0));
     assert!(!c.out.seen.iter().any(|l| l.contains("lost")));
 }
 
 #[test]
-fn kicked_ends_with_the_reason() {
+fn kicked_ends_with_the_reason_and_its_text() {
     let srv = FakeServer::new();
     let mut c = Client::spawn(&srv.addr_text(), "alice", &[]);
-    let (from, _) = srv.accept(5, 30_000);
+    let from = srv.accept(30_000);
     c.find_helper();
-    srv.send(
-        from,
-        &ServerMsg::Bye {
-            reason: ByeReason::Kicked,
-        },
-    );
+    srv.bye(from, ByeReason::Removed, "spam");
     assert_eq!(c.wait_clean(WAIT).code(), Some(1));
     assert_eq!(
-        c.err.rest(WAIT),
-        ["chat-client: you were removed by the admin"]
+        c.err_rest(),
+        ["chat-client: you were removed by the admin: spam"]
     );
     assert!(
         srv.recv_where(Duration::from_millis(300), is_leave)
@@ -313,22 +556,61 @@ fn kicked_ends_with_the_reason() {
     );
 }
 
+#[test]
+fn closing_ends_the_client() {
+    let srv = FakeServer::new();
+    let mut c = Client::spawn(&srv.addr_text(), "alice", &[]);
+    let from = srv.accept(30_000);
+    c.find_helper();
+    srv.bye(from, ByeReason::Closing, "");
+    assert_eq!(c.wait_clean(WAIT).code(), Some(1));
+    assert_eq!(c.err_rest(), ["chat-client: the chat room is closing"]);
+}
+
+#[test]
+fn no_counter_is_used_twice_while_typing_fast_with_keepalives() {
+    let srv = FakeServer::new();
+    let mut c = Client::spawn(&srv.addr_text(), "alice", &[]);
+    // Keepalives every 100 ms while the user types.
+    let from = srv.accept(300);
+    c.find_helper();
+    let lines = 60;
+    for i in 0..lines {
+        c.send(&format!("line {i}"));
+    }
+    let mut acked = 0;
+    while acked < lines {
+        let (d, _) = srv.recv(WAIT).expect("the lines");
+        if let Ok(ClientMsg::Say { seq, .. }) = decode_client(&d) {
+            srv.send(from, &ServerMsg::Ack { seq });
+            acked = acked.max(seq);
+        } else if let Ok(ClientMsg::Keepalive { .. }) = decode_client(&d) {
+            srv.send(from, &ServerMsg::Keepalive { last_event: 0 });
+        }
+    }
+    c.close_stdin();
+    srv.answer_leave("LEAVE");
+    assert_eq!(c.wait_clean(WAIT).code(), Some(0));
+    let seen = srv.data_seen.borrow();
+    let mut set = std::collections::HashSet::new();
+    for pair in seen.iter() {
+        assert!(set.insert(*pair), "counter used twice: {pair:?}");
+    }
+    assert!(seen.len() > lines as usize, "{} datagrams", seen.len());
+}
+
 /// A joined client and its peer, with the client's second process found.
-fn joined(srv: &FakeServer, name: &str) -> (Client, std::net::SocketAddr) {
+fn joined(srv: &FakeServer, name: &str) -> (Client, ConnId) {
     let mut c = Client::spawn(&srv.addr_text(), name, &[]);
-    let (from, _) = srv.accept(5, 30_000);
+    let from = srv.accept(30_000);
     c.out.wait_for("welcome", WAIT).expect("welcome");
     c.find_helper();
     (c, from)
 }
 
 /// Exactly one LEAVE reaches the peer (it answers with BYE) and no more follow.
-fn one_leave(srv: &FakeServer, from: std::net::SocketAddr) {
-    let d = srv.answer_leave(from, "LEAVE");
-    assert_eq!(
-        protocol::decode_client(&d).unwrap(),
-        ClientMsg::Leave { token: 5 }
-    );
+fn one_leave(srv: &FakeServer, from: ConnId) {
+    assert_eq!(srv.answer_leave("LEAVE"), from);
     assert!(
         srv.recv_where(Duration::from_millis(400), is_leave)
             .is_none(),
@@ -390,18 +672,18 @@ fn sigkill_of_the_parent_the_receiver_leaves() {
 }
 
 #[test]
-fn sigkill_of_the_receiver_the_parent_leaves() {
+fn sigkill_of_the_receiver_the_parent_says_so_and_sends_nothing() {
     let srv = FakeServer::new();
-    let (mut c, from) = joined(&srv, "alice");
+    let (mut c, _) = joined(&srv, "alice");
     let h = c.helper.unwrap();
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(h), Signal::SIGKILL).unwrap();
-    one_leave(&srv, from);
     assert_eq!(c.wait_clean(WAIT).code(), Some(1));
-    let err = c.err.rest(WAIT);
     assert_eq!(
-        err,
-        ["chat-client: the receiver process was killed by SIGKILL; leaving"]
+        c.err_rest(),
+        ["chat-client: the receiver process was killed by SIGKILL"]
     );
+    // Only the receiver sealed: the parent cannot, and does not try.
+    assert!(srv.recv(Duration::from_millis(500)).is_none());
 }
 
 #[test]
@@ -421,7 +703,7 @@ fn chinese_lines_by_flag_and_by_locale() {
             _ => unreachable!(),
         }
         let mut c = Client::spawn_cmd(cmd);
-        let (from, _) = srv.accept(5, 30_000);
+        let from = srv.accept(30_000);
         c.out
             .wait_for("欢迎 张伟", WAIT)
             .expect("welcome in Chinese");
@@ -430,13 +712,15 @@ fn chinese_lines_by_flag_and_by_locale() {
             1,
             &[
                 Event::Joined { name: "alice" },
-                Event::Said {
-                    from: "alice",
-                    text: "你好",
+                Event::Said(line(1, "alice", "你好")),
+                Event::Admin {
+                    room_seq: 2,
+                    time_ms: 0,
+                    flags: LineFlags::NONE,
+                    text: "维护",
                 },
-                Event::Admin { text: "维护" },
                 Event::Left {
-                    reason: protocol::LeftReason::Left,
+                    reason: LeftReason::Left,
                     name: "alice",
                 },
             ],
@@ -454,7 +738,7 @@ fn chinese_lines_by_flag_and_by_locale() {
             assert!(line.ends_with(want), "{line}");
         }
         c.close_stdin();
-        srv.answer_leave(from, "LEAVE");
+        srv.answer_leave("LEAVE");
         assert_eq!(c.wait_clean(WAIT).code(), Some(0));
     }
 }
@@ -468,12 +752,15 @@ fn started_with_stdin_closed_it_joins_and_leaves() {
     let mut c = Client::spawn_cmd(cmd);
     // That client has a pipe as stdin; this one has none at all.
     c.close_stdin();
-    let (from, _) = srv.accept(5, 30_000);
-    srv.answer_leave(from, "LEAVE on end of input");
+    srv.accept(30_000);
+    srv.answer_leave("LEAVE on end of input");
     assert_eq!(c.wait_clean(WAIT).code(), Some(0));
 
+    let dir = tempfile::tempdir().unwrap();
     let mut cmd = std::process::Command::new(CLIENT);
     cmd.args(["--server", &srv.addr_text(), "--name", "bob"])
+        .arg("--known-servers")
+        .arg(dir.path().join("known_servers"))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
     // SAFETY: the closure runs in the child between fork and exec and makes one
@@ -486,8 +773,8 @@ fn started_with_stdin_closed_it_joins_and_leaves() {
         });
     }
     let mut child = cmd.spawn().unwrap();
-    let (from, _) = srv.accept(6, 30_000);
-    srv.answer_leave(from, "LEAVE: fd 0 was /dev/null");
+    srv.accept(30_000);
+    srv.answer_leave("LEAVE: fd 0 was /dev/null");
     let status = wait_child(&mut child, WAIT).expect("did not exit");
     assert_eq!(status.code(), Some(0));
 }
@@ -653,24 +940,27 @@ fn the_server_restarts_on_the_same_port_and_the_client_rejoins() {
 
 #[test]
 fn events_dropped_on_the_way_are_reported_lost() {
-    // One event per datagram, so a dropped datagram is one lost event.
+    // One event per datagram, so a dropped datagram is one lost event. The
+    // relay cannot read sealed datagrams: it drops the long ones (the lines
+    // marked to drop are longer than any other datagram of the test).
     let srv = Server::start(&["--no-packing", "--member-timeout", "1.5"]);
-    let drop_marked = |d: &[u8]| match protocol::decode_server(d) {
-        Ok(ServerMsg::Events { events, .. }) => events
-            .iter()
-            .any(|e| matches!(e, Event::Said { text, .. } if text.starts_with("drop"))),
-        _ => false,
-    };
-    let relay = Relay::start(&srv.addr, drop_marked);
+    let relay = Relay::start(&srv.addr, |d: &[u8]| d.len() > 150);
     let mut alice = member(&relay.addr, "alice");
     let mut bob = member(&srv.addr, "bob");
-    for line in ["one", "drop two", "drop three", "four", "drop five"] {
-        bob.send(line);
+    let long = "x".repeat(60);
+    for line in [
+        "one".to_string(),
+        format!("drop two {long}"),
+        format!("drop three {long}"),
+        "four".to_string(),
+        format!("drop five {long}"),
+    ] {
+        bob.send(&line);
     }
     saw(&mut alice, "bob: one");
     assert!(saw(&mut alice, "lost").ends_with(" (2 messages lost)"));
     saw(&mut alice, "bob: four");
-    // "drop five" is lost at the end: the next PONG (every 0.5 s) tells.
+    // "drop five" is lost at the end: the server's next KEEPALIVE tells.
     assert!(saw(&mut alice, "lost").ends_with(" (1 message lost)"));
     alice.close_stdin();
     assert_eq!(alice.wait_clean(WAIT).code(), Some(0));

@@ -9,18 +9,19 @@ mod pty;
 
 use common::*;
 use pty::PtyClient;
-use udpchat::protocol::{self, ClientMsg, Event, RejectReason, ServerMsg};
+use udpchat::gate::ConnId;
+use udpchat::protocol::sealed::{
+    decode_client, ByeReason, ClientMsg, Event, RejectReason, ServerMsg,
+};
 
-fn start_with(
-    srv: &FakeServer,
-    extra: &[&str],
-    env: &[(&str, &str)],
-) -> (PtyClient, std::net::SocketAddr) {
+fn start_with(srv: &FakeServer, extra: &[&str], env: &[(&str, &str)]) -> (PtyClient, ConnId) {
     let addr = srv.addr_text();
+    let key = srv.fingerprint();
     let mut args = vec!["--server", addr.as_str(), "--name", "alice", "--lang", "en"];
+    args.extend_from_slice(&["--server-key", key.as_str()]);
     args.extend_from_slice(extra);
     let mut c = PtyClient::spawn_program(CLIENT, &args, env, 80);
-    let (from, _) = srv.accept(5, 30_000);
+    let from = srv.accept(30_000);
     c.find_helper();
     c.wait_screen("the prompt", |s| s.cursor_line() == ">");
     (c, from)
@@ -37,12 +38,7 @@ fn keys(c: &PtyClient, keys: &str, want: &str) {
 fn end(mut c: PtyClient, srv: &FakeServer) {
     c.type_bytes(b"\x15/quit\r");
     let (_, client) = srv.recv_where(WAIT, is_leave).expect("a LEAVE after /quit");
-    srv.send(
-        client,
-        &ServerMsg::Bye {
-            reason: protocol::ByeReason::Left,
-        },
-    );
+    srv.bye(client, ByeReason::Left, "");
     assert_eq!(c.wait_clean().code(), Some(0));
 }
 
@@ -51,10 +47,10 @@ fn history_words_graphemes_and_ctrl_l() {
     let srv = FakeServer::new();
     let (c, from) = start_with(&srv, &[], &[]);
     c.type_bytes(b"first\r");
-    srv.expect_say("the first line", 5, 1, "first");
+    srv.expect_say("the first line", 1, "first");
     srv.send(from, &ServerMsg::Ack { seq: 1 });
     c.type_bytes(b"second\r");
-    srv.expect_say("the second line", 5, 2, "second");
+    srv.expect_say("the second line", 2, "second");
     srv.send(from, &ServerMsg::Ack { seq: 2 });
     keys(&c, "draft", "> draft");
     keys(&c, "\x1b[A", "> second");
@@ -72,7 +68,7 @@ fn history_words_graphemes_and_ctrl_l() {
     keys(&c, "\x05\x15cafe\u{301}", "> cafe");
     keys(&c, "\x7fs", "> cafs");
     c.type_bytes(b"\r");
-    srv.expect_say("no stray accent", 5, 3, "cafs");
+    srv.expect_say("no stray accent", 3, "cafs");
     srv.send(from, &ServerMsg::Ack { seq: 3 });
     // Ctrl-L clears the screen and draws the input line again.
     keys(&c, "kept", "> kept");
@@ -96,10 +92,7 @@ fn tab_completes_names_and_msg_to_an_absent_member_is_not_echoed() {
         1,
         &[
             Event::Joined { name: "bob" },
-            Event::Said {
-                from: "Carol",
-                text: "hi",
-            },
+            Event::Said(line(1, "Carol", "hi")),
             Event::Joined { name: "bobby" },
         ],
     );
@@ -118,7 +111,7 @@ fn tab_completes_names_and_msg_to_an_absent_member_is_not_echoed() {
     c.type_bytes(b"\r");
     let is_private = |m: &ClientMsg<'_>| matches!(m, ClientMsg::Private { .. });
     let (d, _) = srv.recv_where(WAIT, is_private).expect("a PRIVATE");
-    let ClientMsg::Private { seq, .. } = protocol::decode_client(&d).unwrap() else {
+    let ClientMsg::Private { seq, .. } = decode_client(&d).unwrap() else {
         unreachable!()
     };
     srv.send(
@@ -144,7 +137,7 @@ fn tab_completes_names_and_msg_to_an_absent_member_is_not_echoed() {
     // To someone present: echoed once the server has taken it.
     c.type_bytes(b"/msg Carol yo\r");
     let (d, _) = srv.recv_where(WAIT, is_private).expect("a PRIVATE");
-    let ClientMsg::Private { seq, .. } = protocol::decode_client(&d).unwrap() else {
+    let ClientMsg::Private { seq, .. } = decode_client(&d).unwrap() else {
         unreachable!()
     };
     srv.send(from, &ServerMsg::Ack { seq });

@@ -11,15 +11,26 @@ use common::*;
 use nix::sys::signal::Signal;
 use nix::sys::termios::LocalFlags;
 use pty::PtyClient;
-use udpchat::protocol::{self, ClientMsg, Event, ServerMsg};
+use udpchat::gate::ConnId;
+use udpchat::protocol::sealed::{decode_client, ClientMsg, Event, Refusal, ServerMsg};
 
-fn start(srv: &FakeServer, cols: u16) -> (PtyClient, std::net::SocketAddr) {
+fn start(srv: &FakeServer, cols: u16) -> (PtyClient, ConnId) {
     let addr = srv.addr_text();
+    let key = srv.fingerprint();
     let mut c = PtyClient::spawn(
-        &["--server", &addr, "--name", "alice", "--lang", "en"],
+        &[
+            "--server",
+            &addr,
+            "--name",
+            "alice",
+            "--lang",
+            "en",
+            "--server-key",
+            &key,
+        ],
         cols,
     );
-    let (from, _) = srv.accept(5, 30_000);
+    let from = srv.accept(30_000);
     c.find_helper();
     c.wait_screen("the prompt", |s| s.cursor_line() == ">");
     (c, from)
@@ -76,7 +87,7 @@ fn a_half_typed_line_survives_incoming_messages() {
     c.type_bytes(b"\x1b[D\x1b[D\x7f");
     c.wait_screen("the edit", |s| s.cursor_line() == "> hel你好" && s.col == 5);
     c.type_bytes(b"\r");
-    srv.expect_say("the line is said", 5, 1, "hel你好");
+    srv.expect_say("the line is said", 1, "hel你好");
     srv.send(from, &ServerMsg::Ack { seq: 1 });
     let s = c.wait_screen("the own line echoed", |s| {
         s.text().iter().any(|l| l.ends_with(" alice: hel你好")) && s.cursor_line() == ">"
@@ -90,7 +101,7 @@ fn a_half_typed_line_survives_incoming_messages() {
             .any(|l| l.ends_with(" eve: \\x1b[2J\\x1b[1;1Hgotcha"))
     });
     c.type_bytes(b"\x04"); // Ctrl-D on an empty line
-    srv.answer_leave(from, "LEAVE");
+    srv.answer_leave("LEAVE");
     let mut c = c;
     assert_eq!(c.wait_clean().code(), Some(0));
     assert_restored(&c);
@@ -99,11 +110,11 @@ fn a_half_typed_line_survives_incoming_messages() {
 #[test]
 fn ctrl_c_through_the_terminal_leaves_and_restores_the_modes() {
     let srv = FakeServer::new();
-    let (mut c, from) = start(&srv, 80);
+    let (mut c, _) = start(&srv, 80);
     c.type_bytes(b"half");
     c.wait_screen("typed", |s| s.cursor_line() == "> half");
     c.type_bytes(b"\x03");
-    srv.answer_leave(from, "LEAVE");
+    srv.answer_leave("LEAVE");
     assert_eq!(c.wait_clean().code(), Some(130));
     assert_restored(&c);
 }
@@ -111,13 +122,13 @@ fn ctrl_c_through_the_terminal_leaves_and_restores_the_modes() {
 #[test]
 fn modes_are_restored_when_the_parent_is_killed() {
     let srv = FakeServer::new();
-    let (mut c, from) = start(&srv, 80);
+    let (mut c, _) = start(&srv, 80);
     let helper = c.helper.unwrap();
     assert!(chat_mode(c.local_flags()));
     let before = c.output().len();
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.pid()), Signal::SIGKILL).unwrap();
     c.wait(WAIT).expect("killed");
-    srv.answer_leave(from, "the receiver's LEAVE");
+    srv.answer_leave("the receiver's LEAVE");
     assert!(orphan_ended_within(helper, WAIT));
     assert_restored(&c);
     // The shell has its prompt up again: the receiver drew nothing over it.
@@ -129,11 +140,24 @@ fn modes_are_restored_when_the_parent_is_killed() {
 fn the_first_login_shows_it_is_connecting_then_erases_it() {
     let srv = FakeServer::new();
     let addr = srv.addr_text();
-    let mut c = PtyClient::spawn(&["--server", &addr, "--name", "alice", "--lang", "en"], 80);
+    let key = srv.fingerprint();
+    let mut c = PtyClient::spawn(
+        &[
+            "--server",
+            &addr,
+            "--name",
+            "alice",
+            "--lang",
+            "en",
+            "--server-key",
+            &key,
+        ],
+        80,
+    );
     c.wait_screen("the connecting line", |s| {
         s.cursor_line() == format!("-- connecting to {addr}…")
     });
-    let (from, _) = srv.accept(5, 30_000);
+    srv.accept(30_000);
     c.find_helper();
     let s = c.wait_screen("the prompt", |s| s.cursor_line() == ">");
     assert!(
@@ -142,7 +166,7 @@ fn the_first_login_shows_it_is_connecting_then_erases_it() {
         s.text()
     );
     c.type_bytes(b"\x03");
-    srv.answer_leave(from, "LEAVE");
+    srv.answer_leave("LEAVE");
     assert_eq!(c.wait_clean().code(), Some(130));
 }
 
@@ -164,11 +188,11 @@ fn ctrl_d_at_the_name_prompt_ends_quietly_on_a_new_line() {
 #[test]
 fn a_half_typed_line_stays_on_the_screen_at_the_end() {
     let srv = FakeServer::new();
-    let (mut c, from) = start(&srv, 80);
+    let (mut c, _) = start(&srv, 80);
     c.type_bytes(b"half a tho");
     c.wait_screen("typed", |s| s.cursor_line() == "> half a tho");
     c.type_bytes(b"\x03");
-    srv.answer_leave(from, "the LEAVE after Ctrl-C");
+    srv.answer_leave("the LEAVE after Ctrl-C");
     assert_eq!(c.wait_clean().code(), Some(130));
     let s = c.wait_screen("the line kept above the cursor", |s| {
         s.row > 0 && s.line(s.row - 1) == "> half a tho"
@@ -179,10 +203,9 @@ fn a_half_typed_line_stays_on_the_screen_at_the_end() {
 #[test]
 fn modes_are_restored_when_the_receiver_is_killed() {
     let srv = FakeServer::new();
-    let (mut c, from) = start(&srv, 80);
+    let (mut c, _) = start(&srv, 80);
     let helper = c.helper.unwrap();
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(helper), Signal::SIGKILL).unwrap();
-    srv.answer_leave(from, "the sender's LEAVE");
     assert_eq!(c.wait_clean().code(), Some(1));
     assert_restored(&c);
 }
@@ -213,12 +236,12 @@ fn ctrl_z_gives_the_modes_back_and_continuing_redraws() {
         .recv_where(WAIT, |m| matches!(m, ClientMsg::Say { .. }))
         .expect("the line is said after fg");
     assert!(matches!(
-        protocol::decode_client(&d).unwrap(),
+        decode_client(&d).unwrap(),
         ClientMsg::Say { text: "draft!", .. }
     ));
     srv.send(from, &ServerMsg::Ack { seq: 1 });
     c.type_bytes(b"/quit\r");
-    srv.answer_leave(from, "LEAVE");
+    srv.answer_leave("LEAVE");
     assert_eq!(c.wait_clean().code(), Some(0));
     assert_restored(&c);
 }
@@ -226,7 +249,7 @@ fn ctrl_z_gives_the_modes_back_and_continuing_redraws() {
 #[test]
 fn a_narrow_window_scrolls_the_input_line() {
     let srv = FakeServer::new();
-    let (c, from) = start(&srv, 20);
+    let (c, _) = start(&srv, 20);
     c.type_bytes(b"abcdefghijklmnopqrstuvwxyz");
     let s = c.wait_screen("the tail of the line", |s| s.cursor_line().ends_with('z'));
     assert!(s.cursor_line().starts_with("> "));
@@ -237,7 +260,7 @@ fn a_narrow_window_scrolls_the_input_line() {
         s.cursor_line() == "> abcdefghijklmnopqrstuvwxyz"
     });
     c.type_bytes(b"\x03");
-    srv.answer_leave(from, "LEAVE");
+    srv.answer_leave("LEAVE");
 }
 
 #[test]
@@ -257,19 +280,26 @@ fn a_message_wider_than_the_window_wraps_above_the_input_line() {
     assert!(shown.ends_with(&format!("bob: {text}")), "{rows:#?}");
     assert_eq!(rows[s.row - 3].chars().count(), 20, "{rows:#?}");
     c.type_bytes(b"\x03");
-    srv.answer_leave(from, "LEAVE");
+    srv.answer_leave("LEAVE");
 }
 
 #[test]
 fn on_a_terminal_a_refused_name_is_asked_again() {
     let srv = FakeServer::new();
     let addr = srv.addr_text();
-    let mut c = PtyClient::spawn(&["--server", &addr, "--lang", "en"], 80);
+    let key = srv.fingerprint();
+    let mut c = PtyClient::spawn(
+        &["--server", &addr, "--lang", "en", "--server-key", &key],
+        80,
+    );
     c.wait_screen("the name prompt", |s| s.cursor_line() == "name:");
     // Checked locally first: no round-trip for a reserved or invalid name.
     c.type_bytes(b"Admin\r");
     c.wait_screen("the reason and a new prompt", |s| {
-        s.text().iter().any(|l| l == "Admin: name reserved") && s.cursor_line() == "name:"
+        s.text()
+            .iter()
+            .any(|l| l == "Admin: name reserved: looks like 'admin'")
+            && s.cursor_line() == "name:"
     });
     // The line editor at the prompt: arrows move, Backspace deletes.
     c.type_bytes(b"a b\r");
@@ -285,22 +315,19 @@ fn on_a_terminal_a_refused_name_is_asked_again() {
     let (d, from) = srv
         .recv_where(WAIT, |m| matches!(m, ClientMsg::Join { .. }))
         .expect("JOIN");
-    let ClientMsg::Join { nonce, name, .. } = protocol::decode_client(&d).unwrap() else {
+    let ClientMsg::Join { name } = decode_client(&d).unwrap() else {
         unreachable!()
     };
     assert_eq!(name, "bob");
-    srv.send(
-        from,
-        &ServerMsg::Refused {
-            nonce,
-            reason: protocol::RefuseReason::Taken,
-        },
-    );
+    srv.send(from, &ServerMsg::Refused(Refusal::Taken { like: "Bob" }));
     c.wait_screen("the server's reason", |s| {
-        s.text().iter().any(|l| l == "bob: name taken") && s.cursor_line() == "name:"
+        s.text()
+            .iter()
+            .any(|l| l == "bob: name taken: looks like 'Bob'")
+            && s.cursor_line() == "name:"
     });
     c.type_bytes(b"bob2\r");
-    let (from, _) = srv.accept(9, 30_000);
+    srv.accept(30_000);
     c.find_helper();
     c.wait_screen("the chat prompt", |s| {
         s.text()
@@ -309,7 +336,7 @@ fn on_a_terminal_a_refused_name_is_asked_again() {
             && s.cursor_line() == ">"
     });
     c.type_bytes(b"/quit\r");
-    srv.answer_leave(from, "LEAVE");
+    srv.answer_leave("LEAVE");
     assert_eq!(c.wait_clean().code(), Some(0));
     assert_restored(&c);
 }

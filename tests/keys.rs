@@ -182,6 +182,36 @@ fn the_first_start_creates_a_private_key_and_later_starts_keep_it() {
 }
 
 #[test]
+fn without_key_the_default_location_is_used_and_the_log_says_the_fingerprint() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (xdg, expect) in [
+        (true, tmp.path().join("data/udpchat/server.key")),
+        (
+            false,
+            tmp.path().join("home/.local/share/udpchat/server.key"),
+        ),
+    ] {
+        let mut cmd = server(&[]);
+        cmd.env("HOME", tmp.path().join("home"));
+        if xdg {
+            cmd.env("XDG_DATA_HOME", tmp.path().join("data"));
+        } else {
+            cmd.env_remove("XDG_DATA_HOME");
+        }
+        let running = Running::spawn(cmd);
+        running.wait_listening();
+        let line = running.stderr.recv_timeout(WAIT).expect("a second line");
+        assert_eq!(mode(&expect), 0o600, "{}", expect.display());
+        let fingerprint = fingerprint_of(&expect);
+        assert!(
+            line.ends_with(&format!("server key {}", fingerprint.trim_end())),
+            "{line:?}"
+        );
+        assert!(running.stop().success());
+    }
+}
+
+#[test]
 fn fingerprint_prints_the_test_vector() {
     let tmp = tempfile::tempdir().unwrap();
     let key = tmp.path().join("alice.key");

@@ -7,6 +7,8 @@
 mod common;
 #[path = "common/pty.rs"]
 mod pty;
+#[path = "common/server.rs"]
+mod server_harness;
 
 use common::*;
 use pty::PtyClient;
@@ -53,8 +55,17 @@ fn ended_within(pid: i32, limit: Duration) -> bool {
 
 #[test]
 fn a_server_in_the_background_of_a_shell_keeps_serving() {
+    let dir = server_harness::temp_dir();
+    let key = dir.path().join("server.key");
     let sh = shell();
-    sh.type_bytes(format!("{} --bind 127.0.0.1:0 & echo pid=$!\r", Server::BIN).as_bytes());
+    sh.type_bytes(
+        format!(
+            "{} --bind 127.0.0.1:0 --key '{}' & echo pid=$!\r",
+            Server::BIN,
+            key.display()
+        )
+        .as_bytes(),
+    );
     let s = sh.wait_screen("the server's pid", |s| {
         s.text().iter().any(|l| l.starts_with("pid="))
     });
@@ -79,12 +90,10 @@ fn a_server_in_the_background_of_a_shell_keeps_serving() {
     wait_line(&sh, "the shell's answer", "hello-there: command not found");
     sh.wait_screen("the prompt again", |s| s.cursor_line() == "$");
     assert_ne!(stat(pid).map(|s| s.1), Some('T'), "the server was stopped");
-    let mut c = Client::spawn(&addr, "alice", &[]);
-    c.out
-        .wait_for("welcome", WAIT)
-        .expect("a client joins a server in the background");
-    c.close_stdin();
-    assert_eq!(c.wait_clean(WAIT).code(), Some(0));
+    let mut alice = server_harness::Client::join(addr.parse().expect("an address"), "alice");
+    alice.say_acked("a server in the background answers");
+    alice.leave();
+    alice.expect(|g| matches!(g, server_harness::Got::Ended(_)));
     assert_eq!(count(&sh, "admin console paused"), 1, "said once");
 
     // In the foreground the console reads again.
@@ -94,7 +103,7 @@ fn a_server_in_the_background_of_a_shell_keeps_serving() {
     wait_line(
         &sh,
         "the console's help",
-        "/shutdown     tells every member",
+        "tells every member the room is closing",
     );
     // Ctrl-D on the terminal: the server keeps running, the console stays on.
     sh.type_bytes(b"\x04");

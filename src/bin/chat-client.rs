@@ -1,9 +1,13 @@
-//! `chat-client [--server ADDR] [--name NAME] [--lang en|zh]`: a member of a
-//! udpchat room on a terminal or through pipes. See the README.
+//! `chat-client [--server ADDR] [--name NAME] [--lang en|zh] [--known-servers FILE]
+//! [--server-key FINGERPRINT] …`: a member of a udpchat room on a terminal or
+//! through pipes. See the README.
 
 use clap::{Parser, ValueEnum};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 use udpchat::client::{self, Lang};
+use udpchat::trust::Fingerprint;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum LangArg {
@@ -39,6 +43,26 @@ struct Args {
     /// When to highlight your name: auto (stdout a terminal, TERM not dumb, NO_COLOR unset), always, never.
     #[arg(long, value_enum, default_value = "auto", value_name = "WHEN")]
     color: ColorArg,
+    /// The file of server keys trusted on first use (default:
+    /// $XDG_DATA_HOME/udpchat/known_servers, else ~/.local/share/udpchat/known_servers).
+    #[arg(long, value_name = "FILE")]
+    known_servers: Option<PathBuf>,
+    /// Trust only the server key with this fingerprint (SHA256:…, as
+    /// `chat-server --key FILE --fingerprint` prints it); nothing is recorded.
+    #[arg(long, value_name = "FINGERPRINT")]
+    server_key: Option<Fingerprint>,
+    /// Through pipes, give up reconnecting this many seconds after contact with the
+    /// server was lost, and exit 1 (on a terminal it retries until you quit).
+    #[arg(long, default_value = "60", value_name = "SECONDS", value_parser = seconds)]
+    reconnect_timeout: Duration,
+}
+
+/// A positive number of seconds (fractions allowed).
+fn seconds(text: &str) -> Result<Duration, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s > 0.0 && s <= 1e9 => Ok(Duration::from_secs_f64(s)),
+        _ => Err(format!("'{text}' is not a positive number of seconds")),
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -70,6 +94,9 @@ fn main() -> ExitCode {
             ColorArg::Always => client::ColorChoice::Always,
             ColorArg::Never => client::ColorChoice::Never,
         },
+        known_servers: args.known_servers,
+        server_key: args.server_key,
+        reconnect_timeout: args.reconnect_timeout,
     };
     match client::run(&opts) {
         Ok(code) => ExitCode::from(code),

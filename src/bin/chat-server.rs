@@ -6,13 +6,15 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 use udpchat::error::{Error, Result};
+use udpchat::gate::Config as GateConfig;
 use udpchat::room::Config;
 use udpchat::server::{self, Options};
 use udpchat::stdio;
 use udpchat::trust::ServerKey;
 
-/// One UDP chat room. Lines typed on stdin go to every member as admin
-/// messages; /who, /kick NAME, /stats, /shutdown and /help are console commands.
+/// One UDP chat room (protocol version 2: sealed sessions). Lines typed on
+/// stdin go to every member as admin messages; /who, /kick NAME [REASON],
+/// /stats, /shutdown and /help are console commands.
 #[derive(Parser, Debug)]
 #[command(name = "chat-server", version)]
 struct Args {
@@ -35,9 +37,21 @@ struct Args {
     #[arg(long, value_name = "PER_SECOND", default_value_t = 5.0, value_parser = parse_rate,
           allow_negative_numbers = true)]
     rate: f64,
+    /// Refuse joins beyond this many members from one IPv4 address or IPv6 /64 (at least 1).
+    #[arg(long, value_name = "N", default_value_t = 64,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_per_ip: u32,
+    /// Refuse joins beyond this many a minute from one IPv4 address or IPv6 /64 (at least 1).
+    #[arg(long, value_name = "N", default_value_t = 64,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    joins_per_minute: u32,
     /// Send one event per datagram instead of packing a turn's events together (for measurement).
     #[arg(long)]
     no_packing: bool,
+    /// Sessions are re-keyed after this many seconds (for tests: the default is 120).
+    #[arg(long, value_name = "SECONDS", hide = true,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    rekey_after: Option<u32>,
     /// The server's long-term key, created (mode 0600) if missing, never replaced
     /// [default: $XDG_DATA_HOME/udpchat/server.key, or ~/.local/share/udpchat/server.key].
     #[arg(long, value_name = "FILE")]
@@ -95,14 +109,14 @@ fn run() -> Result<()> {
     if args.fingerprint {
         return print_fingerprint(args.key);
     }
-    // Loaded before the socket opens, so a bad key file stops the server at
-    // once. Until the sealed protocol uses the key, only with `--key`: the
-    // tests that do not pass it yet must not touch the default location.
-    let _key = args
-        .key
-        .as_deref()
-        .map(ServerKey::load_or_create)
-        .transpose()?;
+    // Loaded (or created) before the socket opens, so a bad key file stops
+    // the server at once.
+    let path = args.key.map_or_else(ServerKey::default_path, Ok)?;
+    let key = ServerKey::load_or_create(&path)?;
+    let mut gate = GateConfig::default();
+    if let Some(s) = args.rekey_after {
+        gate.rekey_after_s = s;
+    }
     let opts = Options {
         bind: args.bind,
         room: Config {
@@ -111,8 +125,12 @@ fn run() -> Result<()> {
             member_timeout: args.member_timeout,
             rate: args.rate,
             packing: !args.no_packing,
+            max_per_ip: args.max_per_ip as usize,
+            joins_per_minute: args.joins_per_minute,
+            gate,
             ..Config::default()
         },
+        key,
     };
     server::set_up_signals()?;
     server::run(&opts)

@@ -1,4 +1,4 @@
-//! What a line of input asks for: a message, `/msg`, `/who`, `/quit`,
+//! What a line of input asks for: a message, `/me`, `/msg`, `/who`, `/quit`,
 //! `/help`, or a mistake. Pure.
 
 use crate::protocol::MAX_NAME_BYTES;
@@ -7,7 +7,12 @@ use crate::protocol::MAX_NAME_BYTES;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     Say(String),
-    Private { to: String, text: String },
+    /// `/me waves`: an action, without `/me `.
+    Me(String),
+    Private {
+        to: String,
+        text: String,
+    },
     Who,
     Quit,
     Help,
@@ -36,6 +41,8 @@ pub fn parse_line(line: &str) -> Command {
         "quit" | "exit" => Command::Quit,
         "who" => Command::Who,
         "help" | "?" => Command::Help,
+        "me" if args.is_empty() => Command::Usage("/me ACTION"),
+        "me" => Command::Me(args.to_string()),
         "msg" => {
             let (to, text) = match args.find(char::is_whitespace) {
                 Some(i) => (&args[..i], args[i..].trim_start()),
@@ -76,5 +83,7 @@ mod tests {
         assert_eq!(parse_line("/msg"), Command::Usage("/msg NAME TEXT"));
         assert_eq!(parse_line("/frob x"), Command::Unknown("/frob".into()));
         assert_eq!(parse_line("//who"), Command::Say("/who".into()));
+        assert_eq!(parse_line("/me  waves "), Command::Me("waves".into()));
+        assert_eq!(parse_line("/me"), Command::Usage("/me ACTION"));
     }
 }

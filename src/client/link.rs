@@ -2,10 +2,11 @@
 //! socketpair (one message per packet, EOF when the other side is gone).
 //!
 //! Sender to receiver: the edit buffer (terminal mode), lines to print, `/who`,
+//! the bodies to seal and send (the receiver is the only process that seals),
 //! "quit with this exit code". Receiver to sender: ACK and REJECT of its
-//! messages, "re-joining", the new session token, and "I am leaving".
+//! messages, "reconnecting" and "back", and "I am leaving".
 
-use crate::protocol::{RejectReason, Token};
+use crate::protocol::sealed::RejectReason;
 
 /// From the sender to the receiver.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +23,10 @@ pub enum ToReceiver {
     Redraw,
     /// Fetch the member list quietly, for Tab completion.
     RefreshNames,
+    /// A body (SAY, ME, PRIVATE) for the receiver to seal and send.
+    Send(Vec<u8>),
+    /// The sender's lowest unacknowledged message number (for a RESUME).
+    Unacked(u32),
 }
 
 /// From the receiver to the sender.
@@ -29,10 +34,10 @@ pub enum ToReceiver {
 pub enum ToSender {
     Ack(u32),
     Reject(u32, RejectReason),
-    /// The session is being replaced: hold retransmissions.
-    Rejoining,
-    /// The new session's token: renumber and resend what is unacknowledged.
-    Token(Token),
+    /// Contact is lost, the client is reconnecting: hold retransmissions.
+    Holding,
+    /// A member again after a reconnect: resend what is unacknowledged.
+    Back,
     /// The receiver is leaving (kick, shutdown, lost contact, a signal): stop sending.
     Leaving,
     /// A member seen in the room (joined, spoke, listed), for Tab completion.
@@ -58,6 +63,14 @@ impl ToReceiver {
             ToReceiver::Quit(code) => v.extend_from_slice(&[4, *code]),
             ToReceiver::Redraw => v.push(5),
             ToReceiver::RefreshNames => v.push(6),
+            ToReceiver::Send(body) => {
+                v.push(7);
+                v.extend_from_slice(body);
+            }
+            ToReceiver::Unacked(n) => {
+                v.push(8);
+                v.extend_from_slice(&n.to_be_bytes());
+            }
         }
         v
     }
@@ -74,6 +87,8 @@ impl ToReceiver {
             4 if rest.len() == 1 => ToReceiver::Quit(rest[0]),
             5 if rest.is_empty() => ToReceiver::Redraw,
             6 if rest.is_empty() => ToReceiver::RefreshNames,
+            7 if !rest.is_empty() => ToReceiver::Send(rest.to_vec()),
+            8 if rest.len() == 4 => ToReceiver::Unacked(u32::from_be_bytes(rest.try_into().ok()?)),
             _ => return None,
         })
     }
@@ -90,13 +105,10 @@ impl ToSender {
             ToSender::Reject(seq, r) => {
                 v.push(2);
                 v.extend_from_slice(&seq.to_be_bytes());
-                v.push(*r as u8);
+                v.push(r.code());
             }
-            ToSender::Rejoining => v.push(3),
-            ToSender::Token(t) => {
-                v.push(4);
-                v.extend_from_slice(&t.to_be_bytes());
-            }
+            ToSender::Holding => v.push(3),
+            ToSender::Back => v.push(4),
             ToSender::Leaving => v.push(5),
             ToSender::Seen(name) => {
                 v.push(6);
@@ -116,10 +128,10 @@ impl ToSender {
             (1, 4) => ToSender::Ack(u32::from_be_bytes(rest.try_into().ok()?)),
             (2, 5) => ToSender::Reject(
                 u32::from_be_bytes(rest[..4].try_into().ok()?),
-                RejectReason::from_u8(rest[4])?,
+                RejectReason::from_code(rest[4])?,
             ),
-            (3, 0) => ToSender::Rejoining,
-            (4, 8) => ToSender::Token(u64::from_be_bytes(rest.try_into().ok()?)),
+            (3, 0) => ToSender::Holding,
+            (4, 0) => ToSender::Back,
             (5, 0) => ToSender::Leaving,
             (6, _) => ToSender::Seen(String::from_utf8(rest.to_vec()).ok()?),
             (7, _) => ToSender::Gone(String::from_utf8(rest.to_vec()).ok()?),
@@ -148,14 +160,16 @@ mod tests {
             ToReceiver::Quit(130),
             ToReceiver::Redraw,
             ToReceiver::RefreshNames,
+            ToReceiver::Send(vec![3, 0, 0, 0, 1]),
+            ToReceiver::Unacked(7),
         ] {
             assert_eq!(ToReceiver::decode(&m.encode()), Some(m));
         }
         for m in [
             ToSender::Ack(7),
             ToSender::Reject(9, RejectReason::NoSuchMember),
-            ToSender::Rejoining,
-            ToSender::Token(u64::MAX),
+            ToSender::Holding,
+            ToSender::Back,
             ToSender::Leaving,
             ToSender::Seen("小明".into()),
             ToSender::Gone("bob".into()),

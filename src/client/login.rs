@@ -1,133 +1,66 @@
-//! The login handshake of PROTOCOL.md as a state machine (JOIN, CHALLENGE,
-//! JOIN with the cookie, WELCOME or REFUSED), used before the fork with a
-//! blocking socket and by the receiver for a re-join inside its poll loop.
-//!
-//! Pure: time is an argument; datagrams and outcomes are return values.
+//! The first login, before the fork, in one process with a blocking socket:
+//! the handshake, the server's key checked against the pin (trust on first
+//! use, [`ServerTrust`]), then JOIN until WELCOME. A refused name is asked
+//! again on a terminal and is the end through a pipe. The protocol is the
+//! connection's ([`Conn`]); this file only moves its datagrams and answers
+//! its questions.
 
-use crate::protocol::{ClientMsg, Cookie, RefuseReason, ServerMsg, Token, COOKIE_LEN};
+use crate::client::conn::{Conn, End, Event, SealedBodies, ServerTrust};
+use crate::client::name_prompt::{self, NameInput};
+use crate::client::reasons::{self, Fatal};
+use crate::client::render::{self, Lang, Notice};
+use crate::client::Options;
+use crate::error::{Error, Result};
+use crate::protocol::sealed::{decode_server, Refusal, ServerMsg, WelcomeFlags};
+use crate::protocol::{self, NameError, MAX_DATAGRAM};
+use std::io::{self, Write};
+use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
-/// A login attempt that has had no answer for this long is given up.
-pub const LOGIN_TIMEOUT: Duration = Duration::from_millis(4500);
-/// The wait before the n-th resend grows by this step, up to [`MAX_RESEND_WAIT`].
-const RESEND_STEP: Duration = Duration::from_millis(500);
-/// The longest wait between two sends of a JOIN.
-const MAX_RESEND_WAIT: Duration = Duration::from_millis(1500);
-
-/// What the server said when it let us in.
+/// What the client keeps of a WELCOME.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Welcome {
-    /// The session token (never 0) for every later datagram.
-    pub token: Token,
-    /// How many members there are, us included.
-    pub members: u32,
-    /// The member timeout, in milliseconds.
-    pub timeout_ms: u32,
-    /// The name as the server registered it.
+pub(crate) struct Welcome {
+    /// The name, as the server registered it.
     pub name: String,
+    /// Members in the room, this one included.
+    pub members: u32,
+    /// What the room keeps and what the server serves.
+    pub flags: WelcomeFlags,
+    /// This client's id in message ids.
+    pub client_id: u64,
+    /// The run of the room's sequence.
+    pub epoch: u32,
+    /// The room sequence of the last room message so far.
+    pub room_seq: u64,
 }
 
-/// What to do next.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Step {
-    /// Send this datagram.
-    Send(Vec<u8>),
-    /// Nothing to do (an answer for another attempt, or not yet time).
-    Wait,
-    /// We are in (WELCOME).
-    Welcome(Welcome),
-    /// The server refused the name (REFUSED).
-    Refused(RefuseReason),
-    /// No answer within [`LOGIN_TIMEOUT`].
-    GiveUp,
-}
-
-/// One login attempt for one name.
-#[derive(Debug, Clone)]
-pub struct Login {
-    name: String,
-    nonce: u64,
-    prev_token: Token,
-    cookie: Cookie,
-    sends: u32,
-    next_at: Instant,
-    deadline: Instant,
-}
-
-impl Login {
-    /// Starts an attempt; returns it and the first JOIN to send.
-    pub fn start(name: &str, prev_token: Token, nonce: u64, now: Instant) -> (Login, Vec<u8>) {
-        let mut login = Login {
-            name: name.to_string(),
-            nonce,
-            prev_token,
-            cookie: [0; COOKIE_LEN],
-            sends: 0,
-            next_at: now,
-            deadline: now + LOGIN_TIMEOUT,
-        };
-        let join = login.join(now);
-        (login, join)
-    }
-
-    fn join(&mut self, now: Instant) -> Vec<u8> {
-        self.sends += 1;
-        self.next_at = now + (RESEND_STEP * self.sends).min(MAX_RESEND_WAIT);
-        ClientMsg::Join {
-            nonce: self.nonce,
-            prev_token: self.prev_token,
-            cookie: self.cookie,
-            name: &self.name,
-        }
-        .to_vec()
-    }
-
-    /// A datagram from the server.
-    pub fn on_message(&mut self, msg: &ServerMsg<'_>, now: Instant) -> Step {
-        match *msg {
-            ServerMsg::Challenge { nonce, cookie } if nonce == self.nonce => {
-                self.cookie = cookie;
-                Step::Send(self.join(now))
-            }
-            ServerMsg::Refused { nonce, reason } if nonce == self.nonce => Step::Refused(reason),
-            ServerMsg::Welcome {
-                nonce,
-                token,
-                members,
-                timeout_ms,
-                name,
-            } if nonce == self.nonce && token != 0 => Step::Welcome(Welcome {
-                token,
-                members,
-                timeout_ms,
-                name: name.to_string(),
+impl Welcome {
+    /// The WELCOME in `body`, if it is one.
+    pub(crate) fn decode(body: &[u8]) -> Option<Welcome> {
+        match decode_server(body) {
+            Ok(ServerMsg::Welcome(w)) => Some(Welcome {
+                name: w.name.to_string(),
+                members: w.members,
+                flags: w.flags,
+                client_id: w.client_id,
+                epoch: w.epoch,
+                room_seq: w.room_seq,
             }),
-            _ => Step::Wait,
+            _ => None,
         }
-    }
-
-    /// Time passed: resend, give up, or wait.
-    pub fn on_timer(&mut self, now: Instant) -> Step {
-        if now >= self.deadline {
-            Step::GiveUp
-        } else if now >= self.next_at {
-            Step::Send(self.join(now))
-        } else {
-            Step::Wait
-        }
-    }
-
-    /// When [`Login::on_timer`] next has something to do.
-    pub fn next_wakeup(&self) -> Instant {
-        self.next_at.min(self.deadline)
     }
 }
 
-/// A fresh random nonce for a login attempt.
-pub fn random_nonce() -> u64 {
+/// A member: the connection and its WELCOME.
+pub(crate) struct Joined {
+    pub conn: Conn<SealedBodies>,
+    pub welcome: Welcome,
+}
+
+/// A fresh random number from the OS random source (session ids, jitter).
+pub(crate) fn random_u64() -> u64 {
     getrandom::u64().unwrap_or_else(|_| {
-        // No OS random source: the nonce only tells our answers from stale
-        // ones, so the clock and the pid are enough.
+        // No OS random source: ids only need to differ between sessions.
         let t = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
@@ -136,89 +69,196 @@ pub fn random_nonce() -> u64 {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::protocol::{decode_client, JOIN_SIZE};
+/// Logs in as the given name or one asked for. `Ok(Err(code))`: no name was
+/// given (Ctrl-D or Ctrl-C at the prompt).
+pub(crate) fn first_login(
+    socket: &UdpSocket,
+    opts: &Options,
+    trust: &ServerTrust,
+    interactive: bool,
+    terminal: bool,
+) -> Result<std::result::Result<Joined, u8>> {
+    let lang = opts.lang;
+    let mut given = opts.name.clone();
+    let mut name = match next_name(&mut given, lang, interactive)? {
+        Ok(n) => n,
+        Err(code) => return Ok(Err(code)),
+    };
+    let reconnect_timeout = (!interactive).then_some(opts.reconnect_timeout);
+    let mut conn = Conn::connect(
+        SealedBodies,
+        &name,
+        reconnect_timeout,
+        Box::new(random_u64),
+        Instant::now(),
+    );
+    let progress = Progress::new(terminal, lang, &opts.server);
+    let mut buf = vec![0u8; MAX_DATAGRAM + 1];
+    loop {
+        let now = Instant::now();
+        while let Some(d) = conn.poll_transmit() {
+            if socket.send(&d).as_ref().is_err_and(refused) {
+                conn.on_unreachable(now);
+            }
+        }
+        if let Some(ev) = conn.poll_event() {
+            match ev {
+                Event::VerifyKey(key) => {
+                    progress.erase();
+                    for line in trust.check(&key)? {
+                        crate::stdio::err_line(&format!("chat-client: {line}"));
+                    }
+                    conn.key_checked(now, true);
+                    progress.show();
+                }
+                Event::Welcome { body, .. } => {
+                    progress.erase();
+                    let welcome = Welcome::decode(&body).ok_or_else(|| {
+                        fatal(
+                            lang,
+                            &Fatal::NoAnswer {
+                                server: &opts.server,
+                            },
+                        )
+                    })?;
+                    return Ok(Ok(Joined { conn, welcome }));
+                }
+                Event::Refused { body } => {
+                    progress.erase();
+                    let Ok(ServerMsg::Refused(r)) = decode_server(&body) else {
+                        continue;
+                    };
+                    let reason = reasons::refusal(lang, &name, &r);
+                    let again = matches!(
+                        r,
+                        Refusal::Taken { .. } | Refusal::Reserved { .. } | Refusal::InvalidName(_)
+                    );
+                    if !interactive || !again {
+                        return Err(cannot_join(lang, &name, &reason));
+                    }
+                    let _ = writeln!(io::stderr(), "{}: {reason}", render::escape(&name));
+                    name = match next_name(&mut None, lang, interactive)? {
+                        Ok(n) => n,
+                        Err(code) => return Ok(Err(code)),
+                    };
+                    conn.join(Instant::now(), &name);
+                    progress.show();
+                }
+                Event::Ended(end) => {
+                    progress.erase();
+                    return Err(login_ended(lang, &opts.server, trust, &end));
+                }
+                Event::Body(_) | Event::Reconnecting { .. } => {}
+            }
+            continue;
+        }
+        let now = Instant::now();
+        let wake = conn.next_timeout();
+        if wake.is_some_and(|w| now >= w) {
+            conn.on_timeout(now);
+            continue;
+        }
+        let wait = wake.map_or(Duration::from_secs(1), |w| w - now);
+        let _ = socket.set_read_timeout(Some(wait.max(Duration::from_millis(1))));
+        match socket.recv(&mut buf) {
+            Ok(n) if n <= MAX_DATAGRAM => conn.on_datagram(Instant::now(), &buf[..n]),
+            Ok(_) => {} // longer than any datagram of the protocol
+            Err(e) if refused(&e) => conn.on_unreachable(Instant::now()),
+            Err(e) => match e.kind() {
+                io::ErrorKind::WouldBlock
+                | io::ErrorKind::TimedOut
+                | io::ErrorKind::Interrupted => {}
+                _ => return Err(Error::io("receive from", &opts.server, e)),
+            },
+        }
+    }
+}
 
-    fn join_fields(d: &[u8]) -> (u64, Token, Cookie, String) {
-        assert_eq!(d.len(), JOIN_SIZE);
-        match decode_client(d).unwrap() {
-            ClientMsg::Join {
-                nonce,
-                prev_token,
-                cookie,
-                name,
-            } => (nonce, prev_token, cookie, name.to_string()),
-            m => panic!("{m:?}"),
+fn refused(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::ConnectionRefused
+}
+
+fn fatal(lang: Lang, f: &Fatal<'_>) -> Error {
+    Error::plain(reasons::fatal_line(lang, f))
+}
+
+fn cannot_join(lang: Lang, name: &str, reason: &str) -> Error {
+    fatal(
+        lang,
+        &Fatal::CannotJoin {
+            name,
+            reason,
+            again: false,
+        },
+    )
+}
+
+/// Why the first login ended without a WELCOME.
+fn login_ended(lang: Lang, server: &str, trust: &ServerTrust, end: &End) -> Error {
+    match end {
+        End::Unreachable => fatal(lang, &Fatal::ConnectionRefused { server }),
+        End::KeyChanged { key, pinned } => trust.changed_error(key, pinned),
+        _ => fatal(lang, &Fatal::NoAnswer { server }),
+    }
+}
+
+/// The next name to try: the one given (the first time), else one asked
+/// for. A name that breaks a rule the client can check is refused here,
+/// without asking the server: asked again on a terminal, the end through a
+/// pipe.
+fn next_name(
+    given: &mut Option<String>,
+    lang: Lang,
+    interactive: bool,
+) -> Result<std::result::Result<String, u8>> {
+    loop {
+        let name = match given.take() {
+            Some(n) => n.trim().to_string(),
+            None => match name_prompt::read_name(lang, interactive)? {
+                NameInput::Name(n) => n,
+                NameInput::Quit(code) => return Ok(Err(code)),
+            },
+        };
+        let reason = match protocol::check_name(&name) {
+            Ok(()) | Err(NameError::LooksLike(_)) => return Ok(Ok(name)),
+            Err(NameError::Invalid(why)) => reasons::invalid_name(lang, &name, why),
+            Err(NameError::Reserved(word)) => {
+                reasons::refusal(lang, &name, &Refusal::Reserved { like: word })
+            }
+        };
+        if !interactive {
+            return Err(cannot_join(lang, &name, &reason));
+        }
+        let _ = writeln!(io::stderr(), "{}: {reason}", render::escape(&name));
+    }
+}
+
+/// `-- connecting to ADDR…` on a terminal while the login waits (erased
+/// when it is over or something else is said).
+struct Progress {
+    line: Option<String>,
+}
+
+impl Progress {
+    fn new(terminal: bool, lang: Lang, server: &str) -> Progress {
+        let p = Progress {
+            line: terminal.then(|| render::notice_line(lang, &Notice::Connecting(server))),
+        };
+        p.show();
+        p
+    }
+
+    fn show(&self) {
+        if let Some(line) = &self.line {
+            let mut out = io::stdout();
+            let _ = write!(out, "{line}").and_then(|_| out.flush());
         }
     }
 
-    #[test]
-    fn the_cookie_round_trip() {
-        let t0 = Instant::now();
-        let (mut l, j) = Login::start("alice", 5, 42, t0);
-        assert_eq!(join_fields(&j), (42, 5, [0; 16], "alice".into()));
-        // Answers to another attempt are ignored.
-        let other = ServerMsg::Challenge {
-            nonce: 41,
-            cookie: [1; 16],
-        };
-        assert_eq!(l.on_message(&other, t0), Step::Wait);
-        let ch = ServerMsg::Challenge {
-            nonce: 42,
-            cookie: [7; 16],
-        };
-        let Step::Send(j2) = l.on_message(&ch, t0) else {
-            panic!()
-        };
-        assert_eq!(join_fields(&j2), (42, 5, [7; 16], "alice".into()));
-        let refused = ServerMsg::Refused {
-            nonce: 1,
-            reason: RefuseReason::Taken,
-        };
-        assert_eq!(l.on_message(&refused, t0), Step::Wait);
-        let w = ServerMsg::Welcome {
-            nonce: 42,
-            token: 99,
-            members: 3,
-            timeout_ms: 30_000,
-            name: "alice",
-        };
-        assert_eq!(
-            l.on_message(&w, t0),
-            Step::Welcome(Welcome {
-                token: 99,
-                members: 3,
-                timeout_ms: 30_000,
-                name: "alice".into()
-            })
-        );
-        let refused = ServerMsg::Refused {
-            nonce: 42,
-            reason: RefuseReason::Taken,
-        };
-        assert_eq!(
-            l.on_message(&refused, t0),
-            Step::Refused(RefuseReason::Taken)
-        );
-    }
-
-    #[test]
-    fn resends_then_gives_up_within_the_timeout() {
-        let t0 = Instant::now();
-        let (mut l, _) = Login::start("bob", 0, 1, t0);
-        let mut sends = 1;
-        let now = loop {
-            let now = l.next_wakeup();
-            match l.on_timer(now) {
-                Step::Send(_) => sends += 1,
-                Step::GiveUp => break now,
-                s => panic!("{s:?}"),
-            }
-        };
-        assert_eq!(now - t0, LOGIN_TIMEOUT);
-        assert!((3..=6).contains(&sends), "{sends} sends");
-        assert_eq!(l.on_timer(t0), Step::Wait);
+    fn erase(&self) {
+        if self.line.is_some() {
+            let mut out = io::stdout();
+            let _ = write!(out, "\r\x1b[K").and_then(|_| out.flush());
+        }
     }
 }

@@ -2,20 +2,26 @@
 //!
 //! * Before the fork (one process, one thread): resolve the server, create one
 //!   UDP socket connected to it (so only its datagrams are read), ask for a
-//!   name (`name_prompt`) and log in ([`login`]). Then block the signals both halves read
-//!   through a signalfd, put a terminal in chat mode (`term`), create the
-//!   socketpair (`link`), flush stdout and fork.
+//!   name (`name_prompt`) and log in (`login`): the version-2 handshake and
+//!   JOIN through the connection state machine ([`conn::Conn`]), the server's
+//!   key checked against `--server-key` or the known-servers file first. Then
+//!   block the signals both halves read through a signalfd, put a terminal in
+//!   chat mode (`term`), create the socketpair (`link`), flush stdout and fork.
 //! * The parent is the **sender** (`sender`): it reads the user's input —
 //!   keys through the line editor (`editor`) on a terminal, lines cut as
-//!   they arrive through a pipe (`lines`) — parses it (`command`) and sends
-//!   SAY and PRIVATE, retransmitting until acknowledged (`outgoing`); Tab
-//!   completes the names seen (`names`). It never reads the socket while the
-//!   receiver lives, and it reaps the receiver before it exits.
-//! * The child is the **receiver** (`receiver`): the only reader of the
-//!   socket and the only writer to stdout (`screen`). It prints events in
-//!   the user's language (`render`, `lang`, `reasons`), forwards ACK and
-//!   REJECT to the sender, pages `/who` (`tally`), keeps the session alive,
-//!   re-joins after a server restart, and owns the LEAVE.
+//!   they arrive through a pipe (`lines`) — parses it (`command`) and makes
+//!   the bodies of SAY, ME and PRIVATE, retransmitting until acknowledged
+//!   (`outgoing`); Tab completes the names seen (`names`). It never touches
+//!   the socket: it hands each body to the receiver over the socketpair.
+//!   It reaps the receiver before it exits.
+//! * The child is the **receiver** (`receiver`): it owns the connection and
+//!   the socket, and is **the only process that seals**, so each key's
+//!   counter sequence has one writer and no counter is used twice. It is the
+//!   only reader of the socket and the only writer to stdout (`screen`). It
+//!   seals what the sender hands it, prints events in the user's language
+//!   (`render`, `lang`, `reasons`), forwards ACK and REJECT to the sender,
+//!   pages `/who` (`tally`), keeps the session alive (keepalives, rekeys,
+//!   path checks), reconnects after lost contact, and owns the LEAVE.
 //!
 //! Each side ends when the other does: the socketpair reaches EOF, the child
 //! also has `PR_SET_PDEATHSIG`, and the parent a SIGCHLD. The terminal's modes
@@ -27,7 +33,7 @@ mod editor;
 mod lang;
 mod lines;
 mod link;
-pub mod login;
+mod login;
 mod name_prompt;
 mod names;
 mod outgoing;
@@ -43,9 +49,9 @@ mod term;
 pub use lang::{error_text, Lang};
 
 use crate::error::{Error, Result};
-use crate::protocol::{self, ClientMsg, ServerMsg, Token, MAX_DATAGRAM};
-use login::{Login, Step, Welcome};
-use name_prompt::NameInput;
+use crate::trust::{Fingerprint, KnownServers};
+use conn::{Conn, Pin, SealedBodies, ServerTrust};
+use login::Welcome;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use nix::unistd::ForkResult;
@@ -68,6 +74,12 @@ pub struct Options {
     pub bell: bool,
     /// When to colour: `--color=auto|always|never`.
     pub color: ColorChoice,
+    /// `--known-servers FILE` (default under `$XDG_DATA_HOME`).
+    pub known_servers: Option<std::path::PathBuf>,
+    /// `--server-key FINGERPRINT`: pins the key, writes nothing.
+    pub server_key: Option<Fingerprint>,
+    /// Through pipes, give up reconnecting this long after contact was lost.
+    pub reconnect_timeout: Duration,
 }
 
 /// `--color`: when lines are coloured.
@@ -118,12 +130,14 @@ pub(crate) mod code {
     pub const SIGTERM: u8 = 128 + 15;
 }
 
-/// What both halves know after the login.
+/// What both halves know after the login. Only the receiver keeps `conn`
+/// (the sender drops its copy unused: one process seals).
 pub(crate) struct Session {
     pub socket: UdpSocket,
+    pub conn: Conn<SealedBodies>,
+    pub trust: ServerTrust,
     pub server_text: String,
-    pub token: Token,
-    pub timeout_ms: u32,
+    pub welcome: Welcome,
     pub name: String,
     pub lang: Lang,
     /// Set when stdin and stdout are both terminals.
@@ -145,14 +159,16 @@ pub(crate) struct Session {
 /// [`crate::process::fork_single_threaded`], and reaps only its own child through
 /// [`crate::process::reap_within`] and [`crate::process::reap_one_of`].
 pub fn run(opts: &Options) -> Result<u8> {
+    let trust = server_trust(opts)?;
     let server = crate::net::find_server(&opts.server)?;
     let socket = connect(server, &opts.server)?;
     let interactive = term::is_tty(term::stdin_fd());
     let terminal = interactive && term::is_tty(term::stdout_fd());
-    let welcome = match join_loop(&socket, opts, interactive, terminal)? {
-        Ok(w) => w,
+    let joined = match login::first_login(&socket, opts, &trust, interactive, terminal)? {
+        Ok(j) => j,
         Err(code) => return Ok(code),
     };
+    let welcome = joined.welcome;
     say_line(&render::notice_line(
         opts.lang,
         &Notice::Welcome {
@@ -165,14 +181,11 @@ pub fn run(opts: &Options) -> Result<u8> {
         .map_err(|e| Error::io("set up socket for", &opts.server, e))?;
     let mut session = Session {
         socket,
+        conn: joined.conn,
+        trust,
         server_text: opts.server.clone(),
-        token: welcome.token,
-        timeout_ms: if welcome.timeout_ms == 0 {
-            30_000
-        } else {
-            welcome.timeout_ms
-        },
-        name: welcome.name,
+        name: welcome.name.clone(),
+        welcome,
         lang: opts.lang,
         term: None,
         bell: opts.bell,
@@ -198,7 +211,7 @@ pub fn run(opts: &Options) -> Result<u8> {
         Ok(pair) => pair,
         Err(e) => {
             give_back_terminal(&session);
-            leave_once(&session.socket, session.token);
+            leave_once(&session.socket, &mut session.conn);
             return Err(Error::io("create", "socketpair", e.into()));
         }
     };
@@ -206,7 +219,7 @@ pub fn run(opts: &Options) -> Result<u8> {
         Ok(r) => r,
         Err(e) => {
             give_back_terminal(&session);
-            leave_once(&session.socket, session.token);
+            leave_once(&session.socket, &mut session.conn);
             return Err(Error::io("open", "stdin", e));
         }
     };
@@ -234,10 +247,21 @@ pub fn run(opts: &Options) -> Result<u8> {
         Err(e) => {
             give_back_terminal(&session);
             term::restore_stdin_flags(stdin.saved_flags());
-            leave_once(&session.socket, session.token);
+            leave_once(&session.socket, &mut session.conn);
             Err(e)
         }
     }
+}
+
+/// What the server's key is checked against: `--server-key`, or the
+/// known-servers file (`--known-servers`, or the default one).
+fn server_trust(opts: &Options) -> Result<ServerTrust> {
+    let pin = match (&opts.server_key, &opts.known_servers) {
+        (Some(fp), _) => Pin::Fingerprint(*fp),
+        (None, Some(path)) => Pin::KnownServers(KnownServers::new(path.clone())),
+        (None, None) => Pin::KnownServers(KnownServers::new(KnownServers::default_path()?)),
+    };
+    Ok(ServerTrust::new(&opts.server, pin).in_lang(opts.lang))
 }
 
 /// A UDP socket on an ephemeral port, connected to the server.
@@ -252,147 +276,6 @@ fn connect(server: SocketAddr, text: &str) -> Result<UdpSocket> {
         .connect(server)
         .map_err(|e| Error::io("connect to", text, e))?;
     Ok(socket)
-}
-
-/// Asks for names and logs in until welcomed (or it is hopeless).
-/// `Ok(Err(code))`: no name was given (Ctrl-D or Ctrl-C at the prompt).
-fn join_loop(
-    socket: &UdpSocket,
-    opts: &Options,
-    interactive: bool,
-    terminal: bool,
-) -> Result<std::result::Result<Welcome, u8>> {
-    let lang = opts.lang;
-    let mut given = opts.name.clone();
-    loop {
-        let name = match given.take() {
-            Some(n) => n.trim().to_string(),
-            None => match name_prompt::read_name(lang, interactive)? {
-                NameInput::Name(n) => n,
-                NameInput::Quit(code) => return Ok(Err(code)),
-            },
-        };
-        let refusal = match protocol::check_name(&name) {
-            Err(protocol::NameError::Invalid(why)) => {
-                Some(Err(reasons::invalid_name(lang, &name, Some(why))))
-            }
-            Err(e) => Some(Ok(e.refuse_reason())),
-            Ok(()) => match login_showing_progress(socket, &name, opts, terminal)? {
-                LoginOutcome::Welcome(w) => return Ok(Ok(w)),
-                LoginOutcome::Refused(r) => Some(Ok(r)),
-                LoginOutcome::NoAnswer => {
-                    let server = &opts.server;
-                    let f = reasons::Fatal::NoAnswer { server };
-                    return Err(Error::plain(reasons::fatal_line(lang, &f)));
-                }
-                LoginOutcome::ConnectionRefused => {
-                    let server = &opts.server;
-                    let f = reasons::Fatal::ConnectionRefused { server };
-                    return Err(Error::plain(reasons::fatal_line(lang, &f)));
-                }
-            },
-        };
-        let reason = match refusal.expect("set above") {
-            Err(text) => text,
-            Ok(protocol::RefuseReason::InvalidName) => reasons::invalid_name(lang, &name, None),
-            Ok(r) => reasons::refusal(lang, r),
-        };
-        if !interactive {
-            let f = reasons::Fatal::CannotJoin {
-                name: &name,
-                reason: &reason,
-                again: false,
-            };
-            return Err(Error::plain(reasons::fatal_line(lang, &f)));
-        }
-        let _ = writeln!(io::stderr(), "{}: {reason}", render::escape(&name));
-    }
-}
-
-/// [`login_blocking`], with `-- connecting to ADDR…` on a terminal while it
-/// waits (erased when it is over).
-fn login_showing_progress(
-    socket: &UdpSocket,
-    name: &str,
-    opts: &Options,
-    terminal: bool,
-) -> Result<LoginOutcome> {
-    let mut out = io::stdout();
-    if terminal {
-        let line = render::notice_line(opts.lang, &Notice::Connecting(&opts.server));
-        let _ = write!(out, "{line}").and_then(|_| out.flush());
-    }
-    let outcome = login_blocking(socket, name, 0);
-    if terminal {
-        let _ = write!(out, "\r\x1b[K").and_then(|_| out.flush());
-    }
-    outcome
-}
-
-/// The end of one login attempt.
-pub enum LoginOutcome {
-    /// Let in.
-    Welcome(Welcome),
-    /// Refused, with the server's reason.
-    Refused(protocol::RefuseReason),
-    /// No answer within [`login::LOGIN_TIMEOUT`].
-    NoAnswer,
-    /// The server's host answered with ICMP port unreachable: nothing
-    /// listens on that port.
-    ConnectionRefused,
-}
-
-/// Logs in with a blocking socket: the handshake of [`login`], bounded by
-/// [`login::LOGIN_TIMEOUT`]. ICMP "connection refused" ends it at once.
-pub fn login_blocking(socket: &UdpSocket, name: &str, prev: Token) -> Result<LoginOutcome> {
-    let refused = |e: &io::Error| e.kind() == io::ErrorKind::ConnectionRefused;
-    let (mut login, join) = Login::start(name, prev, login::random_nonce(), Instant::now());
-    if socket.send(&join).as_ref().is_err_and(refused) {
-        return Ok(LoginOutcome::ConnectionRefused);
-    }
-    let mut buf = vec![0u8; MAX_DATAGRAM + 1];
-    loop {
-        let now = Instant::now();
-        let wake = login.next_wakeup();
-        let step = if now >= wake {
-            login.on_timer(now)
-        } else {
-            let wait = (wake - now).max(Duration::from_millis(1));
-            let _ = socket.set_read_timeout(Some(wait));
-            match socket.recv(&mut buf) {
-                Ok(n) if n <= MAX_DATAGRAM => match protocol::decode_server(&buf[..n]) {
-                    Ok(msg) => login.on_message(&msg, Instant::now()),
-                    Err(_) => Step::Wait,
-                },
-                Ok(_) => Step::Wait,
-                Err(e) if refused(&e) => return Ok(LoginOutcome::ConnectionRefused),
-                Err(e) => match e.kind() {
-                    io::ErrorKind::WouldBlock
-                    | io::ErrorKind::TimedOut
-                    | io::ErrorKind::Interrupted => Step::Wait,
-                    _ => return Err(Error::io("receive from", socket_peer(socket), e)),
-                },
-            }
-        };
-        match step {
-            Step::Send(d) => {
-                if socket.send(&d).as_ref().is_err_and(refused) {
-                    return Ok(LoginOutcome::ConnectionRefused);
-                }
-            }
-            Step::Wait => {}
-            Step::Welcome(w) => return Ok(LoginOutcome::Welcome(w)),
-            Step::Refused(r) => return Ok(LoginOutcome::Refused(r)),
-            Step::GiveUp => return Ok(LoginOutcome::NoAnswer),
-        }
-    }
-}
-
-fn socket_peer(socket: &UdpSocket) -> String {
-    socket
-        .peer_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default()
 }
 
 /// Blocks the signals both halves read through their signalfd, and ignores
@@ -424,72 +307,13 @@ fn give_back_terminal(session: &Session) {
     }
 }
 
-/// Sends one LEAVE, without waiting (the best that can be done on an error path).
-fn leave_once(socket: &UdpSocket, token: Token) {
-    let _ = socket.send(&ClientMsg::Leave { token }.to_vec());
-}
-
-/// Sends LEAVE and repeats it until BYE or UNKNOWN_SESSION, for at most
-/// [`LEAVE_WAIT`]. Used by a process that reads the socket itself (the sender
-/// once the receiver is gone). The socket is non-blocking.
-pub fn leave_and_wait(socket: &UdpSocket, token: Token) -> bool {
-    leave_until_bye(&[(socket, token)]) == 0
-}
-
-/// [`leave_and_wait`] for many members at once, each with its own
-/// non-blocking socket connected to the server: LEAVE every [`LEAVE_RESEND`]
-/// until BYE or UNKNOWN_SESSION, for at most [`LEAVE_WAIT`]. Returns how
-/// many members heard neither.
-pub fn leave_until_bye(members: &[(&UdpSocket, Token)]) -> usize {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    use std::os::fd::AsFd;
-    let start = Instant::now();
-    let mut buf = vec![0u8; MAX_DATAGRAM + 1];
-    let mut pending: Vec<usize> = (0..members.len()).collect();
-    while !pending.is_empty() && start.elapsed() < LEAVE_WAIT {
-        for (n, &k) in pending.iter().enumerate() {
-            leave_once(members[k].0, members[k].1);
-            if n % 256 == 255 {
-                // Do not overrun the server's receive buffer.
-                std::thread::sleep(Duration::from_millis(2));
-            }
-        }
-        let round = Instant::now() + LEAVE_RESEND;
-        while !pending.is_empty() && Instant::now() < round {
-            pending.retain(|&k| {
-                let (socket, token) = members[k];
-                loop {
-                    match socket.recv(&mut buf) {
-                        Ok(n) if n <= MAX_DATAGRAM => match protocol::decode_server(&buf[..n]) {
-                            Ok(ServerMsg::Bye { .. }) => return false,
-                            Ok(ServerMsg::UnknownSession { token: t }) if t == token => {
-                                return false
-                            }
-                            _ => {}
-                        },
-                        Ok(_) => {}
-                        // A pending ICMP error is reported once: read on.
-                        Err(e)
-                            if matches!(
-                                e.kind(),
-                                io::ErrorKind::ConnectionRefused | io::ErrorKind::Interrupted
-                            ) => {}
-                        Err(_) => return true, // would block, or nothing to read
-                    }
-                }
-            });
-            let wait = round.saturating_duration_since(Instant::now());
-            let mut fds: Vec<PollFd> = pending
-                .iter()
-                .map(|&k| PollFd::new(members[k].0.as_fd(), PollFlags::POLLIN))
-                .collect();
-            let _ = poll(
-                &mut fds,
-                PollTimeout::try_from(wait).unwrap_or(PollTimeout::MAX),
-            );
-        }
+/// Sends one LEAVE, without waiting (the best that can be done on an error
+/// path before the fork).
+pub(crate) fn leave_once(socket: &UdpSocket, conn: &mut Conn<SealedBodies>) {
+    conn.leave(Instant::now());
+    while let Some(d) = conn.poll_transmit() {
+        let _ = socket.send(&d);
     }
-    pending.len()
 }
 
 /// Writes a line stamped with the local time to stdout (before the fork, or

@@ -1,10 +1,12 @@
-//! The sender's messages until the server acknowledges them: sequence numbers,
-//! retransmission, back-off on "rate limited", new numbers after a re-join.
+//! The sender's messages until the server acknowledges them: message numbers,
+//! retransmission, back-off on "rate limited", held while reconnecting.
 //!
-//! Pure: time is an argument, datagrams and failures are return values.
+//! Pure: time is an argument; the bodies to seal (the receiver seals them)
+//! and failures are return values.
 
 use crate::client::render::Undelivered;
-use crate::protocol::{ClientMsg, RejectReason, Token};
+use crate::protocol::sealed::{ClientMsg, RejectReason};
+use crate::session::MAX_BODY;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
@@ -23,7 +25,12 @@ pub const MAX_RATE_RETRIES: u32 = 5;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outgoing {
     Say(String),
-    Private { to: String, text: String },
+    /// `/me waves`: an action (the text without `/me `).
+    Me(String),
+    Private {
+        to: String,
+        text: String,
+    },
 }
 
 impl Outgoing {
@@ -31,21 +38,24 @@ impl Outgoing {
     pub fn describe(&self) -> String {
         match self {
             Outgoing::Say(t) => t.clone(),
+            Outgoing::Me(t) => format!("/me {t}"),
             Outgoing::Private { to, text } => format!("/msg {to} {text}"),
         }
     }
 
-    fn datagram(&self, token: Token, seq: u32) -> Vec<u8> {
-        match self {
-            Outgoing::Say(text) => ClientMsg::Say { token, seq, text }.to_vec(),
-            Outgoing::Private { to, text } => ClientMsg::Private {
-                token,
-                seq,
-                to,
-                text,
-            }
-            .to_vec(),
-        }
+    /// Its body with number `seq`, or `None` when a field is out of range
+    /// (the input is split and checked before, so only a name too long for
+    /// the wire gets here).
+    fn body(&self, seq: u32) -> Option<Vec<u8>> {
+        let msg = match self {
+            Outgoing::Say(text) => ClientMsg::Say { seq, text },
+            Outgoing::Me(text) => ClientMsg::Me { seq, text },
+            Outgoing::Private { to, text } => ClientMsg::Private { seq, to, text },
+        };
+        let mut out = vec![0u8; MAX_BODY];
+        let n = msg.encode(&mut out).ok()?;
+        out.truncate(n);
+        Some(out)
     }
 }
 
@@ -62,7 +72,6 @@ struct InFlight {
 /// Messages queued and in flight.
 #[derive(Debug)]
 pub struct OutgoingQueue {
-    token: Token,
     next_seq: u32,
     queue: VecDeque<(Outgoing, u32)>,
     flight: Vec<InFlight>,
@@ -73,9 +82,8 @@ pub struct OutgoingQueue {
 pub type Failure = (Outgoing, Undelivered);
 
 impl OutgoingQueue {
-    pub fn new(token: Token) -> Self {
+    pub fn new() -> Self {
         OutgoingQueue {
-            token,
             next_seq: 1,
             queue: VecDeque::new(),
             flight: Vec::new(),
@@ -98,7 +106,18 @@ impl OutgoingQueue {
         self.queue.is_empty() && self.flight.is_empty()
     }
 
-    /// Datagrams due now (first sends and retransmissions) and messages given up.
+    /// The lowest number not yet acknowledged (the next new one when none is
+    /// outstanding), for a RESUME.
+    pub fn lowest_unacked(&self) -> u32 {
+        let next = self.next_seq;
+        self.flight
+            .iter()
+            .map(|f| f.seq)
+            .max_by_key(|s| next.wrapping_sub(*s))
+            .unwrap_or(next)
+    }
+
+    /// Bodies due now (first sends and retransmissions) and messages given up.
     pub fn poll(&mut self, now: Instant) -> (Vec<Vec<u8>>, Vec<Failure>) {
         let mut out = Vec::new();
         let mut failed = Vec::new();
@@ -123,7 +142,6 @@ impl OutgoingQueue {
                 rate_retries,
             });
         }
-        let token = self.token;
         self.flight.retain_mut(|f| {
             if f.next_at > now {
                 return true;
@@ -132,7 +150,14 @@ impl OutgoingQueue {
                 failed.push((f.msg.clone(), Undelivered::NoAnswer));
                 return false;
             }
-            out.push(f.msg.datagram(token, f.seq));
+            let Some(body) = f.msg.body(f.seq) else {
+                failed.push((
+                    f.msg.clone(),
+                    Undelivered::Refused(RejectReason::InvalidText),
+                ));
+                return false;
+            };
+            out.push(body);
             f.next_at = now + Duration::from_millis(RETRY_DELAYS_MS[f.sends]);
             f.sends += 1;
             true
@@ -161,21 +186,20 @@ impl OutgoingQueue {
         Some((f.msg, Undelivered::Refused(reason)))
     }
 
-    /// The session is being replaced: send nothing until [`OutgoingQueue::new_token`].
+    /// Contact is lost: send nothing (and give nothing up) until
+    /// [`OutgoingQueue::back`].
     pub fn hold(&mut self) {
         self.held = true;
     }
 
-    /// A new session: what is unacknowledged is sent again under new numbers.
-    ///
-    /// Numbering goes on from the old session instead of restarting at 1, so a
-    /// late ACK or REJECT of the old session can never match a message of the
-    /// new one (ACK and REJECT carry no token).
-    pub fn new_token(&mut self, token: Token) {
-        self.token = token;
+    /// A member again: what is unacknowledged is sent again at once, under
+    /// the same numbers (the server's at-most-once state goes on across a
+    /// resume, so a message it forwarded before is acknowledged, not repeated).
+    pub fn back(&mut self, now: Instant) {
         self.held = false;
-        for f in self.flight.drain(..).rev() {
-            self.queue.push_front((f.msg, 0));
+        for f in &mut self.flight {
+            f.sends = 0;
+            f.next_at = now;
         }
     }
 
@@ -198,13 +222,13 @@ impl OutgoingQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{decode_client, ClientMsg};
+    use crate::protocol::sealed::decode_client;
 
-    fn seq_of(d: &[u8]) -> (Token, u32) {
+    fn seq_of(d: &[u8]) -> u32 {
         match decode_client(d).unwrap() {
-            ClientMsg::Say { token, seq, .. } | ClientMsg::Private { token, seq, .. } => {
-                (token, seq)
-            }
+            ClientMsg::Say { seq, .. }
+            | ClientMsg::Me { seq, .. }
+            | ClientMsg::Private { seq, .. } => seq,
             m => panic!("{m:?}"),
         }
     }
@@ -212,12 +236,12 @@ mod tests {
     #[test]
     fn retransmits_on_schedule_then_gives_up() {
         let t0 = Instant::now();
-        let mut o = OutgoingQueue::new(9);
+        let mut o = OutgoingQueue::new();
         o.push(Outgoing::Say("hi".into()));
         let (d, f) = o.poll(t0);
         assert_eq!(d.len(), 1);
         assert!(f.is_empty());
-        assert_eq!(seq_of(&d[0]), (9, 1));
+        assert_eq!(seq_of(&d[0]), 1);
         let mut at = t0;
         let mut sends = 1;
         for ms in RETRY_DELAYS_MS {
@@ -227,7 +251,7 @@ mod tests {
             let (d, f) = o.poll(at);
             if sends < RETRY_DELAYS_MS.len() {
                 assert_eq!(d.len(), 1, "retransmission {sends}");
-                assert_eq!(seq_of(&d[0]), (9, 1), "same number");
+                assert_eq!(seq_of(&d[0]), 1, "same number");
                 sends += 1;
             } else {
                 assert!(d.is_empty());
@@ -241,27 +265,27 @@ mod tests {
     #[test]
     fn ack_stops_it_and_numbers_go_up() {
         let t0 = Instant::now();
-        let mut o = OutgoingQueue::new(1);
+        let mut o = OutgoingQueue::new();
         o.push(Outgoing::Say("a".into()));
         o.push(Outgoing::Private {
             to: "bob".into(),
             text: "b".into(),
         });
         let (d, _) = o.poll(t0);
-        assert_eq!(d.iter().map(|d| seq_of(d).1).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(d.iter().map(|d| seq_of(d)).collect::<Vec<_>>(), [1, 2]);
         assert_eq!(o.ack(1), Some(Outgoing::Say("a".into())));
         assert!(o.ack(2).is_some());
         assert_eq!(o.ack(2), None, "once");
         assert!(o.is_empty());
         assert_eq!(o.next_deadline(), None);
         o.push(Outgoing::Say("c".into()));
-        assert_eq!(seq_of(&o.poll(t0).0[0]).1, 3);
+        assert_eq!(seq_of(&o.poll(t0).0[0]), 3);
     }
 
     #[test]
     fn window_limits_what_is_in_flight() {
         let t0 = Instant::now();
-        let mut o = OutgoingQueue::new(1);
+        let mut o = OutgoingQueue::new();
         for i in 0..WINDOW + 3 {
             o.push(Outgoing::Say(format!("m{i}")));
         }
@@ -269,13 +293,13 @@ mod tests {
         o.ack(1);
         o.ack(2);
         let (d, _) = o.poll(t0);
-        assert_eq!(d.iter().map(|d| seq_of(d).1).collect::<Vec<_>>(), [9, 10]);
+        assert_eq!(d.iter().map(|d| seq_of(d)).collect::<Vec<_>>(), [9, 10]);
     }
 
     #[test]
     fn refusals_and_rate_limit_back_off() {
         let t0 = Instant::now();
-        let mut o = OutgoingQueue::new(1);
+        let mut o = OutgoingQueue::new();
         o.push(Outgoing::Say("x".into()));
         o.push(Outgoing::Say("y".into()));
         o.poll(t0);
@@ -300,9 +324,9 @@ mod tests {
             "nothing new overtakes a backed-off message"
         );
         let (d, _) = o.poll(t0 + RATE_BACKOFF);
-        assert_eq!(d.iter().map(|d| seq_of(d).1).collect::<Vec<_>>(), [2]);
+        assert_eq!(d.iter().map(|d| seq_of(d)).collect::<Vec<_>>(), [2]);
         let (d, _) = o.poll(t0 + RATE_BACKOFF);
-        assert_eq!(d.iter().map(|d| seq_of(d).1).collect::<Vec<_>>(), [3]);
+        assert_eq!(d.iter().map(|d| seq_of(d)).collect::<Vec<_>>(), [3]);
         for _ in 1..MAX_RATE_RETRIES {
             assert_eq!(o.reject(2, RejectReason::RateLimited, t0), None);
         }
@@ -310,32 +334,35 @@ mod tests {
     }
 
     #[test]
-    fn rejoin_renumbers_in_order() {
+    fn held_while_reconnecting_then_resent_under_the_same_numbers() {
         let t0 = Instant::now();
-        let mut o = OutgoingQueue::new(1);
-        for t in ["a", "b", "c"] {
-            o.push(Outgoing::Say(t.into()));
-        }
+        let mut o = OutgoingQueue::new();
+        o.push(Outgoing::Say("a".into()));
+        o.push(Outgoing::Me("waves".into()));
+        o.push(Outgoing::Say("c".into()));
         o.poll(t0);
         o.ack(1);
+        assert_eq!(o.lowest_unacked(), 2);
         o.hold();
         assert_eq!(o.next_deadline(), None);
         assert!(
             o.poll(t0 + Duration::from_secs(60)).0.is_empty(),
             "held: no give-up"
         );
-        o.new_token(2);
+        o.back(t0 + Duration::from_secs(60));
         let (d, f) = o.poll(t0 + Duration::from_secs(60));
         assert!(f.is_empty());
+        assert_eq!(d.iter().map(|d| seq_of(d)).collect::<Vec<_>>(), [2, 3]);
         assert_eq!(
-            d.iter().map(|d| seq_of(d)).collect::<Vec<_>>(),
-            [(2, 4), (2, 5)],
-            "numbers go on from the old session"
+            decode_client(&d[0]).unwrap(),
+            ClientMsg::Me {
+                seq: 2,
+                text: "waves"
+            }
         );
-        let ClientMsg::Say { text, .. } = decode_client(&d[0]).unwrap() else {
-            panic!()
-        };
-        assert_eq!(text, "b");
-        assert_eq!(o.cancel_all().len(), 2);
+        o.ack(2);
+        o.ack(3);
+        assert_eq!(o.lowest_unacked(), 4, "the next new number");
+        assert!(o.is_empty());
     }
 }

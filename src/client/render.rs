@@ -4,7 +4,7 @@
 
 pub use crate::client::lang::Lang;
 use crate::client::lang::{t, tr, Wording};
-use crate::protocol::{Event, LeftReason, RejectReason};
+use crate::protocol::sealed::{Event, LeftReason, RejectReason};
 use std::borrow::Cow;
 use std::fmt::Write as _;
 use unicode_width::UnicodeWidthChar;
@@ -55,24 +55,41 @@ pub fn event_line(lang: Lang, event: &Event<'_>) -> String {
                 LeftReason::Removed => tr(lang, "{0} 被管理员移出了聊天室", &[&name]),
             }
         }
-        (Wording::En, Event::Said { from, text }) => format!("{}: {}", escape(from), escape(text)),
-        (Wording::Zh, Event::Said { from, text }) => {
-            tr(lang, "{0} 说: {1}", &[&escape(from), &escape(text)])
-        }
-        (Wording::En, Event::PrivateFrom { from, text }) => {
+        (_, Event::Said(l)) => said(lang, l.from, l.text),
+        (_, Event::Me(l)) => action(l.from, l.text),
+        (Wording::En, Event::PrivateFrom { from, text, .. }) => {
             format!("[{} -> you] {}", escape(from), escape(text))
         }
-        (Wording::Zh, Event::PrivateFrom { from, text }) => {
+        (Wording::Zh, Event::PrivateFrom { from, text, .. }) => {
             tr(lang, "[{0} -> 你] {1}", &[&escape(from), &escape(text)])
         }
-        (Wording::En, Event::Admin { text }) => format!("[admin] {}", escape(text)),
-        (Wording::Zh, Event::Admin { text }) => tr(lang, "[管理员] 说: {0}", &[&escape(text)]),
+        (Wording::En, Event::Admin { text, .. }) => format!("[admin] {}", escape(text)),
+        (Wording::Zh, Event::Admin { text, .. }) => tr(lang, "[管理员] 说: {0}", &[&escape(text)]),
+        (_, Event::Gap { count, .. }) => notice_line(lang, &Notice::Lost(count.into())),
     }
+}
+
+/// A member's line: `alice: hi`.
+fn said(lang: Lang, from: &str, text: &str) -> String {
+    match lang.wording() {
+        Wording::En => format!("{}: {}", escape(from), escape(text)),
+        Wording::Zh => tr(lang, "{0} 说: {1}", &[&escape(from), &escape(text)]),
+    }
+}
+
+/// A member's action (`/me waves`): `* alice waves`.
+fn action(from: &str, text: &str) -> String {
+    format!("* {} {}", escape(from), escape(text))
 }
 
 /// The user's own message, echoed on a terminal (where typing is not echoed).
 pub fn own_said(lang: Lang, me: &str, text: &str) -> String {
-    event_line(lang, &Event::Said { from: me, text })
+    said(lang, me, text)
+}
+
+/// The user's own action, echoed on a terminal.
+pub fn own_action(me: &str, text: &str) -> String {
+    action(me, text)
 }
 
 /// The user's own private message, echoed on a terminal.
@@ -101,7 +118,10 @@ pub enum Notice<'a> {
         names: &'a [String],
     },
     WhoNoAnswer,
-    Rejoining,
+    /// Contact is lost; the next attempt to come back starts at this local
+    /// time (`HH:MM:SS`).
+    Reconnecting(&'a str),
+    /// A member again after a reconnect.
     Rejoined,
     YouLeft,
     Help,
@@ -143,7 +163,18 @@ pub fn notice_line(lang: Lang, n: &Notice<'_>) -> String {
         (Zh, Notice::Lost(k)) => tr(lang, "(丢失了 {0} 条消息)", &[k]),
         (_, Notice::NotDelivered { text, why }) => {
             let why = match (lang.wording(), why) {
-                (En, Undelivered::Refused(r)) => r.to_string(),
+                (_, Undelivered::Refused(RejectReason::TooOld)) => {
+                    return match lang.wording() {
+                        En => format!("-- may not have been delivered: {}", escape(text)),
+                        Zh => tr(lang, "-- 可能没有送达: {0}", &[&escape(text)]),
+                    }
+                }
+                (En, Undelivered::Refused(RejectReason::RateLimited)) => "rate limited".into(),
+                (En, Undelivered::Refused(RejectReason::InvalidText)) => "invalid text".into(),
+                (En, Undelivered::Refused(RejectReason::NoSuchMember)) => "no such member".into(),
+                (En, Undelivered::Refused(RejectReason::NotSupported)) => {
+                    "the server does not support /me".into()
+                }
                 (En, Undelivered::NoAnswer) => "no answer from the server".to_string(),
                 (Zh, Undelivered::Refused(RejectReason::RateLimited)) => t(lang, "发送太快").into(),
                 (Zh, Undelivered::Refused(RejectReason::InvalidText)) => {
@@ -151,6 +182,9 @@ pub fn notice_line(lang: Lang, n: &Notice<'_>) -> String {
                 }
                 (Zh, Undelivered::Refused(RejectReason::NoSuchMember)) => {
                     t(lang, "没有这个成员").into()
+                }
+                (Zh, Undelivered::Refused(RejectReason::NotSupported)) => {
+                    t(lang, "服务器不支持 /me").into()
                 }
                 (Zh, Undelivered::NoAnswer) => t(lang, "服务器没有回应").into(),
             };
@@ -184,21 +218,19 @@ pub fn notice_line(lang: Lang, n: &Notice<'_>) -> String {
         }
         (En, Notice::WhoNoAnswer) => "-- no answer to /who".to_string(),
         (Zh, Notice::WhoNoAnswer) => t(lang, "-- /who 没有回应").into(),
-        (En, Notice::Rejoining) => {
-            "-- the server no longer knows this session (restarted?): joining again".to_string()
-        }
-        (Zh, Notice::Rejoining) => t(lang, "-- 服务器不再认识这个会话 (重启了?): 重新加入").into(),
-        (En, Notice::Rejoined) => "-- joined again".to_string(),
-        (Zh, Notice::Rejoined) => t(lang, "-- 已重新加入").into(),
+        (En, Notice::Reconnecting(at)) => format!("-- reconnecting… (next attempt at {at})"),
+        (Zh, Notice::Reconnecting(at)) => tr(lang, "-- 正在重新连接… (下次尝试: {0})", &[at]),
+        (En, Notice::Rejoined) => "-- back in the room".to_string(),
+        (Zh, Notice::Rejoined) => t(lang, "-- 已回到聊天室").into(),
         (En, Notice::YouLeft) => "-- you left the room".to_string(),
         (Zh, Notice::YouLeft) => t(lang, "-- 你退出了聊天室").into(),
-        (En, Notice::Help) => "-- type a line to say it; /who lists the members; \
-             /msg NAME TEXT says TEXT to NAME only; /quit (or Ctrl-D) leaves; /help shows this; \
+        (En, Notice::Help) => "-- type a line to say it; /me ACTION acts (* you ACTION); \
+             /who lists the members; /msg NAME TEXT says TEXT to NAME only; /quit (or Ctrl-D) leaves; /help shows this; \
              Up/Down recall lines, Tab completes a name, Alt-b/Alt-f move by word, Ctrl-L redraws"
             .to_string(),
         (Zh, Notice::Help) => t(
             lang,
-            "-- 输入一行即发言; /who 列出成员; /msg 姓名 内容 私聊; \
+            "-- 输入一行即发言; /me 动作 表示动作; /who 列出成员; /msg 姓名 内容 私聊; \
              /quit (或 Ctrl-D) 退出; /help 显示本帮助; \
              上下键翻历史, Tab 补全名字, Ctrl-L 重画",
         )
@@ -243,7 +275,25 @@ pub fn stamped(hhmm: &str, line: &str) -> String {
 
 /// The local time as `HH:MM`.
 pub fn local_hhmm() -> String {
-    let now = std::time::SystemTime::now()
+    let now = std::time::SystemTime::now();
+    local_tm(now).map_or_else(
+        || "--:--".to_string(),
+        |tm| format!("{:02}:{:02}", tm.tm_hour, tm.tm_min),
+    )
+}
+
+/// The local time `after` from now, as `HH:MM:SS`.
+pub fn local_hhmmss_after(after: std::time::Duration) -> String {
+    let at = std::time::SystemTime::now() + after;
+    local_tm(at).map_or_else(
+        || "--:--:--".to_string(),
+        |tm| format!("{:02}:{:02}:{:02}", tm.tm_hour, tm.tm_min, tm.tm_sec),
+    )
+}
+
+/// The broken-down local time of `at`.
+fn local_tm(at: std::time::SystemTime) -> Option<nix::libc::tm> {
+    let secs = at
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs()) as nix::libc::time_t;
     // SAFETY: `tm` is plain data (integers and a pointer that may be null),
@@ -251,10 +301,10 @@ pub fn local_hhmm() -> String {
     let mut tm: nix::libc::tm = unsafe { std::mem::zeroed() };
     // SAFETY: localtime_r reads one time_t and writes one tm through pointers
     // to locals that live for the call; it is the thread-safe variant.
-    if unsafe { nix::libc::localtime_r(&now, &mut tm) }.is_null() {
-        return "--:--".to_string();
+    if unsafe { nix::libc::localtime_r(&secs, &mut tm) }.is_null() {
+        return None;
     }
-    format!("{:02}:{:02}", tm.tm_hour, tm.tm_min)
+    Some(tm)
 }
 
 /// Display width of a character on a terminal (controls never reach it: 0).
@@ -306,6 +356,21 @@ pub fn input_view(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::sealed::{Line, LineFlags, MessageId};
+
+    fn line<'a>(from: &'a str, text: &'a str) -> Line<'a> {
+        Line {
+            room_seq: 1,
+            time_ms: 0,
+            flags: LineFlags::NONE,
+            id: MessageId {
+                client_id: 1,
+                seq: 1,
+            },
+            from,
+            text,
+        }
+    }
 
     #[test]
     fn escapes_every_terminal_control() {
@@ -347,19 +412,18 @@ mod tests {
             "* bob was removed"
         );
         assert_eq!(
-            event_line(
-                l,
-                &Event::Said {
-                    from: "alice",
-                    text: "hi"
-                }
-            ),
+            event_line(l, &Event::Said(line("alice", "hi"))),
             "alice: hi"
         );
         assert_eq!(
             event_line(
                 l,
                 &Event::PrivateFrom {
+                    time_ms: 0,
+                    id: MessageId {
+                        client_id: 2,
+                        seq: 1
+                    },
                     from: "alice",
                     text: "psst"
                 }
@@ -367,18 +431,24 @@ mod tests {
             "[alice -> you] psst"
         );
         assert_eq!(
-            event_line(l, &Event::Admin { text: "hello" }),
+            event_line(
+                l,
+                &Event::Admin {
+                    room_seq: 1,
+                    time_ms: 0,
+                    flags: LineFlags::NONE,
+                    text: "hello"
+                }
+            ),
             "[admin] hello"
         );
         assert_eq!(
-            event_line(
-                l,
-                &Event::Said {
-                    from: "e\x1bvil",
-                    text: "\x1b[2J"
-                }
-            ),
+            event_line(l, &Event::Said(line("e\x1bvil", "\x1b[2J"))),
             "e\\x1bvil: \\x1b[2J"
+        );
+        assert_eq!(
+            event_line(l, &Event::Me(line("alice", "waves"))),
+            "* alice waves"
         );
     }
 
@@ -390,17 +460,19 @@ mod tests {
             "alice 进入了聊天室"
         );
         assert_eq!(
-            event_line(
-                l,
-                &Event::Said {
-                    from: "alice",
-                    text: "hi"
-                }
-            ),
+            event_line(l, &Event::Said(line("alice", "hi"))),
             "alice 说: hi"
         );
         assert_eq!(
-            event_line(l, &Event::Admin { text: "维护" }),
+            event_line(
+                l,
+                &Event::Admin {
+                    room_seq: 1,
+                    time_ms: 0,
+                    flags: LineFlags::NONE,
+                    text: "维护"
+                }
+            ),
             "[管理员] 说: 维护"
         );
         assert_eq!(

@@ -1,8 +1,10 @@
 //! The sender half (the parent): reads the user's input — lines through a
-//! pipe, keys through the line editor on a terminal — and sends SAY, PRIVATE
-//! and commands. It never reads the socket while the receiver lives; ACK,
-//! REJECT and new tokens reach it over the socketpair. It reaps the receiver
-//! before it exits, and takes over the LEAVE if the receiver was killed.
+//! pipe, keys through the line editor on a terminal — and makes the bodies
+//! of SAY, ME and PRIVATE, which it hands to the receiver to seal and send
+//! (it never touches the socket: one process seals). ACK, REJECT and
+//! "reconnecting" reach it over the socketpair. It reaps the receiver before
+//! it exits. If the receiver is killed, nobody can seal a LEAVE any more:
+//! the server times the member out.
 
 use crate::client::command::{parse_line, Command};
 use crate::client::editor::{Action, Editor};
@@ -14,10 +16,10 @@ use crate::client::outgoing::{Outgoing, OutgoingQueue, WINDOW};
 use crate::client::reasons::{self, Fatal};
 use crate::client::render::{self, Lang, Notice, Undelivered};
 use crate::client::term::{self, StdinReader, TermModes};
-use crate::client::{code, leave_and_wait, pending_signals, Session};
+use crate::client::{code, pending_signals, Session};
 use crate::error::Error;
 use crate::process::{reap_one_of, reap_within, Reaped};
-use crate::protocol::Token;
+use crate::protocol::sealed::{RejectReason, WelcomeFlags};
 use mio::net::UnixDatagram;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token as MioToken};
@@ -26,7 +28,6 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
 use std::io;
-use std::net::UdpSocket;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
@@ -47,14 +48,14 @@ const QUIT_GRACE: Duration = Duration::from_millis(900);
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 
 struct SenderProcess {
-    socket: UdpSocket,
     link: UnixDatagram,
     link_open: bool,
     signals: SignalFd,
     stdin: StdinReader,
     stdin_live: bool,
-    token: Token,
     name: String,
+    /// The server serves ME (WELCOME's flag): `/me` is sent only then.
+    serves_me: bool,
     lang: Lang,
     term: Option<TermModes>,
     /// Stdin may have more to read (edge-triggered: until it would block).
@@ -66,6 +67,8 @@ struct SenderProcess {
     names: SeenNames,
     pipe: PipeLines,
     queue: OutgoingQueue,
+    /// The lowest unacknowledged number last told to the receiver.
+    told_unacked: u32,
     /// End of input or `/quit`: quit once the queue is empty (or at this deadline).
     draining: Option<Instant>,
     /// Quit was asked of the receiver, which is killed at this deadline.
@@ -104,8 +107,8 @@ pub fn run(session: Session, link: OwnedFd, child: Pid, stdin: StdinReader) -> u
         signals,
         stdin,
         stdin_live: true,
-        token: session.token,
         name: session.name.clone(),
+        serves_me: session.welcome.flags.contains(WelcomeFlags::ME),
         lang: session.lang,
         term: session.term.clone(),
         stdin_ready: true,
@@ -113,14 +116,16 @@ pub fn run(session: Session, link: OwnedFd, child: Pid, stdin: StdinReader) -> u
         editor: Editor::new(),
         names: SeenNames::new(),
         pipe: PipeLines::new(),
-        queue: OutgoingQueue::new(session.token),
+        queue: OutgoingQueue::new(),
+        told_unacked: 1,
         draining: None,
         quit_sent: None,
         receiver_leaving: false,
         child,
         status: None,
-        socket: session.socket,
     };
+    // The connection stays the receiver's: this process never seals.
+    drop(session);
     s.run()
 }
 
@@ -207,12 +212,17 @@ impl SenderProcess {
     /// Sends what is due, reports what failed, and moves the quit along.
     fn pump(&mut self, now: Instant) {
         if !self.receiver_leaving {
-            let (datagrams, failed) = self.queue.poll(now);
-            for d in datagrams {
-                let _ = self.socket.send(&d);
+            let (bodies, failed) = self.queue.poll(now);
+            for body in bodies {
+                self.tell_receiver(ToReceiver::Send(body));
             }
             for (msg, why) in failed {
                 self.not_delivered(&msg, why);
+            }
+            let low = self.queue.lowest_unacked();
+            if low != self.told_unacked {
+                self.told_unacked = low;
+                self.tell_receiver(ToReceiver::Unacked(low));
             }
         }
         if let Some(deadline) = self.draining {
@@ -226,8 +236,7 @@ impl SenderProcess {
         }
         if let Some((_, deadline)) = self.quit_sent {
             if now >= deadline && self.status.is_none() {
-                // The receiver did not end in time: it is killed and reaped,
-                // and `finish` does its LEAVE.
+                // The receiver did not end in time: it is killed and reaped.
                 let _ = nix::sys::signal::kill(self.child, Signal::SIGKILL);
                 self.status = reap_within(self.child, QUIT_GRACE);
             }
@@ -364,6 +373,21 @@ impl SenderProcess {
                     self.queue.push(Outgoing::Say(part.to_string()));
                 }
             }
+            Command::Me(text) if !self.serves_me => {
+                let msg = Outgoing::Me(text);
+                self.not_delivered(&msg, Undelivered::Refused(RejectReason::NotSupported));
+            }
+            Command::Me(text) => {
+                let parts = split_text(&text);
+                self.parts_notice(parts.len());
+                for part in parts {
+                    if self.term.is_some() {
+                        let echo = render::own_action(&self.name, part);
+                        self.tell_receiver(ToReceiver::Print(echo));
+                    }
+                    self.queue.push(Outgoing::Me(part.to_string()));
+                }
+            }
             Command::Private { to, text } => {
                 let parts = split_text(&text);
                 self.parts_notice(parts.len());
@@ -433,11 +457,8 @@ impl SenderProcess {
                             self.not_delivered(&msg, why);
                         }
                     }
-                    Some(ToSender::Rejoining) => self.queue.hold(),
-                    Some(ToSender::Token(t)) => {
-                        self.token = t;
-                        self.queue.new_token(t);
-                    }
+                    Some(ToSender::Holding) => self.queue.hold(),
+                    Some(ToSender::Back) => self.queue.back(Instant::now()),
                     Some(ToSender::Seen(name)) => self.names.seen(&name),
                     Some(ToSender::Gone(name)) => self.names.gone(&name),
                     Some(ToSender::Leaving) => {
@@ -488,8 +509,9 @@ impl SenderProcess {
     }
 
     /// The receiver has ended (its status is known). If it was killed, this
-    /// process is the last one: it tells the server, then gives the terminal
-    /// its modes back.
+    /// process is the last one: it says so and gives the terminal its modes
+    /// back (the server times the member out: only the receiver could seal
+    /// a LEAVE).
     fn finish(self) -> u8 {
         let code = match self.status {
             Some(WaitStatus::Exited(_, c)) => c as u8,
@@ -503,9 +525,7 @@ impl SenderProcess {
                 }
                 let why = reasons::fatal_line(self.lang, &Fatal::ReceiverEnded { signal });
                 crate::stdio::err_line(&format!("chat-client: {why}"));
-                let requested = self.quit_sent.map(|(c, _)| c);
-                leave_and_wait(&self.socket, self.token);
-                requested.unwrap_or(code::FAIL)
+                self.quit_sent.map_or(code::FAIL, |(c, _)| c)
             }
         };
         if let Some(m) = &self.term {

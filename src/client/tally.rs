@@ -38,7 +38,12 @@ impl SeqTracker {
         Some(ahead)
     }
 
-    /// A PONG says the last event sent was `last_seq`: returns how many of the
+    /// The highest event number received in order (0 before the first).
+    pub fn last(&self) -> u32 {
+        self.next.wrapping_sub(1)
+    }
+
+    /// A KEEPALIVE says the last event sent was `last_seq`: returns how many of the
     /// events up to it never arrived (lost at the end of a burst).
     pub fn pong(&mut self, last_seq: u32) -> u32 {
         let missing = last_seq.wrapping_add(1).wrapping_sub(self.next);
@@ -137,6 +142,7 @@ mod tests {
         assert_eq!(s.event(5), None, "duplicate");
         assert_eq!(s.event(6), Some(0));
         assert_eq!(s.pong(6), 0);
+        assert_eq!(s.last(), 6);
         assert_eq!(s.pong(9), 3, "lost at the end of a burst");
         assert_eq!(s.event(10), Some(0));
         assert_eq!(s.pong(3), 0, "an old pong");

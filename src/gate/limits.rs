@@ -12,10 +12,10 @@ const SLOTS: usize = 4096;
 
 /// One source IP as the per-IP rules count it: an IPv4 address (an
 /// IPv4-mapped IPv6 address counts as IPv4) or an IPv6 /64.
-pub(super) type IpKey = [u8; 16];
+pub type IpKey = [u8; 16];
 
 /// The [`IpKey`] of `ip`.
-pub(super) fn ip_key(ip: IpAddr) -> IpKey {
+pub fn ip_key(ip: IpAddr) -> IpKey {
     match ip.to_canonical() {
         IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
         IpAddr::V6(a) => {

@@ -2,9 +2,10 @@
 //! the addresses a host name resolves to, and which of them a chat server
 //! answers on.
 
-use crate::client::login::{random_nonce, Login, Step};
+use crate::client::conn::LOGIN_TIMEOUT;
 use crate::error::{Error, Result};
-use crate::protocol::{decode_server, MAX_DATAGRAM};
+use crate::protocol::MAX_DATAGRAM;
+use crate::session::ClientHandshake;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs, UdpSocket};
@@ -69,7 +70,7 @@ fn resolve_all(text: &str) -> Result<Vec<SocketAddr>> {
 }
 
 /// The address of `HOST:PORT` to talk to: the only one it resolves to, or
-/// else the first of them on which a chat server answers a JOIN (all are
+/// else the first of them on which a chat server answers an INIT (all are
 /// asked at once, IPv6 and IPv4, each with the login's resends and
 /// timeout). An error when none answers.
 pub fn find_server(text: &str) -> Result<SocketAddr> {
@@ -93,15 +94,31 @@ pub fn find_server(text: &str) -> Result<SocketAddr> {
 struct Probe {
     addr: SocketAddr,
     sock: UdpSocket,
-    login: Login,
+    hs: ClientHandshake,
+    sends: u32,
+    next_at: Instant,
 }
 
-/// Sends a JOIN (without a cookie: the server answers with a CHALLENGE and
+/// The first resend of a probe comes this long after the first send; the
+/// wait doubles up to 2 s, as the login's does.
+const PROBE_RESEND: Duration = Duration::from_millis(500);
+
+impl Probe {
+    /// Sends the INIT (again); false when the socket refuses.
+    fn send(&mut self, now: Instant) -> bool {
+        self.next_at = now + PROBE_RESEND * (1 << self.sends.min(2));
+        self.sends += 1;
+        self.sock.send(&self.hs.init_datagram()).is_ok()
+    }
+}
+
+/// Sends an INIT without a cookie (the server answers with a COOKIE and
 /// keeps nothing) to every address from a socket connected to it; returns
-/// the first address any answer comes from. An address whose socket fails
-/// or is refused (ICMP port unreachable) is given up at once.
+/// the first address a COOKIE for it comes from. An address whose socket
+/// fails or is refused (ICMP port unreachable) is given up at once.
 fn first_answering(addrs: &[SocketAddr]) -> Option<SocketAddr> {
     let now = Instant::now();
+    let deadline = now + LOGIN_TIMEOUT;
     let mut probes: Vec<Probe> = addrs
         .iter()
         .filter_map(|&addr| {
@@ -112,9 +129,15 @@ fn first_answering(addrs: &[SocketAddr]) -> Option<SocketAddr> {
             let sock = UdpSocket::bind(local).ok()?;
             sock.connect(addr).ok()?;
             sock.set_nonblocking(true).ok()?;
-            let (login, join) = Login::start("probe", 0, random_nonce(), now);
-            sock.send(&join).ok()?;
-            Some(Probe { addr, sock, login })
+            let id = getrandom::u64().ok()?.max(1);
+            let mut p = Probe {
+                addr,
+                sock,
+                hs: ClientHandshake::new(id),
+                sends: 0,
+                next_at: now,
+            };
+            p.send(now).then_some(p)
         })
         .collect();
     let mut buf = vec![0u8; MAX_DATAGRAM + 1];
@@ -127,12 +150,8 @@ fn first_answering(addrs: &[SocketAddr]) -> Option<SocketAddr> {
             loop {
                 match p.sock.recv(&mut buf) {
                     Ok(n) => {
-                        let step = match decode_server(&buf[..n.min(MAX_DATAGRAM)]) {
-                            Ok(msg) => p.login.on_message(&msg, now),
-                            Err(_) => Step::Wait,
-                        };
-                        if step != Step::Wait {
-                            return Some(p.addr); // a CHALLENGE, WELCOME or REFUSED
+                        if n <= MAX_DATAGRAM && p.hs.on_cookie(&buf[..n]).is_ok() {
+                            return Some(p.addr);
                         }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -143,12 +162,10 @@ fn first_answering(addrs: &[SocketAddr]) -> Option<SocketAddr> {
                     }
                 }
             }
-            if keep {
-                match p.login.on_timer(now) {
-                    Step::Send(d) => keep = p.sock.send(&d).is_ok(),
-                    Step::GiveUp => keep = false,
-                    _ => {}
-                }
+            if keep && now >= deadline {
+                keep = false;
+            } else if keep && now >= p.next_at {
+                keep = p.send(now);
             }
             if keep {
                 k += 1;
@@ -156,7 +173,7 @@ fn first_answering(addrs: &[SocketAddr]) -> Option<SocketAddr> {
                 probes.swap_remove(k);
             }
         }
-        let Some(wake) = probes.iter().map(|p| p.login.next_wakeup()).min() else {
+        let Some(wake) = probes.iter().map(|p| p.next_at.min(deadline)).min() else {
             break;
         };
         let wait = wake
@@ -177,7 +194,7 @@ fn first_answering(addrs: &[SocketAddr]) -> Option<SocketAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{decode_client, ClientMsg, ServerMsg};
+    use crate::session::{cookie_datagram, parse_init};
 
     #[test]
     fn host_port_syntax() {
@@ -207,17 +224,11 @@ mod tests {
                 .set_read_timeout(Some(Duration::from_secs(10)))
                 .unwrap();
             let mut buf = [0u8; 2048];
-            let (n, from) = server.recv_from(&mut buf).expect("a JOIN");
-            let Ok(ClientMsg::Join { nonce, .. }) = decode_client(&buf[..n]) else {
-                panic!("not a JOIN");
-            };
-            let challenge = ServerMsg::Challenge {
-                nonce,
-                cookie: [1; 16],
-            };
-            let mut out = Vec::new();
-            challenge.encode(&mut out);
-            server.send_to(&out, from).unwrap();
+            let (n, from) = server.recv_from(&mut buf).expect("an INIT");
+            let init = parse_init(&buf[..n]).expect("an INIT");
+            server
+                .send_to(&cookie_datagram(init.id_c, &[1; 16]), from)
+                .unwrap();
         });
         let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
         let closed = UdpSocket::bind("127.0.0.1:0")

@@ -1,46 +1,62 @@
 //! The admin console: a line is an admin message to everyone; `/who`,
-//! `/kick NAME`, `/stats` and `/help` are commands (`/shutdown` is the
-//! server's own). Replies are text for the operator.
+//! `/kick NAME [REASON]`, `/stats` and `/help` are commands (`/shutdown` is
+//! the server's own). Replies are text for the operator.
 
 use super::{Broadcast, Room};
-use crate::protocol::{
-    check_text, name_key, ByeReason, Event, LeftReason, ServerMsg, MAX_TEXT_BYTES,
-};
+use crate::protocol::sealed::{ByeReason, Event, LeftReason, LineFlags};
+use crate::protocol::{name_key, validate_text, MAX_TEXT_BYTES};
 use std::fmt::Write as _;
 use std::time::Instant;
 
 /// What `/help` shows on the admin console.
 const CONSOLE_HELP: &str = "\
 a line not starting with / is sent to every member as an admin message
-/who          the members, their addresses and how long each has been silent
-/kick NAME    removes NAME from the room
-/stats        the server's counters
-/shutdown     tells every member the server is closing, then exits
-/help         this list
-//text        sends a message that begins with /
+/who                the members, their addresses and how long each has been silent
+/kick NAME [REASON] removes NAME from the room, telling it REASON
+/stats              the server's counters
+/shutdown           tells every member the room is closing, then exits
+/help               this list
+//text              sends a message that begins with /
 Ctrl-D on a terminal leaves the server running; Ctrl-C or /shutdown ends it";
 
+/// Why a text cannot be sent, or None.
+fn unsendable(text: &str) -> Option<String> {
+    if text.len() > MAX_TEXT_BYTES {
+        return Some(format!(
+            "{} bytes, the limit is {MAX_TEXT_BYTES}",
+            text.len()
+        ));
+    }
+    validate_text(text).err().map(|e| e.to_string())
+}
+
 impl Room {
-    /// Handles one line typed on the admin console; returns what to show the
-    /// operator (possibly several lines, without a final newline).
-    pub fn console(&mut self, now: Instant, line: &str) -> String {
+    /// Handles one line typed on the admin console at `now` (`unix_ms`: the
+    /// Unix time in milliseconds); returns what to show the operator
+    /// (possibly several lines, without a final newline).
+    pub fn console(&mut self, now: Instant, unix_ms: u64, line: &str) -> String {
         let line = line.strip_suffix('\r').unwrap_or(line);
         if line.trim().is_empty() {
             return String::new();
         }
         let Some(cmd) = line.strip_prefix('/') else {
-            return self.admin_says(line);
+            return self.admin_says(unix_ms, line);
         };
         if cmd.starts_with('/') {
-            return self.admin_says(cmd); // "//text" sends "/text"
+            return self.admin_says(unix_ms, cmd); // "//text" sends "/text"
         }
         let mut words = cmd.split_whitespace();
-        match (words.next(), words.next(), words.next()) {
-            (Some("who"), None, _) => self.console_who(now),
-            (Some("stats"), None, _) => self.console_stats(),
-            (Some("help" | "?"), _, _) => CONSOLE_HELP.to_string(),
-            (Some("kick"), Some(name), None) => self.kick(name),
-            (Some("kick"), _, _) => "usage: /kick NAME".to_string(),
+        match (words.next(), words.next()) {
+            (Some("who"), None) => self.console_who(now),
+            (Some("stats"), None) => self.console_stats(),
+            (Some("help" | "?"), _) => CONSOLE_HELP.to_string(),
+            (Some("kick"), Some(name)) => {
+                // The reason is the rest of the line after the name.
+                let after = cmd.trim_start()["kick".len()..].trim_start();
+                let reason = after[name.len()..].trim();
+                self.kick(name, reason)
+            }
+            (Some("kick"), None) => "usage: /kick NAME [REASON]".to_string(),
             _ => format!(
                 "unknown command '/{}': try /help",
                 cmd.split_whitespace().next().unwrap_or("")
@@ -48,21 +64,21 @@ impl Room {
         }
     }
 
-    fn admin_says(&mut self, text: &str) -> String {
-        if text.len() > MAX_TEXT_BYTES {
-            return format!(
-                "not sent: {} bytes, the limit is {MAX_TEXT_BYTES}",
-                text.len()
-            );
+    fn admin_says(&mut self, unix_ms: u64, text: &str) -> String {
+        if let Some(why) = unsendable(text) {
+            return format!("not sent: {why}");
         }
-        if !check_text(text) {
-            return "not sent: the text holds control or bidi characters".to_string();
-        }
-        let (start, end) = self.out.event(&Event::Admin { text });
+        self.room_seq += 1;
+        let (start, end) = self.out.event(&Event::Admin {
+            room_seq: self.room_seq,
+            time_ms: unix_ms,
+            flags: LineFlags::NONE,
+            text,
+        });
         self.broadcasts.push(Broadcast {
             start,
             end,
-            except: 0,
+            except: None,
         });
         let n = self.members.len();
         format!("sent to {n} member{}", if n == 1 { "" } else { "s" })
@@ -73,42 +89,58 @@ impl Room {
         let mut s = format!("{n} member{}", if n == 1 { "" } else { "s" });
         for m in self.members.from(0) {
             let idle = now.saturating_duration_since(m.last_heard).as_secs_f64();
-            let _ = write!(s, "\n{}\t{}\tidle {idle:.1} s", m.name, m.peer.addr);
+            let _ = write!(s, "\n{}\t{}\tidle {idle:.1} s", m.name, m.addr);
         }
         s
     }
 
-    /// The `/stats` line.
+    /// The `/stats` line: `name: value` pairs, the room's and the gate's.
     pub fn console_stats(&self) -> String {
         let s = &self.stats;
-        format!(
-            "datagrams in: {}, datagrams out: {}, malformed: {}, dropped sends: {}, rate limited: {}, \
-             forged: {}, unknown sessions: {}, members: {}, peak: {}",
-            s.datagrams_in,
-            s.datagrams_out,
-            s.malformed,
-            s.dropped_sends,
-            s.rate_limited,
-            s.forged,
-            s.unknown_sessions,
-            self.members.len(),
-            s.peak
-        )
+        let g = &self.gate.stats;
+        let pairs: [(&str, u64); 24] = [
+            ("datagrams in", g.datagrams_in),
+            ("datagrams out", s.datagrams_out),
+            ("dropped sends", s.dropped_sends),
+            ("malformed", g.malformed),
+            ("forged", g.forged),
+            ("replayed", g.replayed),
+            ("over budget", g.over_budget),
+            ("wrong state", g.wrong_state),
+            ("bad bodies", s.bad_bodies),
+            ("not allowed", s.not_allowed),
+            ("cookies", g.cookies),
+            ("handshakes", g.handshakes),
+            ("responses resent", g.responses_resent),
+            ("rekeys", g.rekeys),
+            ("resets", g.resets),
+            ("path challenges", g.challenges),
+            ("moves", g.moves),
+            ("half-open dropped", g.half_open_dropped),
+            ("rate limited", s.rate_limited),
+            ("too old", s.too_old),
+            ("answers refused", s.answers_refused),
+            ("unsealed", s.unsealed),
+            ("members", self.members.len() as u64),
+            ("peak", s.peak as u64),
+        ];
+        pairs
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
-    fn kick(&mut self, name: &str) -> String {
+    fn kick(&mut self, name: &str, reason: &str) -> String {
+        if let Some(why) = unsendable(reason).filter(|_| !reason.is_empty()) {
+            return format!("not kicked: the reason: {why}");
+        }
         let Some(i) = self.members.by_key(&name_key(name)) else {
             return format!("no member named '{name}'");
         };
         let m = self.members.get(i);
-        let done = format!("kicked {} ({})", m.name, m.peer.addr);
-        self.out.reply(
-            m.peer,
-            &ServerMsg::Bye {
-                reason: ByeReason::Kicked,
-            },
-        );
-        self.remove(i, LeftReason::Removed);
+        let done = format!("kicked {} ({})", m.name, m.addr);
+        self.remove(i, LeftReason::Removed, Some((ByeReason::Removed, reason)));
         done
     }
 }

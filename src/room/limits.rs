@@ -1,9 +1,6 @@
-//! Bounded accounting for the room: token buckets, the at-most-once window of
-//! client sequence numbers, and the per-source-IP limiter for replies to
-//! addresses that are not members.
+//! Bounded accounting for the room: token buckets, and the at-most-once
+//! window of a member's message numbers (PROTOCOL.md "At most once").
 
-use siphasher::sip128::SipHasher13;
-use std::net::IpAddr;
 use std::time::Instant;
 
 /// A token bucket: `rate` tokens a second, at most `burst` saved up.
@@ -34,34 +31,64 @@ impl Bucket {
             false
         }
     }
+
+    /// Would the bucket be full at `now` (nothing taken for long enough)?
+    pub fn is_full(&self, now: Instant, rate: f64, burst: f64) -> bool {
+        let dt = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens + dt * rate >= burst
+    }
 }
 
-/// How many sequence numbers the at-most-once window spans.
+/// How many message numbers the at-most-once window spans (also the most a
+/// client may have outstanding).
 pub const SEQ_WINDOW: u32 = 1024;
 
-/// Which client sequence numbers a session has accepted: a bitmap of the
-/// [`SEQ_WINDOW`] numbers from the lowest one not yet accepted. Numbers below
-/// the window count as accepted; accepting a number beyond the window slides
-/// the window up to it (the numbers it passes over then count as accepted).
+/// How far `floor` may trail `low` before it follows.
+const MAX_REMEMBERED: u32 = 1 << 30;
+
+/// What the window says of a message number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    /// Not forwarded yet: forward it (unless refused), then [`AckWindow::accept`].
+    New,
+    /// Forwarded already in this session: acknowledge again.
+    Again,
+    /// Below the window: the server no longer knows (REJECT 4).
+    TooOld,
+}
+
+/// Which message numbers a member's messages were forwarded under
+/// (PROTOCOL.md "At most once"): `low`, the lowest number not yet forwarded,
+/// a bitmap of the [`SEQ_WINDOW`] numbers from `low` on, and `floor`: every
+/// number in `floor .. low` was forwarded. Numbers compare as RFC 1982
+/// serial numbers.
 #[derive(Debug, Clone)]
-pub struct SeqWindow {
-    /// The lowest number not yet accepted (all below count as accepted).
-    lo: u32,
-    /// Bit `s % SEQ_WINDOW` is set when `s` in `lo..lo + SEQ_WINDOW` was accepted.
+pub struct AckWindow {
+    low: u32,
+    floor: u32,
+    /// Bit `s % SEQ_WINDOW` is set when `s` in `low..low + SEQ_WINDOW` was forwarded.
     bits: [u64; (SEQ_WINDOW / 64) as usize],
 }
 
-impl Default for SeqWindow {
+impl Default for AckWindow {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl SeqWindow {
-    /// A fresh window: sequence numbers start at 1 (0 counts as already seen).
+impl AckWindow {
+    /// A fresh window: numbers start at 1.
     pub fn new() -> Self {
-        SeqWindow {
-            lo: 1,
+        Self::starting_at(1)
+    }
+
+    /// A window whose first number is `low` (nothing forwarded yet; 0 is
+    /// taken as 1).
+    pub fn starting_at(low: u32) -> Self {
+        let low = low.max(1);
+        AckWindow {
+            low,
+            floor: low,
             bits: [0; (SEQ_WINDOW / 64) as usize],
         }
     }
@@ -80,81 +107,62 @@ impl SeqWindow {
         }
     }
 
-    /// Was `seq` accepted already (or is it older than the window)?
-    pub fn seen(&self, seq: u32) -> bool {
-        let d = seq.wrapping_sub(self.lo);
-        if d >= 1 << 31 {
-            true // behind the window
-        } else if d >= SEQ_WINDOW {
-            false // ahead of the window
+    /// What to do with message number `seq`.
+    pub fn check(&self, seq: u32) -> Seen {
+        if seq == 0 {
+            return Seen::TooOld;
+        }
+        let ahead = seq.wrapping_sub(self.low);
+        if ahead < 1 << 31 {
+            return if ahead < SEQ_WINDOW && self.bit(seq) {
+                Seen::Again
+            } else {
+                Seen::New
+            };
+        }
+        // Before `low`: remembered as forwarded from `floor` on.
+        if seq.wrapping_sub(self.floor) < self.low.wrapping_sub(self.floor) {
+            Seen::Again
         } else {
-            self.bit(seq)
+            Seen::TooOld
         }
     }
 
-    /// Records `seq` as accepted. Call only when `!self.seen(seq)`.
+    /// Records `seq` as forwarded. Call only when [`AckWindow::check`] said [`Seen::New`].
     pub fn accept(&mut self, seq: u32) {
-        let d = seq.wrapping_sub(self.lo);
-        if d >= 1 << 31 {
+        let ahead = seq.wrapping_sub(self.low);
+        if ahead >= 1 << 31 {
             return;
         }
-        if d >= SEQ_WINDOW {
-            let new_lo = seq.wrapping_sub(SEQ_WINDOW - 1);
-            let shift = new_lo.wrapping_sub(self.lo);
+        if ahead >= SEQ_WINDOW {
+            // Slide so that the window ends at `seq`: what it passes over is
+            // unknown from then on.
+            let new_low = seq.wrapping_sub(SEQ_WINDOW - 1);
+            let shift = new_low.wrapping_sub(self.low);
             if shift >= SEQ_WINDOW {
                 self.bits = [0; (SEQ_WINDOW / 64) as usize];
             } else {
                 for k in 0..shift {
-                    self.set(self.lo.wrapping_add(k), false);
+                    self.set(self.low.wrapping_add(k), false);
                 }
             }
-            self.lo = new_lo;
+            self.low = new_low;
+            self.floor = new_low;
         }
         self.set(seq, true);
-        while self.bit(self.lo) {
-            self.set(self.lo, false);
-            self.lo = self.lo.wrapping_add(1);
+        // 0 is never a message number: `low` passes over it.
+        while self.low == 0 || self.bit(self.low) {
+            self.set(self.low, false);
+            self.low = self.low.wrapping_add(1);
+        }
+        if self.low.wrapping_sub(self.floor) > MAX_REMEMBERED {
+            self.floor = self.low.wrapping_sub(MAX_REMEMBERED);
         }
     }
 
-    /// The lowest number not yet accepted.
-    pub fn lowest_unseen(&self) -> u32 {
-        self.lo
-    }
-}
-
-/// How many buckets the source limiter keeps (a power of two).
-const SOURCE_SLOTS: usize = 4096;
-
-/// Rate limit for replies to non-members, per source IP, in bounded memory:
-/// a fixed table of token buckets indexed by a keyed hash of the address.
-/// Two addresses that share a slot share a bucket (stricter, never looser).
-pub struct SourceLimiter {
-    hasher: SipHasher13,
-    slots: Box<[Bucket]>,
-    rate: f64,
-    burst: f64,
-}
-
-impl SourceLimiter {
-    /// A limiter allowing `rate` replies a second per address, `burst` at once.
-    pub fn new(key: [u8; 16], now: Instant, rate: f64, burst: f64) -> Self {
-        SourceLimiter {
-            hasher: SipHasher13::new_with_key(&key),
-            slots: vec![Bucket::full(now, burst); SOURCE_SLOTS].into_boxed_slice(),
-            rate,
-            burst,
-        }
-    }
-
-    /// May we send one more reply to `ip`?
-    pub fn allow(&mut self, now: Instant, ip: IpAddr) -> bool {
-        let h = match ip.to_canonical() {
-            IpAddr::V4(a) => self.hasher.hash(&a.octets()),
-            IpAddr::V6(a) => self.hasher.hash(&a.octets()),
-        };
-        let slot = (h.h1 as usize) & (SOURCE_SLOTS - 1);
-        self.slots[slot].take(now, self.rate, self.burst)
+    /// The lowest number not yet forwarded.
+    pub fn low(&self) -> u32 {
+        self.low
     }
 }
 
@@ -172,57 +180,63 @@ mod tests {
         assert_eq!((0..20).filter(|_| b.take(t1, 5.0, 10.0)).count(), 5);
         // An earlier time never adds tokens or panics.
         assert!(!b.take(t0, 5.0, 10.0));
+        assert!(!b.is_full(t1, 5.0, 10.0));
+        assert!(b.is_full(t1 + Duration::from_secs(2), 5.0, 10.0));
     }
 
     #[test]
-    fn window_accepts_each_number_once_in_any_order() {
-        let mut w = SeqWindow::new();
-        assert!(w.seen(0));
+    fn window_forwards_each_number_once_in_any_order() {
+        let mut w = AckWindow::new();
+        assert_eq!(w.check(0), Seen::TooOld);
         for s in [3, 1, 2, 7, 5] {
-            assert!(!w.seen(s));
+            assert_eq!(w.check(s), Seen::New);
             w.accept(s);
-            assert!(w.seen(s));
+            assert_eq!(w.check(s), Seen::Again);
         }
-        assert_eq!(w.lowest_unseen(), 4);
-        assert!(!w.seen(4) && !w.seen(6) && w.seen(5) && w.seen(7));
-        // Far ahead: the window slides, what it passes counts as seen.
+        assert_eq!(w.low(), 4);
+        assert_eq!(w.check(4), Seen::New);
+        assert_eq!(w.check(1), Seen::Again, "below low, above floor");
+    }
+
+    #[test]
+    fn a_slide_makes_what_it_passes_too_old() {
+        let mut w = AckWindow::new();
+        w.accept(1);
         w.accept(5000);
-        assert!(w.seen(5000) && w.seen(4) && w.seen(5000 - SEQ_WINDOW));
-        assert!(!w.seen(4999) && !w.seen(5000 - SEQ_WINDOW + 1));
-        // A small slide keeps the numbers still inside the window.
-        w.accept(4999 + SEQ_WINDOW);
-        assert!(w.seen(5000) && !w.seen(5001) && !w.seen(4998 + SEQ_WINDOW));
+        assert_eq!(w.check(5000), Seen::Again);
+        assert_eq!(w.check(1), Seen::TooOld, "forgotten when the window slid");
+        assert_eq!(w.check(4), Seen::TooOld);
+        assert_eq!(
+            w.check(5000 - SEQ_WINDOW + 1),
+            Seen::New,
+            "the window's first"
+        );
+        assert_eq!(w.check(5000 - SEQ_WINDOW), Seen::TooOld);
+        assert_eq!(w.check(4999), Seen::New);
     }
 
     #[test]
-    fn window_matches_a_set_under_random_use() {
-        let mut w = SeqWindow::new();
-        let mut set = std::collections::HashSet::new();
-        let mut x: u64 = 12345;
-        for _ in 0..20_000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let s = (w.lowest_unseen() as i64 + (x % 1100) as i64 - 40).max(0) as u32;
-            let expect = set.contains(&s) || s < w.lowest_unseen();
-            assert_eq!(w.seen(s), expect, "seq {s}");
-            if !expect {
-                w.accept(s);
-                set.insert(s);
-                let lo = w.lowest_unseen();
-                set.retain(|&v| v >= lo);
-            }
+    fn numbers_wrap_as_serial_numbers() {
+        let mut w = AckWindow::starting_at(u32::MAX - 2);
+        for s in [u32::MAX - 2, u32::MAX - 1, u32::MAX, 1, 2] {
+            assert_eq!(w.check(s), Seen::New, "{s}");
+            w.accept(s);
         }
+        assert_eq!(w.low(), 3);
+        assert_eq!(w.check(u32::MAX), Seen::Again);
+        assert_eq!(w.check(0), Seen::TooOld);
     }
 
     #[test]
-    fn source_limiter_is_per_address() {
-        let t0 = Instant::now();
-        let mut l = SourceLimiter::new([7; 16], t0, 20.0, 40.0);
-        let a: IpAddr = "10.0.0.1".parse().unwrap();
-        let b: IpAddr = "10.0.0.2".parse().unwrap();
-        assert_eq!((0..100).filter(|_| l.allow(t0, a)).count(), 40);
-        assert!(l.allow(t0, b) || l.slots.len() < 2);
-        assert!(l.allow(t0 + Duration::from_millis(100), a));
+    fn floor_follows_low_at_a_distance() {
+        let mut w = AckWindow::new();
+        for s in 1..=3000u32 {
+            w.accept(s);
+        }
+        assert_eq!(w.check(1), Seen::Again);
+        w.low = MAX_REMEMBERED + 1;
+        w.accept(MAX_REMEMBERED + 1);
+        assert_eq!(w.check(1), Seen::TooOld);
+        assert_eq!(w.check(2), Seen::Again);
     }
 }

@@ -1,10 +1,11 @@
 //! The member table: a dense `Vec` (so who-paging is a slice) with O(1)
-//! lookups by token, by name key and by address, and an intrusive list in
-//! order of last activity (so the next timeout is the list's head, O(1)).
+//! lookups by connection and by name key, and an intrusive list in order of
+//! last activity (so the next timeout is the list's head, O(1)).
 
-use super::limits::{Bucket, SeqWindow};
-use super::Peer;
-use crate::protocol::Token;
+use super::budget::{AnswerQueue, Budget};
+use super::limits::{AckWindow, Bucket};
+use super::Local;
+use crate::gate::ConnId;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -14,60 +15,71 @@ const NIL: u32 = u32::MAX;
 /// One member of the room.
 #[derive(Debug)]
 pub struct Member {
-    /// The session token (never 0).
-    pub token: Token,
-    /// The name as registered.
+    /// Its connection behind the gate (its identity).
+    pub conn: ConnId,
+    /// The name as its JOIN spelled it.
     pub name: Box<str>,
     /// The name's comparison key (`protocol::name_key`).
     pub key: Box<str>,
-    /// Where the member's datagrams come from, and the local address they arrive on.
-    pub peer: Peer,
-    /// The nonce of the JOIN that created this session (a retransmitted JOIN gets the WELCOME again).
-    pub join_nonce: u64,
-    /// When the last valid datagram arrived.
+    /// Its validated address (where the gate sends), and the local address
+    /// its datagrams arrive on.
+    pub addr: SocketAddr,
+    pub local: Option<Local>,
+    /// Its id in message ids.
+    pub client_id: u64,
+    /// When the last authenticated datagram arrived.
     pub last_heard: Instant,
     /// The number the next event sent to this member gets.
-    pub next_seq: u32,
-    /// The client sequence numbers accepted so far.
-    pub seen: SeqWindow,
+    pub next_event: u32,
+    /// The message numbers forwarded so far.
+    pub window: AckWindow,
     /// The flood-control bucket.
     pub bucket: Bucket,
+    /// Its answer budget, and the WHO pages waiting for it (their `start`).
+    pub budget: Budget,
+    pub answers: AnswerQueue<u32>,
     /// Events for this member alone queued this turn (ranges in the turn's event arena).
     pub private: Vec<(u32, u32)>,
-    /// The turn in which this session started, and the event arena length then:
-    /// a newcomer gets none of the events queued before it joined.
+    /// The turn in which it joined, and the event arena length then: a
+    /// newcomer gets none of the events queued before it joined.
     pub joined_turn: u64,
     pub joined_at: u32,
     prev: u32,
     next: u32,
 }
 
+/// What a new member starts with.
+pub struct NewMember<'a> {
+    pub conn: ConnId,
+    pub name: &'a str,
+    pub key: String,
+    pub addr: SocketAddr,
+    pub local: Option<Local>,
+    pub client_id: u64,
+    pub now: Instant,
+    pub burst: f64,
+    pub joined: (u64, u32),
+}
+
 impl Member {
     /// A new member; the table links it in.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        token: Token,
-        name: &str,
-        key: String,
-        peer: Peer,
-        join_nonce: u64,
-        now: Instant,
-        bucket: Bucket,
-        joined: (u64, u32),
-    ) -> Self {
+    pub fn new(m: NewMember<'_>) -> Self {
         Member {
-            token,
-            name: name.into(),
-            key: key.into_boxed_str(),
-            peer,
-            join_nonce,
-            last_heard: now,
-            next_seq: 1,
-            seen: SeqWindow::new(),
-            bucket,
+            conn: m.conn,
+            name: m.name.into(),
+            key: m.key.into_boxed_str(),
+            addr: m.addr,
+            local: m.local,
+            client_id: m.client_id,
+            last_heard: m.now,
+            next_event: 1,
+            window: AckWindow::new(),
+            bucket: Bucket::full(m.now, m.burst),
+            budget: Budget::new(m.now),
+            answers: AnswerQueue::new(),
             private: Vec::new(),
-            joined_turn: joined.0,
-            joined_at: joined.1,
+            joined_turn: m.joined.0,
+            joined_at: m.joined.1,
             prev: NIL,
             next: NIL,
         }
@@ -78,9 +90,8 @@ impl Member {
 #[derive(Debug, Default)]
 pub struct Members {
     list: Vec<Member>,
-    by_token: HashMap<Token, u32>,
+    by_conn: HashMap<ConnId, u32>,
     by_key: HashMap<Box<str>, u32>,
-    by_addr: HashMap<SocketAddr, u32>,
     /// Least recently heard member (the next to time out), and the most recent.
     head: u32,
     tail: u32,
@@ -116,16 +127,12 @@ impl Members {
         self.list.iter_mut()
     }
 
-    pub fn by_token(&self, t: Token) -> Option<usize> {
-        self.by_token.get(&t).map(|&i| i as usize)
+    pub fn by_conn(&self, c: ConnId) -> Option<usize> {
+        self.by_conn.get(&c).map(|&i| i as usize)
     }
 
     pub fn by_key(&self, key: &str) -> Option<usize> {
         self.by_key.get(key).map(|&i| i as usize)
-    }
-
-    pub fn by_addr(&self, a: &SocketAddr) -> Option<usize> {
-        self.by_addr.get(a).map(|&i| i as usize)
     }
 
     /// The member heard from least recently.
@@ -133,22 +140,14 @@ impl Members {
         (self.head != NIL).then_some(self.head as usize)
     }
 
-    /// Adds a member (its token, key and address must be free) and returns its index.
+    /// Adds a member (its connection and key must be free) and returns its index.
     pub fn insert(&mut self, m: Member) -> usize {
         let i = self.list.len() as u32;
-        self.by_token.insert(m.token, i);
+        self.by_conn.insert(m.conn, i);
         self.by_key.insert(m.key.clone(), i);
-        self.by_addr.insert(m.peer.addr, i);
         self.list.push(m);
         self.link_tail(i);
         i as usize
-    }
-
-    /// Gives member `i` a new token (a re-join).
-    pub fn set_token(&mut self, i: usize, t: Token) {
-        let old = std::mem::replace(&mut self.list[i].token, t);
-        self.by_token.remove(&old);
-        self.by_token.insert(t, i as u32);
     }
 
     /// Records activity of member `i` at `now`.
@@ -165,18 +164,16 @@ impl Members {
     pub fn remove(&mut self, i: usize) -> Member {
         self.unlink(i as u32);
         let m = self.list.swap_remove(i);
-        self.by_token.remove(&m.token);
+        self.by_conn.remove(&m.conn);
         self.by_key.remove(&m.key);
-        self.by_addr.remove(&m.peer.addr);
         if i < self.list.len() {
             // The former last member moved to `i`: repoint everything at it.
-            let (old, new) = (self.list.len() as u32, i as u32);
+            let new = i as u32;
             let moved = &self.list[i];
-            self.by_token.insert(moved.token, new);
+            self.by_conn.insert(moved.conn, new);
             if let Some(v) = self.by_key.get_mut(&moved.key) {
                 *v = new;
             }
-            self.by_addr.insert(moved.peer.addr, new);
             let (prev, next) = (moved.prev, moved.next);
             if prev == NIL {
                 self.head = new;
@@ -188,16 +185,14 @@ impl Members {
             } else {
                 self.list[next as usize].prev = new;
             }
-            debug_assert!(self.head != old && self.tail != old);
         }
         m
     }
 
     /// Removes every member.
     pub fn drain(&mut self) -> std::vec::Drain<'_, Member> {
-        self.by_token.clear();
+        self.by_conn.clear();
         self.by_key.clear();
-        self.by_addr.clear();
         self.head = NIL;
         self.tail = NIL;
         self.list.drain(..)
@@ -234,19 +229,11 @@ impl Members {
     #[cfg(test)]
     pub fn check(&self) {
         let n = self.list.len();
-        assert_eq!(self.by_token.len(), n, "token index size");
+        assert_eq!(self.by_conn.len(), n, "connection index size");
         assert_eq!(self.by_key.len(), n, "key index size (names unique)");
-        assert_eq!(
-            self.by_addr.len(),
-            n,
-            "address index size (one member per address)"
-        );
         for (i, m) in self.list.iter().enumerate() {
-            assert_ne!(m.token, 0);
-            assert_eq!(self.by_token[&m.token] as usize, i);
+            assert_eq!(self.by_conn[&m.conn] as usize, i);
             assert_eq!(self.by_key[&m.key] as usize, i);
-            assert_eq!(self.by_addr[&m.peer.addr] as usize, i);
-            assert_eq!(&*m.key, crate::protocol::name_key(&m.name));
         }
         // The activity list visits every member once, oldest first.
         let mut seen = 0;

@@ -1,13 +1,19 @@
 //! The chat room as a pure state machine (sans-IO): a datagram, its source
 //! and the time go in; the datagrams to send come out as values.
 //!
-//! No sockets and no clock: the caller passes a monotonic `now` and the unix
-//! time (for the cookie window), and the randomness (the cookie key, a token
-//! source) is given at construction, so tests are deterministic.
+//! The room owns the [`Gate`] (PROTOCOL.md version 2: cookies, handshakes,
+//! sealing, replay windows, rekeys, roaming, resets) and sees what comes
+//! through it: a member is a connection ([`ConnId`]), not an address, and
+//! every reply and event is sealed for its connection at the end of the turn.
+//!
+//! No sockets and no clock: the caller passes a monotonic `now` and the Unix
+//! time in milliseconds (for the cookie window and the events' time), and the
+//! randomness (the cookie secret, a random source) is given at construction.
 //!
 //! One turn of the server's loop: any number of [`Room::handle`],
-//! [`Room::console`], [`Room::expire`] calls, then [`Room::flush`] (which packs
-//! the events queued for each member into EVENTS datagrams) and, once the
+//! [`Room::console`], [`Room::expire`] calls, then [`Room::flush`] (which
+//! packs the events queued for each member into EVENTS bodies, sends what
+//! leavers were owed before their BYE, and seals everything) and, once the
 //! output is sent, [`Room::end_turn`].
 
 pub mod budget;
@@ -17,21 +23,24 @@ mod limits;
 mod members;
 mod outbox;
 pub mod repair;
+#[cfg(test)]
+mod tests;
 
-pub use limits::{Bucket, SeqWindow, SourceLimiter, SEQ_WINDOW};
-pub use outbox::{Outbox, Transmit};
+pub use limits::{AckWindow, Bucket, Seen, SEQ_WINDOW};
+pub use outbox::{Datagram, Outbox};
 
-use crate::protocol::{
-    check_text, decode_client, encode_who_page, name_key, ByeReason, ClientMsg, Event, LeftReason,
-    Malformed, RejectReason, ServerMsg, Token,
+use crate::gate::{self, Action, ConnId, Gate, IpKey};
+use crate::protocol::sealed::{
+    decode_client, ByeReason, ClientMsg, Event, LeftReason, Line, LineFlags, MessageId,
+    RejectReason, ServerMsg, WhoPageWriter,
 };
+use crate::protocol::{name_key, validate_text};
+use crate::session::{ServerKey, DATA_OVERHEAD, MAX_BODY};
+use budget::Offer;
 use members::{Member, Members};
-use siphasher::sip128::SipHasher24;
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
-
-/// Seconds per cookie window (PROTOCOL.md).
-pub const COOKIE_WINDOW_SECS: u64 = 30;
 
 /// The local end a datagram arrived on (from IP_PKTINFO / IPV6_PKTINFO), so
 /// replies leave from the same address on a host with several.
@@ -45,11 +54,11 @@ pub struct Local {
     pub ifindex: u32,
 }
 
-/// The two ends of a datagram: the remote address (the identity) and the
-/// local address it arrived on, when known.
+/// The two ends of a datagram: the remote address and the local address it
+/// arrived on, when known.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Peer {
-    /// The remote address: the member's identity, and where replies go.
+    /// The remote address.
     pub addr: SocketAddr,
     /// The local end the datagram arrived on, to reply from; `None` when not known.
     pub local: Option<Local>,
@@ -61,6 +70,9 @@ impl From<SocketAddr> for Peer {
     }
 }
 
+/// How often the per-IP join counters of quiet addresses are forgotten.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
 /// The room's limits and switches.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -70,16 +82,18 @@ pub struct Config {
     pub announce_limit: usize,
     /// A member silent this long is removed.
     pub member_timeout: Duration,
-    /// SAY/PRIVATE per second per member; 0 turns flood control off.
+    /// SAY/ME/PRIVATE per second per member; 0 turns flood control off.
     pub rate: f64,
-    /// How many SAY/PRIVATE a member may send at once.
+    /// How many SAY/ME/PRIVATE a member may send at once.
     pub burst: f64,
-    /// Replies per second to one non-member IP address.
-    pub stranger_rate: f64,
-    /// How many replies one non-member IP address may get at once.
-    pub stranger_burst: f64,
     /// Pack a turn's events for a member into as few datagrams as fit.
     pub packing: bool,
+    /// Members per IP (an IPv4 address or an IPv6 /64).
+    pub max_per_ip: usize,
+    /// Joins per IP in a minute.
+    pub joins_per_minute: u32,
+    /// The gate's limits (and the rekey period).
+    pub gate: gate::Config,
 }
 
 impl Default for Config {
@@ -90,99 +104,112 @@ impl Default for Config {
             member_timeout: Duration::from_secs(30),
             rate: 5.0,
             burst: 10.0,
-            stranger_rate: 20.0,
-            stranger_burst: 40.0,
             packing: true,
+            max_per_ip: 64,
+            joins_per_minute: 64,
+            gate: gate::Config::default(),
         }
     }
 }
 
-/// Counters for the console's `/stats`. The server adds what only it sees.
+/// The room's counters for the console's `/stats` (the gate keeps its own).
 #[derive(Debug, Default, Clone)]
 pub struct Stats {
-    /// Datagrams handed to [`Room::handle`].
-    pub datagrams_in: u64,
     /// Datagrams sent (counted by the server).
     pub datagrams_out: u64,
-    /// Datagrams that could not be decoded.
-    pub malformed: u64,
     /// Datagrams the kernel refused to send (counted by the server).
     pub dropped_sends: u64,
-    /// Messages refused by flood control, and replies to non-members not
-    /// sent because of their per-address limit.
+    /// Authenticated bodies that could not be decoded.
+    pub bad_bodies: u64,
+    /// Authenticated bodies not allowed in their session's state (SAY
+    /// before JOIN), or for a reserved part this server does not serve.
+    pub not_allowed: u64,
+    /// Messages refused by flood control.
     pub rate_limited: u64,
-    /// A known token from an address that is not its member's.
-    pub forged: u64,
-    /// Datagrams with a token the room does not know.
-    pub unknown_sessions: u64,
+    /// Message numbers below the window (REJECT 4).
+    pub too_old: u64,
+    /// Answers not queued because the member's answer queue was full.
+    pub answers_refused: u64,
+    /// Bodies that could not be sealed (their session was gone).
+    pub unsealed: u64,
     /// The most members the room has had at once.
     pub peak: usize,
 }
 
-/// A malformed-datagram tally since the last summary, by kind.
-const MALFORMED_KINDS: [Malformed; 9] = [
-    Malformed::TooLong,
-    Malformed::Truncated,
-    Malformed::BadMagic,
-    Malformed::BadVersion,
-    Malformed::UnknownKind,
-    Malformed::BadLength,
-    Malformed::BadUtf8,
-    Malformed::Trailing,
-    Malformed::BadValue,
-];
-
-/// An event queued for every member but one (`except`, or 0 for none).
+/// An event queued for every member but one.
 #[derive(Debug, Clone, Copy)]
 struct Broadcast {
     start: u32,
     end: u32,
-    except: Token,
+    except: Option<ConnId>,
+}
+
+/// A member removed this turn: what was queued for it before then is still
+/// sent, then its BYE (none when it timed out), then its connection closes.
+struct Leaver {
+    m: Member,
+    /// The event arena's length when it left: later events are not for it.
+    removed_at: u32,
+    bye: Option<(ByeReason, Box<str>)>,
 }
 
 /// The room.
 pub struct Room {
     cfg: Config,
-    cookie_key: [u8; 16],
-    tokens: Box<dyn FnMut() -> u64 + Send>,
+    gate: Gate,
+    rng: Box<dyn FnMut() -> u64 + Send>,
     members: Members,
-    strangers: SourceLimiter,
+    leavers: Vec<Leaver>,
     out: Outbox,
     broadcasts: Vec<Broadcast>,
     /// Members with private events this turn (when there is no broadcast).
-    dirty: Vec<Token>,
+    dirty: Vec<ConnId>,
     turn: u64,
-    recent_malformed: [u64; MALFORMED_KINDS.len()],
+    /// This run of the room's sequence, and the last room message's number.
+    epoch: u32,
+    room_seq: u64,
+    per_ip: HashMap<IpKey, usize>,
+    joins: HashMap<IpKey, Bucket>,
+    next_prune: Instant,
+    /// Members whose answers wait for their budget (some may be gone).
+    answering: Vec<ConnId>,
+    /// The drop counters at the last summary.
+    drops_said: [u64; 7],
     log: Vec<String>,
     /// The counters of `/stats`.
     pub stats: Stats,
 }
 
 impl Room {
-    /// A room with the given limits, cookie key (16 random bytes) and token
-    /// source (random 64-bit numbers; 0 and duplicates are skipped).
+    /// A room with the given limits and server key, `cookie_secret` (32
+    /// random bytes, never stored) and a random source (session ids, path
+    /// challenges, client ids, the epoch).
     pub fn new(
         cfg: Config,
-        cookie_key: [u8; 16],
-        tokens: Box<dyn FnMut() -> u64 + Send>,
+        key: ServerKey,
+        cookie_secret: [u8; 32],
+        mut rng: Box<dyn FnMut() -> u64 + Send>,
         now: Instant,
     ) -> Self {
-        // The limiter's hash key is derived from the cookie key (another domain).
-        let lim_key = SipHasher24::new_with_key(&cookie_key)
-            .hash(b"source limiter")
-            .as_bytes();
-        let strangers = SourceLimiter::new(lim_key, now, cfg.stranger_rate, cfg.stranger_burst);
+        let gate = Gate::new(cfg.gate.clone(), key, cookie_secret, now, &mut *rng);
+        let epoch = rng() as u32;
         Room {
             cfg,
-            cookie_key,
-            tokens,
+            gate,
+            rng,
             members: Members::new(),
-            strangers,
+            leavers: Vec::new(),
             out: Outbox::default(),
             broadcasts: Vec::new(),
             dirty: Vec::new(),
             turn: 0,
-            recent_malformed: [0; MALFORMED_KINDS.len()],
+            epoch,
+            room_seq: 0,
+            per_ip: HashMap::new(),
+            joins: HashMap::new(),
+            next_prune: now + PRUNE_EVERY,
+            answering: Vec::new(),
+            drops_said: [0; 7],
             log: Vec::new(),
             stats: Stats::default(),
         }
@@ -193,92 +220,100 @@ impl Room {
         self.members.len()
     }
 
-    /// Handles one datagram from `peer`.
-    pub fn handle(&mut self, now: Instant, unix_secs: u64, peer: Peer, datagram: &[u8]) {
-        self.stats.datagrams_in += 1;
-        let msg = match decode_client(datagram) {
-            Ok(m) => m,
-            Err(e) => {
-                self.stats.malformed += 1;
-                if let Some(k) = MALFORMED_KINDS.iter().position(|&k| k == e) {
-                    self.recent_malformed[k] += 1;
-                }
-                return;
-            }
-        };
-        let token = match msg {
-            ClientMsg::Join {
-                nonce,
-                prev_token,
-                cookie,
-                name,
-            } => return self.join(now, unix_secs, peer, nonce, prev_token, cookie, name),
-            ClientMsg::Say { token, .. }
-            | ClientMsg::Private { token, .. }
-            | ClientMsg::Who { token, .. }
-            | ClientMsg::Leave { token }
-            | ClientMsg::Ping { token } => token,
-        };
-        let Some(i) = self.members.by_token(token) else {
-            // Decoding guarantees at least 12 bytes: the reply is never larger.
-            self.stats.unknown_sessions += 1;
-            if self.strangers.allow(now, peer.addr.ip()) {
-                self.out.reply(peer, &ServerMsg::UnknownSession { token });
-            } else {
-                self.stats.rate_limited += 1;
-            }
-            return;
-        };
-        if self.members.get(i).peer.addr != peer.addr {
-            self.stats.forged += 1;
-            return;
-        }
-        self.members.touch(i, now);
-        let me = self.members.get(i).peer;
-        match msg {
-            ClientMsg::Say { seq, text, .. } => self.say(now, i, seq, None, text),
-            ClientMsg::Private { seq, to, text, .. } => self.say(now, i, seq, Some(to), text),
-            ClientMsg::Who { start, .. } => {
-                let total = self.members.len() as u32;
-                let names = self.members.from(start as usize).iter().map(|m| &*m.name);
-                self.out.reply_with(me, |buf| {
-                    encode_who_page(buf, start, total, names);
-                });
-            }
-            ClientMsg::Leave { .. } => {
-                self.out.reply(
-                    me,
-                    &ServerMsg::Bye {
-                        reason: ByeReason::Left,
+    /// The gate's counters.
+    pub fn gate_stats(&self) -> &gate::Stats {
+        &self.gate.stats
+    }
+
+    /// Handles one datagram from `peer` at `now` (`unix_ms`: the Unix time
+    /// in milliseconds).
+    pub fn handle(&mut self, now: Instant, unix_ms: u64, peer: Peer, datagram: &[u8]) {
+        let actions = self
+            .gate
+            .handle(now, unix_ms / 1000, peer.addr, datagram, &mut *self.rng);
+        for a in actions {
+            match a {
+                Action::Send { to, bytes } => self.out.raw(to, peer.local, &bytes),
+                Action::Deliver { conn, addr, body } => self.deliver(
+                    now,
+                    unix_ms,
+                    conn,
+                    Peer {
+                        addr,
+                        local: peer.local,
                     },
-                );
-                self.remove(i, LeftReason::Left);
+                    &body,
+                ),
+                Action::Heard { conn } => {
+                    if let Some(i) = self.members.by_conn(conn) {
+                        self.members.touch(i, now);
+                    }
+                }
+                Action::Moved { conn, addr } => self.moved(conn, addr),
+                Action::Gone { conn } => self.gone(conn),
+                Action::Dropped(_) => {}
             }
-            ClientMsg::Ping { .. } => {
-                let last_seq = self.members.get(i).next_seq.wrapping_sub(1);
-                self.out.reply(me, &ServerMsg::Pong { last_seq });
-            }
-            ClientMsg::Join { .. } => {}
         }
     }
 
-    /// A SAY (`to == None`) or PRIVATE from member `i`.
-    fn say(&mut self, now: Instant, i: usize, seq: u32, to: Option<&str>, text: &str) {
-        let m = self.members.get(i);
-        let peer = m.peer;
-        if m.seen.seen(seq) {
-            self.out.reply(peer, &ServerMsg::Ack { seq });
+    /// An authenticated body from `conn`.
+    fn deliver(&mut self, now: Instant, unix_ms: u64, conn: ConnId, peer: Peer, body: &[u8]) {
+        let Ok(msg) = decode_client(body) else {
+            self.stats.bad_bodies += 1;
             return;
-        }
-        let reject = |room: &mut Room, reason| {
-            room.out.reply(peer, &ServerMsg::Reject { seq, reason });
         };
-        if !check_text(text) {
+        let Some(i) = self.members.by_conn(conn) else {
+            match msg {
+                ClientMsg::Join { name } => self.join(now, conn, peer, name),
+                _ => self.stats.not_allowed += 1,
+            }
+            return;
+        };
+        self.members.touch(i, now);
+        self.members.get_mut(i).local = peer.local;
+        match msg {
+            // The WELCOME may have been lost: the same one again.
+            ClientMsg::Join { name } if name == &*self.members.get(i).name => self.welcome(i),
+            ClientMsg::Say { seq, text } => self.say(unix_ms, now, i, seq, Said::Room(false), text),
+            ClientMsg::Me { seq, text } => self.say(unix_ms, now, i, seq, Said::Room(true), text),
+            ClientMsg::Private { seq, to, text } => {
+                self.say(unix_ms, now, i, seq, Said::Private(to), text)
+            }
+            ClientMsg::Who { start } => self.who(now, i, start),
+            ClientMsg::Leave => self.remove(i, LeftReason::Left, Some((ByeReason::Left, ""))),
+            ClientMsg::Keepalive { .. } => {
+                let m = self.members.get(i);
+                let last_event = m.next_event.wrapping_sub(1);
+                self.out
+                    .reply(m.conn, m.local, &ServerMsg::Keepalive { last_event });
+            }
+            // A JOIN for another name, and what this server does not serve.
+            _ => self.stats.not_allowed += 1,
+        }
+    }
+
+    /// A SAY, ME or PRIVATE from member `i` (PROTOCOL.md "At most once").
+    fn say(&mut self, unix_ms: u64, now: Instant, i: usize, seq: u32, what: Said<'_>, text: &str) {
+        let m = self.members.get(i);
+        let (conn, local) = (m.conn, m.local);
+        let reject = |room: &mut Room, reason| {
+            room.out
+                .reply(conn, local, &ServerMsg::Reject { seq, reason });
+        };
+        match m.window.check(seq) {
+            Seen::New => {}
+            Seen::Again => return self.out.reply(conn, local, &ServerMsg::Ack { seq }),
+            Seen::TooOld => {
+                self.stats.too_old += 1;
+                return reject(self, RejectReason::TooOld);
+            }
+        }
+        if validate_text(text).is_err() {
             return reject(self, RejectReason::InvalidText);
         }
-        let to = match to {
-            None => None,
-            Some(name) => match self.members.by_key(&name_key(name)) {
+        let to = match what {
+            Said::Room(_) => None,
+            Said::Private(name) => match self.members.by_key(&name_key(name)) {
                 Some(j) => Some(j),
                 None => return reject(self, RejectReason::NoSuchMember),
             },
@@ -289,38 +324,168 @@ impl Room {
             self.stats.rate_limited += 1;
             return reject(self, RejectReason::RateLimited);
         }
-        m.seen.accept(seq);
-        let (from, sender) = (&*m.name, m.token);
-        match to {
-            None => {
-                let (start, end) = self.out.event(&Event::Said { from, text });
+        m.window.accept(seq);
+        let m = self.members.get(i);
+        let id = MessageId {
+            client_id: m.client_id,
+            seq,
+        };
+        match (what, to) {
+            (Said::Room(me), _) => {
+                self.room_seq += 1;
+                let line = Line {
+                    room_seq: self.room_seq,
+                    time_ms: unix_ms,
+                    flags: LineFlags::NONE,
+                    id,
+                    from: &m.name,
+                    text,
+                };
+                let ev = if me {
+                    Event::Me(line)
+                } else {
+                    Event::Said(line)
+                };
+                let (start, end) = self.out.event(&ev);
                 self.broadcasts.push(Broadcast {
                     start,
                     end,
-                    except: sender,
+                    except: Some(conn),
                 });
             }
-            Some(j) => {
-                let ev = self.out.event(&Event::PrivateFrom { from, text });
+            (Said::Private(_), Some(j)) => {
+                let ev = self.out.event(&Event::PrivateFrom {
+                    time_ms: unix_ms,
+                    id,
+                    from: &m.name,
+                    text,
+                });
                 let r = self.members.get_mut(j);
                 if r.private.is_empty() {
-                    self.dirty.push(r.token);
+                    self.dirty.push(r.conn);
                 }
                 r.private.push(ev);
             }
+            (Said::Private(_), None) => {}
         }
-        self.out.reply(peer, &ServerMsg::Ack { seq });
+        self.out.reply(conn, local, &ServerMsg::Ack { seq });
     }
 
-    /// Are joins and leaves announced (the room is not above the announce limit)?
+    /// A WHO from member `i`: a page now, or when its answer budget allows.
+    fn who(&mut self, now: Instant, i: usize, start: u32) {
+        let cost = self.who_page_len(start) + DATA_OVERHEAD;
+        let m = self.members.get_mut(i);
+        match m.answers.offer(&mut m.budget, now, cost as u64, start) {
+            Offer::Now(start) => self.who_page(i, start),
+            Offer::Queued => {
+                let conn = m.conn;
+                if !self.answering.contains(&conn) {
+                    self.answering.push(conn);
+                }
+            }
+            Offer::Busy(_) => self.stats.answers_refused += 1,
+        }
+    }
+
+    /// The length of the WHO_PAGE body from `start` (as it would be now).
+    fn who_page_len(&self, start: u32) -> usize {
+        const HEAD: usize = 1 + 4 + 4;
+        let mut len = HEAD;
+        for m in self.members.from(start as usize) {
+            if len + 1 + m.name.len() > MAX_BODY {
+                break;
+            }
+            len += 1 + m.name.len();
+        }
+        len
+    }
+
+    /// Sends member `i` the WHO_PAGE from `start`.
+    fn who_page(&mut self, i: usize, start: u32) {
+        let m = self.members.get(i);
+        let total = self.members.len() as u32;
+        let names = self.members.from(start as usize).iter().map(|m| &*m.name);
+        self.out.reply_with(m.conn, m.local, |buf| {
+            let mut page = WhoPageWriter::new(buf, start, total)?;
+            for name in names {
+                if !page.push(name)? {
+                    break;
+                }
+            }
+            Ok(page.finish())
+        });
+    }
+
+    /// Sends the answers whose budget allows them now.
+    fn send_answers(&mut self, now: Instant) {
+        let mut k = 0;
+        while k < self.answering.len() {
+            let Some(i) = self.members.by_conn(self.answering[k]) else {
+                self.answering.swap_remove(k);
+                continue;
+            };
+            loop {
+                let m = self.members.get_mut(i);
+                let Some(start) = m.answers.pop_ready(&mut m.budget, now) else {
+                    break;
+                };
+                self.who_page(i, start);
+            }
+            if self.members.get(i).answers.is_empty() {
+                self.answering.swap_remove(k);
+            } else {
+                k += 1;
+            }
+        }
+    }
+
+    /// `conn`'s path check moved it to `addr`.
+    fn moved(&mut self, conn: ConnId, addr: SocketAddr) {
+        let Some(i) = self.members.by_conn(conn) else {
+            return;
+        };
+        let m = self.members.get_mut(i);
+        let before = std::mem::replace(&mut m.addr, addr);
+        self.log
+            .push(format!("{} moved from {before} to {addr}", m.name));
+        // A roam is not a join: the per-IP count follows, never refuses.
+        self.count_ip(before, false);
+        self.count_ip(addr, true);
+    }
+
+    /// The gate forgot `conn` (its session is too old): removed as timed out.
+    fn gone(&mut self, conn: ConnId) {
+        if let Some(i) = self.members.by_conn(conn) {
+            self.remove(i, LeftReason::TimedOut, None);
+        }
+    }
+
+    /// Counts a member at `addr`'s IP in (`add`) or out.
+    fn count_ip(&mut self, addr: SocketAddr, add: bool) {
+        let key = gate::ip_key(addr.ip());
+        if add {
+            *self.per_ip.entry(key).or_insert(0) += 1;
+        } else if let Some(n) = self.per_ip.get_mut(&key) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_ip.remove(&key);
+            }
+        }
+    }
+
+    /// Are joins and leaves announced (the room, counting the member who
+    /// joins or leaves, is within the announce limit)?
     fn announce(&self) -> bool {
         self.members.len() <= self.cfg.announce_limit
     }
 
-    /// Removes member `i`, tells the others (within the announce limit), logs why.
-    fn remove(&mut self, i: usize, reason: LeftReason) {
+    /// Removes member `i`, tells the others (within the announce limit), logs
+    /// why; `bye` is sent after what was queued for it (none on a timeout).
+    fn remove(&mut self, i: usize, reason: LeftReason, bye: Option<(ByeReason, &str)>) {
         let announce = self.announce();
+        let removed_at = self.out.events_len();
         let m = self.members.remove(i);
+        self.count_ip(m.addr, false);
         let why = match reason {
             LeftReason::Left => "left",
             LeftReason::TimedOut => "timed out",
@@ -329,7 +494,7 @@ impl Room {
         self.log.push(format!(
             "{} ({}) {why} ({} in the room)",
             m.name,
-            m.peer.addr,
+            m.addr,
             self.members.len()
         ));
         if announce {
@@ -340,57 +505,124 @@ impl Room {
             self.broadcasts.push(Broadcast {
                 start,
                 end,
-                except: m.token,
+                except: Some(m.conn),
             });
         }
+        self.leavers.push(Leaver {
+            m,
+            removed_at,
+            bye: bye.map(|(r, text)| (r, text.into())),
+        });
     }
 
-    /// When [`Room::expire`] next has work to do.
+    /// When [`Room::expire`] or [`Room::flush`] next has work to do.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let i = self.members.oldest()?;
-        Some(self.members.get(i).last_heard + self.cfg.member_timeout)
+        let timeout = self
+            .members
+            .oldest()
+            .map(|i| self.members.get(i).last_heard + self.cfg.member_timeout);
+        let answers = self
+            .answering
+            .iter()
+            .filter_map(|&c| self.members.by_conn(c))
+            .filter_map(|i| {
+                let m = self.members.get(i);
+                m.answers.next_ready(&m.budget)
+            })
+            .min();
+        [timeout, answers, self.gate.next_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
-    /// Removes the members silent for the member timeout or longer.
+    /// Removes the members silent for the member timeout or longer, and
+    /// those whose session the gate forgot.
     pub fn expire(&mut self, now: Instant) {
+        for a in self.gate.expire(now) {
+            if let Action::Gone { conn } = a {
+                self.gone(conn);
+            }
+        }
         while let Some(i) = self.members.oldest() {
             if self.members.get(i).last_heard + self.cfg.member_timeout > now {
                 break;
             }
-            self.remove(i, LeftReason::TimedOut);
+            self.remove(i, LeftReason::TimedOut, None);
+        }
+        if now >= self.next_prune {
+            let (rate, burst) = self.join_rate();
+            self.joins.retain(|_, b| !b.is_full(now, rate, burst));
+            self.next_prune = now + PRUNE_EVERY;
         }
     }
 
-    /// Tells every member the server is shutting down, and empties the room.
-    pub fn shutdown(&mut self) {
+    /// The per-IP join bucket's rate (a second) and burst.
+    fn join_rate(&self) -> (f64, f64) {
+        let n = self.cfg.joins_per_minute as f64;
+        (n / 60.0, n)
+    }
+
+    /// Tells every member the room is closing (BYE `reason` with `text`)
+    /// after what was queued for it, and empties the room.
+    pub fn shutdown(&mut self, reason: ByeReason, text: &str) {
         let n = self.members.len();
-        let bye = ServerMsg::Bye {
-            reason: ByeReason::Shutdown,
-        };
-        for m in self.members.drain() {
-            self.out.reply(m.peer, &bye);
-        }
-        self.broadcasts.clear();
-        self.dirty.clear();
+        let removed_at = self.out.events_len();
+        let gone: Vec<Member> = self.members.drain().collect();
+        self.leavers.extend(gone.into_iter().map(|m| Leaver {
+            m,
+            removed_at,
+            bye: Some((reason, text.into())),
+        }));
+        self.per_ip.clear();
         self.log.push(format!("shutting down: told {n} members"));
     }
 
-    /// Packs the events queued this turn into EVENTS datagrams and returns
-    /// everything to send: the direct replies first, then the events.
-    pub fn flush(&mut self) -> &Outbox {
+    /// Packs the events queued this turn into EVENTS bodies (a leaver's
+    /// before its BYE), sends the answers the budgets allow, seals it all,
+    /// and returns everything to send: the gate's datagrams and the direct
+    /// replies first, then the events.
+    pub fn flush(&mut self, now: Instant) -> &Outbox {
+        self.send_answers(now);
         let packing = self.cfg.packing;
         let turn = self.turn;
         let (out, bcasts) = (&mut self.out, &self.broadcasts);
         if !bcasts.is_empty() {
             for m in self.members.iter_mut() {
-                flush_member(m, bcasts, out, turn, packing);
+                flush_member(m, u32::MAX, bcasts, out, turn, packing);
             }
         } else {
-            for &t in &self.dirty {
-                if let Some(i) = self.members.by_token(t) {
-                    flush_member(self.members.get_mut(i), bcasts, out, turn, packing);
+            for &c in &self.dirty {
+                if let Some(i) = self.members.by_conn(c) {
+                    flush_member(
+                        self.members.get_mut(i),
+                        u32::MAX,
+                        bcasts,
+                        out,
+                        turn,
+                        packing,
+                    );
                 }
             }
+        }
+        for l in &mut self.leavers {
+            let Some((reason, text)) = &l.bye else {
+                continue;
+            };
+            flush_member(&mut l.m, l.removed_at, bcasts, out, turn, packing);
+            out.reply(
+                l.m.conn,
+                l.m.local,
+                &ServerMsg::Bye {
+                    reason: *reason,
+                    missed: 0,
+                    text,
+                },
+            );
+        }
+        self.stats.unsealed += self.out.seal(&mut self.gate, now);
+        for l in self.leavers.drain(..) {
+            self.gate.close(l.m.conn);
         }
         self.broadcasts.clear();
         self.dirty.clear();
@@ -410,44 +642,85 @@ impl Room {
         std::mem::take(&mut self.log)
     }
 
-    /// Were malformed datagrams dropped since the last summary?
-    pub fn malformed_pending(&self) -> bool {
-        self.recent_malformed.iter().any(|&n| n > 0)
+    /// The drop counters, in the order of [`DROP_NAMES`].
+    fn drops(&self) -> [u64; 7] {
+        let g = &self.gate.stats;
+        [
+            g.malformed,
+            g.forged,
+            g.replayed,
+            g.over_budget,
+            g.wrong_state,
+            self.stats.bad_bodies,
+            self.stats.not_allowed,
+        ]
     }
 
-    /// One line summing up the malformed datagrams since the last call.
-    pub fn malformed_summary(&mut self) -> Option<String> {
-        let total: u64 = self.recent_malformed.iter().sum();
-        if total == 0 {
-            return None;
-        }
-        let parts: Vec<String> = MALFORMED_KINDS
+    /// Were datagrams dropped since the last summary?
+    pub fn drops_pending(&self) -> bool {
+        self.drops() != self.drops_said
+    }
+
+    /// One line summing up the datagrams dropped since the last call.
+    pub fn drops_summary(&mut self) -> Option<String> {
+        let now = self.drops();
+        let parts: Vec<String> = DROP_NAMES
             .iter()
-            .zip(&self.recent_malformed)
-            .filter(|(_, &n)| n > 0)
-            .map(|(k, n)| format!("{k} {n}"))
+            .zip(now.iter().zip(self.drops_said))
+            .filter(|(_, (&n, was))| n > *was)
+            .map(|(name, (&n, was))| format!("{name} {}", n - was))
             .collect();
-        self.recent_malformed = [0; MALFORMED_KINDS.len()];
-        Some(format!(
-            "dropped {total} malformed datagram{} ({})",
-            if total == 1 { "" } else { "s" },
-            parts.join(", ")
-        ))
+        let total: u64 = now.iter().sum::<u64>() - self.drops_said.iter().sum::<u64>();
+        self.drops_said = now;
+        (total > 0).then(|| {
+            format!(
+                "dropped {total} datagram{} ({})",
+                if total == 1 { "" } else { "s" },
+                parts.join(", ")
+            )
+        })
     }
 }
 
-/// Packs the events of this turn meant for `m`: the broadcasts not from it
-/// and not from before it joined, and its private events, in arena order.
-fn flush_member(m: &mut Member, bcasts: &[Broadcast], out: &mut Outbox, turn: u64, packing: bool) {
+/// The names of the drop counters in the log's summary.
+const DROP_NAMES: [&str; 7] = [
+    "malformed",
+    "forged",
+    "replayed",
+    "over budget",
+    "wrong state",
+    "bad body",
+    "not allowed",
+];
+
+/// What a member said: a line for the room (`true`: an action, ME) or a
+/// private message to a name.
+#[derive(Debug, Clone, Copy)]
+enum Said<'a> {
+    Room(bool),
+    Private(&'a str),
+}
+
+/// Packs the events of this turn meant for `m`: the broadcasts not from it,
+/// not from before it joined and not from after `until` (when it left), and
+/// its private events, in arena order.
+fn flush_member(
+    m: &mut Member,
+    until: u32,
+    bcasts: &[Broadcast],
+    out: &mut Outbox,
+    turn: u64,
+    packing: bool,
+) {
     let since = if m.joined_turn == turn {
         m.joined_at
     } else {
         0
     };
-    let token = m.token;
+    let conn = Some(m.conn);
     let mut b = bcasts
         .iter()
-        .filter(move |b| b.except != token && b.start >= since)
+        .filter(move |b| b.except != conn && b.start >= since && b.start < until)
         .map(|b| (b.start, b.end))
         .peekable();
     let mut p = m.private.iter().copied().peekable();
@@ -456,9 +729,6 @@ fn flush_member(m: &mut Member, bcasts: &[Broadcast], out: &mut Outbox, turn: u6
         (Some(_), _) => b.next(),
         (None, _) => p.next(),
     });
-    out.pack(m.peer, &mut m.next_seq, packing, merged);
+    out.pack(m.conn, m.local, &mut m.next_event, packing, merged);
     m.private.clear();
 }
-
-#[cfg(test)]
-mod tests;

@@ -1,14 +1,21 @@
 //! What the room sends in one turn of the server's loop, as values.
 //!
-//! Each event is encoded once into a shared arena; an EVENTS datagram for one
-//! member is its own 8-byte header plus slices of that arena, so a fan-out to
-//! N members copies no body N times (the server hands the slices to
-//! `sendmmsg` as iovecs). Direct replies (ACK, WELCOME, WHO_PAGE, …) are
-//! encoded into a second arena.
+//! Each event is encoded once into a shared arena; an EVENTS body for one
+//! member is its own 5-byte header plus slices of that arena, so a fan-out to
+//! N members encodes no event N times. Direct replies (ACK, WELCOME,
+//! WHO_PAGE, …) are encoded into a second arena. At the end of the turn
+//! [`Outbox::seal`] has the gate seal every body for its connection (one AEAD
+//! per datagram): the sealed datagrams, and the gate's own (COOKIE,
+//! RESPONSE, RESET, path checks, rekeys), are laid end to end in one buffer.
 
-use super::Peer;
-use crate::protocol::{events_header, Event, ServerMsg, EVENTS_HEADER_LEN, MAX_DATAGRAM};
+use super::Local;
+use crate::gate::{ConnId, Gate};
+use crate::protocol::sealed::{server_type, ServerMsg, EVENTS_HEADER_LEN};
+use crate::protocol::Malformed;
+use crate::session::{MAX_BODY, MAX_DATAGRAM};
+use std::net::SocketAddr;
 use std::ops::Range;
+use std::time::Instant;
 
 /// A slice of one of the two arenas.
 #[derive(Debug, Clone, Copy)]
@@ -18,14 +25,24 @@ struct Part {
     end: u32,
 }
 
-/// One datagram to send.
+/// A body waiting to be sealed for a connection.
 #[derive(Debug, Clone)]
-pub struct Transmit {
-    /// Destination, and the local address to send from.
-    pub peer: Peer,
+struct Body {
+    conn: ConnId,
+    local: Option<Local>,
     head: [u8; EVENTS_HEADER_LEN],
     head_len: u8,
     parts: Range<u32>,
+}
+
+/// One datagram ready to send.
+#[derive(Debug, Clone, Copy)]
+pub struct Datagram {
+    /// The destination.
+    pub to: SocketAddr,
+    /// The local address to send from (None: the kernel chooses).
+    pub from: Option<Local>,
+    range: (u32, u32),
 }
 
 /// Everything queued in one turn.
@@ -34,39 +51,20 @@ pub struct Outbox {
     events: Vec<u8>,
     replies: Vec<u8>,
     parts: Vec<Part>,
-    transmits: Vec<Transmit>,
+    bodies: Vec<Body>,
+    wire: Vec<u8>,
+    datagrams: Vec<Datagram>,
 }
 
 impl Outbox {
-    /// The datagrams, in sending order.
-    pub fn transmits(&self) -> &[Transmit] {
-        &self.transmits
+    /// The datagrams to send, in order (after [`Outbox::seal`]).
+    pub fn datagrams(&self) -> &[Datagram] {
+        &self.datagrams
     }
 
-    /// The byte slices that make up `t`, to be sent as one datagram (iovecs).
-    pub fn slices<'a>(&'a self, t: &'a Transmit) -> impl Iterator<Item = &'a [u8]> + 'a {
-        let head = (t.head_len > 0).then(|| &t.head[..t.head_len as usize]);
-        let parts = self.parts[t.parts.start as usize..t.parts.end as usize]
-            .iter()
-            .map(move |p| {
-                let arena = if p.events {
-                    &self.events
-                } else {
-                    &self.replies
-                };
-                &arena[p.start as usize..p.end as usize]
-            });
-        head.into_iter().chain(parts)
-    }
-
-    /// The size of datagram `t`.
-    pub fn len_of(&self, t: &Transmit) -> usize {
-        self.slices(t).map(<[u8]>::len).sum()
-    }
-
-    /// Datagram `t` as one buffer (for tests and simple senders).
-    pub fn to_vec(&self, t: &Transmit) -> Vec<u8> {
-        self.slices(t).flat_map(|s| s.iter().copied()).collect()
+    /// The bytes of datagram `d`.
+    pub fn bytes(&self, d: &Datagram) -> &[u8] {
+        &self.wire[d.range.0 as usize..d.range.1 as usize]
     }
 
     /// Forgets everything (keeps the capacity).
@@ -74,28 +72,51 @@ impl Outbox {
         self.events.clear();
         self.replies.clear();
         self.parts.clear();
-        self.transmits.clear();
+        self.bodies.clear();
+        self.wire.clear();
+        self.datagrams.clear();
     }
 
-    /// Queues a direct reply.
-    pub(super) fn reply(&mut self, peer: Peer, msg: &ServerMsg<'_>) {
-        self.reply_with(peer, |out| msg.encode(out));
+    /// Queues a datagram made whole elsewhere (by the gate).
+    pub(super) fn raw(&mut self, to: SocketAddr, from: Option<Local>, bytes: &[u8]) {
+        let start = self.wire.len() as u32;
+        self.wire.extend_from_slice(bytes);
+        self.datagrams.push(Datagram {
+            to,
+            from,
+            range: (start, self.wire.len() as u32),
+        });
     }
 
-    /// Queues a direct reply that `encode` appends to the buffer it is given.
-    pub(super) fn reply_with(&mut self, peer: Peer, encode: impl FnOnce(&mut Vec<u8>)) {
+    /// Queues a direct reply to `conn`.
+    pub(super) fn reply(&mut self, conn: ConnId, local: Option<Local>, msg: &ServerMsg<'_>) {
+        self.reply_with(conn, local, |buf| msg.encode(buf));
+    }
+
+    /// Queues a direct reply that `encode` writes at the start of the buffer
+    /// it is given (returning its length). Nothing is queued on an error.
+    pub(super) fn reply_with(
+        &mut self,
+        conn: ConnId,
+        local: Option<Local>,
+        encode: impl FnOnce(&mut [u8]) -> Result<usize, Malformed>,
+    ) {
+        let mut buf = [0u8; MAX_BODY];
+        let Ok(n) = encode(&mut buf) else {
+            debug_assert!(false, "the room encodes only valid bodies");
+            return;
+        };
         let start = self.replies.len() as u32;
-        encode(&mut self.replies);
-        let end = self.replies.len() as u32;
-        debug_assert!((end - start) as usize <= MAX_DATAGRAM);
+        self.replies.extend_from_slice(&buf[..n]);
         let p = self.parts.len() as u32;
         self.parts.push(Part {
             events: false,
             start,
-            end,
+            end: self.replies.len() as u32,
         });
-        self.transmits.push(Transmit {
-            peer,
+        self.bodies.push(Body {
+            conn,
+            local,
             head: [0; EVENTS_HEADER_LEN],
             head_len: 0,
             parts: p..p + 1,
@@ -108,36 +129,42 @@ impl Outbox {
     }
 
     /// Encodes an event once; returns its range in the event arena.
-    pub(super) fn event(&mut self, e: &Event<'_>) -> (u32, u32) {
+    pub(super) fn event(&mut self, e: &crate::protocol::sealed::Event<'_>) -> (u32, u32) {
         let start = self.events.len() as u32;
-        e.encode(&mut self.events);
+        let mut buf = [0u8; MAX_BODY];
+        match e.encode(&mut buf) {
+            Ok(n) => self.events.extend_from_slice(&buf[..n]),
+            Err(_) => debug_assert!(false, "the room encodes only valid events"),
+        }
         (start, self.events.len() as u32)
     }
 
-    /// Packs `events` (arena ranges in order) for `peer` into EVENTS datagrams
-    /// of at most [`MAX_DATAGRAM`] bytes (one event each when `!packing`),
-    /// numbering them from `*next_seq` on.
+    /// Packs `events` (arena ranges in order) for `conn` into EVENTS bodies
+    /// of at most `MAX_BODY` bytes (one event each when `!packing`),
+    /// numbering them from `*next_event` on; returns how many events.
     pub(super) fn pack(
         &mut self,
-        peer: Peer,
-        next_seq: &mut u32,
+        conn: ConnId,
+        local: Option<Local>,
+        next_event: &mut u32,
         packing: bool,
         events: impl Iterator<Item = (u32, u32)>,
-    ) {
-        const ROOM: usize = MAX_DATAGRAM - EVENTS_HEADER_LEN;
-        // (first part index, bytes, first_seq) of the datagram being filled.
+    ) -> u32 {
+        const ROOM: usize = MAX_BODY - EVENTS_HEADER_LEN;
+        let mut count = 0;
+        // (first part index, bytes, first event number) of the body being filled.
         let mut cur: Option<(u32, usize, u32)> = None;
         for (start, end) in events {
             let len = (end - start) as usize;
             if let Some((p0, used, first)) = cur {
                 if !packing || used + len > ROOM {
-                    self.close(peer, p0, first);
+                    self.close(conn, local, p0, first);
                     cur = None;
                 }
             }
             match &mut cur {
                 None => {
-                    cur = Some((self.parts.len() as u32, len, *next_seq));
+                    cur = Some((self.parts.len() as u32, len, *next_event));
                     self.parts.push(Part {
                         events: true,
                         start,
@@ -157,19 +184,62 @@ impl Outbox {
                     }
                 }
             }
-            *next_seq = next_seq.wrapping_add(1);
+            *next_event = next_event.wrapping_add(1);
+            count += 1;
         }
         if let Some((p0, _, first)) = cur {
-            self.close(peer, p0, first);
+            self.close(conn, local, p0, first);
         }
+        count
     }
 
-    fn close(&mut self, peer: Peer, p0: u32, first_seq: u32) {
-        self.transmits.push(Transmit {
-            peer,
-            head: events_header(first_seq),
+    fn close(&mut self, conn: ConnId, local: Option<Local>, p0: u32, first_event: u32) {
+        let mut head = [0u8; EVENTS_HEADER_LEN];
+        head[0] = server_type::EVENTS;
+        head[1..].copy_from_slice(&first_event.to_be_bytes());
+        self.bodies.push(Body {
+            conn,
+            local,
+            head,
             head_len: EVENTS_HEADER_LEN as u8,
             parts: p0..self.parts.len() as u32,
         });
+    }
+
+    /// Seals every body queued for a connection into a datagram (to the
+    /// connection's validated address); returns how many could not be sealed
+    /// (their connection is gone or silent).
+    pub(super) fn seal(&mut self, gate: &mut Gate, now: Instant) -> u64 {
+        let mut failed = 0;
+        let mut body = [0u8; MAX_BODY];
+        let mut sealed = [0u8; MAX_DATAGRAM];
+        for b in &self.bodies {
+            let mut n = b.head_len as usize;
+            body[..n].copy_from_slice(&b.head[..n]);
+            for p in &self.parts[b.parts.start as usize..b.parts.end as usize] {
+                let arena = if p.events {
+                    &self.events
+                } else {
+                    &self.replies
+                };
+                let s = &arena[p.start as usize..p.end as usize];
+                body[n..n + s.len()].copy_from_slice(s);
+                n += s.len();
+            }
+            match gate.seal_to(now, b.conn, &body[..n], &mut sealed) {
+                Ok((len, to)) => {
+                    let start = self.wire.len() as u32;
+                    self.wire.extend_from_slice(&sealed[..len]);
+                    self.datagrams.push(Datagram {
+                        to,
+                        from: b.local,
+                        range: (start, self.wire.len() as u32),
+                    });
+                }
+                Err(_) => failed += 1,
+            }
+        }
+        self.bodies.clear();
+        failed
     }
 }

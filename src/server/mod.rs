@@ -1,14 +1,17 @@
 //! The chat server's event loop: one UDP socket, the admin console on stdin
 //! and SIGINT/SIGTERM, all in one mio poll. It only moves bytes: datagrams and
-//! console lines go into the [`Room`], what the room queues goes out in
-//! `sendmmsg` batches, and the loop sleeps until the room's next deadline.
+//! console lines go into the [`Room`] (which opens and seals them through its
+//! gate), the sealed datagrams it returns go out in `sendmmsg` batches, and
+//! the loop sleeps until the room's next deadline.
 
 mod console;
 
 use crate::error::{Error, Result};
 use crate::net::{bind_server_socket, BatchReceiver, BatchSender, Outgoing, BATCH};
+use crate::protocol::sealed::ByeReason;
 use crate::room::{Config, Room};
 use crate::stdio;
+use crate::trust::ServerKey;
 use console::{Console, ConsoleState};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
@@ -31,16 +34,18 @@ const SIGNALS: Token = Token(2);
 /// turn queues for a member is packed together, and timers, the console and
 /// signals still get their turn under a flood.
 const TURN_BUDGET: usize = 4 * BATCH;
-/// The malformed-datagram summary is logged at most this often.
-const MALFORMED_SUMMARY_EVERY: Duration = Duration::from_secs(5);
+/// The dropped-datagram summary is logged at most this often.
+const DROPS_SUMMARY_EVERY: Duration = Duration::from_secs(5);
 
 /// Everything the server needs to know.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Options {
     /// Address to listen on.
     pub bind: SocketAddr,
     /// The room's limits.
     pub room: Config,
+    /// The server's long-term key.
+    pub key: ServerKey,
 }
 
 /// Writes one log line to stderr, with a UTC timestamp.
@@ -72,10 +77,11 @@ fn timestamp(t: SystemTime) -> String {
     )
 }
 
-fn unix_secs() -> u64 {
+/// The Unix time in milliseconds.
+fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Blocks SIGINT and SIGTERM and returns a signalfd that reports them.
@@ -167,7 +173,7 @@ fn drain_socket(
     room: &mut Room,
     now: Instant,
 ) -> Result<bool> {
-    let unix = unix_secs();
+    let unix = unix_ms();
     let mut handled = 0;
     while handled < TURN_BUDGET {
         match rx.recv(fd) {
@@ -203,17 +209,19 @@ pub fn run(opts: &Options) -> Result<()> {
         .local_addr()
         .map_err(|e| Error::io("read the address of", opts.bind, e))?;
     stdio::err_line(&format!("listening on {local}"));
+    log(&format!("server key {}", opts.key.fingerprint()));
 
-    // The cookie key, and a key for tokens should the OS random source fail
-    // later (SipHash of a counter under a secret key is as unpredictable).
-    let mut keys = [0u8; 32];
-    getrandom::fill(&mut keys)
+    // The cookie secret, and a key for random numbers should the OS random
+    // source fail later (SipHash of a counter under a secret key is as
+    // unpredictable).
+    let mut secrets = [0u8; 48];
+    getrandom::fill(&mut secrets)
         .map_err(|e| Error::msg("read", "the OS random source", e.to_string()))?;
-    let (mut key, mut prf_key) = ([0u8; 16], [0u8; 16]);
-    key.copy_from_slice(&keys[..16]);
-    prf_key.copy_from_slice(&keys[16..]);
+    let (mut cookie_secret, mut prf_key) = ([0u8; 32], [0u8; 16]);
+    cookie_secret.copy_from_slice(&secrets[..32]);
+    prf_key.copy_from_slice(&secrets[32..]);
     let mut counter = 0u64;
-    let tokens = move || {
+    let random = move || {
         getrandom::u64().unwrap_or_else(|_| {
             counter += 1;
             SipHasher24::new_with_key(&prf_key)
@@ -221,7 +229,14 @@ pub fn run(opts: &Options) -> Result<()> {
                 .h1
         })
     };
-    let mut room = Room::new(opts.room.clone(), key, Box::new(tokens), Instant::now());
+    let key = crate::session::ServerKey::new(*opts.key.secret());
+    let mut room = Room::new(
+        opts.room.clone(),
+        key,
+        cookie_secret,
+        Box::new(random),
+        Instant::now(),
+    );
 
     let mut poll = Poll::new().map_err(|e| Error::io("create", "poll", e))?;
     let fd = sock.as_raw_fd();
@@ -251,8 +266,8 @@ pub fn run(opts: &Options) -> Result<()> {
     loop {
         let now = Instant::now();
         let mut deadline = room.next_deadline();
-        if room.malformed_pending() {
-            let at = last_summary.map_or(now, |t| t + MALFORMED_SUMMARY_EVERY);
+        if room.drops_pending() {
+            let at = last_summary.map_or(now, |t| t + DROPS_SUMMARY_EVERY);
             deadline = Some(deadline.map_or(at, |d| d.min(at)));
         }
         if console.as_ref().is_some_and(Console::is_paused) {
@@ -293,7 +308,7 @@ pub fn run(opts: &Options) -> Result<()> {
                     stop = Some("/shutdown".to_string());
                     break;
                 }
-                let reply = room.console(now, &line);
+                let reply = room.console(now, unix_ms(), &line);
                 if !reply.is_empty() {
                     let _ = stdio::out_line(&reply);
                 }
@@ -316,15 +331,15 @@ pub fn run(opts: &Options) -> Result<()> {
             log(&format!(
                 "{sig}: telling every member the server is shutting down"
             ));
-            room.shutdown();
+            room.shutdown(ByeReason::Closing, "");
         }
-        let out = room.flush();
+        let out = room.flush(now);
         let n = tx.send(
             &sock,
-            out.transmits().iter().map(|t| Outgoing {
-                to: Some(t.peer.addr),
-                from: t.peer.local,
-                pieces: out.slices(t),
+            out.datagrams().iter().map(|d| Outgoing {
+                to: Some(d.to),
+                from: d.from,
+                pieces: std::iter::once(out.bytes(d)),
             }),
         );
         room.end_turn();
@@ -333,17 +348,15 @@ pub fn run(opts: &Options) -> Result<()> {
         for line in room.take_log() {
             log(&line);
         }
-        if room.malformed_pending()
-            && last_summary.is_none_or(|t| now >= t + MALFORMED_SUMMARY_EVERY)
-        {
-            if let Some(s) = room.malformed_summary() {
+        if room.drops_pending() && last_summary.is_none_or(|t| now >= t + DROPS_SUMMARY_EVERY) {
+            if let Some(s) = room.drops_summary() {
                 log(&s);
             }
             last_summary = Some(now);
         }
         if stop.is_some() {
             // What was dropped since the last summary is said before the end.
-            if let Some(s) = room.malformed_summary() {
+            if let Some(s) = room.drops_summary() {
                 log(&s);
             }
             log("exiting");

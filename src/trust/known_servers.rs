@@ -74,13 +74,17 @@ impl KnownServers {
         &self.path
     }
 
-    /// What the file says about `server` with `key`. A missing file knows no
-    /// server; one that cannot be read is an error (never taken as empty, so
-    /// that a recorded key is not silently skipped).
+    /// What the file says about `server` with `key`. A missing file (also
+    /// one that cannot exist: a path through a regular file) knows no server;
+    /// one that cannot be read is an error (never taken as empty, so that a
+    /// recorded key is not silently skipped).
     pub fn check(&self, server: &str, key: &Fingerprint) -> Result<Lookup> {
+        let missing = |e: &std::io::Error| {
+            e.kind() == ErrorKind::NotFound || e.raw_os_error() == Some(nix::libc::ENOTDIR)
+        };
         match std::fs::read(&self.path) {
             Ok(text) => Ok(lookup(&text, server, key)),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(Lookup {
+            Err(e) if missing(&e) => Ok(Lookup {
                 verdict: Verdict::Unknown,
                 malformed: Vec::new(),
             }),

@@ -1,18 +1,27 @@
-//! Helpers for the chat-client tests: spawning the real binaries with pipes,
+//! Helpers for the chat-client tests: spawning the real binaries with pipes
+//! (each client with its own known-servers file in a temporary directory),
 //! reading their lines with bounded waits, finding the client's second
-//! process in /proc, and a scripted UDP peer standing in for a server.
+//! process in /proc, and a scripted version-2 server (the real gate, with
+//! bodies the test chooses).
 //!
 //! Never forks inside the test process: every process is a `Command`.
 
 #![allow(dead_code)]
 
+use std::cell::RefCell;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, UdpSocket};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
-use udpchat::protocol::{self, ByeReason, ClientMsg, Event, ServerMsg, Token};
+use udpchat::gate::{Action, Config, ConnId, Gate};
+use udpchat::protocol::sealed::{
+    decode_client, ByeReason, ClientMsg, Event, EventsWriter, Line, LineFlags, MessageId,
+    ServerMsg, Welcome, WelcomeFlags,
+};
+use udpchat::session::{parse_data_header, ServerKey, MAX_BODY, MAX_DATAGRAM};
+use udpchat::trust::Fingerprint;
 
 pub const CLIENT: &str = env!("CARGO_BIN_EXE_chat-client");
 
@@ -221,6 +230,8 @@ pub struct Client {
     pub out: Lines,
     pub err: Lines,
     pub helper: Option<i32>,
+    /// Holds the client's known-servers file.
+    pub home: tempfile::TempDir,
 }
 
 impl Client {
@@ -235,8 +246,17 @@ impl Client {
         Client::spawn_cmd_with_stdin(cmd, Stdio::piped())
     }
 
-    /// Like [`Client::spawn_cmd`], with this stdin instead of a pipe.
+    /// Like [`Client::spawn_cmd`], with this stdin instead of a pipe. The
+    /// client gets `--known-servers` in a temporary directory of its own.
     pub fn spawn_cmd_with_stdin(mut cmd: Command, stdin: Stdio) -> Client {
+        let home = tempfile::tempdir().unwrap();
+        cmd.arg("--known-servers")
+            .arg(home.path().join("known_servers"));
+        Client::spawn_in(cmd, stdin, home)
+    }
+
+    /// Spawns `cmd` as it is (it names its own known-servers file or key).
+    pub fn spawn_in(mut cmd: Command, stdin: Stdio, home: tempfile::TempDir) -> Client {
         become_subreaper();
         cmd.stdin(stdin)
             .stdout(Stdio::piped())
@@ -252,6 +272,7 @@ impl Client {
             out,
             err,
             helper: None,
+            home,
         }
     }
 
@@ -289,6 +310,14 @@ impl Client {
         wait_child(&mut self.child, limit)
     }
 
+    /// Every line of stderr until it ends, but the note that the server's
+    /// key was recorded (said at every first login with a new file).
+    pub fn err_rest(&mut self) -> Vec<String> {
+        let mut lines = self.err.rest(WAIT);
+        lines.retain(|l| !l.starts_with("chat-client: recorded the key of "));
+        lines
+    }
+
     /// Waits for the exit and checks that no process of this client is left.
     pub fn wait_clean(&mut self, limit: Duration) -> ExitStatus {
         let status = self
@@ -318,10 +347,21 @@ impl Drop for Client {
     }
 }
 
-/// A UDP peer that plays the server, one datagram at a time, from the test.
+/// The private key of every [`FakeServer`].
+pub const FAKE_KEY: [u8; 32] = [7; 32];
+
+/// A version-2 server played from the test, one datagram at a time: the real
+/// gate (cookie, handshake, sealing, rekeys, resets) with bodies the test
+/// chooses. Clients are named by their connection.
 pub struct FakeServer {
     pub sock: UdpSocket,
     pub addr: SocketAddr,
+    gate: RefCell<Gate>,
+    rng: RefCell<u64>,
+    /// (receiver id, counter) of every client DATA datagram, in order.
+    pub data_seen: RefCell<Vec<(u64, u64)>>,
+    /// The WELCOME's flags (ME served by default).
+    pub flags: WelcomeFlags,
 }
 
 impl Default for FakeServer {
@@ -330,19 +370,66 @@ impl Default for FakeServer {
     }
 }
 
+fn unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
 impl FakeServer {
     pub fn new() -> FakeServer {
+        Self::with_key(FAKE_KEY)
+    }
+
+    /// A fake server with the X25519 private key `key`.
+    pub fn with_key(key: [u8; 32]) -> FakeServer {
         let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
         let addr = sock.local_addr().unwrap();
-        FakeServer { sock, addr }
+        let mut seed = 0x5eed_0000_0000_0001u64 ^ u64::from(key[0]);
+        let mut rng = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let gate = Gate::new(
+            Config::default(),
+            ServerKey::new(key),
+            [key[0] ^ 0x55; 32],
+            Instant::now(),
+            &mut rng,
+        );
+        FakeServer {
+            sock,
+            addr,
+            gate: RefCell::new(gate),
+            rng: RefCell::new(rng()),
+            data_seen: RefCell::new(Vec::new()),
+            flags: WelcomeFlags::ME,
+        }
     }
 
     pub fn addr_text(&self) -> String {
         self.addr.to_string()
     }
 
-    /// The next datagram, within `limit`.
-    pub fn recv(&self, limit: Duration) -> Option<(Vec<u8>, SocketAddr)> {
+    /// The fingerprint of the default fake key (for `--server-key`).
+    pub fn fingerprint(&self) -> String {
+        Fingerprint::of(udpchat::trust::ServerKey::from_secret(FAKE_KEY).public()).to_string()
+    }
+
+    fn random(&self) -> u64 {
+        let mut s = self.rng.borrow_mut();
+        *s ^= *s << 13;
+        *s ^= *s >> 7;
+        *s ^= *s << 17;
+        *s
+    }
+
+    /// The next body from a client (the gate answers handshakes on the
+    /// way), within `limit`.
+    pub fn recv(&self, limit: Duration) -> Option<(Vec<u8>, ConnId)> {
         let deadline = Instant::now() + limit;
         let mut buf = [0u8; 2048];
         loop {
@@ -351,23 +438,50 @@ impl FakeServer {
                 return None;
             }
             self.sock.set_read_timeout(Some(left)).unwrap();
-            match self.sock.recv_from(&mut buf) {
-                Ok((n, from)) => return Some((buf[..n].to_vec(), from)),
-                Err(_) => continue,
+            let Ok((n, from)) = self.sock.recv_from(&mut buf) else {
+                continue;
+            };
+            if let Some(h) = parse_data_header(&buf[..n]) {
+                self.data_seen.borrow_mut().push((h.receiver_id, h.counter));
+            }
+            let mut seed = self.random();
+            let mut rng = move || {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+                seed
+            };
+            let actions = self.gate.borrow_mut().handle(
+                Instant::now(),
+                unix_secs(),
+                from,
+                &buf[..n],
+                &mut rng,
+            );
+            let mut body = None;
+            for a in actions {
+                match a {
+                    Action::Send { to, bytes } => {
+                        let _ = self.sock.send_to(&bytes, to);
+                    }
+                    Action::Deliver { conn, body: b, .. } => body = Some((b, conn)),
+                    _ => {}
+                }
+            }
+            if body.is_some() {
+                return body;
             }
         }
     }
 
-    /// The next datagram for which `want` holds (others are dropped), within `limit`.
+    /// The next body for which `want` holds (others are dropped), within `limit`.
     pub fn recv_where(
         &self,
         limit: Duration,
         want: impl Fn(&ClientMsg<'_>) -> bool,
-    ) -> Option<(Vec<u8>, SocketAddr)> {
+    ) -> Option<(Vec<u8>, ConnId)> {
         let deadline = Instant::now() + limit;
         loop {
             let (d, from) = self.recv(deadline.saturating_duration_since(Instant::now()))?;
-            if let Ok(m) = protocol::decode_client(&d) {
+            if let Ok(m) = decode_client(&d) {
                 if want(&m) {
                     return Some((d, from));
                 }
@@ -375,85 +489,123 @@ impl FakeServer {
         }
     }
 
-    pub fn send(&self, to: SocketAddr, msg: &ServerMsg<'_>) {
-        self.sock.send_to(&msg.to_vec(), to).unwrap();
+    /// Seals `body` for `to` and sends it.
+    pub fn send_body(&self, to: ConnId, body: &[u8]) {
+        let mut out = [0u8; MAX_DATAGRAM];
+        let (n, addr) = self
+            .gate
+            .borrow_mut()
+            .seal_to(Instant::now(), to, body, &mut out)
+            .expect("a session to seal on");
+        self.sock.send_to(&out[..n], addr).unwrap();
     }
 
-    pub fn events(&self, to: SocketAddr, first_seq: u32, events: &[Event<'_>]) {
-        let mut out = Vec::new();
-        protocol::encode_events(&mut out, first_seq, events);
-        self.sock.send_to(&out, to).unwrap();
+    pub fn send(&self, to: ConnId, msg: &ServerMsg<'_>) {
+        let mut body = [0u8; MAX_BODY];
+        let n = msg.encode(&mut body).expect("a valid body");
+        self.send_body(to, &body[..n]);
     }
 
-    /// Sends one SAID event, number `seq`, from the member `from`.
-    pub fn said(&self, to: SocketAddr, seq: u32, from: &str, text: &str) {
-        self.events(to, seq, &[Event::Said { from, text }]);
+    /// Forgets `to`'s session: its next datagram draws a RESET.
+    pub fn forget(&self, to: ConnId) {
+        self.gate.borrow_mut().close(to);
+    }
+
+    /// Sends `events`, numbered from `first`, in one EVENTS body.
+    pub fn events(&self, to: ConnId, first: u32, events: &[Event<'_>]) {
+        let mut body = [0u8; MAX_BODY];
+        let mut w = EventsWriter::events(&mut body, first).unwrap();
+        for e in events {
+            assert!(w.push(e).unwrap(), "the events fit one body");
+        }
+        let n = w.finish().unwrap();
+        self.send_body(to, &body[..n]);
+    }
+
+    /// Sends one SAID event, number `n`, from the member `from`.
+    pub fn said(&self, to: ConnId, n: u32, from: &str, text: &str) {
+        self.events(to, n, &[Event::Said(line(n, from, text))]);
     }
 
     /// Waits for a SAY (panics with `what` if none comes within [`WAIT`]) and
     /// asserts that it is exactly this one.
     #[track_caller]
-    pub fn expect_say(&self, what: &str, token: Token, seq: u32, text: &str) {
+    pub fn expect_say(&self, what: &str, seq: u32, text: &str) {
         let is_say = |m: &ClientMsg<'_>| matches!(m, ClientMsg::Say { .. });
         let (d, _) = self.recv_where(WAIT, is_say).expect(what);
-        assert_eq!(
-            protocol::decode_client(&d).unwrap(),
-            ClientMsg::Say { token, seq, text }
-        );
+        assert_eq!(decode_client(&d).unwrap(), ClientMsg::Say { seq, text });
     }
 
     /// Waits for a LEAVE (panics with `what` if none comes within [`WAIT`])
-    /// and answers it with BYE (left) to `to`. Returns the LEAVE.
+    /// and answers it with BYE (left). Returns who left.
     #[track_caller]
-    pub fn answer_leave(&self, to: SocketAddr, what: &str) -> Vec<u8> {
-        let (d, _) = self.recv_where(WAIT, is_leave).expect(what);
+    pub fn answer_leave(&self, what: &str) -> ConnId {
+        let (_, from) = self.recv_where(WAIT, is_leave).expect(what);
+        self.bye(from, ByeReason::Left, "");
+        from
+    }
+
+    /// Sends BYE with `reason` and `text`.
+    pub fn bye(&self, to: ConnId, reason: ByeReason, text: &str) {
         self.send(
             to,
             &ServerMsg::Bye {
-                reason: ByeReason::Left,
+                reason,
+                missed: 0,
+                text,
             },
         );
-        d
     }
 
-    /// Plays the login: JOIN, CHALLENGE, JOIN with the cookie, WELCOME.
-    /// Returns the client's address and the `prev_token` it sent.
-    pub fn accept(&self, token: Token, timeout_ms: u32) -> (SocketAddr, Token) {
+    /// Plays the login: the handshake, then JOIN answered with WELCOME.
+    /// Returns the client's connection.
+    pub fn accept(&self, timeout_ms: u32) -> ConnId {
         let is_join = |m: &ClientMsg<'_>| matches!(m, ClientMsg::Join { .. });
         let (d, from) = self.recv_where(WAIT, is_join).expect("a JOIN");
-        let ClientMsg::Join {
-            nonce, prev_token, ..
-        } = protocol::decode_client(&d).unwrap()
-        else {
+        let ClientMsg::Join { name } = decode_client(&d).unwrap() else {
             unreachable!()
         };
-        let cookie = [7u8; 16];
-        self.send(from, &ServerMsg::Challenge { nonce, cookie });
-        let with_cookie =
-            move |m: &ClientMsg<'_>| matches!(m, ClientMsg::Join { cookie: c, .. } if *c == cookie);
-        let (d, from) = self
-            .recv_where(WAIT, with_cookie)
-            .expect("a JOIN with the cookie");
-        let ClientMsg::Join { name, .. } = protocol::decode_client(&d).unwrap() else {
-            unreachable!()
-        };
+        self.welcome(from, name, timeout_ms);
+        from
+    }
+
+    /// Lets `to` in as `name`.
+    pub fn welcome(&self, to: ConnId, name: &str, timeout_ms: u32) {
+        self.gate.borrow_mut().admit(to);
         self.send(
-            from,
-            &ServerMsg::Welcome {
-                nonce,
-                token,
+            to,
+            &ServerMsg::Welcome(Welcome {
+                flags: self.flags,
                 members: 2,
                 timeout_ms,
+                epoch: 1,
+                room_seq: 0,
+                client_id: 7,
                 name,
-            },
+                ticket: b"",
+            }),
         );
-        (from, prev_token)
     }
 }
 
-/// Is this datagram a LEAVE?
+/// A room line number `n` from `from` (client id 99, its seq `n`).
+pub fn line<'a>(n: u32, from: &'a str, text: &'a str) -> Line<'a> {
+    Line {
+        room_seq: u64::from(n),
+        time_ms: 1_764_547_200_000,
+        flags: LineFlags::NONE,
+        id: MessageId {
+            client_id: 99,
+            seq: n,
+        },
+        from,
+        text,
+    }
+}
+
+/// Is this body a LEAVE?
 pub fn is_leave(m: &ClientMsg<'_>) -> bool {
-    matches!(m, ClientMsg::Leave { .. })
+    matches!(m, ClientMsg::Leave)
 }
 
 /// Waits until `pid` (an orphan re-parented to this subreaper) has ended, and
@@ -480,6 +632,8 @@ pub struct Server {
     pub addr: String,
     stdin: Option<ChildStdin>,
     pub err: Lines,
+    /// Holds the server's key file.
+    pub dir: tempfile::TempDir,
 }
 
 impl Server {
@@ -492,8 +646,16 @@ impl Server {
 
     /// Starts a server on `bind`; waits for its `listening on ADDR` line.
     pub fn start_on(bind: &str, extra: &[&str]) -> Server {
+        Server::start_in(tempfile::tempdir().unwrap(), bind, extra)
+    }
+
+    /// Starts a server on `bind` with the key file `server.key` in `dir`
+    /// (created on first use): a restart in the same `dir` has the same key.
+    pub fn start_in(dir: tempfile::TempDir, bind: &str, extra: &[&str]) -> Server {
         let mut cmd = Command::new(Server::BIN);
         cmd.args(["--bind", bind])
+            .arg("--key")
+            .arg(dir.path().join("server.key"))
             .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
@@ -512,6 +674,7 @@ impl Server {
             addr,
             stdin,
             err,
+            dir,
         }
     }
 

@@ -156,6 +156,8 @@ pub struct PtyClient {
     quiet: Arc<AtomicU64>,
     /// The client's second process, once found.
     pub helper: Option<i32>,
+    /// Holds the client's known-servers file.
+    pub home: tempfile::TempDir,
 }
 
 impl PtyClient {
@@ -164,7 +166,8 @@ impl PtyClient {
     }
 
     /// Any program on a pty of `cols` columns, with these environment
-    /// variables added (TERM is xterm).
+    /// variables added (TERM is xterm). chat-client gets `--known-servers`
+    /// in a temporary directory of its own.
     pub fn spawn_program(
         program: &str,
         args: &[&str],
@@ -180,9 +183,14 @@ impl PtyClient {
         };
         let pty = openpty(&ws, None).expect("openpty");
         let modes_at_start = tcgetattr(&pty.slave).unwrap();
+        let home = tempfile::tempdir().unwrap();
         let mut cmd = Command::new(program);
-        cmd.args(args)
-            .env("TERM", "xterm")
+        cmd.args(args);
+        if program == crate::common::CLIENT {
+            cmd.arg("--known-servers")
+                .arg(home.path().join("known_servers"));
+        }
+        cmd.env("TERM", "xterm")
             .envs(env.iter().copied())
             .stdin(Stdio::from(pty.slave.try_clone().unwrap()))
             .stdout(Stdio::from(pty.slave.try_clone().unwrap()))
@@ -245,6 +253,7 @@ impl PtyClient {
             stop,
             quiet,
             helper: None,
+            home,
         }
     }
 

@@ -1,22 +1,28 @@
 //! Test harness for the real `chat-server` binary: start it (stdin piped,
-//! `--bind 127.0.0.1:0`), read its `listening on ADDR` line, talk to it with
-//! plain UDP sockets and the library's codec, and always kill and reap it.
+//! `--bind 127.0.0.1:0`, `--key` in a temporary directory), read its
+//! `listening on ADDR` line, talk to it as version-2 members built on the
+//! library's client connection (`client::conn::Conn` with `SealedBodies`, a
+//! UDP socket each), and always kill and reap it.
+//!
+//! Every datagram the server sends a member is checked: its (session id,
+//! counter) pair must never repeat.
 //!
 //! Shared by test files: `#[path = "common/server.rs"] mod server_harness;`.
 //! Every wait is bounded by [`WAIT`].
 #![allow(dead_code)]
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
-use udpchat::client::login::{Login, Step};
-use udpchat::protocol::{
-    decode_server, ByeReason, ClientMsg, Cookie, Event, LeftReason, RefuseReason, RejectReason,
-    ServerMsg, Token,
+use udpchat::client::conn::{Conn, End, Event as ConnEvent, SealedBodies};
+use udpchat::protocol::sealed::{
+    decode_server, ByeReason, ClientMsg, Event, LeftReason, Refusal, RejectReason, ServerMsg,
 };
+use udpchat::session::{parse_data_header, MAX_BODY, MAX_DATAGRAM};
 
 /// The server binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_chat-server");
@@ -35,6 +41,8 @@ pub struct Server {
     stdout: Receiver<String>,
     /// Every stderr line read so far (the first is `listening on …`).
     pub log: Vec<String>,
+    /// The temporary directory of its key file (when [`Server::start`] made one).
+    dir: Option<tempfile::TempDir>,
 }
 
 fn lines_of(r: impl std::io::Read + Send + 'static) -> Receiver<String> {
@@ -50,21 +58,46 @@ fn lines_of(r: impl std::io::Read + Send + 'static) -> Receiver<String> {
     rx
 }
 
+/// A temporary directory for a server's key (and later its database), never $HOME.
+pub fn temp_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("udpchat-server-test")
+        .tempdir()
+        .expect("a temporary directory")
+}
+
 impl Server {
-    /// Starts `chat-server --bind 127.0.0.1:0 ARGS` with stdin piped.
+    /// Starts `chat-server --bind 127.0.0.1:0 --key DIR/server.key ARGS`
+    /// with stdin piped (DIR: a new temporary directory, removed on drop).
     pub fn start(args: &[&str]) -> Server {
-        let mut cmd = Command::new(BIN);
-        cmd.args(["--bind", "127.0.0.1:0"]).args(args);
-        Server::spawn(cmd, Stdio::piped())
+        let dir = temp_dir();
+        let mut cmd = Server::command_with_key(&dir.path().join("server.key"), args);
+        cmd.arg("--bind").arg("127.0.0.1:0");
+        let mut s = Server::spawn(cmd, Stdio::piped());
+        s.dir = Some(dir);
+        s
     }
 
-    /// Starts the command given (the server binary or a wrapper of it).
+    /// `chat-server --key KEY ARGS` (no `--bind`), for tests that start a
+    /// server again with the same key, or wrap the command.
+    pub fn command_with_key(key: &std::path::Path, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--key").arg(key).args(args);
+        cmd
+    }
+
+    /// The temporary directory [`Server::start`] made (its key is `server.key`).
+    pub fn dir(&self) -> Option<PathBuf> {
+        self.dir.as_ref().map(|d| d.path().to_path_buf())
+    }
+
     /// The server's process id.
-    #[allow(dead_code)]
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
 
+    /// Starts the command given (the server binary or a wrapper of it); it
+    /// must pass `--key` itself.
     pub fn spawn(mut cmd: Command, stdin: Stdio) -> Server {
         let mut child = cmd
             .stdin(stdin)
@@ -82,6 +115,7 @@ impl Server {
             stderr,
             stdout,
             log: Vec::new(),
+            dir: None,
         };
         let first = s.next_stderr().expect("chat-server printed nothing");
         let addr = first
@@ -218,47 +252,74 @@ pub enum Ev {
     Joined(String),
     Left(LeftReason, String),
     Said(String, String),
+    Me(String, String),
     Private(String, String),
     Admin(String),
 }
 
-/// A datagram from the server, owned; EVENTS split into one `Event` each.
+/// The fields of a room message the tests look at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LineMeta {
+    pub room_seq: u64,
+    pub time_ms: u64,
+    pub client_id: u64,
+    pub seq: u32,
+}
+
+/// A body from the server, owned; EVENTS split into one `Event` each.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Got {
-    Challenge {
-        nonce: u64,
-        cookie: Cookie,
-    },
-    Refused {
-        nonce: u64,
-        reason: RefuseReason,
-    },
     Welcome {
-        nonce: u64,
-        token: Token,
+        flags: u8,
         members: u32,
         timeout_ms: u32,
+        epoch: u32,
+        room_seq: u64,
+        client_id: u64,
         name: String,
+        ticket: Vec<u8>,
     },
+    /// REFUSED: reason code, detail, like.
+    Refused(u8, u8, String),
     Ack(u32),
     Reject(u32, RejectReason),
     Event(u32, Ev),
-    Bye(ByeReason),
-    Pong(u32),
+    Bye {
+        reason: ByeReason,
+        missed: u32,
+        text: String,
+    },
+    Keepalive(u32),
     Who {
         start: u32,
         total: u32,
         names: Vec<String>,
     },
-    Unknown(Token),
+    /// The connection ended otherwise (no answer, reset while leaving …).
+    Ended(String),
+    /// The connection lost contact and is trying again.
+    Reconnecting,
 }
 
-/// Decodes a datagram from the server (panics on a malformed one: the server never sends those).
-pub fn decode(bytes: &[u8]) -> Vec<Got> {
-    let msg =
-        decode_server(bytes).unwrap_or_else(|e| panic!("server sent a malformed datagram: {e}"));
+/// The REFUSED fields: reason code, detail, like.
+fn refusal(r: &Refusal<'_>) -> (u8, u8, String) {
+    let (detail, like) = match *r {
+        Refusal::Taken { like } | Refusal::Reserved { like } => (0, like.to_string()),
+        Refusal::InvalidName(rule) => (rule.code(), String::new()),
+        _ => (0, String::new()),
+    };
+    (r.code(), detail, like)
+}
+
+/// Decodes a server body (panics on a malformed one: the server never sends
+/// those); `meta` gets the fields of each room message.
+pub fn decode(body: &[u8], meta: &mut Vec<LineMeta>) -> Vec<Got> {
+    let msg = decode_server(body).unwrap_or_else(|e| panic!("server sent a malformed body: {e:?}"));
     let one = match msg {
-        ServerMsg::Events { first_seq, events } => {
+        ServerMsg::Events {
+            first_event,
+            events,
+        } => {
             return events
                 .iter()
                 .enumerate()
@@ -266,33 +327,68 @@ pub fn decode(bytes: &[u8]) -> Vec<Got> {
                     let ev = match e {
                         Event::Joined { name } => Ev::Joined(name.into()),
                         Event::Left { reason, name } => Ev::Left(reason, name.into()),
-                        Event::Said { from, text } => Ev::Said(from.into(), text.into()),
-                        Event::PrivateFrom { from, text } => Ev::Private(from.into(), text.into()),
-                        Event::Admin { text } => Ev::Admin(text.into()),
+                        Event::Said(l) | Event::Me(l) => {
+                            meta.push(LineMeta {
+                                room_seq: l.room_seq,
+                                time_ms: l.time_ms,
+                                client_id: l.id.client_id,
+                                seq: l.id.seq,
+                            });
+                            if matches!(e, Event::Me(_)) {
+                                Ev::Me(l.from.into(), l.text.into())
+                            } else {
+                                Ev::Said(l.from.into(), l.text.into())
+                            }
+                        }
+                        Event::PrivateFrom { from, text, .. } => {
+                            Ev::Private(from.into(), text.into())
+                        }
+                        Event::Admin {
+                            text,
+                            room_seq,
+                            time_ms,
+                            ..
+                        } => {
+                            meta.push(LineMeta {
+                                room_seq,
+                                time_ms,
+                                client_id: 0,
+                                seq: 0,
+                            });
+                            Ev::Admin(text.into())
+                        }
+                        other => panic!("unexpected event {other:?}"),
                     };
-                    Got::Event(first_seq.wrapping_add(k as u32), ev)
+                    Got::Event(first_event.wrapping_add(k as u32), ev)
                 })
                 .collect();
         }
-        ServerMsg::Challenge { nonce, cookie } => Got::Challenge { nonce, cookie },
-        ServerMsg::Refused { nonce, reason } => Got::Refused { nonce, reason },
-        ServerMsg::Welcome {
-            nonce,
-            token,
-            members,
-            timeout_ms,
-            name,
-        } => Got::Welcome {
-            nonce,
-            token,
-            members,
-            timeout_ms,
-            name: name.into(),
+        ServerMsg::Welcome(w) => Got::Welcome {
+            flags: w.flags.bits(),
+            members: w.members,
+            timeout_ms: w.timeout_ms,
+            epoch: w.epoch,
+            room_seq: w.room_seq,
+            client_id: w.client_id,
+            name: w.name.into(),
+            ticket: w.ticket.to_vec(),
         },
+        ServerMsg::Refused(r) => {
+            let (reason, detail, like) = refusal(&r);
+            Got::Refused(reason, detail, like)
+        }
         ServerMsg::Ack { seq } => Got::Ack(seq),
         ServerMsg::Reject { seq, reason } => Got::Reject(seq, reason),
-        ServerMsg::Bye { reason } => Got::Bye(reason),
-        ServerMsg::Pong { last_seq } => Got::Pong(last_seq),
+        ServerMsg::Bye {
+            reason,
+            missed,
+            text,
+        } => Got::Bye {
+            reason,
+            missed,
+            text: text.into(),
+        },
+        ServerMsg::Keepalive { last_event } => Got::Keepalive(last_event),
         ServerMsg::WhoPage {
             start,
             total,
@@ -302,9 +398,17 @@ pub fn decode(bytes: &[u8]) -> Vec<Got> {
             total,
             names: names.iter().map(String::from).collect(),
         },
-        ServerMsg::UnknownSession { token } => Got::Unknown(token),
+        other => panic!("unexpected body {other:?}"),
     };
     vec![one]
+}
+
+/// Encodes a client body.
+pub fn body(msg: &ClientMsg<'_>) -> Vec<u8> {
+    let mut out = vec![0u8; MAX_BODY];
+    let n = msg.encode(&mut out).expect("a valid client body");
+    out.truncate(n);
+    out
 }
 
 /// A UDP socket on 127.0.0.1 with a read timeout.
@@ -319,155 +423,214 @@ pub fn socket_on(ip: Ipv4Addr) -> UdpSocket {
     s
 }
 
-/// A member (or a would-be member) talking to the server.
+/// Random numbers for a connection.
+fn random() -> Box<dyn FnMut() -> u64> {
+    Box::new(|| getrandom::u64().expect("random"))
+}
+
+/// A member (or a would-be member) talking to the server: a version-2
+/// connection on its own socket.
 pub struct Client {
     pub sock: UdpSocket,
     pub server: SocketAddr,
     pub name: String,
-    pub token: Token,
-    /// The last SAY/PRIVATE sequence number used.
+    pub conn: Conn<SealedBodies>,
+    /// The server key of the handshake.
+    pub server_key: Option<[u8; 32]>,
+    /// This member's client id (from its WELCOME).
+    pub client_id: u64,
+    /// The last SAY/ME/PRIVATE number used.
     pub seq: u32,
     /// The number the next event should carry.
     pub next_event: u32,
+    /// The room messages received, in order.
+    pub lines: Vec<LineMeta>,
+    /// Every (session id, counter) of the server's DATA datagrams.
+    counters: HashSet<(u64, u64)>,
+    /// Server datagrams received, and their bytes.
+    pub datagrams_in: u64,
+    pub bytes_in: u64,
     pending: VecDeque<Got>,
 }
 
 impl Client {
-    /// A client on a new socket that has not joined.
+    /// A client on a new socket that starts its handshake (not joined).
     pub fn new(server: SocketAddr, name: &str) -> Client {
         Client::on(socket(), server, name)
     }
 
+    /// A client on `sock` that starts its handshake (not joined).
     pub fn on(sock: UdpSocket, server: SocketAddr, name: &str) -> Client {
+        let conn = Conn::connect(SealedBodies, name, None, random(), Instant::now());
         Client {
             sock,
             server,
             name: name.into(),
-            token: 0,
+            conn,
+            server_key: None,
+            client_id: 0,
             seq: 0,
             next_event: 1,
+            lines: Vec::new(),
+            counters: HashSet::new(),
+            datagrams_in: 0,
+            bytes_in: 0,
             pending: VecDeque::new(),
         }
     }
 
-    /// Joins as `name` (the cookie round-trip), panicking on a refusal.
+    /// Joins as `name`, panicking on a refusal.
     pub fn join(server: SocketAddr, name: &str) -> Client {
         let mut c = Client::new(server, name);
-        c.try_join(0)
-            .unwrap_or_else(|r| panic!("{name} refused: {r}"));
+        c.try_join()
+            .unwrap_or_else(|r| panic!("{name} refused: {r:?}"));
         c
     }
 
-    /// The login of `udpchat::client::login` (the cookie round-trip, with its
-    /// resends); on success the client holds its token. Whatever else arrives
-    /// meanwhile stays pending.
-    pub fn try_join(&mut self, prev_token: Token) -> Result<Got, RefuseReason> {
-        let nonce = getrandom::u64().expect("random");
-        let (mut login, join) = Login::start(&self.name, prev_token, nonce, Instant::now());
-        self.send_raw(&join);
-        let end = Instant::now() + WAIT;
-        let mut buf = [0u8; 2048];
-        loop {
-            let now = Instant::now();
-            assert!(now < end, "{}: no answer to the login", self.name);
-            let wait = login.next_wakeup().min(end).saturating_duration_since(now);
-            let step = match self.recv_from_server(&mut buf, wait) {
-                Some(n) => match decode_server(&buf[..n]) {
-                    Ok(msg) => match login.on_message(&msg, Instant::now()) {
-                        Step::Wait => {
-                            self.pending.extend(decode(&buf[..n]));
-                            Step::Wait
-                        }
-                        step => step,
-                    },
-                    Err(_) => {
-                        self.pending.extend(decode(&buf[..n]));
-                        Step::Wait
-                    }
-                },
-                None => login.on_timer(Instant::now()),
-            };
-            match step {
-                Step::Wait => {}
-                Step::Send(d) => self.send_raw(&d),
-                Step::Welcome(w) => {
-                    self.token = w.token;
-                    self.seq = 0;
-                    self.next_event = 1;
-                    return Ok(Got::Welcome {
-                        nonce,
-                        token: w.token,
-                        members: w.members,
-                        timeout_ms: w.timeout_ms,
-                        name: w.name,
-                    });
-                }
-                Step::Refused(reason) => return Err(reason),
-                Step::GiveUp => panic!("{}: no answer to the login", self.name),
+    /// Waits for the WELCOME or REFUSED of the login in progress.
+    pub fn try_join(&mut self) -> Result<Got, Got> {
+        let got =
+            self.expect(|g| matches!(g, Got::Welcome { .. } | Got::Refused(..) | Got::Ended(_)));
+        match got {
+            Got::Welcome { client_id, .. } => {
+                self.client_id = client_id;
+                self.next_event = 1;
+                Ok(got)
             }
+            other => Err(other),
         }
     }
 
-    /// One datagram from the server within `limit` (others are ignored);
-    /// its length, or None.
-    fn recv_from_server(&mut self, buf: &mut [u8], limit: Duration) -> Option<usize> {
-        let end = Instant::now() + limit;
-        loop {
-            let left = end.saturating_duration_since(Instant::now());
-            self.sock
-                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
-                .expect("timeout");
-            match self.sock.recv_from(buf) {
-                Ok((n, from)) if from == self.server => {
-                    assert!(n <= 1200, "the server sent {n} bytes");
-                    return Some(n);
-                }
-                Ok(_) => {} // not from the server: a client must ignore it
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(_) => return None,
-            }
-            if Instant::now() >= end {
-                return None;
-            }
+    /// After a REFUSED: asks for `name` in the same session.
+    pub fn try_join_as(&mut self, name: &str) -> Result<Got, Got> {
+        self.name = name.into();
+        assert!(
+            self.conn.join(Instant::now(), name),
+            "not waiting for a name"
+        );
+        self.flush();
+        self.try_join()
+    }
+
+    /// Sends what the connection has queued.
+    pub fn flush(&mut self) {
+        while let Some(d) = self.conn.poll_transmit() {
+            self.send_raw(&d);
         }
     }
 
-    /// Sends one message.
-    pub fn send(&self, msg: &ClientMsg<'_>) {
-        self.send_raw(&msg.to_vec());
-    }
-
+    /// Sends a datagram as it is.
     pub fn send_raw(&self, bytes: &[u8]) {
         self.sock
             .send_to(bytes, self.server)
             .expect("send to the server");
     }
 
-    /// Reads one datagram from the server into the pending list; false on timeout.
+    /// Seals one body and sends it.
+    pub fn send(&mut self, msg: &ClientMsg<'_>) {
+        self.conn
+            .send(Instant::now(), &body(msg))
+            .unwrap_or_else(|e| panic!("{}: cannot send: {e:?}", self.name));
+        self.flush();
+    }
+
+    /// Seals `msg` as the session's next datagram without sending it (for
+    /// tests that replay, change or reroute datagrams).
+    pub fn seal(&mut self, msg: &ClientMsg<'_>) -> Vec<u8> {
+        self.flush();
+        self.conn
+            .send(Instant::now(), &body(msg))
+            .unwrap_or_else(|e| panic!("{}: cannot send: {e:?}", self.name));
+        self.conn.poll_transmit().expect("a sealed datagram")
+    }
+
+    /// Hands the connection one datagram from the server (its counter must
+    /// not repeat), and collects its events.
+    fn take(&mut self, bytes: &[u8]) {
+        assert!(
+            bytes.len() <= MAX_DATAGRAM,
+            "the server sent {} bytes",
+            bytes.len()
+        );
+        self.datagrams_in += 1;
+        self.bytes_in += bytes.len() as u64;
+        if let Some(h) = parse_data_header(bytes) {
+            assert!(
+                self.counters.insert((h.receiver_id, h.counter)),
+                "{}: the server used counter {} of session {:x} twice",
+                self.name,
+                h.counter,
+                h.receiver_id
+            );
+        }
+        self.conn.on_datagram(Instant::now(), bytes);
+        self.events();
+    }
+
+    /// Moves the connection's events into the pending list.
+    fn events(&mut self) {
+        while let Some(e) = self.conn.poll_event() {
+            match e {
+                ConnEvent::VerifyKey(key) => {
+                    self.server_key = Some(key);
+                    self.conn.key_checked(Instant::now(), true);
+                }
+                ConnEvent::Welcome { body, .. }
+                | ConnEvent::Refused { body }
+                | ConnEvent::Body(body)
+                | ConnEvent::Ended(End::Bye { body }) => {
+                    let got = decode(&body, &mut self.lines);
+                    self.pending.extend(got);
+                }
+                ConnEvent::Ended(end) => self.pending.push_back(Got::Ended(format!("{end:?}"))),
+                ConnEvent::Reconnecting { .. } => self.pending.push_back(Got::Reconnecting),
+            }
+        }
+        self.flush();
+    }
+
+    /// Runs the connection for up to `limit`: reads the server's datagrams,
+    /// keeps its timers. True when a datagram from the server arrived.
     fn read(&mut self, limit: Duration) -> bool {
+        let end = Instant::now() + limit;
         let mut buf = [0u8; 2048];
-        self.sock
-            .set_read_timeout(Some(limit.max(Duration::from_millis(1))))
-            .expect("timeout");
         loop {
+            self.flush();
+            let now = Instant::now();
+            let timer = self.conn.next_timeout();
+            let until = timer.map_or(end, |t| t.min(end));
+            let wait = until.saturating_duration_since(now);
+            self.sock
+                .set_read_timeout(Some(wait.max(Duration::from_millis(1))))
+                .expect("timeout");
             match self.sock.recv_from(&mut buf) {
-                Ok((n, from)) => {
-                    assert!(n <= 1200, "the server sent {n} bytes");
-                    if from != self.server {
-                        continue; // not from the server: a client must ignore it
-                    }
-                    self.pending.extend(decode(&buf[..n]));
+                Ok((n, from)) if from == self.server => {
+                    self.take(&buf[..n]);
                     return true;
                 }
+                Ok(_) => {} // not from the server: a client must ignore it
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(_) => return false,
+                Err(_) => {}
+            }
+            let now = Instant::now();
+            if timer.is_some_and(|t| now >= t) {
+                self.conn.on_timeout(now);
+                self.events();
+            }
+            if now >= end {
+                return false;
             }
         }
     }
 
     /// The first message (pending or arriving within [`WAIT`]) that `pred` accepts.
     pub fn expect(&mut self, pred: impl Fn(&Got) -> bool) -> Got {
-        let end = Instant::now() + WAIT;
+        self.expect_within(WAIT, pred)
+    }
+
+    /// The first message (pending or arriving within `limit`) that `pred` accepts.
+    pub fn expect_within(&mut self, limit: Duration, pred: impl Fn(&Got) -> bool) -> Got {
+        let end = Instant::now() + limit;
         loop {
             if let Some(i) = self.pending.iter().position(&pred) {
                 let g = self.pending.remove(i).expect("present");
@@ -477,12 +640,13 @@ impl Client {
                 return g;
             }
             let now = Instant::now();
-            if now >= end || !self.read(end - now) {
+            if now >= end {
                 panic!(
                     "{}: nothing expected arrived; pending {:?}",
                     self.name, self.pending
                 );
             }
+            self.read(end - now);
         }
     }
 
@@ -507,12 +671,19 @@ impl Client {
         self.expect(|_| true)
     }
 
-    /// Asserts that nothing arrives for [`QUIET`].
-    pub fn silence(&mut self) {
-        let end = Instant::now() + QUIET;
-        while Instant::now() < end {
-            self.read(end - Instant::now());
+    /// Keeps the connection running for `d` (answering keepalives, rekeys,
+    /// path checks); what arrives stays pending.
+    pub fn run_for(&mut self, d: Duration) {
+        let end = Instant::now() + d;
+        while let Some(left) = end.checked_duration_since(Instant::now()) {
+            self.read(left);
         }
+    }
+
+    /// Asserts that nothing but keepalives arrives for [`QUIET`].
+    pub fn silence(&mut self) {
+        self.run_for(QUIET);
+        self.pending.retain(|g| !matches!(g, Got::Keepalive(_)));
         assert!(
             self.pending.is_empty(),
             "{}: unexpected {:?}",
@@ -521,56 +692,95 @@ impl Client {
         );
     }
 
-    /// Throws away what arrived so far (for sockets that got many announcements).
+    /// Takes what arrived so far (and within [`QUIET`]) and forgets it.
     pub fn drain(&mut self) {
+        self.run_for(QUIET);
+        self.forget();
+    }
+
+    /// Takes what is in the socket now, without waiting, and forgets it.
+    pub fn drain_now(&mut self) {
         self.sock.set_nonblocking(true).expect("nonblocking");
         let mut buf = [0u8; 2048];
-        while self.sock.recv_from(&mut buf).is_ok() {}
+        while let Ok((n, from)) = self.sock.recv_from(&mut buf) {
+            if from == self.server {
+                self.take(&buf[..n]);
+            }
+        }
         self.sock.set_nonblocking(false).expect("blocking");
+        self.forget();
+    }
+
+    /// The next message already pending, if any.
+    pub fn try_next(&mut self) -> Option<Got> {
+        let g = self.pending.pop_front()?;
+        if let Got::Event(n, _) = &g {
+            self.next_event = n.wrapping_add(1);
+        }
+        Some(g)
+    }
+
+    /// Forgets what is pending (events counted as received).
+    fn forget(&mut self) {
+        if let Some(Got::Event(n, _)) = self
+            .pending
+            .iter()
+            .rev()
+            .find(|g| matches!(g, Got::Event(..)))
+        {
+            self.next_event = n.wrapping_add(1);
+        }
         self.pending.clear();
     }
 
-    /// Sends a SAY with the next sequence number; returns that number.
+    /// Sends a SAY with the next number; returns that number.
     pub fn say(&mut self, text: &str) -> u32 {
         self.seq += 1;
-        self.send(&ClientMsg::Say {
-            token: self.token,
-            seq: self.seq,
-            text,
-        });
-        self.seq
+        let seq = self.seq;
+        self.send(&ClientMsg::Say { seq, text });
+        seq
     }
 
     /// Says `text` and waits for its ACK.
     pub fn say_acked(&mut self, text: &str) {
         let seq = self.say(text);
-        assert_eq!(
-            self.expect(|g| matches!(g, Got::Ack(_) | Got::Reject(..))),
-            Got::Ack(seq)
-        );
+        assert_eq!(self.answer_to(seq), Got::Ack(seq));
+    }
+
+    /// The ACK or REJECT of message `seq`.
+    pub fn answer_to(&mut self, seq: u32) -> Got {
+        self.expect(|g| matches!(g, Got::Ack(s) | Got::Reject(s, _) if *s == seq))
+    }
+
+    /// Sends a ME with the next number; returns that number.
+    pub fn me(&mut self, text: &str) -> u32 {
+        self.seq += 1;
+        let seq = self.seq;
+        self.send(&ClientMsg::Me { seq, text });
+        seq
     }
 
     pub fn private(&mut self, to: &str, text: &str) -> u32 {
         self.seq += 1;
-        self.send(&ClientMsg::Private {
-            token: self.token,
-            seq: self.seq,
-            to,
-            text,
-        });
-        self.seq
+        let seq = self.seq;
+        self.send(&ClientMsg::Private { seq, to, text });
+        seq
     }
 
-    pub fn ping(&mut self) -> u32 {
-        self.send(&ClientMsg::Ping { token: self.token });
-        match self.expect(|g| matches!(g, Got::Pong(_))) {
-            Got::Pong(n) => n,
+    /// Sends a KEEPALIVE and returns the server's `last_event`.
+    pub fn keepalive(&mut self) -> u32 {
+        let last_event = self.next_event.wrapping_sub(1);
+        self.send(&ClientMsg::Keepalive { last_event });
+        match self.expect(|g| matches!(g, Got::Keepalive(_))) {
+            Got::Keepalive(n) => n,
             _ => unreachable!(),
         }
     }
 
+    /// Sends one LEAVE (the connection resends it until BYE).
     pub fn leave(&mut self) {
-        self.send(&ClientMsg::Leave { token: self.token });
+        self.conn.leave(Instant::now());
+        self.flush();
     }
 
     /// Every name in the room, page by page.
@@ -578,7 +788,6 @@ impl Client {
         let mut names = Vec::new();
         loop {
             self.send(&ClientMsg::Who {
-                token: self.token,
                 start: names.len() as u32,
             });
             match self.expect(|g| matches!(g, Got::Who { .. })) {
@@ -600,95 +809,64 @@ impl Client {
     }
 }
 
-/// Joins `names.len()` members quickly: each on its own socket (one address,
-/// one member), spread over loopback addresses (the server limits answers to
-/// strangers per IP), the cookie round-trips pipelined and retried, in
-/// parallel threads. Bounded: panics if the joins do not finish in time.
+/// Joins `names.len()` members quickly: each on its own socket, spread over
+/// loopback addresses (10 on each, within the server's per-IP limits), the
+/// logins pipelined (a connection holds a random source that stays on its
+/// thread, so one thread). Bounded: panics if the joins do not finish in time.
 pub fn join_many(server: SocketAddr, names: &[String]) -> Vec<Client> {
-    const THREADS: usize = 4;
-    const PER_IP: usize = 10;
-    let chunk = names.len().div_ceil(THREADS).max(1);
-    let handles: Vec<_> = names
-        .chunks(chunk)
-        .enumerate()
-        .map(|(t, part)| {
-            let part = part.to_vec();
-            let base = t * chunk;
-            std::thread::spawn(move || join_part(server, base, &part, PER_IP))
-        })
-        .collect();
-    handles
-        .into_iter()
-        .flat_map(|h| h.join().expect("join thread"))
-        .collect()
+    join_part(server, 0, names, 10)
 }
 
 fn join_part(server: SocketAddr, base: usize, names: &[String], per_ip: usize) -> Vec<Client> {
-    let mut clients: Vec<Client> = names
-        .iter()
-        .enumerate()
-        .map(|(k, name)| {
-            let g = ((base + k) / per_ip) as u32 + 1;
-            let ip = Ipv4Addr::new(127, 1, (g >> 8) as u8, g as u8);
-            Client::on(socket_on(ip), server, name)
-        })
-        .collect();
-    for c in &clients {
-        c.sock.set_nonblocking(true).expect("nonblocking");
-    }
-    let end = Instant::now() + Duration::from_secs(60);
+    const WINDOW: usize = 50;
+    let mut clients = Vec::with_capacity(names.len());
+    let end = Instant::now() + Duration::from_secs(120);
     let mut buf = [0u8; 2048];
     // Pipelined in small windows, so a small server receive buffer is not
-    // overrun; the login machine resends what gets no answer.
-    let all: Vec<usize> = (0..clients.len()).collect();
-    for window in all.chunks(25) {
-        let mut logins: Vec<(usize, Login)> = window
+    // overrun; the connection resends what gets no answer.
+    for (w, window) in names.chunks(WINDOW).enumerate() {
+        let mut joining: Vec<Client> = window
             .iter()
-            .map(|&i| {
-                let c = &clients[i];
-                let nonce = getrandom::u64().expect("random");
-                let (login, join) = Login::start(&c.name, 0, nonce, Instant::now());
-                c.send_raw(&join);
-                (i, login)
+            .enumerate()
+            .map(|(k, name)| {
+                let g = ((base + w * WINDOW + k) / per_ip) as u32 + 1;
+                let ip = Ipv4Addr::new(127, 1, (g >> 8) as u8, g as u8);
+                let mut c = Client::on(socket_on(ip), server, name);
+                c.sock.set_nonblocking(true).expect("nonblocking");
+                c.flush();
+                c
             })
             .collect();
-        while !logins.is_empty() {
+        while !joining.is_empty() {
             assert!(Instant::now() < end, "joins did not finish in time");
-            logins.retain_mut(|(i, login)| {
-                let c = &mut clients[*i];
+            let mut k = 0;
+            while k < joining.len() {
+                let c = &mut joining[k];
+                while let Ok((n, _)) = c.sock.recv_from(&mut buf) {
+                    c.take(&buf[..n]);
+                }
                 let now = Instant::now();
-                let mut step = Step::Wait;
-                while step == Step::Wait {
-                    let Ok((n, _)) = c.sock.recv_from(&mut buf) else {
-                        break;
-                    };
-                    if let Ok(msg) = decode_server(&buf[..n]) {
-                        step = login.on_message(&msg, now); // others' joins: Wait
-                    }
+                if c.conn.next_timeout().is_some_and(|t| now >= t) {
+                    c.conn.on_timeout(now);
+                    c.events();
                 }
-                if step == Step::Wait {
-                    step = login.on_timer(now);
-                }
-                match step {
-                    Step::Wait => true,
-                    Step::Send(d) => {
-                        c.send_raw(&d);
-                        true
+                let done = c.pending.iter().position(|g| {
+                    matches!(g, Got::Welcome { .. } | Got::Refused(..) | Got::Ended(_))
+                });
+                match done.map(|i| c.pending.remove(i).expect("present")) {
+                    None => k += 1,
+                    Some(Got::Welcome { client_id, .. }) => {
+                        let mut c = joining.swap_remove(k);
+                        c.client_id = client_id;
+                        c.sock.set_nonblocking(false).expect("blocking");
+                        c.sock.set_read_timeout(Some(WAIT)).expect("timeout");
+                        clients.push(c);
                     }
-                    Step::Welcome(w) => {
-                        c.token = w.token;
-                        false
-                    }
-                    Step::Refused(reason) => panic!("{} refused: {reason}", c.name),
-                    Step::GiveUp => panic!("{}: no answer to the login", c.name),
+                    Some(other) => panic!("{} not joined: {other:?}", c.name),
                 }
-            });
+            }
             std::thread::sleep(Duration::from_micros(200));
         }
-    }
-    for c in &mut clients {
-        c.sock.set_nonblocking(false).expect("blocking");
-        c.sock.set_read_timeout(Some(WAIT)).expect("timeout");
     }
     clients
 }

@@ -1,10 +1,12 @@
 //! The caller's side of [`super::Event::VerifyKey`]: the server's key against
 //! a `--server-key` fingerprint or the known-servers file (trust on first
-//! use), with the trust module's messages. This part reads and writes the
-//! file, so it is outside the pure machine.
+//! use), with the trust module's messages in English and their Chinese
+//! wording here. This part reads and writes the file, so it is outside the
+//! pure machine.
 
+use crate::client::lang::{error_text, tr, Lang, Wording};
 use crate::error::{Error, Result};
-use crate::trust::{pinned_mismatch_error, Fingerprint, KnownServers, Verdict};
+use crate::trust::{pinned_mismatch_error, Fingerprint, KnownServers, Malformed, Verdict};
 
 /// What the key is checked against.
 #[derive(Debug, Clone)]
@@ -20,15 +22,24 @@ pub enum Pin {
 pub struct ServerTrust {
     server: String,
     pin: Pin,
+    lang: Lang,
 }
 
 impl ServerTrust {
-    /// The trust of `server` (the `--server` text as given) under `pin`.
+    /// The trust of `server` (the `--server` text as given) under `pin`,
+    /// saying things in English.
     pub fn new(server: &str, pin: Pin) -> ServerTrust {
         ServerTrust {
             server: server.to_string(),
             pin,
+            lang: Lang::En,
         }
+    }
+
+    /// The same, saying things in `lang`.
+    pub fn in_lang(mut self, lang: Lang) -> ServerTrust {
+        self.lang = lang;
+        self
     }
 
     /// Checks the key of a first handshake. `Ok` holds the lines to say on
@@ -40,36 +51,104 @@ impl ServerTrust {
         let fp = Fingerprint::of(key);
         let file = match &self.pin {
             Pin::Fingerprint(pinned) if *pinned == fp => return Ok(Vec::new()),
-            Pin::Fingerprint(pinned) => {
-                return Err(pinned_mismatch_error(&self.server, &fp, pinned))
-            }
+            Pin::Fingerprint(pinned) => return Err(self.pinned_mismatch(&fp, pinned)),
             Pin::KnownServers(file) => file,
         };
-        let lookup = file.check(&self.server, &fp)?;
+        let lookup = file
+            .check(&self.server, &fp)
+            .map_err(|e| self.translated(e))?;
         let mut say: Vec<String> = lookup
             .malformed
             .iter()
-            .map(|m| file.malformed_message(m))
+            .map(|m| self.malformed(file, m))
             .collect();
         let verdict = match lookup.verdict {
             Verdict::Unknown => match file.record(&self.server, &fp) {
                 Ok(Verdict::Unknown) => {
-                    say.push(file.recorded_message(&self.server, &fp));
+                    say.push(self.recorded(file, &fp));
                     Verdict::Known
                 }
                 Ok(raced) => raced,
                 Err(e) => {
-                    say.push(file.not_recorded_message(&self.server, &fp, &e));
+                    say.push(self.not_recorded(file, &fp, &e));
                     Verdict::Known
                 }
             },
             v => v,
         };
         match verdict {
-            Verdict::Mismatch { recorded, line } => {
-                Err(file.mismatch_error(&self.server, &fp, &recorded, line))
-            }
+            Verdict::Mismatch { recorded, line } => Err(self.mismatch(file, &fp, &recorded, line)),
             Verdict::Known | Verdict::Unknown => Ok(say),
+        }
+    }
+
+    /// An error of the file's, in the client's language.
+    fn translated(&self, e: Error) -> Error {
+        match self.lang {
+            Lang::En => e,
+            lang => Error::plain(error_text(lang, &e)),
+        }
+    }
+
+    fn recorded(&self, file: &KnownServers, key: &Fingerprint) -> String {
+        match self.lang.wording() {
+            Wording::En => file.recorded_message(&self.server, key),
+            Wording::Zh => tr(
+                self.lang,
+                "已记录 {0} 的密钥 ({1}), 在 '{2}'",
+                &[&self.server, key, &file.path().display()],
+            ),
+        }
+    }
+
+    fn not_recorded(&self, file: &KnownServers, key: &Fingerprint, e: &Error) -> String {
+        match self.lang.wording() {
+            Wording::En => file.not_recorded_message(&self.server, key, e),
+            Wording::Zh => tr(
+                self.lang,
+                "警告: {0} 的密钥 ({1}) 没有记录: {2}",
+                &[&self.server, key, &error_text(self.lang, e)],
+            ),
+        }
+    }
+
+    fn malformed(&self, file: &KnownServers, m: &Malformed) -> String {
+        match self.lang.wording() {
+            Wording::En => file.malformed_message(m),
+            Wording::Zh => tr(
+                self.lang,
+                "警告: 忽略 '{0}' 的第 {1} 行: {2}",
+                &[&file.path().display(), &m.line, &m.reason],
+            ),
+        }
+    }
+
+    fn mismatch(
+        &self,
+        file: &KnownServers,
+        key: &Fingerprint,
+        recorded: &Fingerprint,
+        line: usize,
+    ) -> Error {
+        match self.lang.wording() {
+            Wording::En => file.mismatch_error(&self.server, key, recorded, line),
+            Wording::Zh => Error::plain(tr(
+                self.lang,
+                "无法信任 '{0}': 它的密钥是 {1}, 但 '{2}' 的第 {3} 行记录的是 {4}; \
+                 如果服务器的密钥是有意更换的, 请从 '{2}' 删除第 {3} 行",
+                &[&self.server, key, &file.path().display(), &line, recorded],
+            )),
+        }
+    }
+
+    fn pinned_mismatch(&self, key: &Fingerprint, pinned: &Fingerprint) -> Error {
+        match self.lang.wording() {
+            Wording::En => pinned_mismatch_error(&self.server, key, pinned),
+            Wording::Zh => Error::plain(tr(
+                self.lang,
+                "无法信任 '{0}': 它的密钥是 {1}, 不是 --server-key 给出的 {2}",
+                &[&self.server, key, pinned],
+            )),
         }
     }
 
@@ -78,17 +157,24 @@ impl ServerTrust {
     pub fn changed_error(&self, key: &[u8; 32], pinned: &[u8; 32]) -> Error {
         let (fp, was) = (Fingerprint::of(key), Fingerprint::of(pinned));
         match &self.pin {
-            Pin::Fingerprint(given) => pinned_mismatch_error(&self.server, &fp, given),
+            Pin::Fingerprint(given) => self.pinned_mismatch(&fp, given),
             Pin::KnownServers(file) => match file.check(&self.server, &fp).map(|l| l.verdict) {
                 Ok(Verdict::Mismatch { recorded, line }) => {
-                    file.mismatch_error(&self.server, &fp, &recorded, line)
+                    self.mismatch(file, &fp, &recorded, line)
                 }
                 // Not recorded (the file could not be written) or unreadable now.
-                _ => Error::msg(
-                    "trust",
-                    &self.server,
-                    format!("its key is {fp}, not {was} as when this client connected"),
-                ),
+                _ => match self.lang.wording() {
+                    Wording::En => Error::msg(
+                        "trust",
+                        &self.server,
+                        format!("its key is {fp}, not {was} as when this client connected"),
+                    ),
+                    Wording::Zh => Error::plain(tr(
+                        self.lang,
+                        "无法信任 '{0}': 它的密钥是 {1}, 不是本客户端连接时的 {2}",
+                        &[&self.server, &fp, &was],
+                    )),
+                },
             },
         }
     }

@@ -7,7 +7,8 @@ use crate::client::link::ToSender;
 use crate::client::names::{mentions, sort_names};
 use crate::client::render::{self, Notice};
 use crate::client::tally::{WhoPager, WhoStep};
-use crate::protocol::{ClientMsg, Event};
+use crate::protocol::sealed::{ClientMsg, Event};
+use crate::session::MAX_BODY;
 use std::time::Instant;
 
 /// What a `/who` fetch is for.
@@ -36,15 +37,16 @@ impl ReceiverProcess {
                 self.tell_sender(ToSender::Gone(name.to_string()));
                 false
             }
-            Event::Said { from, text } => {
-                self.tell_sender(ToSender::Seen(from.to_string()));
-                mentions(text, &self.name)
+            Event::Said(l) | Event::Me(l) => {
+                self.tell_sender(ToSender::Seen(l.from.to_string()));
+                mentions(l.text, &self.name)
             }
             Event::PrivateFrom { from, .. } => {
                 self.tell_sender(ToSender::Seen(from.to_string()));
                 true
             }
-            Event::Admin { text } => mentions(text, &self.name),
+            Event::Admin { text, .. } => mentions(text, &self.name),
+            Event::Gap { .. } => false,
         };
         if mention {
             self.screen.print_mention(&line, &self.name);
@@ -56,7 +58,7 @@ impl ReceiverProcess {
     /// Starts paging the member list (the names always go to the sender,
     /// for completion).
     pub(super) fn start_who(&mut self, why: WhoFor) {
-        if self.leaving.is_none() && self.rejoin.is_none() {
+        if self.leaving.is_none() && self.conn.is_member() {
             self.who = Some(WhoPager::new(Instant::now()));
             self.who_for = why;
             self.who_step(WhoStep::Ask(0));
@@ -65,13 +67,12 @@ impl ReceiverProcess {
 
     pub(super) fn who_step(&mut self, step: WhoStep) {
         match step {
-            WhoStep::Ask(start) => self.send(
-                &ClientMsg::Who {
-                    token: self.token,
-                    start,
+            WhoStep::Ask(start) => {
+                let mut body = [0u8; MAX_BODY];
+                if let Ok(n) = (ClientMsg::Who { start }).encode(&mut body) {
+                    self.send_body(&body[..n]);
                 }
-                .to_vec(),
-            ),
+            }
             WhoStep::Done(total, mut names) => {
                 self.who = None;
                 sort_names(&mut names);

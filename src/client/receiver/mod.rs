@@ -1,24 +1,27 @@
-//! The receiver half: the only reader of the socket and the only writer to
-//! stdout. It prints events, reports lost ones, forwards ACK and REJECT to the
-//! sender, pings, pages `/who`, re-joins after a server restart, owns the
+//! The receiver half: it owns the connection ([`Conn`]) and the socket,
+//! and is the only process that seals. It is the only reader of the socket
+//! and the only writer to stdout. It prints events, reports lost ones,
+//! seals what the sender hands it and forwards ACK and REJECT back, keeps
+//! the session alive, pages `/who`, reconnects after lost contact, owns the
 //! LEAVE, and on a terminal draws the sender's half-typed line under the
 //! messages.
 
+mod conn_events;
 mod members;
-mod rejoin;
 mod signals;
 
+use crate::client::conn::{Conn, Progress, SealedBodies, ServerTrust};
 use crate::client::lang::error_text;
 use crate::client::link::{ToReceiver, ToSender};
-use crate::client::login::Login;
-use crate::client::reasons::{self, Fatal};
+use crate::client::login::Welcome;
 use crate::client::render::{self, Lang, Notice};
 use crate::client::screen::Screen;
 use crate::client::tally::{SeqTracker, WhoPager};
 use crate::client::term::{self, TermModes};
-use crate::client::{code, Session, LEAVE_RESEND, LEAVE_WAIT, PARENT_DEATH_SIGNAL};
+use crate::client::{code, Session, PARENT_DEATH_SIGNAL};
 use crate::error::Error;
-use crate::protocol::{self, ByeReason, ClientMsg, ServerMsg, Token, MAX_DATAGRAM};
+use crate::protocol::sealed::{decode_server, ServerMsg};
+use crate::protocol::MAX_DATAGRAM;
 use members::WhoFor;
 use mio::net::{UdpSocket, UnixDatagram};
 use mio::unix::SourceFd;
@@ -39,32 +42,29 @@ const SIGNALS: MioToken = MioToken(2);
 /// the quit, LEAVE included).
 const WHO_BEFORE_QUIT: Duration = Duration::from_millis(300);
 
-struct Leaving {
-    code: u8,
-    next_send: Instant,
-    until: Instant,
-}
-
 struct ReceiverProcess {
     socket: UdpSocket,
+    conn: Conn<SealedBodies>,
+    trust: ServerTrust,
     link: UnixDatagram,
     signals: SignalFd,
     server_text: String,
-    token: Token,
     name: String,
+    welcome: Welcome,
     lang: Lang,
-    timeout: Duration,
-    last_heard: Instant,
-    next_ping: Instant,
     seq: SeqTracker,
+    /// The sender's lowest unacknowledged message number (for a RESUME).
+    lowest_unacked: u32,
+    /// Contact is lost: the sender holds its messages until the next WELCOME.
+    reconnecting: bool,
     who: Option<WhoPager>,
     /// What the `/who` in progress is for.
     who_for: WhoFor,
     /// End of input or `/quit` arrived while a `/who` was still paging: the
     /// quit waits for it (until this deadline), so a script's last `/who` prints.
     quit_after_who: Option<(u8, Instant)>,
-    rejoin: Option<Login>,
-    leaving: Option<Leaving>,
+    /// Leaving (LEAVE sent until BYE) with this exit code.
+    leaving: Option<u8>,
     done: Option<(u8, Option<String>)>,
     parent: Pid,
     parent_alive: bool,
@@ -85,10 +85,10 @@ pub fn run(
     let lang = session.lang;
     let mut r = match ReceiverProcess::new(session, link, parent, stdin_flags) {
         Ok(r) => r,
-        Err((e, socket, token)) => {
+        Err((e, mut session)) => {
             let e = error_text(lang, &e);
             crate::stdio::err_line(&format!("chat-client: {e}"));
-            let _ = socket.send(&ClientMsg::Leave { token }.to_vec());
+            crate::client::leave_once(&session.socket, &mut session.conn);
             return code::FAIL;
         }
     };
@@ -98,7 +98,7 @@ pub fn run(
     r.run()
 }
 
-type StartError = (Error, std::net::UdpSocket, Token);
+type StartError = (Error, Box<Session>);
 
 impl ReceiverProcess {
     fn new(
@@ -122,16 +122,13 @@ impl ReceiverProcess {
                 mask.add(sig);
             }
         }
-        let token = s.token;
         let signals = match nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None)
             .and_then(|_| {
                 SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
             }) {
             Ok(fd) => fd,
-            Err(e) => return Err((Error::io("create", "signalfd", e.into()), s.socket, token)),
+            Err(e) => return Err((Error::io("create", "signalfd", e.into()), Box::new(s))),
         };
-        let now = Instant::now();
-        let timeout = Duration::from_millis(s.timeout_ms as u64);
         let (cols, rows) = if tty {
             term::window_size(term::stdout_fd())
         } else {
@@ -152,20 +149,20 @@ impl ReceiverProcess {
         };
         Ok(ReceiverProcess {
             socket: UdpSocket::from_std(s.socket),
+            conn: s.conn,
+            trust: s.trust,
             link: UnixDatagram::from_std(std::os::unix::net::UnixDatagram::from(link)),
             signals,
             server_text: s.server_text,
-            token,
             name: s.name,
+            welcome: s.welcome,
             lang: s.lang,
-            timeout,
-            last_heard: now,
-            next_ping: now + timeout / 3,
             seq: SeqTracker::new(),
+            lowest_unacked: 1,
+            reconnecting: false,
             who: None,
             who_for: WhoFor::Printing,
             quit_after_who: None,
-            rejoin: None,
             leaving: None,
             done: None,
             parent,
@@ -214,6 +211,7 @@ impl ReceiverProcess {
         let mut events = Events::with_capacity(16);
         // Signals that arrived before the signalfd existed are pending on it.
         self.drain_signals();
+        self.pump();
         while self.done.is_none() {
             let now = Instant::now();
             let wait = self.next_deadline().saturating_duration_since(now);
@@ -238,6 +236,7 @@ impl ReceiverProcess {
             if self.screen.broken && self.leaving.is_none() {
                 self.leave(code::FAIL);
             }
+            self.pump();
         }
         self.finish()
     }
@@ -245,13 +244,8 @@ impl ReceiverProcess {
     fn next_deadline(&self) -> Instant {
         let now = Instant::now();
         let mut t = now + Duration::from_secs(3600);
-        if let Some(l) = &self.leaving {
-            return l.next_send.min(l.until);
-        }
-        if let Some(login) = &self.rejoin {
-            t = t.min(login.next_wakeup());
-        } else {
-            t = t.min(self.next_ping).min(self.last_heard + self.timeout);
+        if let Some(c) = self.conn.next_timeout() {
+            t = t.min(c);
         }
         if let Some(w) = &self.who {
             t = t.min(w.next_wakeup());
@@ -262,8 +256,29 @@ impl ReceiverProcess {
         t
     }
 
-    fn send(&self, d: &[u8]) {
-        let _ = self.socket.send(d);
+    /// Seals `body` for the server (dropped while not a member: the sender
+    /// sends its messages again, and `/who` gives up).
+    fn send_body(&mut self, body: &[u8]) {
+        let _ = self.conn.send(Instant::now(), body);
+    }
+
+    /// Sends what the connection has sealed, and handles what it says,
+    /// until it has nothing more.
+    fn pump(&mut self) {
+        loop {
+            while let Some(d) = self.conn.poll_transmit() {
+                let _ = self.socket.send(&d);
+            }
+            let Some(ev) = self.conn.poll_event() else {
+                break;
+            };
+            self.conn_event(ev);
+        }
+        self.conn.set_progress(Progress {
+            last_event: self.seq.last(),
+            last_room_seq: 0,
+            lowest_unacked: self.lowest_unacked,
+        });
     }
 
     fn tell_sender(&mut self, m: ToSender) {
@@ -287,21 +302,15 @@ impl ReceiverProcess {
         }
     }
 
-    /// Starts leaving: LEAVE until BYE, for at most [`LEAVE_WAIT`].
+    /// Starts leaving: LEAVE until BYE, for at most the leave's wait.
     fn leave(&mut self, code: u8) {
         if self.leaving.is_some() || self.done.is_some() {
             return;
         }
-        let now = Instant::now();
         self.who = None;
-        self.rejoin = None;
-        self.leaving = Some(Leaving {
-            code,
-            next_send: now,
-            until: now + LEAVE_WAIT,
-        });
+        self.leaving = Some(code);
         self.tell_sender(ToSender::Leaving);
-        self.timers(now);
+        self.conn.leave(Instant::now());
     }
 
     fn parent_gone(&mut self) {
@@ -319,33 +328,35 @@ impl ReceiverProcess {
         let mut buf = [0u8; MAX_DATAGRAM + 1];
         loop {
             match self.socket.recv(&mut buf) {
-                Ok(n) if n <= MAX_DATAGRAM => {
-                    if let Ok(msg) = protocol::decode_server(&buf[..n]) {
-                        self.on_message(msg);
-                    }
-                }
+                Ok(n) if n <= MAX_DATAGRAM => self.conn.on_datagram(Instant::now(), &buf[..n]),
                 Ok(_) => {} // longer than any valid datagram: malformed
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => {} // ICMP errors (connection refused): the timeout decides
+                // ICMP errors (connection refused): only counted once a member.
+                Err(_) => self.conn.on_unreachable(Instant::now()),
             }
+            self.pump();
             if self.done.is_some() {
                 break;
             }
         }
     }
 
-    fn on_message(&mut self, msg: ServerMsg<'_>) {
+    /// A body from the server while a member.
+    fn on_body(&mut self, body: &[u8]) {
         let now = Instant::now();
-        if !matches!(msg, ServerMsg::UnknownSession { token } if token != self.token) {
-            self.last_heard = now;
-        }
+        let Ok(msg) = decode_server(body) else {
+            return;
+        };
         match msg {
             ServerMsg::Ack { seq } => self.tell_sender(ToSender::Ack(seq)),
             ServerMsg::Reject { seq, reason } => self.tell_sender(ToSender::Reject(seq, reason)),
-            ServerMsg::Events { first_seq, events } => {
+            ServerMsg::Events {
+                first_event,
+                events,
+            } => {
                 for (i, ev) in events.iter().enumerate() {
-                    let n = first_seq.wrapping_add(i as u32);
+                    let n = first_event.wrapping_add(i as u32);
                     if let Some(missed) = self.seq.event(n) {
                         if missed > 0 {
                             self.notice(Notice::Lost(missed as u64));
@@ -354,8 +365,8 @@ impl ReceiverProcess {
                     }
                 }
             }
-            ServerMsg::Pong { last_seq } => {
-                let missed = self.seq.pong(last_seq);
+            ServerMsg::Keepalive { last_event } => {
+                let missed = self.seq.pong(last_event);
                 if missed > 0 {
                     self.notice(Notice::Lost(missed as u64));
                 }
@@ -370,44 +381,8 @@ impl ReceiverProcess {
                     self.who_step(step);
                 }
             }
-            ServerMsg::Bye { reason } => {
-                if let Some(l) = &self.leaving {
-                    let code = l.code;
-                    if reason == ByeReason::Left {
-                        self.notice(Notice::YouLeft);
-                    }
-                    self.end(code, None);
-                } else {
-                    let why = reasons::fatal_line(self.lang, &Fatal::Bye(reason));
-                    self.tell_sender(ToSender::Leaving);
-                    self.end(code::FAIL, Some(why));
-                }
-            }
-            ServerMsg::UnknownSession { token } if token == self.token => {
-                if let Some(l) = &self.leaving {
-                    let code = l.code;
-                    self.end(code, None);
-                } else if self.rejoin.is_none() {
-                    self.who = None;
-                    let (login, join) = Login::start(
-                        &self.name,
-                        self.token,
-                        crate::client::login::random_nonce(),
-                        now,
-                    );
-                    self.rejoin = Some(login);
-                    self.send(&join);
-                    self.tell_sender(ToSender::Rejoining);
-                    self.notice(Notice::Rejoining);
-                }
-            }
-            ServerMsg::UnknownSession { .. } => {}
-            ServerMsg::Challenge { .. } | ServerMsg::Refused { .. } | ServerMsg::Welcome { .. } => {
-                if let Some(login) = &mut self.rejoin {
-                    let step = login.on_message(&msg, now);
-                    self.rejoin_step(step);
-                }
-            }
+            ServerMsg::Lost { count, .. } => self.notice(Notice::Lost(count.into())),
+            _ => {}
         }
     }
 
@@ -422,25 +397,8 @@ impl ReceiverProcess {
                 return;
             }
         }
-        if let Some(l) = &mut self.leaving {
-            if now >= l.until {
-                let code = l.code;
-                self.end(code, None);
-            } else if now >= l.next_send {
-                l.next_send = now + LEAVE_RESEND;
-                self.send(&ClientMsg::Leave { token: self.token }.to_vec());
-            }
-            return;
-        }
-        if let Some(login) = &mut self.rejoin {
-            let step = login.on_timer(now);
-            self.rejoin_step(step);
-        } else if now >= self.last_heard + self.timeout {
-            self.lost_contact();
-            return;
-        } else if now >= self.next_ping {
-            self.next_ping = now + self.timeout / 3;
-            self.send(&ClientMsg::Ping { token: self.token }.to_vec());
+        if self.conn.next_timeout().is_some_and(|t| now >= t) {
+            self.conn.on_timeout(now);
         }
         if let Some(w) = &mut self.who {
             if let Some(step) = w.on_timer(now) {
@@ -473,6 +431,8 @@ impl ReceiverProcess {
                         self.quit_after_who = Some((code, Instant::now() + WHO_BEFORE_QUIT));
                     }
                     Some(ToReceiver::Quit(code)) => self.leave(code),
+                    Some(ToReceiver::Send(body)) => self.send_body(&body),
+                    Some(ToReceiver::Unacked(low)) => self.lowest_unacked = low,
                     Some(ToReceiver::RefreshNames) | None => {}
                 },
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,

@@ -5,8 +5,8 @@
 use super::ReceiverProcess;
 use crate::client::term;
 use crate::client::{code, pending_signals, PARENT_DEATH_SIGNAL};
+use crate::protocol::sealed::ClientMsg;
 use nix::sys::signal::Signal;
-use std::time::Instant;
 
 impl ReceiverProcess {
     pub(super) fn drain_signals(&mut self) {
@@ -40,7 +40,8 @@ impl ReceiverProcess {
     }
 
     /// `fg` (or `bg`): chat mode again if in the foreground, redraw, and check
-    /// the session at once (the server may have timed it out meanwhile).
+    /// the session at once with a KEEPALIVE (the server may have timed it out
+    /// meanwhile: its RESET starts a reconnect).
     fn resume(&mut self) {
         if let Some(m) = &self.term {
             if term::in_foreground(term::stdin_fd()) {
@@ -49,10 +50,14 @@ impl ReceiverProcess {
                 self.screen.redraw();
             }
         }
-        if self.leaving.is_none() && self.rejoin.is_none() {
-            let now = Instant::now();
-            self.last_heard = now;
-            self.next_ping = now;
+        if self.leaving.is_none() {
+            let mut body = [0u8; 8];
+            let keepalive = ClientMsg::Keepalive {
+                last_event: self.seq.last(),
+            };
+            if let Ok(n) = keepalive.encode(&mut body) {
+                self.send_body(&body[..n]);
+            }
         }
     }
 }
