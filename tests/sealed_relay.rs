@@ -17,7 +17,8 @@ mod server_harness;
 
 use relay::{Dir, Faults, Relay, Rng};
 use room::{
-    fingerprint, lines, only_genuine_once, pairs, spawn_client, start_server, talk, Room, WAIT,
+    fingerprint, lines, member_line, only_genuine_once, pairs, spawn_client, start_server, talk,
+    talk_unordered, Room, WAIT,
 };
 use server_harness::Server;
 use std::collections::HashMap;
@@ -30,9 +31,16 @@ fn rejected(stats: &HashMap<String, u64>) -> u64 {
     stats
         .iter()
         .filter(|(k, _)| {
-            ["malformed", "forged", "replay", "unknown session", "failed"]
-                .iter()
-                .any(|w| k.contains(w))
+            [
+                "malformed",
+                "forged",
+                "replayed",
+                "over budget",
+                "wrong state",
+                "resets",
+            ]
+            .iter()
+            .any(|w| k == w)
         })
         .map(|(_, v)| v)
         .sum()
@@ -59,7 +67,6 @@ fn member_addr(server: &mut Server, name: &str) -> String {
 }
 
 #[test]
-#[ignore = "needs the version-2 chat-server and chat-client (branches v2server, v2client)"]
 fn flips_replays_reordering_and_forgeries_both_ways_are_dropped_and_the_talk_goes_on() {
     let mut room = Room::open(&[]);
     let relay = Relay::start(room.server.addr, 0xF11F);
@@ -67,17 +74,29 @@ fn flips_replays_reordering_and_forgeries_both_ways_are_dropped_and_the_talk_goe
     let mut bob = room.join(&room.addr(), "bob");
     alice.out.wait_for("bob joined", WAIT).expect("bob's join");
     let before = rejected(&room.server.stats());
-    relay.set_both(Faults {
+    let attacks = Faults {
         flip: 0.3,
         replay: 0.3,
         reorder: 0.2,
         forge: 0.3,
         ..Faults::NONE
-    });
-    let from_alice = lines("from alice", 30);
-    let from_bob = lines("from bob", 30);
-    talk(&mut alice, "alice", &mut bob, &from_alice);
-    talk(&mut bob, "bob", &mut alice, &from_bob);
+    };
+    relay.set(Dir::ToServer, attacks);
+    // Events reordered on their way to a client are held back and shown in
+    // order only with issue 10's repair (tests/recovery.rs reorders both
+    // ways); here a reordered event would count as lost.
+    relay.set(
+        Dir::ToClient,
+        Faults {
+            reorder: 0.0,
+            ..attacks
+        },
+    );
+    let from_alice = lines("from alice", 60);
+    let from_bob = lines("from bob", 60);
+    // Reordered SAYs are forwarded in the order they arrive.
+    talk_unordered(&mut alice, "alice", &mut bob, &from_alice);
+    talk_unordered(&mut bob, "bob", &mut alice, &from_bob);
     relay.set_both(Faults::NONE);
     let last = vec!["the last word".to_string()];
     talk(&mut alice, "alice", &mut bob, &last);
@@ -90,7 +109,7 @@ fn flips_replays_reordering_and_forgeries_both_ways_are_dropped_and_the_talk_goe
     // Every bad datagram toward the server was dropped and counted as such.
     let counted = rejected(&room.server.stats()) - before;
     let bad = up.flipped + up.replayed + up.forged + up.duplicated;
-    assert!(counted >= bad, "server counted {counted} of {bad}: {up:?}");
+    assert_eq!(counted, bad, "server counted {counted} of {bad}: {up:?}");
     // Nothing forged or replayed was shown, nothing twice, nothing lost.
     only_genuine_once(
         &alice,
@@ -127,7 +146,6 @@ fn counter_of(d: &[u8]) -> u64 {
 }
 
 #[test]
-#[ignore = "needs the version-2 chat-server and chat-client (branches v2server, v2client)"]
 fn a_forged_or_replayed_bye_does_not_end_a_client() {
     let room = Room::open(&[]);
     let relay = Relay::start(room.server.addr, 0xB7E);
@@ -196,7 +214,6 @@ fn a_forged_or_replayed_bye_does_not_end_a_client() {
 }
 
 #[test]
-#[ignore = "needs the version-2 chat-server and chat-client (branches v2server, v2client)"]
 fn a_server_restarted_with_another_key_is_refused_by_a_client_that_pinned_the_first() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let known = dir.path().join("known_servers");
@@ -236,7 +253,6 @@ fn a_server_restarted_with_another_key_is_refused_by_a_client_that_pinned_the_fi
 }
 
 #[test]
-#[ignore = "needs the version-2 chat-server and chat-client (branches v2server, v2client)"]
 fn a_new_source_port_keeps_the_session_and_nobody_sees_a_leave_or_join() {
     let mut room = Room::open(&[]);
     let mut relay = Relay::start(room.server.addr, 0x4A4);
@@ -252,6 +268,7 @@ fn a_new_source_port_keeps_the_session_and_nobody_sees_a_leave_or_join() {
         relay.back_addr().to_string()
     );
 
+    let seen_before = [alice.out.seen.len(), carol.out.seen.len()];
     let new = relay.roam();
     talk(&mut alice, "alice", &mut carol, &lines("moved", 3));
     talk(&mut carol, "carol", &mut alice, &lines("to alice", 3));
@@ -262,27 +279,24 @@ fn a_new_source_port_keeps_the_session_and_nobody_sees_a_leave_or_join() {
         std::thread::sleep(Duration::from_millis(50));
     }
     talk(&mut carol, "carol", &mut alice, &lines("after the move", 3));
-    for (c, other) in [(&alice, "carol"), (&carol, "alice")] {
+    talk(
+        &mut alice,
+        "alice",
+        &mut carol,
+        &lines("from the new port", 3),
+    );
+    for (c, from) in [(&alice, seen_before[0]), (&carol, seen_before[1])] {
+        let since: Vec<&String> = c.out.seen[from..].iter().collect();
         assert!(
-            !c.out
-                .seen
-                .iter()
-                .any(|l| l.contains(&format!("{other} left"))
-                    || l.contains(&format!("{other} joined"))
-                    || l.contains("lost")),
-            "{:?}",
-            c.out.seen
+            since.iter().all(|l| member_line(l).is_some()),
+            "only member lines after the move: {since:#?}"
         );
     }
-    assert!(
-        room.server.log.iter().all(|l| !l.contains("left")),
-        "{:?}",
-        room.server.log
-    );
+    let st = room.server.stats();
+    assert_eq!((st["moves"], st["members"]), (1, 2), "{st:?}");
 }
 
 #[test]
-#[ignore = "needs the version-2 chat-server and chat-client (branches v2server, v2client)"]
 fn a_copy_from_a_third_address_gets_no_more_than_it_sent_and_the_member_stays() {
     let mut room = Room::open(&[]);
     let relay = Relay::start(room.server.addr, 0x3D);
@@ -299,7 +313,7 @@ fn a_copy_from_a_third_address_gets_no_more_than_it_sent_and_the_member_stays() 
         .set_read_timeout(Some(Duration::from_millis(20)))
         .expect("timeout");
     relay.race_from(&third);
-    let from_alice = lines("raced", 5);
+    let from_alice = lines("raced", 20);
     let to_alice = lines("to the real alice", 40);
     talk(&mut alice, "alice", &mut carol, &from_alice);
     talk(&mut carol, "carol", &mut alice, &to_alice);
@@ -312,8 +326,12 @@ fn a_copy_from_a_third_address_gets_no_more_than_it_sent_and_the_member_stays() 
             got += n as u64;
         }
     }
-    assert!(sent > 0);
+    let st = room.server.stats();
+    // The copies came first, with new counters: each drew a path check to
+    // the third address, which never answered.
+    assert!(st["path challenges"] >= 1 && got > 0, "{st:?}");
     assert!(got <= sent, "the third address got {got} bytes for {sent}");
+    assert_eq!(st["moves"], 0, "{st:?}");
     assert_eq!(member_addr(&mut room.server, "alice"), real);
     talk(
         &mut carol,
@@ -341,7 +359,6 @@ fn first_init(rng: &mut Rng) -> Vec<u8> {
 }
 
 #[test]
-#[ignore = "needs the version-2 chat-server and chat-client (branches v2server, v2client)"]
 fn spoofed_inits_with_the_victims_ip_do_not_lock_it_out() {
     // Loopback: the spoofer sends from the victim's IP (127.0.0.1) on other ports.
     let mut room = Room::open(&[]);

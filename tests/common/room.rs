@@ -7,12 +7,12 @@
 //! (common/server.rs) declared at the test crate's root.
 #![allow(dead_code)]
 
-use crate::client_harness::Client;
+use crate::client_harness::{self, Client};
 use crate::server_harness::{self, Server};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The bound on every wait for something that should happen.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -58,8 +58,18 @@ pub fn start_server(dir: &Path, bind: &str, key: &str, extra: &[&str]) -> Server
 }
 
 pub fn spawn_client(known: &Path, server: &str, name: &str) -> Client {
-    let known = known.to_str().expect("a UTF-8 temporary path");
-    Client::spawn(server, name, &["--known-servers", known])
+    spawn_client_with(known, server, name, &[])
+}
+
+/// A chat-client with `--known-servers known` and `extra` options.
+pub fn spawn_client_with(known: &Path, server: &str, name: &str, extra: &[&str]) -> Client {
+    let mut cmd = Command::new(client_harness::CLIENT);
+    cmd.args(["--server", server, "--name", name, "--lang", "en"])
+        .arg("--known-servers")
+        .arg(known)
+        .args(extra);
+    let unused_home = tempfile::tempdir().expect("a temporary directory");
+    Client::spawn_in(cmd, Stdio::piped(), unused_home)
 }
 
 /// The fingerprint `chat-server --key FILE --fingerprint` prints.
@@ -83,25 +93,70 @@ pub fn talk(speaker: &mut Client, name: &str, witness: &mut Client, lines: &[Str
         speaker.send(l);
     }
     for l in lines {
-        let want = format!("{name}: {l}");
-        witness
-            .out
-            .wait_for(&want, WAIT)
-            .unwrap_or_else(|| panic!("never shown (or out of order): {want:?}"));
+        shows(witness, name, l);
     }
 }
 
-/// The lines `c` printed so far that a member said (`NAME: TEXT`), as `(NAME, TEXT)`.
+/// Says each line and waits until `witness` printed them all, in any order.
+pub fn talk_unordered(speaker: &mut Client, name: &str, witness: &mut Client, lines: &[String]) {
+    for l in lines {
+        speaker.send(l);
+    }
+    let end = Instant::now() + WAIT;
+    loop {
+        let shown = said(witness);
+        let missing: Vec<&String> = lines
+            .iter()
+            .filter(|l| !shown.contains(&(name.to_string(), l.to_string())))
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        let Some(left) = end.checked_duration_since(Instant::now()) else {
+            panic!(
+                "never shown: {name}: {missing:?}; shown: {:#?}",
+                witness.out.seen
+            );
+        };
+        witness.out.wait_for(&format!("{name}: "), left);
+    }
+}
+
+/// Waits (bounded by [`WAIT`]) until `c` prints the line `name` said `text`
+/// (lines before it are kept in `c.out.seen`).
+#[track_caller]
+pub fn shows(c: &mut Client, name: &str, text: &str) {
+    let want = (name.to_string(), text.to_string());
+    let end = Instant::now() + WAIT;
+    while let Some(left) = end.checked_duration_since(Instant::now()) {
+        match c.out.wait_for(&format!("{name}: {text}"), left) {
+            Some(line) if member_line(&line).as_ref() == Some(&want) => return,
+            Some(_) => {}
+            None => break,
+        }
+    }
+    panic!(
+        "never shown (or out of order): {name}: {text}; shown: {:#?}",
+        c.out.seen
+    );
+}
+
+/// The lines `c` printed so far that a member said (`[HH:MM ]NAME: TEXT`), as `(NAME, TEXT)`.
 pub fn said(c: &Client) -> Vec<(String, String)> {
-    c.out
-        .seen
-        .iter()
-        .filter_map(|l| {
-            let (who, text) = l.split_once(": ")?;
-            let who = who.rsplit(' ').next()?; // after a time stamp, if any
-            Some((who.to_string(), text.to_string()))
-        })
-        .collect()
+    c.out.seen.iter().filter_map(|l| member_line(l)).collect()
+}
+
+/// `(NAME, TEXT)` of a line a member said, shown as `[HH:MM ]NAME: TEXT`
+/// (a name without spaces: the tests' names), or None for any other line.
+pub fn member_line(line: &str) -> Option<(String, String)> {
+    let stamped = line.len() > 6
+        && line.as_bytes()[2] == b':'
+        && line.as_bytes()[5] == b' '
+        && line[..5].chars().filter(char::is_ascii_digit).count() == 4;
+    let rest = if stamped { &line[6..] } else { line };
+    let (who, text) = rest.split_once(": ")?;
+    let name_like = !who.is_empty() && !who.contains(' ') && !who.starts_with(['-', '*', '(']);
+    name_like.then(|| (who.to_string(), text.to_string()))
 }
 
 /// Asserts that every member line `c` printed is one of `genuine`, each at most once.
