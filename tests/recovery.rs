@@ -36,7 +36,7 @@ fn fresh_lines(c: &mut Client) -> Vec<(String, Instant)> {
 }
 
 #[test]
-#[ignore = "needs the version-2 chat-server and chat-client (branches v2server, v2client)"]
+#[ignore = "needs issue 10 stage 2: chat-server --db none/--history-on-join and NACK resends (v2server), the client's reorder buffer and NACKs (v2client)"]
 fn five_members_behind_lossy_relays_see_every_line_once_in_order_and_in_time() {
     const MEMBERS: usize = 5;
     const LINES: usize = 200;
@@ -150,7 +150,7 @@ fn history(db: &std::path::Path) -> Vec<(String, String)> {
 }
 
 #[test]
-#[ignore = "needs the version-2 chat-server and chat-client (branches v2server, v2client)"]
+#[ignore = "needs issue 10 stage 2: chat-server --db and RESUME (v2server), the client's reconnect with RESUME (v2client)"]
 fn after_sigkill_and_a_restart_the_clients_come_back_with_the_history() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let db = dir.path().join("history.db");
@@ -238,7 +238,7 @@ fn after_sigkill_and_a_restart_the_clients_come_back_with_the_history() {
 }
 
 #[test]
-#[ignore = "needs the version-2 chat-server and chat-client (branches v2server, v2client)"]
+#[ignore = "needs issue 10 stage 2: catch-up after RESUME (v2server), the client's reconnect and catch-up notice (v2client)"]
 fn a_client_stopped_longer_than_the_member_timeout_catches_up_once_in_order() {
     let room = Room::open(&[
         "--member-timeout",
