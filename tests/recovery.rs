@@ -290,3 +290,32 @@ fn a_client_stopped_longer_than_the_member_timeout_catches_up_once_in_order() {
         "carol's lines"
     );
 }
+
+#[test]
+#[ignore = "needs issue 10 stage 2: the client's reconnect after a lost server (v2client)"]
+fn a_reconnect_to_a_server_back_with_another_key_ends_the_client() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let known = dir.path().join("known_servers");
+    let mut first = start_server(dir.path(), "127.0.0.1:0", "first.key", &["--db", "none"]);
+    let addr = first.addr.to_string();
+    let mut alice = spawn_client(&known, &addr, "alice");
+    alice.out.wait_for("welcome, alice", WAIT).expect("welcome");
+    first.signal(Signal::SIGKILL);
+    assert!(
+        first.wait_exit(WAIT).is_some(),
+        "the server survived SIGKILL"
+    );
+    drop(first);
+    alice
+        .out
+        .wait_for("reconnecting", WAIT)
+        .expect("-- reconnecting");
+    let _second = start_server(dir.path(), &addr, "second.key", &["--db", "none"]);
+    let status = alice.wait_clean(3 * WAIT);
+    assert_eq!(status.code(), Some(1), "{:?}", alice.out.seen);
+    let err = alice.err.rest(WAIT).join("\n");
+    for key in ["first.key", "second.key"] {
+        let f = room::fingerprint(&dir.path().join(key));
+        assert!(err.contains(&f), "{key}'s fingerprint {f}: {err}");
+    }
+}

@@ -187,6 +187,24 @@ fn a_forged_or_replayed_bye_does_not_end_a_client() {
     for d in relay.log(Dir::ToClient).iter().rev().take(20) {
         relay.inject(Dir::ToClient, d);
     }
+    // RESETs and a COOKIE outside the sealed channel, without the token: for
+    // the server's session id (the one a genuine RESET names) and alice's.
+    let id_s = relay
+        .last_of_kind(Dir::ToServer, kind::DATA)
+        .expect("a sealed datagram from alice")[4..12]
+        .to_vec();
+    for (k, which) in [
+        (kind::RESET, &id_s),
+        (kind::RESET, &id),
+        (kind::COOKIE, &id),
+    ] {
+        let mut d = vec![b'U', b'C', 2, k];
+        d.extend_from_slice(which);
+        let mut token = [0u8; 16];
+        rng.fill(&mut token);
+        d.extend(token);
+        relay.inject(Dir::ToClient, &d);
+    }
 
     let after = lines("after", 3);
     talk(&mut carol, "carol", &mut alice, &after);
@@ -285,6 +303,36 @@ fn a_new_source_port_keeps_the_session_and_nobody_sees_a_leave_or_join() {
         &mut carol,
         &lines("from the new port", 3),
     );
+    for (c, from) in [(&alice, seen_before[0]), (&carol, seen_before[1])] {
+        let since: Vec<&String> = c.out.seen[from..].iter().collect();
+        assert!(
+            since.iter().all(|l| member_line(l).is_some()),
+            "only member lines after the move: {since:#?}"
+        );
+    }
+    let st = room.server.stats();
+    assert_eq!((st["moves"], st["members"]), (1, 2), "{st:?}");
+}
+
+#[test]
+fn an_idle_member_whose_port_changes_moves_at_its_next_keepalive() {
+    // A 3 s member timeout: the client sends a keepalive after 1 s of quiet.
+    let mut room = Room::open(&["--member-timeout", "3"]);
+    let mut relay = Relay::start(room.server.addr, 0x1D1E);
+    let mut alice = room.join(&relay.addr_text(), "alice");
+    let mut carol = room.join(&room.addr(), "carol");
+    alice
+        .out
+        .wait_for("carol joined", WAIT)
+        .expect("carol's join");
+    let seen_before = [alice.out.seen.len(), carol.out.seen.len()];
+    let new = relay.roam();
+    let end = Instant::now() + WAIT;
+    while member_addr(&mut room.server, "alice") != new.to_string() {
+        assert!(Instant::now() < end, "idle alice never moved to {new}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    talk(&mut carol, "carol", &mut alice, &lines("found you", 2));
     for (c, from) in [(&alice, seen_before[0]), (&carol, seen_before[1])] {
         let since: Vec<&String> = c.out.seen[from..].iter().collect();
         assert!(
