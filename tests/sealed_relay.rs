@@ -15,6 +15,7 @@ mod room;
 #[path = "common/server.rs"]
 mod server_harness;
 
+use client_harness::Client;
 use relay::{Dir, Faults, Relay, Rng};
 use room::{
     fingerprint, lines, member_line, only_genuine_once, pairs, spawn_client, start_server, talk,
@@ -64,6 +65,44 @@ fn member_addr(server: &mut Server, name: &str) -> String {
         }
     }
     found.unwrap_or_else(|| panic!("{name} is not in /who"))
+}
+
+/// Alice joined through `relay`, then carol directly; alice has seen carol join.
+fn alice_behind_relay_and_carol(room: &Room, relay: &Relay) -> (Client, Client) {
+    let mut alice = room.join(&relay.addr_text(), "alice");
+    let carol = room.join(&room.addr(), "carol");
+    alice
+        .out
+        .wait_for("carol joined", WAIT)
+        .expect("carol's join");
+    (alice, carol)
+}
+
+/// Waits (bounded) until `/who` lists `name` at `to`.
+fn wait_moved(server: &mut Server, name: &str, to: std::net::SocketAddr) {
+    let end = Instant::now() + WAIT;
+    while member_addr(server, name) != to.to_string() {
+        assert!(Instant::now() < end, "{name}'s session never moved to {to}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Asserts that since line `from`, `c` printed only member lines (no join,
+/// leave or loss notice).
+#[track_caller]
+fn only_member_lines_since(c: &Client, from: usize) {
+    let since = &c.out.seen[from..];
+    assert!(
+        since.iter().all(|l| member_line(l).is_some()),
+        "only member lines after the move: {since:#?}"
+    );
+}
+
+/// Asserts that the server moved one session and still has both members.
+#[track_caller]
+fn moved_once_both_stayed(server: &mut Server) {
+    let st = server.stats();
+    assert_eq!((st["moves"], st["members"]), (1, 2), "{st:?}");
 }
 
 #[test]
@@ -149,14 +188,9 @@ fn counter_of(d: &[u8]) -> u64 {
 fn a_forged_or_replayed_bye_does_not_end_a_client() {
     let room = Room::open(&[]);
     let relay = Relay::start(room.server.addr, 0xB7E);
-    let mut alice = room.join(&relay.addr_text(), "alice");
+    let (mut alice, mut carol) = alice_behind_relay_and_carol(&room, &relay);
     let bob_relay = Relay::start(room.server.addr, 0xB0B);
     let mut bob = room.join(&bob_relay.addr_text(), "bob");
-    let mut carol = room.join(&room.addr(), "carol");
-    alice
-        .out
-        .wait_for("carol joined", WAIT)
-        .expect("carol's join");
     talk(&mut carol, "carol", &mut alice, &lines("before", 3));
 
     // A genuine BYE: bob leaves, and the last datagram the server sent him is it.
@@ -274,44 +308,23 @@ fn a_server_restarted_with_another_key_is_refused_by_a_client_that_pinned_the_fi
 fn a_new_source_port_keeps_the_session_and_nobody_sees_a_leave_or_join() {
     let mut room = Room::open(&[]);
     let mut relay = Relay::start(room.server.addr, 0x4A4);
-    let mut alice = room.join(&relay.addr_text(), "alice");
-    let mut carol = room.join(&room.addr(), "carol");
-    alice
-        .out
-        .wait_for("carol joined", WAIT)
-        .expect("carol's join");
+    let (mut alice, mut carol) = alice_behind_relay_and_carol(&room, &relay);
     talk(&mut alice, "alice", &mut carol, &lines("before", 3));
-    assert_eq!(
-        member_addr(&mut room.server, "alice"),
-        relay.back_addr().to_string()
-    );
+    let old = relay.back_addr();
+    assert_eq!(member_addr(&mut room.server, "alice"), old.to_string());
 
     let seen_before = [alice.out.seen.len(), carol.out.seen.len()];
     let new = relay.roam();
     talk(&mut alice, "alice", &mut carol, &lines("moved", 3));
     talk(&mut carol, "carol", &mut alice, &lines("to alice", 3));
-    // The session moved once the path check came back from the new port.
-    let end = Instant::now() + WAIT;
-    while member_addr(&mut room.server, "alice") != new.to_string() {
-        assert!(Instant::now() < end, "alice's session never moved to {new}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    // The session moves once the path check comes back from the new port.
+    wait_moved(&mut room.server, "alice", new);
     talk(&mut carol, "carol", &mut alice, &lines("after the move", 3));
-    talk(
-        &mut alice,
-        "alice",
-        &mut carol,
-        &lines("from the new port", 3),
-    );
-    for (c, from) in [(&alice, seen_before[0]), (&carol, seen_before[1])] {
-        let since: Vec<&String> = c.out.seen[from..].iter().collect();
-        assert!(
-            since.iter().all(|l| member_line(l).is_some()),
-            "only member lines after the move: {since:#?}"
-        );
-    }
-    let st = room.server.stats();
-    assert_eq!((st["moves"], st["members"]), (1, 2), "{st:?}");
+    let last = lines("from the new port", 3);
+    talk(&mut alice, "alice", &mut carol, &last);
+    only_member_lines_since(&alice, seen_before[0]);
+    only_member_lines_since(&carol, seen_before[1]);
+    moved_once_both_stayed(&mut room.server);
 }
 
 #[test]
@@ -319,41 +332,21 @@ fn an_idle_member_whose_port_changes_moves_at_its_next_keepalive() {
     // A 3 s member timeout: the client sends a keepalive after 1 s of quiet.
     let mut room = Room::open(&["--member-timeout", "3"]);
     let mut relay = Relay::start(room.server.addr, 0x1D1E);
-    let mut alice = room.join(&relay.addr_text(), "alice");
-    let mut carol = room.join(&room.addr(), "carol");
-    alice
-        .out
-        .wait_for("carol joined", WAIT)
-        .expect("carol's join");
+    let (mut alice, mut carol) = alice_behind_relay_and_carol(&room, &relay);
     let seen_before = [alice.out.seen.len(), carol.out.seen.len()];
     let new = relay.roam();
-    let end = Instant::now() + WAIT;
-    while member_addr(&mut room.server, "alice") != new.to_string() {
-        assert!(Instant::now() < end, "idle alice never moved to {new}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_moved(&mut room.server, "alice", new);
     talk(&mut carol, "carol", &mut alice, &lines("found you", 2));
-    for (c, from) in [(&alice, seen_before[0]), (&carol, seen_before[1])] {
-        let since: Vec<&String> = c.out.seen[from..].iter().collect();
-        assert!(
-            since.iter().all(|l| member_line(l).is_some()),
-            "only member lines after the move: {since:#?}"
-        );
-    }
-    let st = room.server.stats();
-    assert_eq!((st["moves"], st["members"]), (1, 2), "{st:?}");
+    only_member_lines_since(&alice, seen_before[0]);
+    only_member_lines_since(&carol, seen_before[1]);
+    moved_once_both_stayed(&mut room.server);
 }
 
 #[test]
 fn a_copy_from_a_third_address_gets_no_more_than_it_sent_and_the_member_stays() {
     let mut room = Room::open(&[]);
     let relay = Relay::start(room.server.addr, 0x3D);
-    let mut alice = room.join(&relay.addr_text(), "alice");
-    let mut carol = room.join(&room.addr(), "carol");
-    alice
-        .out
-        .wait_for("carol joined", WAIT)
-        .expect("carol's join");
+    let (mut alice, mut carol) = alice_behind_relay_and_carol(&room, &relay);
     let real = relay.back_addr().to_string();
 
     let third = UdpSocket::bind("127.0.0.1:0").expect("the third socket");
