@@ -441,10 +441,12 @@ fn spoofed_inits_with_the_victims_ip_do_not_lock_it_out() {
     let sent = spoofer.join().expect("the spoofer");
     assert!(welcome.is_some(), "locked out: {:?}", victim.err.rest(WAIT));
     assert!(sent >= 1_000, "only {sent} spoofed INITs");
-    // The protocol's answers came in time: the cookie round-trip and the
-    // handshake took at most one resend of INIT (sent 0.5 s after the first).
+    // The protocol's answers came in time, counted in resends: the cookie
+    // round-trip and the handshake took at most two resends of INIT (sent
+    // 0.5 s and 1.5 s after the first; a spoofer that got the victim's
+    // COOKIEs or handshakes refused would cost it more, up to giving up).
     let inits = relay.count_kind(Dir::ToServer, kind::INIT);
-    assert!((2..=3).contains(&inits), "{inits} INITs");
+    assert!((2..=4).contains(&inits), "{inits} INITs");
     let st = room.server.stats();
     assert!(
         st.values().any(|&v| v >= 1_000),
