@@ -14,22 +14,16 @@ use pty::PtyClient;
 use udpchat::gate::ConnId;
 use udpchat::protocol::sealed::{decode_client, ClientMsg, Event, Refusal, ServerMsg};
 
-fn start(srv: &FakeServer, cols: u16) -> (PtyClient, ConnId) {
+/// alice's client on a pty of `cols` columns, pinning the scripted server's key.
+fn spawn_alice(srv: &FakeServer, cols: u16) -> PtyClient {
     let addr = srv.addr_text();
     let key = srv.fingerprint();
-    let mut c = PtyClient::spawn(
-        &[
-            "--server",
-            &addr,
-            "--name",
-            "alice",
-            "--lang",
-            "en",
-            "--server-key",
-            &key,
-        ],
-        cols,
-    );
+    let args = ["--server", &addr, "--name", "alice", "--lang", "en"];
+    PtyClient::spawn(&[&args[..], &["--server-key", &key]].concat(), cols)
+}
+
+fn start(srv: &FakeServer, cols: u16) -> (PtyClient, ConnId) {
+    let mut c = spawn_alice(srv, cols);
     let from = srv.accept(30_000);
     c.find_helper();
     c.wait_screen("the prompt", |s| s.cursor_line() == ">");
@@ -140,20 +134,7 @@ fn modes_are_restored_when_the_parent_is_killed() {
 fn the_first_login_shows_it_is_connecting_then_erases_it() {
     let srv = FakeServer::new();
     let addr = srv.addr_text();
-    let key = srv.fingerprint();
-    let mut c = PtyClient::spawn(
-        &[
-            "--server",
-            &addr,
-            "--name",
-            "alice",
-            "--lang",
-            "en",
-            "--server-key",
-            &key,
-        ],
-        80,
-    );
+    let mut c = spawn_alice(&srv, 80);
     c.wait_screen("the connecting line", |s| {
         s.cursor_line() == format!("-- connecting to {addr}…")
     });
@@ -336,6 +317,41 @@ fn on_a_terminal_a_refused_name_is_asked_again() {
             && s.cursor_line() == ">"
     });
     c.type_bytes(b"/quit\r");
+    srv.answer_leave("LEAVE");
+    assert_eq!(c.wait_clean().code(), Some(0));
+    assert_restored(&c);
+}
+
+#[test]
+fn a_name_taken_while_reconnecting_is_asked_for_again_and_the_draft_survives() {
+    let srv = FakeServer::new();
+    let mut c = spawn_alice(&srv, 80);
+    // A short member timeout: a keepalive every second finds the loss.
+    let from = srv.accept(3000);
+    c.find_helper();
+    c.type_bytes(b"draft");
+    c.wait_screen("typed", |s| s.cursor_line() == "> draft");
+    srv.forget(from);
+    let is_join = |m: &ClientMsg<'_>| matches!(m, ClientMsg::Join { .. });
+    let (_, again) = srv.recv_where(WAIT, is_join).expect("a JOIN again");
+    srv.send(again, &ServerMsg::Refused(Refusal::Taken { like: "Alice" }));
+    c.wait_screen("why, and the name prompt", |s| {
+        s.text()
+            .iter()
+            .any(|l| l.ends_with("alice: name taken: looks like 'Alice'"))
+            && s.cursor_line() == "name:"
+    });
+    c.type_bytes(b"alice2\r");
+    let (d, again) = srv.recv_where(WAIT, is_join).expect("the new name");
+    assert_eq!(
+        decode_client(&d).unwrap(),
+        ClientMsg::Join { name: "alice2" }
+    );
+    srv.welcome(again, "alice2", 30_000);
+    c.wait_screen("back, with the draft", |s| {
+        s.text().iter().any(|l| l.ends_with("-- back in the room")) && s.cursor_line() == "> draft"
+    });
+    c.type_bytes(b"\x15/quit\r");
     srv.answer_leave("LEAVE");
     assert_eq!(c.wait_clean().code(), Some(0));
     assert_restored(&c);

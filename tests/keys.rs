@@ -91,10 +91,11 @@ fn wait_bounded(child: &mut Child) -> ExitStatus {
     }
 }
 
-/// `chat-server ARGS` with `--bind 127.0.0.1:0`.
+/// `chat-server ARGS` with `--bind 127.0.0.1:0 --db none`.
 fn server(args: &[&str]) -> Command {
     let mut cmd = Command::new(BIN);
-    cmd.args(["--bind", "127.0.0.1:0"]).args(args);
+    cmd.args(["--bind", "127.0.0.1:0", "--db", "none"])
+        .args(args);
     cmd
 }
 
@@ -161,6 +162,8 @@ fn the_first_start_creates_a_private_key_and_later_starts_keep_it() {
         "127.0.0.1:0",
         "--key",
         key.to_str().unwrap(),
+        "--db",
+        "none",
     ]);
     let first = Running::spawn(cmd);
     first.wait_listening();

@@ -60,7 +60,7 @@ fn a_server_in_the_background_of_a_shell_keeps_serving() {
     let sh = shell();
     sh.type_bytes(
         format!(
-            "{} --bind 127.0.0.1:0 --key '{}' & echo pid=$!\r",
+            "{} --bind 127.0.0.1:0 --key '{}' --db none & echo pid=$!\r",
             Server::BIN,
             key.display()
         )

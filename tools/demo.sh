@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # A scripted chat on loopback: a server on a free port, two clients driven through pipes,
-# one admin line. Prints what each side saw, then stops everything it started.
+# one admin line. Prints what each side saw, then stops everything it started. The server's key
+# and the clients' known-servers file live in the demo's temporary directory: nothing under $HOME
+# is read or written.
 #   bash tools/demo.sh            (builds the release binaries first)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +19,7 @@ trap cleanup EXIT
 
 # The server's console is a FIFO we write admin lines into.
 mkfifo "$work/console"
-"$bin/chat-server" --bind 127.0.0.1:0 <"$work/console" >"$work/console.out" 2>"$work/server.log" &
+"$bin/chat-server" --bind 127.0.0.1:0 --key "$work/server.key" <"$work/console" >"$work/console.out" 2>"$work/server.log" &
 pids+=($!)
 exec 3>"$work/console"
 for _ in $(seq 50); do
@@ -30,11 +32,11 @@ echo "server listening on $addr"
 
 # bob stays a little longer than alice, so he sees her leave.
 { sleep 0.5; echo "hi alice, bob here"; sleep 1.5; echo "/who"; sleep 1; } |
-    "$bin/chat-client" --server "$addr" --name bob >"$work/bob.out" 2>&1 &
+    "$bin/chat-client" --server "$addr" --known-servers "$work/known_servers" --name bob >"$work/bob.out" 2>&1 &
 pids+=($!)
 sleep 0.2
 { sleep 0.8; echo "hello everyone"; echo "/msg bob psst"; sleep 0.5; } |
-    "$bin/chat-client" --server "$addr" --name alice >"$work/alice.out" 2>&1 &
+    "$bin/chat-client" --server "$addr" --known-servers "$work/known_servers" --name alice >"$work/alice.out" 2>&1 &
 pids+=($!)
 sleep 1
 echo "the server restarts at 15:00" >&3

@@ -10,6 +10,7 @@ use udpchat::gate::Config as GateConfig;
 use udpchat::room::Config;
 use udpchat::server::{self, Options};
 use udpchat::stdio;
+use udpchat::store::DbChoice;
 use udpchat::trust::ServerKey;
 
 /// One UDP chat room (protocol version 2: sealed sessions). Lines typed on
@@ -48,6 +49,25 @@ struct Args {
     /// Send one event per datagram instead of packing a turn's events together (for measurement).
     #[arg(long)]
     no_packing: bool,
+    /// Don't keep events for NACK repair, nor serve NACK and HISTORY (for measurement).
+    #[arg(long)]
+    no_repair: bool,
+    /// The room's history: an SQLite database, created (0600) if missing, or `none` to keep it
+    /// in memory only [default: $XDG_STATE_HOME/udpchat/history.db, or ~/.local/state/udpchat/history.db].
+    #[arg(long, value_name = "PATH|none")]
+    db: Option<String>,
+    /// Room messages the history keeps (the oldest go first).
+    #[arg(long, value_name = "N", default_value_t = udpchat::store::DEFAULT_HISTORY_SIZE,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000_000))]
+    history_size: usize,
+    /// Room messages a newcomer is shown.
+    #[arg(long, value_name = "N", default_value_t = 20,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=1000))]
+    history_on_join: usize,
+    /// On SIGINT and SIGTERM tell the members the room is closing (as /shutdown does)
+    /// instead of that the server is restarting.
+    #[arg(long)]
+    close_on_signal: bool,
     /// Sessions are re-keyed after this many seconds (for tests: the default is 120).
     #[arg(long, value_name = "SECONDS", hide = true,
           value_parser = clap::value_parser!(u32).range(1..))]
@@ -113,6 +133,14 @@ fn run() -> Result<()> {
     // the server at once.
     let path = args.key.map_or_else(ServerKey::default_path, Ok)?;
     let key = ServerKey::load_or_create(&path)?;
+    let db = match args.db.as_deref() {
+        Some(arg) => DbChoice::from_arg(arg),
+        None => DbChoice::File(udpchat::store::default_db_path()?),
+    };
+    // Before the store starts its writer thread: the thread inherits the
+    // mask, so SIGINT and SIGTERM wait for the loop's signalfd there too.
+    server::set_up_signals()?;
+    let store = db.open(args.history_size)?;
     let mut gate = GateConfig::default();
     if let Some(s) = args.rekey_after {
         gate.rekey_after_s = s;
@@ -125,15 +153,18 @@ fn run() -> Result<()> {
             member_timeout: args.member_timeout,
             rate: args.rate,
             packing: !args.no_packing,
+            repair: !args.no_repair,
             max_per_ip: args.max_per_ip as usize,
             joins_per_minute: args.joins_per_minute,
             gate,
             ..Config::default()
         },
         key,
+        store,
+        history_on_join: args.history_on_join,
+        close_on_signal: args.close_on_signal,
     };
-    server::set_up_signals()?;
-    server::run(&opts)
+    server::run(opts)
 }
 
 fn main() -> ExitCode {

@@ -1,7 +1,11 @@
 //! What a line of input asks for: a message, `/me`, `/msg`, `/who`, `/quit`,
 //! `/help`, or a mistake. Pure.
 
+use crate::protocol::sealed::MAX_HISTORY;
 use crate::protocol::MAX_NAME_BYTES;
+
+/// How many earlier messages `/history` shows when not told.
+const DEFAULT_HISTORY: u8 = 20;
 
 /// What a line of input asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,6 +18,8 @@ pub enum Command {
         text: String,
     },
     Who,
+    /// `/history [N]`: N earlier messages (1 to 50).
+    History(u8),
     Quit,
     Help,
     Unknown(String),
@@ -40,6 +46,11 @@ pub fn parse_line(line: &str) -> Command {
     match cmd {
         "quit" | "exit" => Command::Quit,
         "who" => Command::Who,
+        "history" if args.is_empty() => Command::History(DEFAULT_HISTORY),
+        "history" => match args.parse::<u8>() {
+            Ok(n) if (1..=MAX_HISTORY).contains(&n) => Command::History(n),
+            _ => Command::Usage("/history [N], N from 1 to 50"),
+        },
         "help" | "?" => Command::Help,
         "me" if args.is_empty() => Command::Usage("/me ACTION"),
         "me" => Command::Me(args.to_string()),
@@ -85,5 +96,13 @@ mod tests {
         assert_eq!(parse_line("//who"), Command::Say("/who".into()));
         assert_eq!(parse_line("/me  waves "), Command::Me("waves".into()));
         assert_eq!(parse_line("/me"), Command::Usage("/me ACTION"));
+        assert_eq!(parse_line("/history"), Command::History(20));
+        assert_eq!(parse_line("/history 5"), Command::History(5));
+        for bad in ["/history 0", "/history 51", "/history x"] {
+            assert_eq!(
+                parse_line(bad),
+                Command::Usage("/history [N], N from 1 to 50")
+            );
+        }
     }
 }

@@ -27,6 +27,10 @@ pub enum ToReceiver {
     Send(Vec<u8>),
     /// The sender's lowest unacknowledged message number (for a RESUME).
     Unacked(u32),
+    /// `/history N`: show N earlier messages.
+    History(u8),
+    /// A new name, asked for after the old one was taken during a reconnect.
+    Name(String),
 }
 
 /// From the receiver to the sender.
@@ -36,8 +40,11 @@ pub enum ToSender {
     Reject(u32, RejectReason),
     /// Contact is lost, the client is reconnecting: hold retransmissions.
     Holding,
-    /// A member again after a reconnect: resend what is unacknowledged.
-    Back,
+    /// A member again after a reconnect, under this name: resend what is
+    /// unacknowledged.
+    Back(String),
+    /// The name was taken during a reconnect: read a new one (a terminal).
+    AskName,
     /// The receiver is leaving (kick, shutdown, lost contact, a signal): stop sending.
     Leaving,
     /// A member seen in the room (joined, spoke, listed), for Tab completion.
@@ -71,6 +78,11 @@ impl ToReceiver {
                 v.push(8);
                 v.extend_from_slice(&n.to_be_bytes());
             }
+            ToReceiver::History(n) => v.extend_from_slice(&[9, *n]),
+            ToReceiver::Name(name) => {
+                v.push(10);
+                v.extend_from_slice(name.as_bytes());
+            }
         }
         v
     }
@@ -89,6 +101,8 @@ impl ToReceiver {
             6 if rest.is_empty() => ToReceiver::RefreshNames,
             7 if !rest.is_empty() => ToReceiver::Send(rest.to_vec()),
             8 if rest.len() == 4 => ToReceiver::Unacked(u32::from_be_bytes(rest.try_into().ok()?)),
+            9 if rest.len() == 1 => ToReceiver::History(rest[0]),
+            10 => ToReceiver::Name(String::from_utf8(rest.to_vec()).ok()?),
             _ => return None,
         })
     }
@@ -108,7 +122,11 @@ impl ToSender {
                 v.push(r.code());
             }
             ToSender::Holding => v.push(3),
-            ToSender::Back => v.push(4),
+            ToSender::Back(name) => {
+                v.push(4);
+                v.extend_from_slice(name.as_bytes());
+            }
+            ToSender::AskName => v.push(8),
             ToSender::Leaving => v.push(5),
             ToSender::Seen(name) => {
                 v.push(6);
@@ -131,7 +149,8 @@ impl ToSender {
                 RejectReason::from_code(rest[4])?,
             ),
             (3, 0) => ToSender::Holding,
-            (4, 0) => ToSender::Back,
+            (4, _) => ToSender::Back(String::from_utf8(rest.to_vec()).ok()?),
+            (8, 0) => ToSender::AskName,
             (5, 0) => ToSender::Leaving,
             (6, _) => ToSender::Seen(String::from_utf8(rest.to_vec()).ok()?),
             (7, _) => ToSender::Gone(String::from_utf8(rest.to_vec()).ok()?),
@@ -162,6 +181,8 @@ mod tests {
             ToReceiver::RefreshNames,
             ToReceiver::Send(vec![3, 0, 0, 0, 1]),
             ToReceiver::Unacked(7),
+            ToReceiver::History(20),
+            ToReceiver::Name("小明".into()),
         ] {
             assert_eq!(ToReceiver::decode(&m.encode()), Some(m));
         }
@@ -169,7 +190,8 @@ mod tests {
             ToSender::Ack(7),
             ToSender::Reject(9, RejectReason::NoSuchMember),
             ToSender::Holding,
-            ToSender::Back,
+            ToSender::Back("bob".into()),
+            ToSender::AskName,
             ToSender::Leaving,
             ToSender::Seen("小明".into()),
             ToSender::Gone("bob".into()),

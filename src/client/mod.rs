@@ -36,6 +36,7 @@ mod link;
 mod login;
 mod name_prompt;
 mod names;
+mod notice;
 mod outgoing;
 mod reasons;
 mod receiver;

@@ -96,6 +96,16 @@ impl OutgoingQueue {
         self.queue.push_back((msg, 0));
     }
 
+    /// Is it holding its messages (contact lost)?
+    pub fn is_held(&self) -> bool {
+        self.held
+    }
+
+    /// How many messages are queued or in flight.
+    pub fn len(&self) -> usize {
+        self.queue.len() + self.flight.len()
+    }
+
     /// How many messages wait behind the window (not yet sent).
     pub fn backlog(&self) -> usize {
         self.queue.len()

@@ -31,6 +31,8 @@ pub enum Fatal<'a> {
     },
     /// The receiver process ended without being asked (`how`: killed by a signal, or lost).
     ReceiverEnded { signal: Option<&'a str> },
+    /// At the end, this many typed lines had not been delivered.
+    NotDelivered { lines: usize },
 }
 
 /// A [`Fatal`] as a line (without `chat-client: `).
@@ -113,6 +115,11 @@ pub fn fatal_line(lang: Lang, f: &Fatal<'_>) -> String {
         (Wording::Zh, Fatal::ReceiverEnded { signal: None }) => {
             t(lang, "接收进程丢失").into_owned()
         }
+        (Wording::En, Fatal::NotDelivered { lines: 1 }) => "1 line was not delivered".into(),
+        (Wording::En, Fatal::NotDelivered { lines }) => {
+            format!("{lines} lines were not delivered")
+        }
+        (Wording::Zh, Fatal::NotDelivered { lines }) => tr(lang, "有 {0} 行没有送达", &[lines]),
     }
 }
 

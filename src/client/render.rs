@@ -4,7 +4,8 @@
 
 pub use crate::client::lang::Lang;
 use crate::client::lang::{t, tr, Wording};
-use crate::protocol::sealed::{Event, LeftReason, RejectReason};
+pub use crate::client::notice::{notice_line, Notice, Undelivered, WHO_SHOWN};
+use crate::protocol::sealed::{Event, LeftReason};
 use std::borrow::Cow;
 use std::fmt::Write as _;
 use unicode_width::UnicodeWidthChar;
@@ -100,158 +101,6 @@ pub fn own_private(lang: Lang, to: &str, text: &str) -> String {
     }
 }
 
-/// The client's own notices. Every one is a line that no member can produce:
-/// it starts with `-- ` or `(`, and names hold neither spaces nor brackets.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Notice<'a> {
-    Welcome {
-        name: &'a str,
-        members: u32,
-    },
-    Lost(u64),
-    NotDelivered {
-        text: &'a str,
-        why: Undelivered,
-    },
-    Members {
-        total: u32,
-        names: &'a [String],
-    },
-    WhoNoAnswer,
-    /// Contact is lost; the next attempt to come back starts at this local
-    /// time (`HH:MM:SS`).
-    Reconnecting(&'a str),
-    /// A member again after a reconnect.
-    Rejoined,
-    YouLeft,
-    Help,
-    UnknownCommand(&'a str),
-    Usage(&'a str),
-    /// The first login is waiting for the server at this address.
-    Connecting(&'a str),
-    /// Tab: the names that fit.
-    Candidates(&'a [String]),
-    /// A long line goes out in this many parts.
-    SendingParts(usize),
-}
-
-/// Why a message was not delivered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Undelivered {
-    Refused(RejectReason),
-    NoAnswer,
-}
-
-/// How many member names `/who` shows before "… and N more".
-pub const WHO_SHOWN: usize = 200;
-
-/// A notice as a line (without the time).
-pub fn notice_line(lang: Lang, n: &Notice<'_>) -> String {
-    use Wording::*;
-    match (lang.wording(), n) {
-        (En, Notice::Welcome { name, members }) => format!(
-            "-- welcome, {}: {members} in the room (type /help for commands)",
-            escape(name)
-        ),
-        (Zh, Notice::Welcome { name, members }) => tr(
-            lang,
-            "-- 欢迎 {0}, 聊天室里有 {1} 人 (输入 /help 查看命令)",
-            &[&escape(name), members],
-        ),
-        (En, Notice::Lost(1)) => "(1 message lost)".to_string(),
-        (En, Notice::Lost(k)) => format!("({k} messages lost)"),
-        (Zh, Notice::Lost(k)) => tr(lang, "(丢失了 {0} 条消息)", &[k]),
-        (_, Notice::NotDelivered { text, why }) => {
-            let why = match (lang.wording(), why) {
-                (_, Undelivered::Refused(RejectReason::TooOld)) => {
-                    return match lang.wording() {
-                        En => format!("-- may not have been delivered: {}", escape(text)),
-                        Zh => tr(lang, "-- 可能没有送达: {0}", &[&escape(text)]),
-                    }
-                }
-                (En, Undelivered::Refused(RejectReason::RateLimited)) => "rate limited".into(),
-                (En, Undelivered::Refused(RejectReason::InvalidText)) => "invalid text".into(),
-                (En, Undelivered::Refused(RejectReason::NoSuchMember)) => "no such member".into(),
-                (En, Undelivered::Refused(RejectReason::NotSupported)) => {
-                    "the server does not support /me".into()
-                }
-                (En, Undelivered::NoAnswer) => "no answer from the server".to_string(),
-                (Zh, Undelivered::Refused(RejectReason::RateLimited)) => t(lang, "发送太快").into(),
-                (Zh, Undelivered::Refused(RejectReason::InvalidText)) => {
-                    t(lang, "内容不合法").into()
-                }
-                (Zh, Undelivered::Refused(RejectReason::NoSuchMember)) => {
-                    t(lang, "没有这个成员").into()
-                }
-                (Zh, Undelivered::Refused(RejectReason::NotSupported)) => {
-                    t(lang, "服务器不支持 /me").into()
-                }
-                (Zh, Undelivered::NoAnswer) => t(lang, "服务器没有回应").into(),
-            };
-            match lang.wording() {
-                En => format!("-- not delivered ({why}): {}", escape(text)),
-                Zh => tr(lang, "-- 未送达 ({0}): {1}", &[&why, &escape(text)]),
-            }
-        }
-        (_, Notice::Members { total, names }) => {
-            let shown = names.len().min(WHO_SHOWN);
-            let mut list = names[..shown]
-                .iter()
-                .map(|n| escape(n).into_owned())
-                .collect::<Vec<_>>()
-                .join(", ");
-            let more = (*total as usize).saturating_sub(shown);
-            match lang.wording() {
-                En => {
-                    if more > 0 {
-                        let _ = write!(list, " … and {more} more");
-                    }
-                    format!("-- {total} in the room: {list}")
-                }
-                Zh => {
-                    if more > 0 {
-                        list.push_str(&tr(lang, " … 还有 {0} 人", &[&more]));
-                    }
-                    tr(lang, "-- 聊天室里有 {0} 人: {1}", &[total, &list])
-                }
-            }
-        }
-        (En, Notice::WhoNoAnswer) => "-- no answer to /who".to_string(),
-        (Zh, Notice::WhoNoAnswer) => t(lang, "-- /who 没有回应").into(),
-        (En, Notice::Reconnecting(at)) => format!("-- reconnecting… (next attempt at {at})"),
-        (Zh, Notice::Reconnecting(at)) => tr(lang, "-- 正在重新连接… (下次尝试: {0})", &[at]),
-        (En, Notice::Rejoined) => "-- back in the room".to_string(),
-        (Zh, Notice::Rejoined) => t(lang, "-- 已回到聊天室").into(),
-        (En, Notice::YouLeft) => "-- you left the room".to_string(),
-        (Zh, Notice::YouLeft) => t(lang, "-- 你退出了聊天室").into(),
-        (En, Notice::Help) => "-- type a line to say it; /me ACTION acts (* you ACTION); \
-             /who lists the members; /msg NAME TEXT says TEXT to NAME only; /quit (or Ctrl-D) leaves; /help shows this; \
-             Up/Down recall lines, Tab completes a name, Alt-b/Alt-f move by word, Ctrl-L redraws"
-            .to_string(),
-        (Zh, Notice::Help) => t(
-            lang,
-            "-- 输入一行即发言; /me 动作 表示动作; /who 列出成员; /msg 姓名 内容 私聊; \
-             /quit (或 Ctrl-D) 退出; /help 显示本帮助; \
-             上下键翻历史, Tab 补全名字, Ctrl-L 重画",
-        )
-        .into(),
-        (En, Notice::UnknownCommand(c)) => {
-            format!("-- unknown command {}: type /help", escape(c))
-        }
-        (Zh, Notice::UnknownCommand(c)) => tr(lang, "-- 未知命令 {0}: 输入 /help", &[&escape(c)]),
-        (En, Notice::Usage(u)) => format!("-- usage: {u}"),
-        (Zh, Notice::Usage(u)) => tr(lang, "-- 用法: {0}", &[u]),
-        (En, Notice::Connecting(server)) => format!("-- connecting to {server}…"),
-        (Zh, Notice::Connecting(server)) => tr(lang, "-- 正在连接 {0}…", &[server]),
-        (_, Notice::Candidates(names)) => {
-            let list: Vec<String> = names.iter().map(|n| escape(n).into_owned()).collect();
-            format!("-- {}", list.join(", "))
-        }
-        (En, Notice::SendingParts(n)) => format!("-- sending {n} parts…"),
-        (Zh, Notice::SendingParts(n)) => tr(lang, "-- 分 {0} 段发送…", &[n]),
-    }
-}
-
 /// The prompt asking for a name (only on a terminal).
 pub fn name_prompt(lang: Lang) -> Cow<'static, str> {
     match lang {
@@ -280,6 +129,28 @@ pub fn local_hhmm() -> String {
         || "--:--".to_string(),
         |tm| format!("{:02}:{:02}", tm.tm_hour, tm.tm_min),
     )
+}
+
+/// The stamp of a line said earlier (history, catch-up): its own local time
+/// in brackets, `[HH:MM]`, with the date when it was another day than today,
+/// `[2026-11-30 14:03]`.
+pub fn earlier_stamp(time_ms: u64) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(time_ms);
+    let (Some(then), Some(today)) = (local_tm(at), local_tm(std::time::SystemTime::now())) else {
+        return "[--:--]".to_string();
+    };
+    if (then.tm_year, then.tm_yday) == (today.tm_year, today.tm_yday) {
+        format!("[{:02}:{:02}]", then.tm_hour, then.tm_min)
+    } else {
+        format!(
+            "[{}-{:02}-{:02} {:02}:{:02}]",
+            then.tm_year + 1900,
+            then.tm_mon + 1,
+            then.tm_mday,
+            then.tm_hour,
+            then.tm_min
+        )
+    }
 }
 
 /// The local time `after` from now, as `HH:MM:SS`.
@@ -488,46 +359,26 @@ mod tests {
     }
 
     #[test]
-    fn notices() {
-        assert_eq!(notice_line(Lang::En, &Notice::Lost(1)), "(1 message lost)");
-        assert_eq!(notice_line(Lang::En, &Notice::Lost(3)), "(3 messages lost)");
-        assert_eq!(notice_line(Lang::Zh, &Notice::Lost(3)), "(丢失了 3 条消息)");
-        let n = Notice::NotDelivered {
-            text: "hi",
-            why: Undelivered::Refused(RejectReason::RateLimited),
-        };
-        assert_eq!(
-            notice_line(Lang::En, &n),
-            "-- not delivered (rate limited): hi"
-        );
-        let names = vec!["a".to_string(), "b\x1b".to_string()];
-        assert_eq!(
-            notice_line(
-                Lang::En,
-                &Notice::Members {
-                    total: 2,
-                    names: &names
-                }
-            ),
-            "-- 2 in the room: a, b\\x1b"
-        );
-        assert_eq!(
-            notice_line(
-                Lang::En,
-                &Notice::Members {
-                    total: 5,
-                    names: &names
-                }
-            ),
-            "-- 5 in the room: a, b\\x1b … and 3 more"
-        );
-    }
-
-    #[test]
     fn hhmm_shape() {
         let t = local_hhmm();
         assert_eq!(t.len(), 5);
         assert_eq!(&t[2..3], ":");
+    }
+
+    #[test]
+    fn earlier_lines_have_their_time_and_another_day_its_date() {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let today = earlier_stamp(now_ms);
+        assert!(
+            today.len() == 7 && today.starts_with('[') && today.ends_with(']'),
+            "{today}"
+        );
+        let long_ago = earlier_stamp(1_764_547_200_000); // 2025-12-01 00:00 UTC
+        assert_eq!(long_ago.len(), "[2025-12-01 00:00]".len(), "{long_ago}");
+        assert!(long_ago.starts_with("[2025-1"), "{long_ago}");
     }
 
     #[test]

@@ -43,8 +43,14 @@ impl Screen {
         s
     }
 
+    /// A line stamped with the local time now.
     pub fn print(&mut self, text: &str) {
-        let line = render::stamped(&render::local_hhmm(), text);
+        self.print_at(&render::local_hhmm(), text);
+    }
+
+    /// A line with this stamp (a history line's own time).
+    pub fn print_at(&mut self, stamp: &str, text: &str) {
+        let line = render::stamped(stamp, text);
         if self.tty {
             let s = format!("\r\x1b[K{line}\n{}", self.input_seq());
             self.write(&s);
@@ -55,14 +61,17 @@ impl Screen {
 
     /// A line that mentions this member (or a private message): the bell
     /// once, and the name highlighted.
-    pub fn print_mention(&mut self, text: &str, name: &str) {
+    pub fn print_mention(&mut self, stamp: &str, text: &str, name: &str) {
         if self.bell && self.tty {
             self.write("\x07");
         }
         if self.color {
-            self.print(&names::highlight(text, name, HIGHLIGHT_ON, HIGHLIGHT_OFF));
+            self.print_at(
+                stamp,
+                &names::highlight(text, name, HIGHLIGHT_ON, HIGHLIGHT_OFF),
+            );
         } else {
-            self.print(text);
+            self.print_at(stamp, text);
         }
     }
 

@@ -1,5 +1,4 @@
-//! What the receiver counts: the per-member event numbers (to report lost
-//! events) and the pages of `/who`. Pure: time is an argument.
+//! The pages of `/who` as the receiver fetches them. Pure: time is an argument.
 
 use crate::client::render;
 use std::time::{Duration, Instant};
@@ -7,53 +6,6 @@ use std::time::{Duration, Instant};
 /// A WHO request is sent again after this, up to [`WHO_SENDS`] times.
 pub const WHO_RESEND: Duration = Duration::from_millis(500);
 pub const WHO_SENDS: u32 = 3;
-
-/// The per-member event numbers: which event is expected next, and how many
-/// were skipped.
-#[derive(Debug, Clone)]
-pub struct SeqTracker {
-    next: u32,
-}
-
-impl Default for SeqTracker {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl SeqTracker {
-    /// A new session: the first event is number 1.
-    pub fn new() -> Self {
-        SeqTracker { next: 1 }
-    }
-
-    /// Event number `n` arrived: `Some(missed)` (events skipped before it) if
-    /// it is new, `None` if it is a duplicate or arrives after a later one.
-    pub fn event(&mut self, n: u32) -> Option<u32> {
-        let ahead = n.wrapping_sub(self.next);
-        if ahead >= 1 << 31 {
-            return None;
-        }
-        self.next = n.wrapping_add(1);
-        Some(ahead)
-    }
-
-    /// The highest event number received in order (0 before the first).
-    pub fn last(&self) -> u32 {
-        self.next.wrapping_sub(1)
-    }
-
-    /// A KEEPALIVE says the last event sent was `last_seq`: returns how many of the
-    /// events up to it never arrived (lost at the end of a burst).
-    pub fn pong(&mut self, last_seq: u32) -> u32 {
-        let missing = last_seq.wrapping_add(1).wrapping_sub(self.next);
-        if missing == 0 || missing >= 1 << 31 {
-            return 0;
-        }
-        self.next = last_seq.wrapping_add(1);
-        missing
-    }
-}
 
 /// Paging through the member list.
 #[derive(Debug, Clone)]
@@ -131,31 +83,6 @@ impl WhoPager {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn gaps_are_counted() {
-        let mut s = SeqTracker::new();
-        assert_eq!(s.event(1), Some(0));
-        assert_eq!(s.event(2), Some(0));
-        assert_eq!(s.event(5), Some(2));
-        assert_eq!(s.event(4), None, "late");
-        assert_eq!(s.event(5), None, "duplicate");
-        assert_eq!(s.event(6), Some(0));
-        assert_eq!(s.pong(6), 0);
-        assert_eq!(s.last(), 6);
-        assert_eq!(s.pong(9), 3, "lost at the end of a burst");
-        assert_eq!(s.event(10), Some(0));
-        assert_eq!(s.pong(3), 0, "an old pong");
-    }
-
-    #[test]
-    fn gaps_across_the_wrap() {
-        let mut s = SeqTracker { next: u32::MAX };
-        assert_eq!(s.event(u32::MAX), Some(0));
-        assert_eq!(s.event(1), Some(1), "0 was skipped");
-        let mut s = SeqTracker::new();
-        assert_eq!(s.pong(0), 0, "no event yet");
-    }
 
     #[test]
     fn who_pages_until_total() {

@@ -3,7 +3,7 @@
 //! PROTOCOL.md "Names and text" is the definition; this is its code.
 
 use super::unicode::{is_default_ignorable, is_mark, marks_exceed};
-use super::{RefuseReason, MAX_NAME_BYTES, MAX_NAME_CHARS};
+use super::{MAX_NAME_BYTES, MAX_NAME_CHARS};
 use caseless::Caseless;
 use std::fmt;
 use std::sync::OnceLock;
@@ -58,17 +58,6 @@ pub enum InvalidName {
     NotInProfile(char),
     /// A mix of scripts below UTS #39's Moderately Restrictive level.
     MixedScripts,
-}
-
-impl NameError {
-    /// The reason code a REFUSED carries for this error.
-    pub fn refuse_reason(&self) -> RefuseReason {
-        match self {
-            NameError::Invalid(_) => RefuseReason::InvalidName,
-            NameError::Reserved(_) => RefuseReason::Reserved,
-            NameError::LooksLike(_) => RefuseReason::Taken,
-        }
-    }
 }
 
 impl fmt::Display for InvalidName {

@@ -1,4 +1,5 @@
 use super::*;
+use crate::protocol::sealed::Refusal;
 use crate::protocol::vectors::{parse, NAME_VECTORS};
 use crate::protocol::TestRng;
 
@@ -42,10 +43,8 @@ fn every_example_of_the_issue_is_refused_next_to_alice() {
     for name in lookalikes {
         assert_eq!(answer(name, "alice"), "looks like alice", "{name:?}");
         assert_eq!(
-            admit_name(name, |_| Some("alice".into()))
-                .unwrap_err()
-                .refuse_reason(),
-            RefuseReason::Taken
+            Refusal::from(&admit_name(name, |_| Some("alice".into())).unwrap_err()),
+            Refusal::Taken { like: "alice" }
         );
     }
     for name in ["\u{0430}dmin", "\u{03B1}dmin"] {
@@ -67,8 +66,8 @@ fn every_example_of_the_issue_is_refused_next_to_alice() {
     for (name, why) in invalid {
         assert_eq!(answer(name, "alice"), NameError::Invalid(why).to_string());
         assert_eq!(
-            check_name(name).unwrap_err().refuse_reason(),
-            RefuseReason::InvalidName
+            Refusal::from(&check_name(name).unwrap_err()),
+            Refusal::InvalidName(why.into())
         );
     }
 }

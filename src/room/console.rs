@@ -69,6 +69,19 @@ impl Room {
             return format!("not sent: {why}");
         }
         self.room_seq += 1;
+        if let Some(h) = &mut self.history {
+            h.record(crate::store::Message {
+                room_seq: self.room_seq,
+                time_ms: unix_ms as i64,
+                sender: String::new(),
+                kind: crate::store::Kind::Admin,
+                id: crate::store::MessageId {
+                    client: 0,
+                    seq: self.room_seq,
+                },
+                text: text.to_string(),
+            });
+        }
         let (start, end) = self.out.event(&Event::Admin {
             room_seq: self.room_seq,
             time_ms: unix_ms,
@@ -98,7 +111,7 @@ impl Room {
     pub fn console_stats(&self) -> String {
         let s = &self.stats;
         let g = &self.gate.stats;
-        let pairs: [(&str, u64); 24] = [
+        let pairs: [(&str, u64); 28] = [
             ("datagrams in", g.datagrams_in),
             ("datagrams out", s.datagrams_out),
             ("dropped sends", s.dropped_sends),
@@ -120,7 +133,14 @@ impl Room {
             ("rate limited", s.rate_limited),
             ("too old", s.too_old),
             ("answers refused", s.answers_refused),
+            ("nacks", s.nacks),
+            ("resent", s.resent),
+            ("lost", s.lost),
             ("unsealed", s.unsealed),
+            (
+                "history not stored",
+                self.history.as_ref().map_or(0, |h| h.store.not_stored()),
+            ),
             ("members", self.members.len() as u64),
             ("peak", s.peak as u64),
         ];
@@ -140,7 +160,63 @@ impl Room {
         };
         let m = self.members.get(i);
         let done = format!("kicked {} ({})", m.name, m.addr);
-        self.remove(i, LeftReason::Removed, Some((ByeReason::Removed, reason)));
+        self.remove(
+            i,
+            Some(LeftReason::Removed),
+            Some((ByeReason::Removed, reason)),
+        );
         done
+    }
+}
+
+/// The names of the drop counters in the log's summary.
+const DROP_NAMES: [&str; 7] = [
+    "malformed",
+    "forged",
+    "replayed",
+    "over budget",
+    "wrong state",
+    "bad body",
+    "not allowed",
+];
+
+impl Room {
+    /// The drop counters, in the order of [`DROP_NAMES`].
+    fn drops(&self) -> [u64; 7] {
+        let g = &self.gate.stats;
+        [
+            g.malformed,
+            g.forged,
+            g.replayed,
+            g.over_budget,
+            g.wrong_state,
+            self.stats.bad_bodies,
+            self.stats.not_allowed,
+        ]
+    }
+
+    /// Were datagrams dropped since the last summary?
+    pub fn drops_pending(&self) -> bool {
+        self.drops() != self.drops_said
+    }
+
+    /// One line summing up the datagrams dropped since the last call.
+    pub fn drops_summary(&mut self) -> Option<String> {
+        let now = self.drops();
+        let parts: Vec<String> = DROP_NAMES
+            .iter()
+            .zip(now.iter().zip(self.drops_said))
+            .filter(|(_, (&n, was))| n > *was)
+            .map(|(name, (&n, was))| format!("{name} {}", n - was))
+            .collect();
+        let total: u64 = now.iter().sum::<u64>() - self.drops_said.iter().sum::<u64>();
+        self.drops_said = now;
+        (total > 0).then(|| {
+            format!(
+                "dropped {total} datagram{} ({})",
+                if total == 1 { "" } else { "s" },
+                parts.join(", ")
+            )
+        })
     }
 }

@@ -29,15 +29,24 @@ pub struct Member {
     pub client_id: u64,
     /// When the last authenticated datagram arrived.
     pub last_heard: Instant,
-    /// The number the next event sent to this member gets.
-    pub next_event: u32,
+    /// The number the next event sent to this member gets (on the wire, its
+    /// low 32 bits).
+    pub next_event: u64,
+    /// Its events kept for repair.
+    pub slot: Option<super::repair::Slot>,
+    /// When events were last sent to it, and whether a KEEPALIVE after them
+    /// is scheduled.
+    pub events_at: Instant,
+    pub tail_pending: bool,
+    /// When its next repair can go, if one waits.
+    pub repair_at: Option<Instant>,
     /// The message numbers forwarded so far.
     pub window: AckWindow,
     /// The flood-control bucket.
     pub bucket: Bucket,
-    /// Its answer budget, and the WHO pages waiting for it (their `start`).
+    /// Its answer budget, and the answers waiting for it.
     pub budget: Budget,
-    pub answers: AnswerQueue<u32>,
+    pub answers: AnswerQueue<super::messages::Answer>,
     /// Events for this member alone queued this turn (ranges in the turn's event arena).
     pub private: Vec<(u32, u32)>,
     /// The turn in which it joined, and the event arena length then: a
@@ -73,6 +82,10 @@ impl Member {
             client_id: m.client_id,
             last_heard: m.now,
             next_event: 1,
+            slot: None,
+            events_at: m.now,
+            tail_pending: false,
+            repair_at: None,
             window: AckWindow::new(),
             bucket: Bucket::full(m.now, m.burst),
             budget: Budget::new(m.now),

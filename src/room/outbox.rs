@@ -49,6 +49,8 @@ pub struct Datagram {
 #[derive(Debug, Default)]
 pub struct Outbox {
     events: Vec<u8>,
+    /// Where each event of the arena starts, in order.
+    starts: Vec<u32>,
     replies: Vec<u8>,
     parts: Vec<Part>,
     bodies: Vec<Body>,
@@ -70,6 +72,7 @@ impl Outbox {
     /// Forgets everything (keeps the capacity).
     pub(super) fn clear(&mut self) {
         self.events.clear();
+        self.starts.clear();
         self.replies.clear();
         self.parts.clear();
         self.bodies.clear();
@@ -131,12 +134,49 @@ impl Outbox {
     /// Encodes an event once; returns its range in the event arena.
     pub(super) fn event(&mut self, e: &crate::protocol::sealed::Event<'_>) -> (u32, u32) {
         let start = self.events.len() as u32;
+        self.starts.push(start);
         let mut buf = [0u8; MAX_BODY];
         match e.encode(&mut buf) {
             Ok(n) => self.events.extend_from_slice(&buf[..n]),
             Err(_) => debug_assert!(false, "the room encodes only valid events"),
         }
         (start, self.events.len() as u32)
+    }
+
+    /// The events of this turn, each with its place in the arena's order.
+    pub(super) fn event_bodies(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        let ends = self.starts.iter().skip(1).copied();
+        let ends = ends.chain(std::iter::once(self.events.len() as u32));
+        self.starts
+            .iter()
+            .zip(ends)
+            .map(|(&a, b)| &self.events[a as usize..b as usize])
+    }
+
+    /// The index of the event starting at `start` among this turn's events.
+    pub(super) fn event_index(&self, start: u32) -> Option<usize> {
+        self.starts.binary_search(&start).ok()
+    }
+
+    /// Queues an EVENTS body of already encoded events for `conn`.
+    pub(super) fn events_body(
+        &mut self,
+        conn: ConnId,
+        local: Option<Local>,
+        first_event: u32,
+        events: &[&[u8]],
+    ) {
+        let p0 = self.parts.len() as u32;
+        for e in events {
+            let start = self.replies.len() as u32;
+            self.replies.extend_from_slice(e);
+            self.parts.push(Part {
+                events: false,
+                start,
+                end: self.replies.len() as u32,
+            });
+        }
+        self.close(conn, local, p0, first_event);
     }
 
     /// Packs `events` (arena ranges in order) for `conn` into EVENTS bodies
@@ -146,7 +186,7 @@ impl Outbox {
         &mut self,
         conn: ConnId,
         local: Option<Local>,
-        next_event: &mut u32,
+        next_event: &mut u64,
         packing: bool,
         events: impl Iterator<Item = (u32, u32)>,
     ) -> u32 {
@@ -164,7 +204,7 @@ impl Outbox {
             }
             match &mut cur {
                 None => {
-                    cur = Some((self.parts.len() as u32, len, *next_event));
+                    cur = Some((self.parts.len() as u32, len, *next_event as u32));
                     self.parts.push(Part {
                         events: true,
                         start,
@@ -184,7 +224,7 @@ impl Outbox {
                     }
                 }
             }
-            *next_event = next_event.wrapping_add(1);
+            *next_event += 1;
             count += 1;
         }
         if let Some((p0, _, first)) = cur {

@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::client::conn::{Conn, End, Event as ConnEvent, SealedBodies};
-use crate::protocol::sealed::{decode_server, Event, ServerMsg};
+use crate::protocol::sealed::{decode_server, Event, ServerMsg, WelcomeFlags};
 
 /// A deterministic random source.
 fn xorshift(mut x: u64) -> impl FnMut() -> u64 + Send {
@@ -180,4 +180,51 @@ fn shutdown_sends_what_was_queued_then_bye() {
     }
     assert_eq!(net.room.member_count(), 0);
     assert_eq!(net.room.gate.conn_count(), 0, "every session closed");
+}
+
+#[test]
+fn a_resumed_ticket_replaces_the_live_session_quietly() {
+    let mut net = Net::new(Config::default());
+    net.room.keep_history(
+        Box::new(crate::store::MemoryStore::new(100)),
+        crate::trust::ticket::TicketKey::derive(&[4; 32]),
+        0,
+        net.now,
+    );
+    let mut alice = net.join("alice", 1);
+    let mut bob = net.join("bob", 2);
+    net.run(&mut [&mut alice, &mut bob]);
+    net.room.take_log();
+    bob.bodies.clear();
+    // Alice's connection thinks it lost contact (the room did not time her
+    // out yet): it comes back in a new session with its ticket.
+    net.now += std::time::Duration::from_secs(31);
+    alice.conn.on_timeout(net.now);
+    while !alice.conn.is_member() {
+        let t = alice.conn.next_timeout().expect("a reconnect attempt");
+        net.now = net.now.max(t);
+        alice.conn.on_timeout(net.now);
+        net.run(&mut [&mut alice, &mut bob]);
+    }
+    let log = net.room.take_log().join("\n");
+    assert!(
+        log.contains("alice (127.0.0.1:1) was replaced by a new session"),
+        "{log}"
+    );
+    assert!(log.contains("alice resumed from"), "{log}");
+    assert_eq!(net.room.member_count(), 2);
+    assert!(
+        seen(&bob).is_empty(),
+        "nobody sees a leave or a join: {:?}",
+        seen(&bob)
+    );
+    let welcome = alice
+        .bodies
+        .iter()
+        .rev()
+        .find_map(|b| match decode_server(b) {
+            Ok(ServerMsg::Welcome(w)) => Some(w.flags),
+            _ => None,
+        });
+    assert!(welcome.is_some_and(|f| f.contains(WelcomeFlags::RESUMED)));
 }

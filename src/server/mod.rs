@@ -11,6 +11,8 @@ use crate::net::{bind_server_socket, BatchReceiver, BatchSender, Outgoing, BATCH
 use crate::protocol::sealed::ByeReason;
 use crate::room::{Config, Room};
 use crate::stdio;
+use crate::store::HistoryStore;
+use crate::trust::ticket::TicketKey;
 use crate::trust::ServerKey;
 use console::{Console, ConsoleState};
 use mio::unix::SourceFd;
@@ -38,7 +40,6 @@ const TURN_BUDGET: usize = 4 * BATCH;
 const DROPS_SUMMARY_EVERY: Duration = Duration::from_secs(5);
 
 /// Everything the server needs to know.
-#[derive(Debug)]
 pub struct Options {
     /// Address to listen on.
     pub bind: SocketAddr,
@@ -46,6 +47,13 @@ pub struct Options {
     pub room: Config,
     /// The server's long-term key.
     pub key: ServerKey,
+    /// Where the room's history is kept.
+    pub store: Box<dyn HistoryStore>,
+    /// Room messages a newcomer is shown.
+    pub history_on_join: usize,
+    /// SIGINT and SIGTERM close the room (BYE 2) instead of announcing a
+    /// restart (BYE 3).
+    pub close_on_signal: bool,
 }
 
 /// Writes one log line to stderr, with a UTC timestamp.
@@ -201,7 +209,7 @@ fn drain_socket(
 
 /// Runs the server until SIGINT or SIGTERM, which [`set_up_signals`] must have
 /// blocked first.
-pub fn run(opts: &Options) -> Result<()> {
+pub fn run(opts: Options) -> Result<()> {
     // The signalfd first: once "listening on" is out, SIGTERM must find it.
     let sfd = signal_fd()?;
     let sock = bind_server_socket(opts.bind)?;
@@ -230,13 +238,10 @@ pub fn run(opts: &Options) -> Result<()> {
         })
     };
     let key = crate::session::ServerKey::new(*opts.key.secret());
-    let mut room = Room::new(
-        opts.room.clone(),
-        key,
-        cookie_secret,
-        Box::new(random),
-        Instant::now(),
-    );
+    let now = Instant::now();
+    let mut room = Room::new(opts.room.clone(), key, cookie_secret, Box::new(random), now);
+    let tickets = TicketKey::derive(opts.key.secret());
+    room.keep_history(opts.store, tickets, opts.history_on_join, now);
 
     let mut poll = Poll::new().map_err(|e| Error::io("create", "poll", e))?;
     let fd = sock.as_raw_fd();
@@ -328,10 +333,23 @@ pub fn run(opts: &Options) -> Result<()> {
         }
         room.expire(now);
         if let Some(sig) = &stop {
+            let restart = sig != "/shutdown" && !opts.close_on_signal;
             log(&format!(
-                "{sig}: telling every member the server is shutting down"
+                "{sig}: telling every member the server is {}",
+                if restart {
+                    "restarting"
+                } else {
+                    "closing the room"
+                }
             ));
-            room.shutdown(ByeReason::Closing, "");
+            room.shutdown(
+                if restart {
+                    ByeReason::Restarting
+                } else {
+                    ByeReason::Closing
+                },
+                "",
+            );
         }
         let out = room.flush(now);
         let n = tx.send(
@@ -358,6 +376,9 @@ pub fn run(opts: &Options) -> Result<()> {
             // What was dropped since the last summary is said before the end.
             if let Some(s) = room.drops_summary() {
                 log(&s);
+            }
+            if let Err(e) = room.finish() {
+                log(&format!("history: {e}"));
             }
             log("exiting");
             return Ok(());

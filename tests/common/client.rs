@@ -362,6 +362,8 @@ pub struct FakeServer {
     pub data_seen: RefCell<Vec<(u64, u64)>>,
     /// The WELCOME's flags (ME served by default).
     pub flags: WelcomeFlags,
+    /// The WELCOME's resume ticket (empty: RESUME not served).
+    pub ticket: Vec<u8>,
 }
 
 impl Default for FakeServer {
@@ -384,7 +386,13 @@ impl FakeServer {
 
     /// A fake server with the X25519 private key `key`.
     pub fn with_key(key: [u8; 32]) -> FakeServer {
-        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        Self::with_key_on(key, "127.0.0.1:0")
+    }
+
+    /// A fake server with the X25519 private key `key` on `addr` (another
+    /// server in the place of one that went away).
+    pub fn with_key_on(key: [u8; 32], addr: &str) -> FakeServer {
+        let sock = UdpSocket::bind(addr).unwrap();
         let addr = sock.local_addr().unwrap();
         let mut seed = 0x5eed_0000_0000_0001u64 ^ u64::from(key[0]);
         let mut rng = move || {
@@ -407,6 +415,7 @@ impl FakeServer {
             rng: RefCell::new(rng()),
             data_seen: RefCell::new(Vec::new()),
             flags: WelcomeFlags::ME,
+            ticket: Vec::new(),
         }
     }
 
@@ -571,18 +580,39 @@ impl FakeServer {
 
     /// Lets `to` in as `name`.
     pub fn welcome(&self, to: ConnId, name: &str, timeout_ms: u32) {
+        self.welcome_as(to, name, timeout_ms, false, 0);
+    }
+
+    /// Lets `to` in as `name` (with flag *resumed* when `resumed`), the
+    /// room's last message being `room_seq`; epoch 1, client id 7, the
+    /// server's flags and ticket.
+    pub fn welcome_as(
+        &self,
+        to: ConnId,
+        name: &str,
+        timeout_ms: u32,
+        resumed: bool,
+        room_seq: u64,
+    ) {
         self.gate.borrow_mut().admit(to);
+        let mut flags = self.flags;
+        if resumed {
+            flags = flags.with(WelcomeFlags::RESUMED);
+        }
+        if !self.ticket.is_empty() {
+            flags = flags.with(WelcomeFlags::RESUME);
+        }
         self.send(
             to,
             &ServerMsg::Welcome(Welcome {
-                flags: self.flags,
+                flags,
                 members: 2,
                 timeout_ms,
                 epoch: 1,
-                room_seq: 0,
+                room_seq,
                 client_id: 7,
                 name,
-                ticket: b"",
+                ticket: &self.ticket,
             }),
         );
     }
@@ -590,10 +620,15 @@ impl FakeServer {
 
 /// A room line number `n` from `from` (client id 99, its seq `n`).
 pub fn line<'a>(n: u32, from: &'a str, text: &'a str) -> Line<'a> {
+    line_with(n, from, text, LineFlags::NONE)
+}
+
+/// [`line`] with these flags (history, catch-up).
+pub fn line_with<'a>(n: u32, from: &'a str, text: &'a str, flags: LineFlags) -> Line<'a> {
     Line {
         room_seq: u64::from(n),
         time_ms: 1_764_547_200_000,
-        flags: LineFlags::NONE,
+        flags,
         id: MessageId {
             client_id: 99,
             seq: n,
@@ -606,6 +641,23 @@ pub fn line<'a>(n: u32, from: &'a str, text: &'a str) -> Line<'a> {
 /// Is this body a LEAVE?
 pub fn is_leave(m: &ClientMsg<'_>) -> bool {
     matches!(m, ClientMsg::Leave)
+}
+
+/// Starts a client and waits until it is in the room (its second process found).
+pub fn member(server: &str, name: &str) -> Client {
+    let mut c = Client::spawn(server, name, &[]);
+    c.out
+        .wait_for(&format!("welcome, {name}"), WAIT)
+        .unwrap_or_else(|| panic!("{name} did not join: {:?}", c.err.rest(WAIT)));
+    c.find_helper();
+    c
+}
+
+/// The next line of `c`'s stdout that holds `pat`; panics after [`WAIT`].
+pub fn saw(c: &mut Client, pat: &str) -> String {
+    c.out
+        .wait_for(pat, WAIT)
+        .unwrap_or_else(|| panic!("never saw {pat:?}; saw {:?}", c.out.seen))
 }
 
 /// Waits until `pid` (an orphan re-parented to this subreaper) has ended, and
@@ -649,13 +701,16 @@ impl Server {
         Server::start_in(tempfile::tempdir().unwrap(), bind, extra)
     }
 
-    /// Starts a server on `bind` with the key file `server.key` in `dir`
-    /// (created on first use): a restart in the same `dir` has the same key.
+    /// Starts a server on `bind` with the key file `server.key` and the
+    /// database `history.db` in `dir` (created on first use): a restart in
+    /// the same `dir` has the same key and history.
     pub fn start_in(dir: tempfile::TempDir, bind: &str, extra: &[&str]) -> Server {
         let mut cmd = Command::new(Server::BIN);
         cmd.args(["--bind", bind])
             .arg("--key")
             .arg(dir.path().join("server.key"))
+            .arg("--db")
+            .arg(dir.path().join("history.db"))
             .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
@@ -676,6 +731,24 @@ impl Server {
             err,
             dir,
         }
+    }
+
+    /// Kills the server and starts it again on the same address with the
+    /// same key file and database.
+    pub fn restart(self, extra: &[&str]) -> Server {
+        self.restart_after(nix::sys::signal::Signal::SIGKILL, extra)
+    }
+
+    /// Ends the server with `sig` (waiting for it to exit), then starts it
+    /// again on the same address with the same key file and database.
+    pub fn restart_after(mut self, sig: nix::sys::signal::Signal, extra: &[&str]) -> Server {
+        self.signal(sig);
+        if wait_child(&mut self.child, WAIT).is_none() {
+            self.kill();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let dir = std::mem::replace(&mut self.dir, dir);
+        Server::start_in(dir, &self.addr, extra)
     }
 
     /// Types a line on the admin console.

@@ -18,9 +18,10 @@ use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
-use udpchat::client::conn::{Conn, End, Event as ConnEvent, SealedBodies};
+use udpchat::client::conn::{Conn, End, Event as ConnEvent, Progress, SealedBodies};
 use udpchat::protocol::sealed::{
-    decode_server, ByeReason, ClientMsg, Event, LeftReason, Refusal, RejectReason, ServerMsg,
+    decode_server, encode_nack, ByeReason, ClientMsg, Event, LeftReason, Refusal, RejectReason,
+    ServerMsg,
 };
 use udpchat::session::{parse_data_header, MAX_BODY, MAX_DATAGRAM};
 
@@ -68,7 +69,8 @@ pub fn temp_dir() -> tempfile::TempDir {
 
 impl Server {
     /// Starts `chat-server --bind 127.0.0.1:0 --key DIR/server.key ARGS`
-    /// with stdin piped (DIR: a new temporary directory, removed on drop).
+    /// with stdin piped (DIR: a new temporary directory, removed on drop;
+    /// see [`Server::command_with_key`] for the history).
     pub fn start(args: &[&str]) -> Server {
         let dir = temp_dir();
         let mut cmd = Server::command_with_key(&dir.path().join("server.key"), args);
@@ -79,16 +81,32 @@ impl Server {
     }
 
     /// `chat-server --key KEY ARGS` (no `--bind`), for tests that start a
-    /// server again with the same key, or wrap the command.
+    /// server again with the same key, or wrap the command. Unless ARGS say
+    /// otherwise, the history is `history.db` beside the key and a newcomer
+    /// is shown none of it (`--history-on-join 0`: exact transcripts).
     pub fn command_with_key(key: &std::path::Path, args: &[&str]) -> Command {
         let mut cmd = Command::new(BIN);
-        cmd.arg("--key").arg(key).args(args);
+        cmd.arg("--key").arg(key);
+        if !args.contains(&"--db") {
+            let dir = key.parent().expect("the key's directory");
+            cmd.arg("--db").arg(dir.join("history.db"));
+        }
+        if !args.contains(&"--history-on-join") {
+            cmd.args(["--history-on-join", "0"]);
+        }
+        cmd.args(args);
         cmd
     }
 
     /// The temporary directory [`Server::start`] made (its key is `server.key`).
     pub fn dir(&self) -> Option<PathBuf> {
         self.dir.as_ref().map(|d| d.path().to_path_buf())
+    }
+
+    /// Takes the temporary directory [`Server::start`] made, so that it
+    /// outlives this server (to start another on its key and history).
+    pub fn take_dir(&mut self) -> tempfile::TempDir {
+        self.dir.take().expect("a directory made by Server::start")
     }
 
     /// The server's process id.
@@ -255,11 +273,15 @@ pub enum Ev {
     Me(String, String),
     Private(String, String),
     Admin(String),
+    /// Room messages no longer kept: first room sequence, count.
+    Gap(u64, u32),
 }
 
 /// The fields of a room message the tests look at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LineMeta {
+    /// Bit 0 history, bit 1 catch-up.
+    pub flags: u8,
     pub room_seq: u64,
     pub time_ms: u64,
     pub client_id: u64,
@@ -290,6 +312,10 @@ pub enum Got {
         text: String,
     },
     Keepalive(u32),
+    /// A HISTORY_PAGE: `before`, `more`, the lines (sender, text, room sequence).
+    History(u64, bool, Vec<(String, String, u64)>),
+    /// LOST: first event, count.
+    Lost(u32, u32),
     Who {
         start: u32,
         total: u32,
@@ -329,6 +355,7 @@ pub fn decode(body: &[u8], meta: &mut Vec<LineMeta>) -> Vec<Got> {
                         Event::Left { reason, name } => Ev::Left(reason, name.into()),
                         Event::Said(l) | Event::Me(l) => {
                             meta.push(LineMeta {
+                                flags: l.flags.bits(),
                                 room_seq: l.room_seq,
                                 time_ms: l.time_ms,
                                 client_id: l.id.client_id,
@@ -347,9 +374,10 @@ pub fn decode(body: &[u8], meta: &mut Vec<LineMeta>) -> Vec<Got> {
                             text,
                             room_seq,
                             time_ms,
-                            ..
+                            flags,
                         } => {
                             meta.push(LineMeta {
+                                flags: flags.bits(),
                                 room_seq,
                                 time_ms,
                                 client_id: 0,
@@ -357,7 +385,10 @@ pub fn decode(body: &[u8], meta: &mut Vec<LineMeta>) -> Vec<Got> {
                             });
                             Ev::Admin(text.into())
                         }
-                        other => panic!("unexpected event {other:?}"),
+                        Event::Gap {
+                            first_room_seq,
+                            count,
+                        } => Ev::Gap(first_room_seq, count),
                     };
                     Got::Event(first_event.wrapping_add(k as u32), ev)
                 })
@@ -398,6 +429,28 @@ pub fn decode(body: &[u8], meta: &mut Vec<LineMeta>) -> Vec<Got> {
             total,
             names: names.iter().map(String::from).collect(),
         },
+        ServerMsg::HistoryPage {
+            before,
+            more,
+            events,
+        } => Got::History(
+            before,
+            more,
+            events
+                .iter()
+                .map(|e| match e {
+                    Event::Said(l) | Event::Me(l) => {
+                        assert_eq!(l.flags.bits(), 1, "history lines are flagged");
+                        (l.from.to_string(), l.text.to_string(), l.room_seq)
+                    }
+                    Event::Admin { text, room_seq, .. } => {
+                        (String::new(), text.to_string(), room_seq)
+                    }
+                    other => panic!("not a room message: {other:?}"),
+                })
+                .collect(),
+        ),
+        ServerMsg::Lost { first_event, count } => Got::Lost(first_event, count),
         other => panic!("unexpected body {other:?}"),
     };
     vec![one]
@@ -424,7 +477,7 @@ pub fn socket_on(ip: Ipv4Addr) -> UdpSocket {
 }
 
 /// Random numbers for a connection.
-fn random() -> Box<dyn FnMut() -> u64> {
+fn random() -> Box<dyn FnMut() -> u64 + Send> {
     Box::new(|| getrandom::u64().expect("random"))
 }
 
@@ -437,8 +490,9 @@ pub struct Client {
     pub conn: Conn<SealedBodies>,
     /// The server key of the handshake.
     pub server_key: Option<[u8; 32]>,
-    /// This member's client id (from its WELCOME).
+    /// This member's client id and epoch (from its last WELCOME).
     pub client_id: u64,
+    pub epoch: u32,
     /// The last SAY/ME/PRIVATE number used.
     pub seq: u32,
     /// The number the next event should carry.
@@ -450,6 +504,9 @@ pub struct Client {
     /// Server datagrams received, and their bytes.
     pub datagrams_in: u64,
     pub bytes_in: u64,
+    /// Are the server's KEEPALIVEs kept (else dropped: one comes 0.5 s after
+    /// every burst of events)?
+    pub keepalives: bool,
     pending: VecDeque<Got>,
 }
 
@@ -469,12 +526,14 @@ impl Client {
             conn,
             server_key: None,
             client_id: 0,
+            epoch: 0,
             seq: 0,
             next_event: 1,
             lines: Vec::new(),
             counters: HashSet::new(),
             datagrams_in: 0,
             bytes_in: 0,
+            keepalives: false,
             pending: VecDeque::new(),
         }
     }
@@ -575,17 +634,38 @@ impl Client {
                     self.server_key = Some(key);
                     self.conn.key_checked(Instant::now(), true);
                 }
-                ConnEvent::Welcome { body, .. }
-                | ConnEvent::Refused { body }
+                ConnEvent::Welcome { body, .. } => {
+                    // Event numbers start again at 1 after every WELCOME.
+                    if let Ok(ServerMsg::Welcome(w)) = decode_server(&body) {
+                        self.next_event = 1;
+                        self.client_id = w.client_id;
+                        self.epoch = w.epoch;
+                    }
+                    let got = decode(&body, &mut self.lines);
+                    self.pending.extend(got);
+                }
+                ConnEvent::Refused { body }
                 | ConnEvent::Body(body)
                 | ConnEvent::Ended(End::Bye { body }) => {
                     let got = decode(&body, &mut self.lines);
-                    self.pending.extend(got);
+                    let keep = self.keepalives;
+                    self.pending.extend(
+                        got.into_iter()
+                            .filter(|g| keep || !matches!(g, Got::Keepalive(_))),
+                    );
                 }
                 ConnEvent::Ended(end) => self.pending.push_back(Got::Ended(format!("{end:?}"))),
                 ConnEvent::Reconnecting { .. } => self.pending.push_back(Got::Reconnecting),
             }
         }
+        // What a RESUME says: the last room message shown, and every
+        // message number acknowledged.
+        let last_room_seq = self.lines.iter().map(|l| l.room_seq).max().unwrap_or(0);
+        self.conn.set_progress(Progress {
+            last_event: self.next_event.wrapping_sub(1),
+            last_room_seq,
+            lowest_unacked: self.seq.wrapping_add(1),
+        });
         self.flush();
     }
 
@@ -770,11 +850,31 @@ impl Client {
     /// Sends a KEEPALIVE and returns the server's `last_event`.
     pub fn keepalive(&mut self) -> u32 {
         let last_event = self.next_event.wrapping_sub(1);
+        self.keepalives = true;
+        self.pending.retain(|g| !matches!(g, Got::Keepalive(_)));
         self.send(&ClientMsg::Keepalive { last_event });
-        match self.expect(|g| matches!(g, Got::Keepalive(_))) {
+        let got = self.expect(|g| matches!(g, Got::Keepalive(_)));
+        self.keepalives = false;
+        match got {
             Got::Keepalive(n) => n,
             _ => unreachable!(),
         }
+    }
+
+    /// Asks again for the events of `ranges` (NACK).
+    pub fn nack(&mut self, ranges: &[(u32, u32)]) {
+        let mut body = [0u8; MAX_BODY];
+        let n = encode_nack(ranges, &mut body).expect("valid ranges");
+        self.conn
+            .send(Instant::now(), &body[..n])
+            .expect("a member sends");
+        self.flush();
+    }
+
+    /// Asks for a HISTORY_PAGE and waits for it.
+    pub fn history(&mut self, before: u64, max: u8) -> Got {
+        self.send(&ClientMsg::History { before, max });
+        self.expect(|g| matches!(g, Got::History(..)))
     }
 
     /// Sends one LEAVE (the connection resends it until BYE).

@@ -85,7 +85,7 @@ enum Phase {
 /// One client connection to one server.
 pub struct Conn<C: BodyCodec> {
     codec: C,
-    random: Box<dyn FnMut() -> u64>,
+    random: Box<dyn FnMut() -> u64 + Send>,
     reconnect_timeout: Option<Duration>,
     phase: Phase,
     channel: Option<Channel>,
@@ -123,7 +123,7 @@ impl<C: BodyCodec> Conn<C> {
         codec: C,
         name: &str,
         reconnect_timeout: Option<Duration>,
-        random: Box<dyn FnMut() -> u64>,
+        random: Box<dyn FnMut() -> u64 + Send>,
         now: Instant,
     ) -> Conn<C> {
         let mut conn = Conn {
@@ -446,7 +446,7 @@ impl<C: BodyCodec> Conn<C> {
 }
 
 /// A random session id, never 0.
-fn fresh_id(random: &mut Box<dyn FnMut() -> u64>) -> SessionId {
+fn fresh_id(random: &mut Box<dyn FnMut() -> u64 + Send>) -> SessionId {
     loop {
         let id = random();
         if id != 0 {

@@ -3,7 +3,7 @@
 //! [`BodyCodec`] that chat-client, chat-load and the tests plug in.
 
 use super::{BodyCodec, Resume, ServerBody};
-use crate::protocol::sealed::{decode_server, ClientMsg, ServerMsg, WelcomeFlags};
+use crate::protocol::sealed::{decode_server, server_type, ClientMsg, ServerMsg, WelcomeFlags};
 use crate::session::MAX_BODY;
 
 /// The bodies of PROTOCOL.md version 2.
@@ -42,6 +42,12 @@ impl BodyCodec for SealedBodies {
     }
 
     fn classify(&self, body: &[u8]) -> ServerBody {
+        // Only these three concern the connection: any other body (EVENTS
+        // above all, on every receiver's hot path) is the caller's to decode.
+        let ours = [server_type::WELCOME, server_type::REFUSED, server_type::BYE];
+        if !body.first().is_some_and(|t| ours.contains(t)) {
+            return ServerBody::Other;
+        }
         match decode_server(body) {
             Ok(ServerMsg::Welcome(w)) => ServerBody::Welcome {
                 timeout_ms: w.timeout_ms,

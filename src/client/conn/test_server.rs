@@ -191,7 +191,7 @@ impl TestServer {
 }
 
 /// A deterministic random source (xorshift), never the OS's in tests.
-pub(super) fn random(seed: u64) -> Box<dyn FnMut() -> u64> {
+pub(super) fn random(seed: u64) -> Box<dyn FnMut() -> u64 + Send> {
     let mut x = seed | 1;
     Box::new(move || {
         x ^= x << 13;

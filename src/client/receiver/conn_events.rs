@@ -1,7 +1,8 @@
 //! What the connection tells the receiver: a member's bodies, a reconnect
 //! (`-- reconnecting…`, the sender holds its messages), a WELCOME after it,
-//! a refusal, and the end of the session (BYE, lost contact for good, the
-//! server's key changed, or the LEAVE answered).
+//! a refusal (on a terminal a new name is asked for), and the end of the
+//! session (BYE, lost contact for good, the server's key changed, or the
+//! LEAVE answered).
 
 use super::ReceiverProcess;
 use crate::client::code;
@@ -11,8 +12,8 @@ use crate::client::link::ToSender;
 use crate::client::login::Welcome;
 use crate::client::reasons::{self, Fatal};
 use crate::client::render::{self, Notice};
-use crate::client::tally::SeqTracker;
-use crate::protocol::sealed::{decode_server, ServerMsg};
+use crate::protocol::sealed::{decode_server, Refusal, ServerMsg};
+use crate::protocol::{check_name, NameError};
 use std::time::Instant;
 
 impl ReceiverProcess {
@@ -33,22 +34,47 @@ impl ReceiverProcess {
                 let at = render::local_hhmmss_after(next_attempt_at.saturating_duration_since(now));
                 self.notice(Notice::Reconnecting(&at));
             }
-            Event::Welcome { body, .. } => {
-                if let Some(w) = Welcome::decode(&body) {
-                    self.name = w.name.clone();
-                    self.welcome = w;
-                }
-                // A new session: its event numbers start at 1.
-                self.seq = SeqTracker::new();
+            Event::Welcome { body, resumed } => {
+                let (epoch_kept, room_seq) = match Welcome::decode(&body) {
+                    Some(w) => {
+                        let kept = w.epoch == self.welcome.epoch;
+                        let room_seq = w.room_seq;
+                        self.name = w.name.clone();
+                        self.welcome = w;
+                        (kept, room_seq)
+                    }
+                    None => (false, 0),
+                };
+                self.new_session(resumed, epoch_kept, room_seq);
                 self.reconnecting = false;
-                self.tell_sender(ToSender::Back);
+                if self.asking_name {
+                    self.asking_name = false;
+                    self.screen.prompt = render::input_prompt(self.lang).into_owned();
+                }
+                let name = self.name.clone();
+                self.tell_sender(ToSender::Back(name));
                 self.notice(Notice::Rejoined);
             }
             Event::Refused { body } => {
-                let reason = match decode_server(&body) {
-                    Ok(ServerMsg::Refused(r)) => reasons::refusal(self.lang, &self.name, &r),
-                    _ => String::new(),
+                let (reason, again) = match decode_server(&body) {
+                    Ok(ServerMsg::Refused(r)) => (
+                        reasons::refusal(self.lang, &self.name, &r),
+                        matches!(
+                            r,
+                            Refusal::Taken { .. }
+                                | Refusal::Reserved { .. }
+                                | Refusal::InvalidName(_)
+                        ),
+                    ),
+                    _ => (String::new(), false),
                 };
+                if again && self.screen.tty && self.parent_alive {
+                    // The name was taken while we were away: ask for another.
+                    let line = format!("{}: {reason}", render::escape(&self.name));
+                    self.print(&line);
+                    self.ask_name();
+                    return;
+                }
                 let msg = reasons::fatal_line(
                     self.lang,
                     &Fatal::CannotJoin {
@@ -61,6 +87,39 @@ impl ReceiverProcess {
                 self.end(code::FAIL, Some(msg));
             }
             Event::Ended(end) => self.ended(end),
+        }
+    }
+
+    /// Asks the sender for a new name; the input line shows the name prompt.
+    fn ask_name(&mut self) {
+        self.asking_name = true;
+        self.screen.prompt = render::name_prompt(self.lang).into_owned();
+        self.screen.redraw();
+        self.tell_sender(ToSender::AskName);
+    }
+
+    /// A new name typed after a refusal during a reconnect: checked here
+    /// first, then asked for in the same session (or a new one).
+    pub(super) fn name_given(&mut self, name: &str) {
+        if !self.asking_name {
+            return;
+        }
+        let name = name.trim();
+        let why = match check_name(name) {
+            Ok(()) | Err(NameError::LooksLike(_)) => None,
+            Err(NameError::Invalid(why)) => Some(reasons::invalid_name(self.lang, name, why)),
+            Err(NameError::Reserved(word)) => Some(reasons::refusal(
+                self.lang,
+                name,
+                &Refusal::Reserved { like: word },
+            )),
+        };
+        if let Some(why) = why {
+            self.print(&format!("{}: {why}", render::escape(name)));
+            return self.ask_name();
+        }
+        if self.conn.join(Instant::now(), name) {
+            self.name = name.to_string();
         }
     }
 

@@ -23,10 +23,11 @@ pub(super) enum WhoFor {
 }
 
 impl ReceiverProcess {
-    /// One event: printed, and its names told to the sender for completion.
-    /// A line that mentions this member, and a private message, ring the bell
-    /// and show the name highlighted.
-    pub(super) fn event(&mut self, ev: &Event<'_>) {
+    /// One event: printed with `stamp` (the time now, or a history line's
+    /// own), and its names told to the sender for completion. A line that
+    /// mentions this member, and a private message, ring the bell and show
+    /// the name highlighted.
+    pub(super) fn event(&mut self, stamp: &str, ev: &Event<'_>) {
         let line = render::event_line(self.lang, ev);
         let mention = match *ev {
             Event::Joined { name } => {
@@ -49,9 +50,9 @@ impl ReceiverProcess {
             Event::Gap { .. } => false,
         };
         if mention {
-            self.screen.print_mention(&line, &self.name);
+            self.screen.print_mention(stamp, &line, &self.name);
         } else {
-            self.print(&line);
+            self.screen.print_at(stamp, &line);
         }
     }
 

@@ -7,6 +7,7 @@
 //! messages.
 
 mod conn_events;
+mod delivery;
 mod members;
 mod signals;
 
@@ -16,12 +17,13 @@ use crate::client::link::{ToReceiver, ToSender};
 use crate::client::login::Welcome;
 use crate::client::render::{self, Lang, Notice};
 use crate::client::screen::Screen;
-use crate::client::tally::{SeqTracker, WhoPager};
+use crate::client::tally::WhoPager;
 use crate::client::term::{self, TermModes};
 use crate::client::{code, Session, PARENT_DEATH_SIGNAL};
 use crate::error::Error;
 use crate::protocol::sealed::{decode_server, ServerMsg};
 use crate::protocol::MAX_DATAGRAM;
+use delivery::Repair;
 use members::WhoFor;
 use mio::net::{UdpSocket, UnixDatagram};
 use mio::unix::SourceFd;
@@ -52,7 +54,10 @@ struct ReceiverProcess {
     name: String,
     welcome: Welcome,
     lang: Lang,
-    seq: SeqTracker,
+    /// Reordering, repair, dedup and history.
+    repair: Repair,
+    /// A name is being asked for (taken during a reconnect, on a terminal).
+    asking_name: bool,
     /// The sender's lowest unacknowledged message number (for a RESUME).
     lowest_unacked: u32,
     /// Contact is lost: the sender holds its messages until the next WELCOME.
@@ -157,7 +162,8 @@ impl ReceiverProcess {
             name: s.name,
             welcome: s.welcome,
             lang: s.lang,
-            seq: SeqTracker::new(),
+            repair: Repair::new(Instant::now()),
+            asking_name: false,
             lowest_unacked: 1,
             reconnecting: false,
             who: None,
@@ -247,6 +253,9 @@ impl ReceiverProcess {
         if let Some(c) = self.conn.next_timeout() {
             t = t.min(c);
         }
+        if let Some(r) = self.repair.next_deadline() {
+            t = t.min(r);
+        }
         if let Some(w) = &self.who {
             t = t.min(w.next_wakeup());
         }
@@ -262,23 +271,27 @@ impl ReceiverProcess {
         let _ = self.conn.send(Instant::now(), body);
     }
 
-    /// Sends what the connection has sealed, and handles what it says,
-    /// until it has nothing more.
+    /// Handles what the connection says, shows what the reorder buffer
+    /// hands on (and asks for gaps), and sends what the connection has sealed.
     fn pump(&mut self) {
-        loop {
-            while let Some(d) = self.conn.poll_transmit() {
-                let _ = self.socket.send(&d);
-            }
-            let Some(ev) = self.conn.poll_event() else {
-                break;
-            };
+        while let Some(ev) = self.conn.poll_event() {
+            self.flush();
             self.conn_event(ev);
         }
+        self.deliver();
         self.conn.set_progress(Progress {
-            last_event: self.seq.last(),
-            last_room_seq: 0,
+            last_event: self.repair.reorder.last_in_order() as u32,
+            last_room_seq: self.repair.last_room_seq,
             lowest_unacked: self.lowest_unacked,
         });
+        self.flush();
+    }
+
+    /// Sends what the connection has sealed.
+    fn flush(&mut self) {
+        while let Some(d) = self.conn.poll_transmit() {
+            let _ = self.socket.send(&d);
+        }
     }
 
     fn tell_sender(&mut self, m: ToSender) {
@@ -349,28 +362,16 @@ impl ReceiverProcess {
             return;
         };
         match msg {
-            ServerMsg::Ack { seq } => self.tell_sender(ToSender::Ack(seq)),
+            ServerMsg::Ack { seq } => {
+                self.acked(seq);
+                self.tell_sender(ToSender::Ack(seq));
+            }
             ServerMsg::Reject { seq, reason } => self.tell_sender(ToSender::Reject(seq, reason)),
             ServerMsg::Events {
                 first_event,
                 events,
-            } => {
-                for (i, ev) in events.iter().enumerate() {
-                    let n = first_event.wrapping_add(i as u32);
-                    if let Some(missed) = self.seq.event(n) {
-                        if missed > 0 {
-                            self.notice(Notice::Lost(missed as u64));
-                        }
-                        self.event(&ev);
-                    }
-                }
-            }
-            ServerMsg::Keepalive { last_event } => {
-                let missed = self.seq.pong(last_event);
-                if missed > 0 {
-                    self.notice(Notice::Lost(missed as u64));
-                }
-            }
+            } => self.on_events(first_event, events),
+            ServerMsg::Keepalive { last_event } => self.on_server_keepalive(last_event),
             ServerMsg::WhoPage {
                 start,
                 total,
@@ -381,7 +382,8 @@ impl ReceiverProcess {
                     self.who_step(step);
                 }
             }
-            ServerMsg::Lost { count, .. } => self.notice(Notice::Lost(count.into())),
+            ServerMsg::Lost { first_event, count } => self.on_lost(first_event, count),
+            ServerMsg::HistoryPage { before, events, .. } => self.on_history_page(before, events),
             _ => {}
         }
     }
@@ -431,8 +433,13 @@ impl ReceiverProcess {
                         self.quit_after_who = Some((code, Instant::now() + WHO_BEFORE_QUIT));
                     }
                     Some(ToReceiver::Quit(code)) => self.leave(code),
-                    Some(ToReceiver::Send(body)) => self.send_body(&body),
+                    Some(ToReceiver::Send(body)) => {
+                        self.sealed_own(&body);
+                        self.send_body(&body);
+                    }
                     Some(ToReceiver::Unacked(low)) => self.lowest_unacked = low,
+                    Some(ToReceiver::History(n)) => self.ask_history(n),
+                    Some(ToReceiver::Name(name)) => self.name_given(&name),
                     Some(ToReceiver::RefreshNames) | None => {}
                 },
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,

@@ -53,7 +53,7 @@ impl ReceiverProcess {
         if self.leaving.is_none() {
             let mut body = [0u8; 8];
             let keepalive = ClientMsg::Keepalive {
-                last_event: self.seq.last(),
+                last_event: self.repair.reorder.last_in_order() as u32,
             };
             if let Ok(n) = keepalive.encode(&mut body) {
                 self.send_body(&body[..n]);

@@ -2,20 +2,25 @@
 //! measured against. See docs/performance.md.
 //!
 //! Modules: [`options`] (what a run is asked), [`runs`] (the relay, ceiling,
-//! idle runs and the suite), [`join`] (many logins at once), [`rx`] and
-//! [`tx`] (the receiving and sending threads), [`measure`] (CPU, settling,
-//! merging), [`latency`] (the histogram), [`report`] (the figures, as a
-//! table or JSON), [`server_proc`] (the chat-server started for a run),
+//! idle runs and the suite), [`member`] (a member's sealed connection),
+//! [`join`] (many logins at once), [`rx`] (the receiving threads),
+//! [`chat_inbox`] (a chat-server member's datagrams), [`repair`] (NACKs and
+//! the seeded discarding), [`tx`] (the sending threads), [`measure`] (CPU,
+//! settling, merging), [`latency`] (the histogram), [`report`] (the figures,
+//! as a table or JSON), [`server_proc`] (the chat-server started for a run),
 //! [`net`] (member sockets and /proc counters), [`text`] (what each message
 //! carries), [`irc`] and [`ngircd_proc`] (the same load against ngircd).
 
+mod chat_inbox;
 mod irc;
 mod join;
 mod latency;
 mod measure;
+mod member;
 mod net;
 mod ngircd_proc;
 mod options;
+mod repair;
 mod report;
 mod runs;
 mod rx;
@@ -137,6 +142,15 @@ struct Args {
     /// The ngircd binary to start (default: ngircd on PATH, else /usr/sbin/ngircd).
     #[arg(long, value_name = "PATH")]
     ngircd_bin: Option<PathBuf>,
+    /// Members discard this share of the datagrams they receive before
+    /// opening them (a lossy path), 0 to 50 percent; where the server
+    /// serves repair, they NACK what is missing, as chat-client does.
+    #[arg(long, value_name = "PERCENT", default_value = "0", value_parser = percent)]
+    discard: f64,
+    /// The seed of the members' discarding (each member's choice depends on
+    /// it and the member's index only).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    seed: u64,
 }
 
 /// A server `--against` can load.
@@ -159,6 +173,14 @@ fn seconds_or_zero(text: &str) -> Result<Duration, String> {
     match text.trim().parse::<f64>() {
         Ok(v) if (0.0..=3600.0).contains(&v) => Ok(Duration::from_secs_f64(v)),
         _ => Err(format!("'{text}' is not in [0, 3600] seconds")),
+    }
+}
+
+/// A percentage from 0 to 50.
+fn percent(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(v) if (0.0..=50.0).contains(&v) => Ok(v),
+        _ => Err(format!("'{text}' is not in [0, 50] percent")),
     }
 }
 
@@ -237,6 +259,10 @@ fn run() -> Result<(), String> {
         chat_server: a.against.contains(&Target::ChatServer),
         ngircd: a.against.contains(&Target::Ngircd),
         ngircd_bin: a.ngircd_bin.unwrap_or_else(ngircd_proc::default_bin),
+        discard: options::DiscardShare {
+            percent: a.discard,
+            seed: a.seed,
+        },
     };
     let json_only = a.json.as_deref() == Some(Path::new("-"));
     // Opened before the runs, so that a bad path fails at once, not minutes later.

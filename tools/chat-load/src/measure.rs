@@ -120,6 +120,11 @@ pub fn merge(
             r.members_with_loss += (lost > 0) as usize;
             r.out_of_order += st.out_of_order + st.received.saturating_sub(expected);
             r.foreign += st.foreign;
+            r.failed_opens += st.failed_opens;
+            r.sessions_lost += st.sessions_lost;
+            r.discarded += st.discarded;
+            r.nacks += st.nacks;
+            r.repaired += st.repaired;
         }
     }
     r.latency = Latency::of(&hist);

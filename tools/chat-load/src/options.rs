@@ -58,6 +58,17 @@ pub struct Options {
     pub ngircd: bool,
     /// The ngircd binary to start.
     pub ngircd_bin: PathBuf,
+    /// The share of datagrams the members discard before opening them.
+    pub discard: DiscardShare,
+}
+
+/// A seeded share of datagrams the members discard (a lossy path).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DiscardShare {
+    /// Percent, 0 to 50.
+    pub percent: f64,
+    /// The seed of each member's choice (with its index).
+    pub seed: u64,
 }
 
 impl Default for Options {
@@ -84,6 +95,7 @@ impl Default for Options {
             chat_server: true,
             ngircd: false,
             ngircd_bin: super::ngircd_proc::default_bin(),
+            discard: DiscardShare::default(),
         }
     }
 }

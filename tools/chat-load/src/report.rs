@@ -9,8 +9,11 @@ use serde::Serialize;
 pub enum Kind {
     /// The chat server relaying SAYs.
     Server,
-    /// The kernel ceiling: a bare `sendmmsg` loop feeding the same sockets.
+    /// The kernel ceiling: a bare `sendmmsg` loop feeding the same sockets,
+    /// each datagram sealed for its member as the server seals it.
     Baseline,
+    /// The same loop with the bodies in the clear (no sealing, no opening).
+    PlainBaseline,
     /// Members joined and idle, sending keepalives only.
     Idle,
     /// ngircd relaying PRIVMSGs over TCP (the IRC baseline).
@@ -21,7 +24,8 @@ impl Kind {
     pub fn name(self) -> &'static str {
         match self {
             Kind::Server => "server",
-            Kind::Baseline => "kernel ceiling",
+            Kind::Baseline => "kernel ceiling, sealed",
+            Kind::PlainBaseline => "kernel ceiling, unsealed",
             Kind::Idle => "idle",
             Kind::Ngircd => "ngircd",
         }
@@ -59,6 +63,15 @@ pub struct Report {
     /// Events out of order or repeated, and events that were not this run's.
     pub out_of_order: u64,
     pub foreign: u64,
+    /// Datagrams the members could not open (forged, replayed, malformed,
+    /// unexpected), and sessions they lost: both errors in a clean run.
+    pub failed_opens: u64,
+    pub sessions_lost: u64,
+    /// Datagrams the members discarded on purpose (`--discard`), NACKs they
+    /// sent, and events that arrived into a gap (resent, or late).
+    pub discarded: u64,
+    pub nacks: u64,
+    pub repaired: u64,
     /// Send to each receipt, and send to the last member's receipt of each message.
     pub latency: Option<Latency>,
     pub latency_last: Option<Latency>,
@@ -119,7 +132,7 @@ impl Report {
     /// loop) per delivered message, ns.
     pub fn sending_ns_per_msg(&self) -> Option<f64> {
         match self.kind {
-            Some(Kind::Baseline) => {
+            Some(Kind::Baseline | Kind::PlainBaseline) => {
                 (self.delivered > 0).then(|| self.tx_cpu_ns as f64 / self.delivered as f64)
             }
             _ => self.server_ns_per_msg(),
@@ -128,7 +141,7 @@ impl Report {
     /// CPU of what sent the deliveries, in cores.
     pub fn sending_cores(&self) -> Option<f64> {
         match self.kind {
-            Some(Kind::Baseline) => Some(self.tx_cores()),
+            Some(Kind::Baseline | Kind::PlainBaseline) => Some(self.tx_cores()),
             _ => self.server_cores(),
         }
     }
@@ -185,8 +198,18 @@ impl Report {
             Some(l) => format!("{:.0} / {:.0} / {:.0}", l.p50_us, l.p99_us, l.max_us),
             None => "-".into(),
         };
+        let mut errors = match (self.failed_opens, self.sessions_lost) {
+            (0, 0) => String::new(),
+            (f, l) => format!("; {f} not opened, {l} sessions lost"),
+        };
+        if self.discarded + self.nacks + self.repaired > 0 {
+            errors += &format!(
+                "; {} discarded, {} NACKs, {} repaired",
+                self.discarded, self.nacks, self.repaired
+            );
+        }
         let loss = if self.lost == 0 && self.out_of_order == 0 && self.losses_visible() {
-            "0".to_string()
+            format!("0{errors}")
         } else {
             format!(
                 "{} of {} ({:.2}%; {}){}",
@@ -203,7 +226,7 @@ impl Report {
                 } else {
                     String::new()
                 }
-            )
+            ) + &errors
         };
         // Over TCP there are no datagrams to count.
         let tcp = self.kind == Some(Kind::Ngircd);
@@ -300,6 +323,11 @@ impl Report {
             members_miscounted: self.members_miscounted,
             out_of_order: self.out_of_order,
             foreign_events: self.foreign,
+            failed_opens: self.failed_opens,
+            sessions_lost: self.sessions_lost,
+            discarded: self.discarded,
+            nacks: self.nacks,
+            repaired: self.repaired,
             incomplete_messages: self.incomplete_messages,
             stalls: self.stalls,
             latency_p50_us,
@@ -354,6 +382,11 @@ pub struct JsonReport<'a> {
     members_miscounted: usize,
     out_of_order: u64,
     foreign_events: u64,
+    failed_opens: u64,
+    sessions_lost: u64,
+    discarded: u64,
+    nacks: u64,
+    repaired: u64,
     incomplete_messages: u64,
     stalls: u64,
     latency_p50_us: Option<f64>,

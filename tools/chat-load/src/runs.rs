@@ -1,34 +1,42 @@
 //! `chat-load`: a load generator for the chat server, and the kernel ceiling
 //! it is measured against.
 //!
-//! A run joins N members (each its own UDP socket on its own loopback
-//! address, five to an address), learns each member's event number with a
-//! PING, lets S of them send SAYs — closed loop on deliveries ("W=32") or
-//! flooding within the acknowledgement window — for a bounded count and time,
-//! then PINGs every member again so that events lost at the end show up too.
+//! A run joins N members over protocol version 2 (each its own UDP socket on
+//! its own loopback address, five to an address, each with its own sealed
+//! session), learns each member's event number with a KEEPALIVE, lets S of
+//! them send SAYs — closed loop on deliveries ("W=32") or flooding within the
+//! acknowledgement window — for a bounded count and time, then sends every
+//! member's KEEPALIVE again so that events lost at the end show up too.
 //! Receiver threads (each with its own share of the sockets and one mio poll)
-//! count events, datagrams and gaps, and the latency from the send time
-//! written in each text. The server's CPU time comes from /proc before and
-//! after. The ceiling run feeds the same N sockets from a bare `sendmmsg`
-//! loop with no server.
+//! open every datagram, count events, datagrams and gaps, and the latency
+//! from the send time written in each text. The server's CPU time comes from
+//! /proc before and after. The ceiling runs feed the same N sockets from a
+//! bare `sendmmsg` loop with no server: sealed for each member as the server
+//! seals (the ceiling the server is compared with), and in the clear.
 //!
 //! Threads are fine here: this tool never forks.
 
+use super::chat_inbox::{Link, RxMember};
 use super::irc::ngircd_run;
 use super::join::{join_members, sockets, JoinedMembers};
 use super::measure::{all_but_own, merge, settle, snap, steady, timing, when_idle, Snap};
+use super::member::{self, Member};
 use super::net::{self, Cpu};
 use super::options::{Ceiling, Options};
+use super::repair::Discard;
 use super::report::{Kind, Report};
-use super::rx::{self, phase, RxMember, RxOut, Shared};
+use super::rx::{self, phase, RxOut, Shared};
 use super::server_proc::{server_for, ServerProc};
-use super::tx::{self, Plan, TxOut};
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use super::tx::{self, Dest, Plan, TxOut};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering::*};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use udpchat::client::leave_until_bye;
-use udpchat::protocol::{ClientMsg, Token};
+use udpchat::session::ServerKey;
+
+/// How long the end of a run with repair waits for the tail's repairs (the
+/// reorder buffer gives a gap up after 1 s).
+const REPAIR_TAIL: Duration = Duration::from_millis(1200);
 
 /// Runs what the options say; returns the reports (the ceiling first).
 pub fn run(opts: &Options) -> Result<Vec<Report>, String> {
@@ -39,9 +47,10 @@ pub fn run(opts: &Options) -> Result<Vec<Report>, String> {
     let mut out = Vec::new();
     let mut ceiling = None;
     if opts.ceiling != Ceiling::Skip && opts.chat_server {
-        let b = baseline_run(opts)?;
+        let b = baseline_run(opts, true)?;
         ceiling = Some(b.dgrams_per_s());
         out.push(b);
+        out.push(baseline_run(opts, false)?);
     }
     if opts.ceiling != Ceiling::Only && opts.chat_server {
         let mut r = relay_run(opts)?;
@@ -54,27 +63,20 @@ pub fn run(opts: &Options) -> Result<Vec<Report>, String> {
     Ok(out)
 }
 
-/// Sends a PING for every member whose flag is not set yet, in chunks (so the
-/// server's receive buffer is not overrun), until every flag is set or `limit`.
-fn ping_all(
-    socks: &[Arc<UdpSocket>],
-    tokens: &[Token],
-    flags: &[AtomicBool],
-    limit: Duration,
-) -> usize {
+/// Sends a KEEPALIVE for every member whose flag is not set yet, in chunks
+/// (so the server's receive buffer is not overrun), until every flag is set
+/// or `limit`.
+fn keepalive_all(members: &[Arc<Member>], flags: &[AtomicBool], limit: Duration) -> usize {
     let end = Instant::now() + limit;
-    let mut wire = Vec::with_capacity(16);
     loop {
-        let todo: Vec<usize> = (0..socks.len())
+        let todo: Vec<usize> = (0..members.len())
             .filter(|&i| !flags[i].load(Acquire))
             .collect();
         if todo.is_empty() || Instant::now() > end {
             return todo.len();
         }
         for (n, &i) in todo.iter().enumerate() {
-            wire.clear();
-            ClientMsg::Ping { token: tokens[i] }.encode(&mut wire);
-            let _ = socks[i].send(&wire);
+            members[i].keepalive(Instant::now());
             if n % 256 == 255 {
                 std::thread::sleep(Duration::from_millis(2));
             }
@@ -88,17 +90,21 @@ fn ping_all(
 
 /// Starts the receiver threads, members spread over them round-robin.
 fn start_receivers(
-    socks: &[Arc<UdpSocket>],
+    links: Vec<Link>,
     senders: usize,
     shared: &Arc<Shared>,
-    threads: usize,
+    opts: &Options,
     synced: bool,
 ) -> Vec<std::thread::JoinHandle<std::io::Result<RxOut>>> {
+    let threads = opts.threads.max(1);
+    let discard = &opts.discard;
     let mut parts: Vec<Vec<RxMember>> = (0..threads).map(|_| Vec::new()).collect();
-    for (i, s) in socks.iter().enumerate() {
+    for (i, link) in links.into_iter().enumerate() {
         parts[i % threads].push(RxMember {
             index: i,
-            sock: s.clone(),
+            link,
+            repair: None,
+            discard: Discard::new(discard.seed, i, discard.percent),
             sender: (i < senders).then_some(i),
             st: rx::MemberStats {
                 synced,
@@ -151,31 +157,33 @@ fn relay_run(opts: &Options) -> Result<Report, String> {
 }
 
 fn relay_run_now(opts: &Options) -> Result<Report, String> {
-    let (mut server, addr) = server_for(opts, &["--member-timeout", "120"])?;
+    let (mut server, addr, pin) = server_for(opts, &["--member-timeout", "120"])?;
     let server_pid = server.as_ref().map(ServerProc::pid).or(opts.server_pid);
     let n = opts.members;
     let JoinedMembers {
-        socks,
-        tokens,
+        members,
         join_secs,
-    } = join_members(n, opts.rcvbuf, addr)?;
+        repair,
+    } = join_members(n, opts.rcvbuf, addr, &pin)?;
     let s = opts.senders;
     let per = (opts.messages as usize).div_ceil(s).max(1);
     let shared = Arc::new(Shared::new(n, s, per, opts.threads.max(1)));
-    let handles = start_receivers(&socks, s, &shared, opts.threads.max(1), false);
+    let links = members.iter().map(|m| Link::Sealed(m.clone())).collect();
+    let handles = start_receivers(links, s, &shared, opts, false);
+    shared.repair.store(repair, Release);
     shared.phase.store(phase::SYNC, Release);
-    let unsynced = ping_all(&socks, &tokens, &shared.synced, Duration::from_secs(10));
+    let unsynced = keepalive_all(&members, &shared.synced, Duration::from_secs(10));
     if unsynced > 0 {
         shared.phase.store(phase::STOP, Release);
         return Err(format!(
-            "{} got no answer to PING",
+            "{} got no answer to KEEPALIVE",
             net::count(unsynced, "member", "members")
         ));
     }
     let plan = opts.plan();
     let before = snap(&shared, server_pid);
     shared.phase.store(phase::RUN, Release);
-    let senders: Vec<_> = (0..s).map(|i| (socks[i].clone(), tokens[i])).collect();
+    let senders: Vec<_> = members[..s].to_vec();
     let (txo, after) = send_and_settle(
         &shared,
         &plan,
@@ -185,7 +193,11 @@ fn relay_run_now(opts: &Options) -> Result<Report, String> {
         move |shared, plan| tx::server_senders(senders, shared, plan),
     )?;
     shared.phase.store(phase::FINAL, Release);
-    ping_all(&socks, &tokens, &shared.finals, Duration::from_secs(10));
+    keepalive_all(&members, &shared.finals, Duration::from_secs(10));
+    if repair {
+        // A lost tail is now a gap: time for its NACKs and resends.
+        std::thread::sleep(REPAIR_TAIL);
+    }
     let dropped = server.as_mut().and_then(|s| s.dropped_sends());
     shared.phase.store(phase::STOP, Release);
 
@@ -212,30 +224,42 @@ fn relay_run_now(opts: &Options) -> Result<Report, String> {
         None,
     )?;
     timing(&mut r, &shared, &txo, &before, &after);
-    leave_all(&socks, &tokens, server.is_none());
+    leave_all(&members, server.is_none());
     drop(server);
     Ok(r)
 }
 
 /// Says goodbye for every member when the server is not ours (ours is
-/// stopped): LEAVE until BYE, as a client does.
-fn leave_all(socks: &[Arc<UdpSocket>], tokens: &[Token], external: bool) {
-    if external {
-        let members: Vec<(&UdpSocket, Token)> = socks
-            .iter()
-            .map(|s| &**s)
-            .zip(tokens.iter().copied())
-            .collect();
-        leave_until_bye(&members);
+/// stopped): LEAVE, and LEAVE again after the client's resend time (the
+/// BYEs are not waited for: the receivers have stopped).
+fn leave_all(members: &[Arc<Member>], external: bool) {
+    if !external {
+        return;
+    }
+    for m in members {
+        let mut conn = m.conn();
+        conn.leave(Instant::now());
+        m.flush(&mut conn);
+    }
+    std::thread::sleep(Duration::from_millis(250));
+    for m in members {
+        let mut conn = m.conn();
+        conn.on_timeout(Instant::now());
+        m.flush(&mut conn);
     }
 }
 
-/// The kernel ceiling: the same N sockets fed by a bare `sendmmsg` loop.
-fn baseline_run(opts: &Options) -> Result<Report, String> {
-    when_idle(opts, baseline_run_now)
+/// The kernel ceiling: the same N sockets fed by a bare `sendmmsg` loop,
+/// each datagram sealed for its member (`sealed`) or in the clear.
+fn baseline_run(opts: &Options, sealed: bool) -> Result<Report, String> {
+    if sealed {
+        when_idle(opts, |o| baseline_run_now(o, true))
+    } else {
+        when_idle(opts, |o| baseline_run_now(o, false))
+    }
 }
 
-fn baseline_run_now(opts: &Options) -> Result<Report, String> {
+fn baseline_run_now(opts: &Options, sealed: bool) -> Result<Report, String> {
     // Configured exactly as the server's socket (buffers, don't-fragment), so
     // the ceiling and the server take the same path through the kernel.
     let src = udpchat::net::bind_server_socket(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
@@ -243,13 +267,31 @@ fn baseline_run_now(opts: &Options) -> Result<Report, String> {
     let src_addr = src.local_addr().map_err(|e| e.to_string())?;
     let n = opts.members;
     let socks = sockets(n, opts.rcvbuf, src_addr)?;
-    let dests: Vec<SocketAddr> = socks[1..]
-        .iter()
-        .filter_map(|s| s.local_addr().ok())
-        .collect();
+    let mut links = Vec::with_capacity(n);
+    let mut dests = Vec::with_capacity(n);
+    let key = ServerKey::new(fresh_secret());
+    let now = Instant::now();
+    for (i, sock) in socks.into_iter().enumerate() {
+        let to = sock.local_addr().map_err(|e| e.to_string())?;
+        if sealed {
+            let (conn, session) = member::in_memory(&key, &net::member_name(i), i as u64, now)?;
+            links.push(Link::Sealed(Arc::new(Member::new(sock, conn))));
+            if i > 0 {
+                dests.push(Dest {
+                    to,
+                    session: Some(session),
+                });
+            }
+        } else {
+            links.push(Link::Plain(sock));
+            if i > 0 {
+                dests.push(Dest { to, session: None });
+            }
+        }
+    }
     let per = opts.messages as usize;
     let shared = Arc::new(Shared::new(n, 1, per, opts.threads.max(1)));
-    let handles = start_receivers(&socks, 0, &shared, opts.threads.max(1), true);
+    let handles = start_receivers(links, 0, &shared, opts, true);
     let plan = opts.plan();
     shared.phase.store(phase::RUN, Release);
     std::thread::sleep(Duration::from_millis(20)); // the receivers are polling
@@ -260,12 +302,16 @@ fn baseline_run_now(opts: &Options) -> Result<Report, String> {
         None,
         before,
         opts.duration + Duration::from_secs(20),
-        move |shared, plan| tx::baseline_sender(&src, &dests, shared, plan),
+        move |shared, plan| tx::baseline_sender(&src, dests, shared, plan),
     )?;
     shared.phase.store(phase::STOP, Release);
     let sent = txo.sent[0] as u64;
     let mut r = Report {
-        kind: Some(Kind::Baseline),
+        kind: Some(if sealed {
+            Kind::Baseline
+        } else {
+            Kind::PlainBaseline
+        }),
         members: n,
         senders: 1,
         mode: opts.mode(),
@@ -293,16 +339,17 @@ fn baseline_run_now(opts: &Options) -> Result<Report, String> {
 fn idle_run(opts: &Options, idle: Duration) -> Result<Report, String> {
     const TIMEOUT_SECS: u64 = 30;
     let timeout = TIMEOUT_SECS.to_string();
-    let (server, addr) = server_for(opts, &["--member-timeout", &timeout])?;
+    let (server, addr, pin) = server_for(opts, &["--member-timeout", &timeout])?;
     let server_pid = server.as_ref().map(ServerProc::pid).or(opts.server_pid);
     let n = opts.members;
     let JoinedMembers {
-        socks,
-        tokens,
-        join_secs,
-    } = join_members(n, opts.rcvbuf, addr)?;
+        members, join_secs, ..
+    } = join_members(n, opts.rcvbuf, addr, &pin)?;
     let shared = Arc::new(Shared::new(n, 1, 1, opts.threads.max(1)));
-    let handles = start_receivers(&socks, 0, &shared, opts.threads.max(1), false);
+    // The keepalives below are the only ones: spread evenly.
+    shared.timers.store(false, Relaxed);
+    let links = members.iter().map(|m| Link::Sealed(m.clone())).collect();
+    let handles = start_receivers(links, 0, &shared, opts, false);
     std::thread::sleep(Duration::from_millis(200)); // the join traffic settles
     let rss_joined = server_pid.and_then(net::rss_kib);
     let cpu_before = server_pid.and_then(|p| Cpu::read(&p.to_string()));
@@ -311,14 +358,11 @@ fn idle_run(opts: &Options, idle: Duration) -> Result<Report, String> {
     // Every member once per TIMEOUT/3, in 10 ms ticks.
     let per_sec = n as f64 / (TIMEOUT_SECS as f64 / 3.0);
     let mut sent = 0u64;
-    let mut wire = Vec::with_capacity(16);
     while start.elapsed() < idle {
         let due = (start.elapsed().as_secs_f64() * per_sec) as u64;
         while sent < due {
             let i = (sent % n as u64) as usize;
-            wire.clear();
-            ClientMsg::Ping { token: tokens[i] }.encode(&mut wire);
-            let _ = socks[i].send(&wire);
+            members[i].keepalive(Instant::now());
             sent += 1;
         }
         std::thread::sleep(Duration::from_millis(10));
@@ -350,12 +394,21 @@ fn idle_run(opts: &Options, idle: Duration) -> Result<Report, String> {
         r.server_user_ns = Some(d.user_ns);
         r.idle_cpu_percent = Some(100.0 * d.total_ns() as f64 / wall.as_nanos() as f64);
     }
-    leave_all(&socks, &tokens, server.is_none());
+    leave_all(&members, server.is_none());
     drop(server);
     Ok(r)
 }
 
-/// The table of docs/performance.md: for N = 10, 100, 500 the ceiling, then the server
+/// A new random X25519 secret for the ceiling's in-memory server.
+fn fresh_secret() -> [u8; 32] {
+    let mut s = [0u8; 32];
+    for chunk in s.chunks_mut(8) {
+        chunk.copy_from_slice(&member::random()().to_le_bytes());
+    }
+    s
+}
+
+/// The table of docs/performance.md: for N = 10, 100, 500 the ceilings (sealed, unsealed), then the server
 /// with packing off and on, closed loop (S = 1) and flood (S = 4); the
 /// latency at half the N = 100 closed-loop rate; and 10,000 idle members.
 /// With `ngircd` set, ngircd's flood (S = 4) follows each N's server runs.
@@ -375,15 +428,15 @@ pub fn suite(base: &Options, mut progress: impl FnMut(&Report)) -> Result<Vec<Re
             members: n,
             ..base.clone()
         };
-        let b = steady(|| {
-            baseline_run(&Options {
-                senders: 1,
-                flood: false,
-                ..o.clone()
-            })
-        })?;
+        let ceiling_opts = Options {
+            senders: 1,
+            flood: false,
+            ..o.clone()
+        };
+        let b = steady(|| baseline_run(&ceiling_opts, true))?;
         let ceiling = b.dgrams_per_s();
         push(b, &mut out);
+        push(steady(|| baseline_run(&ceiling_opts, false))?, &mut out);
         for (flood, senders) in [(false, 1), (true, 4)] {
             for packing in [false, true] {
                 let mut r = steady(|| {

@@ -1,31 +1,35 @@
 //! The receiving side of a load run: threads that each own a share of the
-//! member sockets (one mio poll per thread), drain them with `recvmmsg`, and
-//! count per member: events, datagrams, gaps in the event numbers, and the
-//! latency from the send time written in each message's text.
+//! members (one mio poll per thread) and drain them until they would block
+//! (a chat-server member in [`super::chat_inbox`], an IRC one in
+//! [`super::irc`]), counting per member: events, datagrams, gaps in the
+//! event numbers, and the latency from the send time written in each
+//! message's text.
 
 use super::latency::Hist;
 use super::text;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use std::io;
-use std::net::UdpSocket;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicU8, Ordering::*};
 use std::sync::{Arc, OnceLock};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
-use udpchat::net::{BatchReceiver, BATCH};
-use udpchat::protocol::{decode_server, Event, ServerMsg};
+
+/// How often a receiver thread gives its members their timers: NACKs and
+/// given-up gaps (repair), and every tenth time the connections' own
+/// (keepalives, rekeys).
+const TIMER_EVERY: Duration = Duration::from_millis(10);
 
 /// Phases of a run, in order; the receivers read the current one.
 pub mod phase {
     /// Members joining: events are ignored.
     pub const WARMUP: u8 = 0;
-    /// PING/PONG: each member learns the number of the last event sent to it.
+    /// KEEPALIVE: each member learns the number of the last event sent to it.
     pub const SYNC: u8 = 1;
     /// Messages flow.
     pub const RUN: u8 = 2;
-    /// The last PING/PONG: events lost at the end of the run show up.
+    /// The last KEEPALIVE: events lost at the end of the run show up.
     pub const FINAL: u8 = 3;
     pub const STOP: u8 = 4;
 }
@@ -40,7 +44,7 @@ pub struct Shared {
     pub accounted: AtomicU64,
     /// The latest receipt of a delivery, ns since `base`.
     pub last_rx_ns: AtomicU64,
-    /// Per member: the sync PONG arrived; the final PONG arrived.
+    /// Per member: the sync KEEPALIVE's answer arrived; the final one arrived.
     pub synced: Vec<AtomicBool>,
     pub finals: Vec<AtomicBool>,
     /// Per sender: the ACKed sequence numbers (bit `seq - 1`).
@@ -51,6 +55,11 @@ pub struct Shared {
     pub per_sender: usize,
     /// Keepalive answers received (idle runs).
     pub pongs: AtomicU64,
+    /// The receivers run the connections' timers (off in idle runs, whose
+    /// keepalives the conductor spreads evenly).
+    pub timers: AtomicBool,
+    /// The server serves repair: members NACK their gaps (set before SYNC).
+    pub repair: AtomicBool,
     /// A waiting closed-loop sender wants a wake-up once `accounted` reaches this.
     pub wake_at: AtomicU64,
     pub sender: OnceLock<Thread>,
@@ -72,6 +81,8 @@ impl Shared {
             rx_tids: (0..threads).map(|_| AtomicI32::new(0)).collect(),
             per_sender,
             pongs: AtomicU64::new(0),
+            timers: AtomicBool::new(true),
+            repair: AtomicBool::new(false),
             wake_at: AtomicU64::new(u64::MAX),
             sender: OnceLock::new(),
         }
@@ -90,7 +101,7 @@ impl Shared {
             .is_some_and(|w| w.load(Relaxed) & (1 << (i % 64)) != 0)
     }
 
-    fn ack(&self, s: usize, seq: u32) {
+    pub fn ack(&self, s: usize, seq: u32) {
         let i = seq.wrapping_sub(1) as usize;
         if let Some(w) = self.acks[s].get(i / 64) {
             w.fetch_or(1 << (i % 64), Relaxed);
@@ -98,19 +109,10 @@ impl Shared {
     }
 }
 
-/// One member as its receiver thread sees it.
-pub struct RxMember {
-    pub index: usize,
-    pub sock: Arc<UdpSocket>,
-    /// The sender index when this member also sends.
-    pub sender: Option<usize>,
-    pub st: MemberStats,
-}
-
 /// What one member received.
 #[derive(Debug, Clone, Default)]
 pub struct MemberStats {
-    /// The event numbering is known (from the sync PONG, or 1 for the ceiling run).
+    /// The event numbering is known (from the sync KEEPALIVE, or 1 for the ceiling runs).
     pub synced: bool,
     /// The number the next event should carry.
     pub next_seq: u32,
@@ -123,12 +125,22 @@ pub struct MemberStats {
     pub out_of_order: u64,
     /// Events that were not this run's messages.
     pub foreign: u64,
-    /// `last_seq` of the final PONG.
+    /// `last_event` of the answer to the final KEEPALIVE.
     pub final_last: Option<u32>,
+    /// Times its connection lost the session (it then reconnects).
+    pub sessions_lost: u64,
+    /// Datagrams its connection could not open (forged, replayed,
+    /// malformed, unexpected), counted at the end of the run.
+    pub failed_opens: u64,
+    /// Datagrams it discarded on purpose (`--discard`).
+    pub discarded: u64,
+    /// Repair: NACKs sent, and events that arrived into a gap.
+    pub nacks: u64,
+    pub repaired: u64,
 }
 
 impl MemberStats {
-    /// Events missing after the last one received, as the final PONG shows.
+    /// Events missing after the last one received, as the final KEEPALIVE shows.
     pub fn tail_missed(&self) -> u64 {
         match self.final_last {
             Some(last) if self.synced => {
@@ -171,6 +183,11 @@ pub trait Inbox: Send + 'static {
         ph: u8,
         out: &mut RxOut,
     ) -> io::Result<u64>;
+    /// Runs the member's timers (its connection's too when `conn`); returns
+    /// the deliveries given up as lost.
+    fn timers(&mut self, _conn: bool) -> u64 {
+        0
+    }
     /// The member's index and what it received.
     fn into_stats(self) -> (usize, MemberStats);
 }
@@ -241,10 +258,22 @@ fn receive<M: Inbox>(
     let mut scratch = M::scratch();
     // Sockets may hold data from before the registration.
     let mut ready: Vec<usize> = (0..members.len()).collect();
+    let mut timers_at = Instant::now() + TIMER_EVERY;
+    let mut tick = 0u32;
     loop {
         let ph = shared.phase.load(Acquire);
         if ph == phase::STOP {
             break;
+        }
+        if Instant::now() >= timers_at {
+            timers_at = Instant::now() + TIMER_EVERY;
+            tick = tick.wrapping_add(1);
+            let conn = tick % 10 == 0 && shared.timers.load(Relaxed);
+            let mut n = 0;
+            for m in members.iter_mut() {
+                n += m.timers(conn);
+            }
+            account(shared, n);
         }
         for k in ready.drain(..) {
             let n = members[k].drain(&mut scratch, shared, ph, &mut out)?;
@@ -263,7 +292,7 @@ fn receive<M: Inbox>(
 
 /// Adds `accounted` deliveries to the shared count, and wakes a closed-loop
 /// sender that waits for it.
-fn account(shared: &Shared, accounted: u64) {
+pub fn account(shared: &Shared, accounted: u64) {
     if accounted == 0 {
         return;
     }
@@ -272,136 +301,6 @@ fn account(shared: &Shared, accounted: u64) {
     if now >= shared.wake_at.load(SeqCst) && shared.wake_at.swap(u64::MAX, SeqCst) != u64::MAX {
         if let Some(t) = shared.sender.get() {
             t.unpark();
-        }
-    }
-}
-
-impl Inbox for RxMember {
-    type Scratch = BatchReceiver;
-    fn scratch() -> BatchReceiver {
-        BatchReceiver::new()
-    }
-    fn fd(&self) -> RawFd {
-        self.sock.as_raw_fd()
-    }
-    fn drain(
-        &mut self,
-        rx: &mut BatchReceiver,
-        shared: &Shared,
-        ph: u8,
-        out: &mut RxOut,
-    ) -> io::Result<u64> {
-        drain(self, rx, shared, ph, out)
-    }
-    fn into_stats(self) -> (usize, MemberStats) {
-        (self.index, self.st)
-    }
-}
-
-/// Reads member `m`'s socket until it would block.
-fn drain(
-    m: &mut RxMember,
-    rx: &mut BatchReceiver,
-    shared: &Shared,
-    ph: u8,
-    out: &mut RxOut,
-) -> io::Result<u64> {
-    let mut accounted = 0u64;
-    loop {
-        let n = match rx.recv(&*m.sock) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            // A pending ICMP error (the peer went away): nothing to read.
-            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
-            Err(e) => return Err(e),
-        };
-        let now = shared.now_ns();
-        for k in 0..n {
-            let Some((_, data)) = rx.get(k) else { continue };
-            accounted += datagram(m, data, now, shared, ph, out);
-        }
-        // A short batch emptied the queue: every datagram queued after it
-        // raises a new edge (the kernel reports each arrival), so the
-        // recvmmsg that would only say "would block" is saved.
-        if n < BATCH {
-            break;
-        }
-    }
-    Ok(accounted)
-}
-
-/// Handles one datagram for member `m`; returns the deliveries it accounts
-/// for (received, or seen missing).
-fn datagram(
-    m: &mut RxMember,
-    data: &[u8],
-    now: u64,
-    shared: &Shared,
-    ph: u8,
-    out: &mut RxOut,
-) -> u64 {
-    let st = &mut m.st;
-    match decode_server(data) {
-        Ok(ServerMsg::Events { first_seq, events }) => {
-            if !st.synced {
-                return 0; // before the run: announcements of joins
-            }
-            let mut accounted = 0;
-            let mut mine = false;
-            for (i, ev) in events.iter().enumerate() {
-                let seq = first_seq.wrapping_add(i as u32);
-                let d = seq.wrapping_sub(st.next_seq);
-                if d == 0 {
-                    st.next_seq = seq.wrapping_add(1);
-                } else if d < 1 << 31 {
-                    st.gap_missed += d as u64;
-                    accounted += d as u64;
-                    st.next_seq = seq.wrapping_add(1);
-                } else {
-                    st.out_of_order += 1;
-                    continue;
-                }
-                let text: &[u8] = match ev {
-                    Event::Said { text, .. } => text.as_bytes(),
-                    _ => b"",
-                };
-                if out.count_text(st, shared.per_sender, text, now) {
-                    accounted += 1;
-                    mine = true;
-                }
-            }
-            if mine {
-                st.datagrams += 1;
-            }
-            accounted
-        }
-        Ok(ServerMsg::Ack { seq }) => {
-            if let Some(s) = m.sender {
-                shared.ack(s, seq);
-            }
-            0
-        }
-        Ok(ServerMsg::Pong { last_seq }) => {
-            shared.pongs.fetch_add(1, Relaxed);
-            match ph {
-                phase::SYNC if !st.synced => {
-                    st.synced = true;
-                    st.next_seq = last_seq.wrapping_add(1);
-                    shared.synced[m.index].store(true, Release);
-                }
-                phase::FINAL => {
-                    st.final_last = Some(last_seq);
-                    shared.finals[m.index].store(true, Release);
-                }
-                _ => {}
-            }
-            0
-        }
-        Ok(_) => 0,
-        Err(_) => {
-            out.malformed += 1;
-            0
         }
     }
 }

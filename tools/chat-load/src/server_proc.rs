@@ -1,5 +1,6 @@
 //! The chat-server of a run: started here (and stopped again), or given.
 
+use super::member::KeyPin;
 use super::options::Options;
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
@@ -7,21 +8,36 @@ use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant};
+use tempfile::TempDir;
 use udpchat::error::Error;
+use udpchat::trust::ServerKey;
 
-/// A chat-server started for the run: stdin piped (for /stats), stderr
-/// drained by a thread (so its log never blocks it); terminated on drop.
+/// A chat-server started for the run: its key in a temporary directory of
+/// its own (nothing under $HOME is read or written), stdin piped (for
+/// /stats), stderr drained by a thread (so its log never blocks it);
+/// terminated on drop.
 pub struct ServerProc {
     child: Child,
     addr: SocketAddr,
     stdin: Option<ChildStdin>,
     stdout: Receiver<String>,
+    /// Holds the key file; removed on drop, after the server stopped.
+    _dir: TempDir,
 }
 
 impl ServerProc {
-    fn start(bin: &PathBuf, args: &[String]) -> Result<ServerProc, String> {
+    /// Starts `bin` with `args` and a new key, which is returned too.
+    fn start(bin: &PathBuf, args: &[String]) -> Result<(ServerProc, [u8; 32]), String> {
+        let dir = tempfile::Builder::new()
+            .prefix("chat-load-")
+            .tempdir()
+            .map_err(|e| Error::io("create", "a temporary directory", e).to_string())?;
+        let key_path = dir.path().join("server.key");
+        let key = ServerKey::load_or_create(&key_path).map_err(|e| e.to_string())?;
         let mut child = Command::new(bin)
             .args(["--bind", "127.0.0.1:0"])
+            .arg("--key")
+            .arg(&key_path)
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -52,6 +68,7 @@ impl ServerProc {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             stdin,
             stdout: orx,
+            _dir: dir,
         };
         let first = erx
             .recv_timeout(Duration::from_secs(10))
@@ -60,7 +77,7 @@ impl ServerProc {
             .strip_prefix("listening on ")
             .and_then(|a| a.parse().ok())
             .ok_or_else(|| format!("chat-server said {first:?}"))?;
-        Ok(sp)
+        Ok((sp, *key.public()))
     }
 
     pub fn pid(&self) -> u32 {
@@ -102,13 +119,14 @@ pub fn stop(child: &mut Child) {
     let _ = child.wait();
 }
 
-/// The server to talk to: started here, or given.
+/// The server to talk to: started here, or given; and the key its members
+/// must be shown (a given server's: the first member's).
 pub fn server_for(
     opts: &Options,
     extra: &[&str],
-) -> Result<(Option<ServerProc>, SocketAddr), String> {
+) -> Result<(Option<ServerProc>, SocketAddr, KeyPin), String> {
     if let Some(a) = opts.server {
-        return Ok((None, a));
+        return Ok((None, a, KeyPin::default()));
     }
     let mut args: Vec<String> = vec![
         "--rate".into(),
@@ -120,7 +138,7 @@ pub fn server_for(
         args.push("--no-packing".into());
     }
     args.extend(extra.iter().map(|s| s.to_string()));
-    let sp = ServerProc::start(&opts.server_bin, &args)?;
+    let (sp, key) = ServerProc::start(&opts.server_bin, &args)?;
     let a = sp.addr;
-    Ok((Some(sp), a))
+    Ok((Some(sp), a, KeyPin::known(key)))
 }

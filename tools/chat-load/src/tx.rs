@@ -1,17 +1,21 @@
 //! The sending side of a load run: the senders' SAYs to the server (closed
 //! loop on deliveries, or flooding within the acknowledgement window, with
-//! retransmission of what is not acknowledged), and the bare `sendmmsg` loop
-//! of the kernel-ceiling run.
+//! retransmission of what is not acknowledged), each sealed by the sender's
+//! connection, and the bare `sendmmsg` loop of the kernel-ceiling runs,
+//! which seals each datagram for each member as the server does (or, for
+//! the unsealed ceiling, does not).
 
+use super::member::{Member, MemberConn};
 use super::net;
 use super::rx::Shared;
 use super::text;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::Ordering::*;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use udpchat::net::{BatchSender, Outgoing};
-use udpchat::protocol::{encode_events, ClientMsg, Event, Token};
+use udpchat::protocol::sealed::{ClientMsg, Event, EventsWriter, Line, LineFlags, MessageId};
+use udpchat::session::{Session, MAX_BODY, MAX_DATAGRAM};
 
 /// SAYs per `sendmmsg` of one sender.
 const BATCH: usize = 32;
@@ -147,20 +151,22 @@ impl Pacer {
     }
 }
 
-/// SAYs encoded for one `sendmmsg`, and the buffers to encode them.
+/// Sealed SAYs for one `sendmmsg`, and the buffers to make them.
 struct Batch {
     wire: Vec<u8>,
     spans: Vec<(usize, usize)>,
     textbuf: Vec<u8>,
+    body: Vec<u8>,
     sender: BatchSender,
 }
 
 impl Batch {
     fn new(text_len: usize) -> Batch {
         Batch {
-            wire: Vec::with_capacity(BATCH * (text_len + 32)),
+            wire: Vec::with_capacity(BATCH * (text_len + 96)),
             spans: Vec::with_capacity(BATCH),
             textbuf: vec![0u8; text_len.max(text::MIN_LEN)],
+            body: vec![0u8; MAX_BODY],
             sender: BatchSender::new(),
         }
     }
@@ -170,18 +176,26 @@ impl Batch {
         self.spans.clear();
     }
 
-    /// Adds SAY `idx` (0-based) of sender `s`, stamped `stamp`.
-    fn say(&mut self, s: usize, idx: usize, stamp: u64, token: Token) {
+    /// Adds SAY `idx` (0-based) of sender `s`, stamped `stamp`, sealed by
+    /// the sender's connection `conn` (nothing while it is not in the room).
+    fn say(&mut self, conn: &mut MemberConn, now: Instant, s: usize, idx: usize, stamp: u64) {
         text::write(&mut self.textbuf, s, idx, stamp);
         let text = std::str::from_utf8(&self.textbuf).expect("ASCII");
-        let a = self.wire.len();
-        ClientMsg::Say {
-            token,
+        let say = ClientMsg::Say {
             seq: idx as u32 + 1,
             text,
+        };
+        let Ok(n) = say.encode(&mut self.body) else {
+            return; // the text length is checked by the options
+        };
+        if conn.send(now, &self.body[..n]).is_err() {
+            return; // reconnecting: sent again after the RTO
         }
-        .encode(&mut self.wire);
-        self.spans.push((a, self.wire.len()));
+        while let Some(d) = conn.poll_transmit() {
+            let a = self.wire.len();
+            self.wire.extend_from_slice(&d);
+            self.spans.push((a, self.wire.len()));
+        }
     }
 
     fn send(&mut self, sock: &UdpSocket) {
@@ -232,15 +246,17 @@ impl Flights {
     fn resend_overdue(
         &mut self,
         shared: &Shared,
-        socks: &[(Arc<UdpSocket>, Token)],
+        members: &[Arc<Member>],
         now: u64,
         batch: &mut Batch,
     ) -> u64 {
         let per = self.per;
         let mut n = 0;
-        for (s, (sock, token)) in socks.iter().enumerate() {
+        for (s, member) in members.iter().enumerate() {
             self.advance(shared, s);
             batch.clear();
+            let mut conn = member.conn();
+            let at = Instant::now();
             for idx in self.lo[s]..self.k[s] {
                 if batch.spans.len() == BATCH
                     || now.saturating_sub(self.tx_at[s * per + idx]) < RTO_NS
@@ -250,20 +266,22 @@ impl Flights {
                 if shared.acked(s, idx as u32 + 1) {
                     continue;
                 }
-                batch.say(s, idx, self.sent_at[s * per + idx], *token);
+                batch.say(&mut conn, at, s, idx, self.sent_at[s * per + idx]);
                 self.tx_at[s * per + idx] = now;
             }
+            drop(conn);
             if !batch.spans.is_empty() {
                 n += batch.spans.len() as u64;
-                batch.send(sock);
+                batch.send(&member.sock);
             }
         }
         n
     }
 }
 
-/// Sends SAYs from the sender members (`socks[s]` with its token) to the server.
-pub fn server_senders(socks: Vec<(Arc<UdpSocket>, Token)>, shared: &Shared, plan: &Plan) -> TxOut {
+/// Sends SAYs from the sender members (`members[s]`) to the server.
+pub fn server_senders(members: Vec<Arc<Member>>, shared: &Shared, plan: &Plan) -> TxOut {
+    let socks = &members;
     net::tight_timer_slack();
     let cpu0 = net::thread_cpu_ns();
     let ns = socks.len();
@@ -302,12 +320,15 @@ pub fn server_senders(socks: Vec<(Arc<UdpSocket>, Token)>, shared: &Shared, plan
             }
             batch.clear();
             let stamp = shared.now_ns();
+            let mut conn = socks[s].conn();
+            let at = Instant::now();
             for idx in k..k + room {
-                batch.say(s, idx, stamp, socks[s].1);
+                batch.say(&mut conn, at, s, idx, stamp);
                 fl.sent_at[s * per + idx] = stamp;
                 fl.tx_at[s * per + idx] = stamp;
             }
-            batch.send(&socks[s].0);
+            drop(conn);
+            batch.send(&socks[s].sock);
             fl.k[s] += room;
             g += room as u64;
             allowed -= room as u64;
@@ -317,7 +338,7 @@ pub fn server_senders(socks: Vec<(Arc<UdpSocket>, Token)>, shared: &Shared, plan
         // Resend what has waited too long for its ACK.
         if now - last_rto_check > RTO_NS / 4 {
             last_rto_check = now;
-            out.retransmits += fl.resend_overdue(shared, &socks, now, &mut batch);
+            out.retransmits += fl.resend_overdue(shared, socks, now, &mut batch);
         }
         if sent_now == 0 {
             // Held by the window, the rate, or (flooding) the ACK window.
@@ -340,7 +361,7 @@ pub fn server_senders(socks: Vec<(Arc<UdpSocket>, Token)>, shared: &Shared, plan
         if (0..ns).all(|s| fl.lo[s] >= fl.k[s]) || now > end {
             break;
         }
-        out.retransmits += fl.resend_overdue(shared, &socks, now, &mut batch);
+        out.retransmits += fl.resend_overdue(shared, socks, now, &mut batch);
         std::thread::sleep(Duration::from_millis(1));
     }
     out.unacked = (0..ns)
@@ -357,12 +378,20 @@ pub fn server_senders(socks: Vec<(Arc<UdpSocket>, Token)>, shared: &Shared, plan
     out
 }
 
-/// The kernel ceiling: each message is one EVENTS datagram (as the server
-/// would send it, numbered `g + 1`), sent with `sendmmsg` to every address
-/// of `dests` from one socket, paced like the server run.
+/// A member the ceiling's loop sends to: its address, and the server's
+/// session to it (`None`: the unsealed ceiling).
+pub struct Dest {
+    pub to: SocketAddr,
+    pub session: Option<Session>,
+}
+
+/// The kernel ceiling: each message is one EVENTS body (as the server would
+/// send it, numbered `g + 1`), sealed for each member of `dests` with its
+/// own session as the server does (or sent in the clear), and sent with
+/// `sendmmsg` from one socket, paced like the server run.
 pub fn baseline_sender(
     sock: &UdpSocket,
-    dests: &[SocketAddr],
+    mut dests: Vec<Dest>,
     shared: &Shared,
     plan: &Plan,
 ) -> TxOut {
@@ -374,8 +403,12 @@ pub fn baseline_sender(
         ..Default::default()
     };
     let mut textbuf = vec![0u8; plan.text_len.max(text::MIN_LEN)];
-    let mut payload = Vec::with_capacity(plan.text_len + 64);
+    let mut body = vec![0u8; MAX_BODY];
+    let mut sealed = [0u8; MAX_DATAGRAM];
+    let mut wire: Vec<u8> = Vec::with_capacity(dests.len() * (plan.text_len + 128));
+    let mut spans: Vec<(usize, usize)> = Vec::with_capacity(dests.len());
     let mut sender = BatchSender::new();
+    let from = net::member_name(0);
     let start = shared.now_ns();
     out.first_ns = start;
     let deadline = start + plan.duration.as_nanos() as u64;
@@ -393,23 +426,29 @@ pub fn baseline_sender(
         }
         text::write(&mut textbuf, 0, g as usize, now);
         let text = std::str::from_utf8(&textbuf).expect("ASCII");
-        payload.clear();
-        encode_events(
-            &mut payload,
-            g as u32 + 1,
-            &[Event::Said {
-                from: &net::member_name(0),
-                text,
-            }],
-        );
+        let Some(n) = events_body(&mut body, g, &from, text) else {
+            break; // the text length is checked by the options
+        };
         out.sent_at[g as usize] = now;
-        let body = &payload[..];
+        wire.clear();
+        spans.clear();
+        for d in &mut dests {
+            let a = wire.len();
+            match &mut d.session {
+                Some(session) => match session.seal(&body[..n], &mut sealed) {
+                    Ok(len) => wire.extend_from_slice(&sealed[..len]),
+                    Err(_) => continue, // 2^60 datagrams: cannot happen in a run
+                },
+                None => wire.extend_from_slice(&body[..n]),
+            }
+            spans.push((a, wire.len()));
+        }
         sender.send(
             sock,
-            dests.iter().map(|&to| Outgoing {
-                to: Some(to),
+            spans.iter().zip(&dests).map(|(&(a, b), d)| Outgoing {
+                to: Some(d.to),
                 from: None,
-                pieces: [body],
+                pieces: [&wire[a..b]],
             }),
         );
         g += 1;
@@ -419,4 +458,26 @@ pub fn baseline_sender(
     out.stalls = pacer.stalls;
     out.cpu_ns = net::thread_cpu_ns() - cpu0;
     out
+}
+
+/// Writes the EVENTS body of the ceiling's message `g` (event `g + 1`, one
+/// SAID from `from`) into `body`; returns its length.
+fn events_body(body: &mut [u8], g: u64, from: &str, text: &str) -> Option<usize> {
+    let time_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let mut w = EventsWriter::events(body, g as u32 + 1).ok()?;
+    let said = Event::Said(Line {
+        room_seq: g + 1,
+        time_ms,
+        flags: LineFlags::NONE,
+        id: MessageId {
+            client_id: 1,
+            seq: g as u32 + 1,
+        },
+        from,
+        text,
+    });
+    w.push(&said).ok()?.then_some(())?;
+    w.finish().ok()
 }

@@ -50,6 +50,9 @@ fn assert_complete(r: &Value, members: f64, messages: f64, senders: f64) {
     assert_eq!(r["all_losses_seen"], Value::Bool(true), "{r}");
     assert_eq!(num(r, "out_of_order"), 0.0, "{r}");
     assert_eq!(num(r, "foreign_events"), 0.0, "{r}");
+    // Every datagram was opened by its member's connection, none lost.
+    assert_eq!(num(r, "failed_opens"), 0.0, "{r}");
+    assert_eq!(num(r, "sessions_lost"), 0.0, "{r}");
     assert_eq!(num(r, "incomplete_messages"), 0.0, "{r}");
     let d = num(r, "datagrams");
     assert!(d >= 1.0 && d <= expected, "{r}");
@@ -101,20 +104,56 @@ fn flood_with_two_senders_and_no_packing() {
 }
 
 #[test]
-fn the_ceiling_comes_first_and_the_server_is_compared_with_it() {
+fn the_ceilings_come_first_and_the_server_is_compared_with_the_sealed_one() {
     let reports = load(&["-n", "3", "-m", "30"]);
-    assert_eq!(reports.len(), 2);
-    let (b, r) = (&reports[0], &reports[1]);
-    assert_eq!(b["kind"], "kernel ceiling");
-    assert_eq!(b["packing"], Value::Null);
-    assert_complete(b, 3.0, 30.0, 1.0);
-    assert_eq!(b["server_cpu_ns"], Value::Null);
+    assert_eq!(reports.len(), 3);
+    let (b, u, r) = (&reports[0], &reports[1], &reports[2]);
+    assert_eq!(b["kind"], "kernel ceiling, sealed");
+    assert_eq!(u["kind"], "kernel ceiling, unsealed");
+    for c in [b, u] {
+        assert_eq!(c["packing"], Value::Null);
+        assert_complete(c, 3.0, 30.0, 1.0);
+        assert_eq!(c["server_cpu_ns"], Value::Null);
+    }
+    assert_eq!(r["kind"], "server");
     assert_complete(r, 3.0, 30.0, 1.0);
     assert_eq!(
         num(r, "ceiling_datagrams_per_s"),
         num(b, "datagrams_per_s"),
         "{r}"
     );
+}
+
+/// Members that discard a seeded share of what they receive: each discarded
+/// event is either repaired (where the server serves NACK) or seen as lost,
+/// and nothing fails to open.
+#[test]
+fn discarded_datagrams_are_repaired_or_seen_as_lost() {
+    let reports = load(&[
+        "-n",
+        "4",
+        "-m",
+        "300",
+        "--no-baseline",
+        "--discard",
+        "10",
+        "--seed",
+        "3",
+    ]);
+    let r = &reports[0];
+    assert!(num(r, "discarded") > 0.0, "{r}");
+    assert_eq!(r["all_losses_seen"], Value::Bool(true), "{r}");
+    assert_eq!(num(r, "failed_opens"), 0.0, "{r}");
+    assert_eq!(num(r, "sessions_lost"), 0.0, "{r}");
+    let (expected, delivered) = (num(r, "expected"), num(r, "delivered"));
+    assert_eq!(expected, 300.0 * 3.0, "{r}");
+    assert_eq!(delivered + num(r, "lost"), expected, "{r}");
+    if num(r, "nacks") == 0.0 {
+        assert!(
+            num(r, "lost") > 0.0,
+            "no repair, so the discards are loss: {r}"
+        );
+    }
 }
 
 #[test]
@@ -252,6 +291,8 @@ fn out_of_range_options_are_refused_not_clamped() {
         (&["--duration", "0"], "--duration", "(0, 3600]"),
         (&["--idle", "3601"], "--idle", "(0, 3600]"),
         (&["--idle-wait=-1"], "--idle-wait", "[0, 3600]"),
+        (&["--discard", "51"], "--discard", "[0, 50]"),
+        (&["--discard=-1"], "--discard", "[0, 50]"),
         (&["--server", "127.0.0.1"], "--server", "HOST:PORT"),
         (&["--against", "irc"], "--against", "invalid value 'irc'"),
         (
@@ -276,13 +317,16 @@ fn out_of_range_options_are_refused_not_clamped() {
     }
 }
 
-/// A chat-server on [::1], started for a test; killed and reaped on drop.
-struct V6Server(Child, String);
+/// A chat-server on [::1], started for a test with its key in a temporary
+/// directory (held until the server is reaped); killed and reaped on drop.
+struct V6Server(Child, String, #[allow(dead_code)] tempfile::TempDir);
 
 impl V6Server {
     fn start() -> V6Server {
+        let dir = tempfile::tempdir().expect("a temporary directory");
         let mut child = Command::new(server_bin())
-            .args(["--bind", "[::1]:0", "--rate", "0"])
+            .args(["--bind", "[::1]:0", "--rate", "0", "--key"])
+            .arg(dir.path().join("server.key"))
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -298,7 +342,7 @@ impl V6Server {
             .strip_prefix("listening on ")
             .unwrap_or_else(|| panic!("chat-server said {first:?} (does this machine have ::1?)"))
             .to_string();
-        V6Server(child, addr)
+        V6Server(child, addr, dir)
     }
 }
 

@@ -6,12 +6,11 @@
 //! it exits. If the receiver is killed, nobody can seal a LEAVE any more:
 //! the server times the member out.
 
-use crate::client::command::{parse_line, Command};
 use crate::client::editor::{Action, Editor};
 use crate::client::lang::error_text;
-use crate::client::lines::{split_text, PipeLines, Piped};
+use crate::client::lines::PipeLines;
 use crate::client::link::{ToReceiver, ToSender};
-use crate::client::names::{Completion, SeenNames};
+use crate::client::names::SeenNames;
 use crate::client::outgoing::{Outgoing, OutgoingQueue, WINDOW};
 use crate::client::reasons::{self, Fatal};
 use crate::client::render::{self, Lang, Notice, Undelivered};
@@ -19,7 +18,7 @@ use crate::client::term::{self, StdinReader, TermModes};
 use crate::client::{code, pending_signals, Session};
 use crate::error::Error;
 use crate::process::{reap_one_of, reap_within, Reaped};
-use crate::protocol::sealed::{RejectReason, WelcomeFlags};
+use crate::protocol::sealed::WelcomeFlags;
 use mio::net::UnixDatagram;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token as MioToken};
@@ -30,6 +29,8 @@ use nix::unistd::Pid;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
+
+mod typed;
 
 const STDIN: MioToken = MioToken(0);
 const LINK: MioToken = MioToken(1);
@@ -63,6 +64,11 @@ struct SenderProcess {
     /// Stdin cannot be polled (a regular file, `/dev/zero`): it is always ready.
     stdin_pollable: bool,
     editor: Editor,
+    /// A new name is being typed (the old one was taken during a
+    /// reconnect): the chat's half-typed line waits here.
+    asking_name: Option<Editor>,
+    /// Typed lines given up at the end (said once the receiver is gone).
+    undelivered: usize,
     /// Members seen, for Tab completion.
     names: SeenNames,
     pipe: PipeLines,
@@ -114,6 +120,8 @@ pub fn run(session: Session, link: OwnedFd, child: Pid, stdin: StdinReader) -> u
         stdin_ready: true,
         stdin_pollable: false,
         editor: Editor::new(),
+        asking_name: None,
+        undelivered: 0,
         names: SeenNames::new(),
         pipe: PipeLines::new(),
         queue: OutgoingQueue::new(),
@@ -317,6 +325,9 @@ impl SenderProcess {
             for action in self.editor.feed(bytes) {
                 self.send_edit();
                 match action {
+                    Action::Submit(line) if self.asking_name.is_some() => {
+                        self.tell_receiver(ToReceiver::Name(line))
+                    }
                     Action::Submit(line) => self.line(&line),
                     Action::Eof => {
                         self.start_draining();
@@ -344,89 +355,12 @@ impl SenderProcess {
         }
     }
 
-    fn piped(&mut self, piped: Piped) {
-        match piped {
-            Piped::Line(line) => self.line(&line),
-            Piped::Part(msg) => self.queue.push(msg),
-        }
-    }
-
     fn send_edit(&mut self) {
         let m = ToReceiver::Edit {
             line: self.editor.text().to_string(),
             cursor: self.editor.cursor() as u32,
         };
         self.tell_receiver(m);
-    }
-
-    fn line(&mut self, line: &str) {
-        match parse_line(line) {
-            Command::Nothing => {}
-            Command::Say(text) => {
-                let parts = split_text(&text);
-                self.parts_notice(parts.len());
-                for part in parts {
-                    if self.term.is_some() {
-                        let echo = render::own_said(self.lang, &self.name, part);
-                        self.tell_receiver(ToReceiver::Print(echo));
-                    }
-                    self.queue.push(Outgoing::Say(part.to_string()));
-                }
-            }
-            Command::Me(text) if !self.serves_me => {
-                let msg = Outgoing::Me(text);
-                self.not_delivered(&msg, Undelivered::Refused(RejectReason::NotSupported));
-            }
-            Command::Me(text) => {
-                let parts = split_text(&text);
-                self.parts_notice(parts.len());
-                for part in parts {
-                    if self.term.is_some() {
-                        let echo = render::own_action(&self.name, part);
-                        self.tell_receiver(ToReceiver::Print(echo));
-                    }
-                    self.queue.push(Outgoing::Me(part.to_string()));
-                }
-            }
-            Command::Private { to, text } => {
-                let parts = split_text(&text);
-                self.parts_notice(parts.len());
-                // Echoed once the server has taken it (the member may be absent).
-                for part in parts {
-                    self.queue.push(Outgoing::Private {
-                        to: to.clone(),
-                        text: part.to_string(),
-                    });
-                }
-            }
-            Command::Who => self.tell_receiver(ToReceiver::Who),
-            Command::Quit => self.start_draining(),
-            Command::Help => self.notice(Notice::Help),
-            Command::Unknown(c) => self.notice(Notice::UnknownCommand(&c)),
-            Command::Usage(u) => self.notice(Notice::Usage(u)),
-        }
-    }
-
-    /// A line too long for one message goes in parts: say how many.
-    fn parts_notice(&mut self, parts: usize) {
-        if parts > 1 {
-            self.notice(Notice::SendingParts(parts));
-        }
-    }
-
-    /// Tab: completes the member name before the cursor (see
-    /// [`SeenNames::complete`]); the names are refreshed now and then.
-    fn complete(&mut self) {
-        if self.names.refresh_due(Instant::now()) {
-            self.tell_receiver(ToReceiver::RefreshNames);
-        }
-        let (start, word) = self.editor.word_before_cursor();
-        let head = &self.editor.text()[..start];
-        match self.names.complete(head, word, &self.name) {
-            Completion::Insert(with) => self.editor.replace_before_cursor(start, &with),
-            Completion::Candidates(list) => self.notice(Notice::Candidates(&list)),
-            Completion::Nothing => {}
-        }
     }
 
     fn drain_link(&mut self) {
@@ -458,13 +392,28 @@ impl SenderProcess {
                         }
                     }
                     Some(ToSender::Holding) => self.queue.hold(),
-                    Some(ToSender::Back) => self.queue.back(Instant::now()),
+                    Some(ToSender::Back(name)) => {
+                        self.name = name;
+                        self.queue.back(Instant::now());
+                        if let Some(chat) = self.asking_name.take() {
+                            self.editor = chat;
+                            self.send_edit();
+                        }
+                    }
+                    Some(ToSender::AskName) => {
+                        if self.asking_name.is_none() {
+                            let chat = std::mem::replace(&mut self.editor, Editor::new());
+                            self.asking_name = Some(chat);
+                        }
+                        self.send_edit();
+                    }
                     Some(ToSender::Seen(name)) => self.names.seen(&name),
                     Some(ToSender::Gone(name)) => self.names.gone(&name),
                     Some(ToSender::Leaving) => {
                         self.receiver_leaving = true;
                         self.stdin_live = false;
                         self.draining = None;
+                        self.undelivered += self.queue.cancel_all().len();
                     }
                     None => {}
                 },
@@ -528,6 +477,11 @@ impl SenderProcess {
                 self.quit_sent.map_or(code::FAIL, |(c, _)| c)
             }
         };
+        if self.undelivered > 0 {
+            let lines = self.undelivered;
+            let why = reasons::fatal_line(self.lang, &Fatal::NotDelivered { lines });
+            crate::stdio::err_line(&format!("chat-client: {why}"));
+        }
         if let Some(m) = &self.term {
             let _ = m.restore(term::stdin_fd());
         }
