@@ -37,8 +37,10 @@ fn run_bounded(bin: &str, args: &[&str]) -> (Option<i32>, String) {
 
 #[test]
 fn binds_localhost_as_the_ipv4_loopback_address() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
     let mut child = Command::new(BIN)
-        .args(["--bind", "localhost:0"])
+        .args(["--bind", "localhost:0", "--db", "none", "--key"])
+        .arg(dir.path().join("server.key"))
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -19,7 +19,7 @@ trap cleanup EXIT
 
 # The server's console is a FIFO we write admin lines into.
 mkfifo "$work/console"
-"$bin/chat-server" --bind 127.0.0.1:0 --key "$work/server.key" <"$work/console" >"$work/console.out" 2>"$work/server.log" &
+"$bin/chat-server" --bind 127.0.0.1:0 --key "$work/server.key" --db "$work/history.db" --history-on-join 0 <"$work/console" >"$work/console.out" 2>"$work/server.log" &
 pids+=($!)
 exec 3>"$work/console"
 for _ in $(seq 50); do

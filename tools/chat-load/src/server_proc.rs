@@ -38,6 +38,8 @@ impl ServerProc {
             .args(["--bind", "127.0.0.1:0"])
             .arg("--key")
             .arg(&key_path)
+            .arg("--db")
+            .arg(dir.path().join("history.db"))
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

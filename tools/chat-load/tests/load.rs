@@ -325,7 +325,7 @@ impl V6Server {
     fn start() -> V6Server {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let mut child = Command::new(server_bin())
-            .args(["--bind", "[::1]:0", "--rate", "0", "--key"])
+            .args(["--bind", "[::1]:0", "--rate", "0", "--db", "none", "--key"])
             .arg(dir.path().join("server.key"))
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
