@@ -120,17 +120,7 @@ fn flips_replays_reordering_and_forgeries_both_ways_are_dropped_and_the_talk_goe
         forge: 0.3,
         ..Faults::NONE
     };
-    relay.set(Dir::ToServer, attacks);
-    // Events reordered on their way to a client are held back and shown in
-    // order only with issue 10's repair (tests/recovery.rs reorders both
-    // ways); here a reordered event would count as lost.
-    relay.set(
-        Dir::ToClient,
-        Faults {
-            reorder: 0.0,
-            ..attacks
-        },
-    );
+    relay.set_both(attacks);
     let from_alice = lines("from alice", 60);
     let from_bob = lines("from bob", 60);
     // Reordered SAYs are forwarded in the order they arrive.

@@ -24,7 +24,8 @@ pub struct Room {
 }
 
 impl Room {
-    /// A server with `--rate 0` (the tests send in bursts) and `extra` options.
+    /// A server with `--rate 0` (the tests send in bursts), its key and
+    /// history in the directory, and `extra` options.
     pub fn open(extra: &[&str]) -> Room {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let server = start_server(dir.path(), "127.0.0.1:0", "server.key", extra);
@@ -49,11 +50,20 @@ impl Room {
     }
 }
 
+/// Starts `chat-server --bind BIND --rate 0 --key DIR/KEY EXTRA`, with
+/// `--db DIR/history.db` and `--history-on-join 0` unless `extra` names them
+/// (nothing outside `dir`, never `$HOME`).
 pub fn start_server(dir: &Path, bind: &str, key: &str, extra: &[&str]) -> Server {
     let mut cmd = Command::new(server_harness::BIN);
     cmd.args(["--bind", bind, "--rate", "0", "--key"])
-        .arg(dir.join(key))
-        .args(extra);
+        .arg(dir.join(key));
+    if !extra.contains(&"--db") {
+        cmd.arg("--db").arg(dir.join("history.db"));
+    }
+    if !extra.contains(&"--history-on-join") {
+        cmd.args(["--history-on-join", "0"]);
+    }
+    cmd.args(extra);
     Server::spawn(cmd, Stdio::piped())
 }
 
@@ -141,19 +151,24 @@ pub fn shows(c: &mut Client, name: &str, text: &str) {
     );
 }
 
-/// The lines `c` printed so far that a member said (`[HH:MM ]NAME: TEXT`), as `(NAME, TEXT)`.
+/// The lines `c` printed so far that a member said, as `(NAME, TEXT)`.
 pub fn said(c: &Client) -> Vec<(String, String)> {
     c.out.seen.iter().filter_map(|l| member_line(l)).collect()
 }
 
-/// `(NAME, TEXT)` of a line a member said, shown as `[HH:MM ]NAME: TEXT`
-/// (a name without spaces: the tests' names), or None for any other line.
+/// `(NAME, TEXT)` of a line a member said, shown as `HH:MM NAME: TEXT` (said
+/// live) or `[HH:MM] NAME: TEXT` / `[YYYY-MM-DD HH:MM] NAME: TEXT` (history
+/// and catch-up), with a name without spaces (the tests' names); None for
+/// any other line.
 pub fn member_line(line: &str) -> Option<(String, String)> {
-    let stamped = line.len() > 6
-        && line.as_bytes()[2] == b':'
-        && line.as_bytes()[5] == b' '
-        && line[..5].chars().filter(char::is_ascii_digit).count() == 4;
-    let rest = if stamped { &line[6..] } else { line };
+    let b = line.as_bytes();
+    let rest = if line.starts_with('[') {
+        &line[line.find("] ")? + 2..]
+    } else if b.len() > 6 && b[2] == b':' && b[5] == b' ' {
+        &line[6..]
+    } else {
+        line
+    };
     let (who, text) = rest.split_once(": ")?;
     let name_like = !who.is_empty() && !who.contains(' ') && !who.starts_with(['-', '*', '(']);
     name_like.then(|| (who.to_string(), text.to_string()))
