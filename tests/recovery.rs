@@ -25,6 +25,9 @@ use std::time::{Duration, Instant};
 
 /// Each line must be shown within this long after it was said (issue 10's "Proof").
 const SHOWN_WITHIN: Duration = Duration::from_secs(5);
+/// A line said this long before the server is killed must be in its history
+/// (the requirement is 1 s; the test allows 5x).
+const STORED_WITHIN: Duration = Duration::from_secs(5);
 
 /// Reads whatever `c` printed since the last call; each new line with when it was read
 /// (no earlier than it was printed).
@@ -256,7 +259,7 @@ fn after_sigkill_and_a_restart_the_clients_come_back_with_the_history() {
     }
     let old: Vec<(String, String)> = said_at
         .iter()
-        .filter(|(_, _, at)| crash.saturating_duration_since(*at) > SHOWN_WITHIN)
+        .filter(|(_, _, at)| crash.saturating_duration_since(*at) > STORED_WITHIN)
         .map(|(n, l, _)| (n.clone(), l.clone()))
         .collect();
     assert!(
