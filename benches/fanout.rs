@@ -87,11 +87,12 @@ struct Bench {
 }
 
 impl Bench {
-    fn new(n: usize, packing: bool) -> Bench {
+    fn new(n: usize, packing: bool, repair: bool) -> Bench {
         let mut now = Instant::now();
         let cfg = Config {
             rate: 0.0,
             packing,
+            repair,
             max_members: n.max(10),
             member_timeout: Duration::from_secs(3600),
             ..Config::default()
@@ -200,7 +201,7 @@ fn main() {
     let long = "y".repeat(1000);
     for n in [100usize, 10_000] {
         for packing in [true, false] {
-            let mut b = Bench::new(n, packing);
+            let mut b = Bench::new(n, packing, true);
             let mut seq = 0u32;
             row(
                 &format!(
@@ -229,29 +230,34 @@ fn main() {
         }
     }
 
-    // A flood turn: 256 SAYs from 4 senders, packed for 100 members.
-    let mut b = Bench::new(100, true);
-    let mut seqs = [0u32; 4];
+    // A flood turn: 256 SAYs from 4 senders, packed for 100 members; with
+    // and without the events kept for repair.
     let says: Vec<String> = (0..256).map(text).collect();
-    let mut datagrams = 0usize;
-    let mut turns = 0usize;
-    row(
-        "room: a packed turn of 256 SAYs from 4 senders to 100 members",
-        "delivery",
-        measure(256 * 99, || {
-            for (k, body) in says.iter().enumerate() {
-                let s = k % 4;
-                seqs[s] += 1;
-                b.say(s, seqs[s], body);
-            }
-            datagrams += drain(&mut b.room, b.now);
-            turns += 1;
-        }),
-    );
-    println!(
-        "\n(the packed turn: {:.0} sealed datagrams a turn for 25,344 deliveries)",
-        datagrams as f64 / turns as f64
-    );
+    let mut per_turn = 0.0;
+    for repair in [true, false] {
+        let mut b = Bench::new(100, true, repair);
+        let mut seqs = [0u32; 4];
+        let mut datagrams = 0usize;
+        let mut turns = 0usize;
+        row(
+            &format!(
+                "room: a packed turn of 256 SAYs from 4 senders to 100 members, repair {}",
+                if repair { "on" } else { "off" }
+            ),
+            "delivery",
+            measure(256 * 99, || {
+                for (k, body) in says.iter().enumerate() {
+                    let s = k % 4;
+                    seqs[s] += 1;
+                    b.say(s, seqs[s], body);
+                }
+                datagrams += drain(&mut b.room, b.now);
+                turns += 1;
+            }),
+        );
+        per_turn = datagrams as f64 / turns as f64;
+    }
+    println!("\n(the packed turn: {per_turn:.0} sealed datagrams a turn for 25,344 deliveries)");
 
     sockets(&t);
 }
@@ -264,7 +270,7 @@ fn sockets(text: &str) {
     let member = bind_server_socket("127.0.0.1:0".parse().expect("address")).expect("bind");
     let to = member.local_addr().expect("address");
     // The room's datagrams, readdressed to the member socket.
-    let mut b = Bench::new(BATCH + 1, true);
+    let mut b = Bench::new(BATCH + 1, true, true);
     b.say(0, 1, text);
     let out = b.room.flush(b.now);
     // The fan-out, without the sender's ACK.

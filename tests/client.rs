@@ -429,7 +429,8 @@ fn silence_is_lost_contact_then_reconnecting_until_the_timeout() {
     c.out
         .wait_for("-- reconnecting… (next attempt at ", WAIT)
         .expect("said so");
-    assert_eq!(c.wait_clean(WAIT).code(), Some(1));
+    // The end comes 1.5 s after the loss was found; 20 s is more than 5 times.
+    assert_eq!(c.wait_clean(Duration::from_secs(20)).code(), Some(1));
     assert_eq!(
         c.err_rest(),
         [format!(
@@ -572,21 +573,41 @@ fn closing_ends_the_client() {
 fn no_counter_is_used_twice_while_typing_fast_with_keepalives() {
     let srv = FakeServer::new();
     let mut c = Client::spawn(&srv.addr_text(), "alice", &[]);
-    // Keepalives every 100 ms while the user types.
-    let from = srv.accept(300);
+    // A keepalive after 400 ms with nothing sent; the user types bursts of
+    // ten lines with pauses of 450 ms between them, so keepalives and SAYs
+    // (all sealed by the receiver) alternate.
+    let from = srv.accept(1200);
     c.find_helper();
-    let lines = 60;
-    for i in 0..lines {
-        c.send(&format!("line {i}"));
-    }
-    let mut acked = 0;
-    while acked < lines {
-        let (d, _) = srv.recv(WAIT).expect("the lines");
-        if let Ok(ClientMsg::Say { seq, .. }) = decode_client(&d) {
-            srv.send(from, &ServerMsg::Ack { seq });
-            acked = acked.max(seq);
-        } else if let Ok(ClientMsg::Keepalive { .. }) = decode_client(&d) {
-            srv.send(from, &ServerMsg::Keepalive { last_event: 0 });
+    let lines = 100;
+    let (mut typed, mut acked, mut keepalives) = (0, 0, 0);
+    let start = std::time::Instant::now();
+    let mut type_at = start;
+    while acked < lines || keepalives < 9 {
+        let now = std::time::Instant::now();
+        assert!(
+            now < start + WAIT * 3,
+            "{acked} acked, {keepalives} keepalives"
+        );
+        if typed < lines && now >= type_at {
+            c.send(&format!("line {typed}"));
+            typed += 1;
+            if typed % 10 == 0 {
+                type_at = now + Duration::from_millis(450);
+            }
+        }
+        let Some((d, _)) = srv.recv(Duration::from_millis(20)) else {
+            continue;
+        };
+        match decode_client(&d) {
+            Ok(ClientMsg::Say { seq, .. }) => {
+                srv.send(from, &ServerMsg::Ack { seq });
+                acked = acked.max(seq);
+            }
+            Ok(ClientMsg::Keepalive { .. }) => {
+                keepalives += 1;
+                srv.send(from, &ServerMsg::Keepalive { last_event: 0 });
+            }
+            _ => {}
         }
     }
     c.close_stdin();

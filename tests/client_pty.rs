@@ -356,3 +356,34 @@ fn a_name_taken_while_reconnecting_is_asked_for_again_and_the_draft_survives() {
     assert_eq!(c.wait_clean().code(), Some(0));
     assert_restored(&c);
 }
+
+#[test]
+fn a_reconnect_that_goes_on_shows_one_line_that_it_updates() {
+    let srv = FakeServer::new();
+    let mut c = spawn_alice(&srv, 80);
+    // A short member timeout; then the server says nothing at all.
+    srv.accept(1500);
+    c.find_helper();
+    c.type_bytes(b"draft");
+    // Each attempt gives up after 4.5 s: the second notice comes about 6.5 s
+    // after the welcome; 40 s is more than 5 times that.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+    let second = || {
+        let out = String::from_utf8_lossy(&c.output()).into_owned();
+        out.matches("-- reconnecting…").count() >= 2
+    };
+    while !second() {
+        assert!(std::time::Instant::now() < deadline, "no second notice");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let s = c.wait_screen("the line kept", |s| s.cursor_line() == "> draft");
+    let shown = s
+        .text()
+        .iter()
+        .filter(|l| l.contains("reconnecting"))
+        .count();
+    assert_eq!(shown, 1, "{:#?}", s.text());
+    c.type_bytes(b"\x03");
+    assert_eq!(c.wait_clean().code(), Some(130));
+    assert_restored(&c);
+}

@@ -210,7 +210,10 @@ fn beyond_100_lines_while_reconnecting_are_not_sent_and_a_pipe_gives_up() {
     for i in 0..100 {
         c.send(&format!("held {i}"));
     }
-    let not_sent = c.out.wait_for("not sent", WAIT).expect("the 101st line");
+    let not_sent = c
+        .out
+        .wait_for("not sent", WAIT)
+        .unwrap_or_else(|| panic!("the 101st line: {:?} {:?}", c.out.seen, c.err.rest(WAIT)));
     assert!(
         not_sent.ends_with("-- not sent (reconnecting): held 99"),
         "{not_sent}"
@@ -384,4 +387,27 @@ fn a_server_back_with_another_key_is_refused() {
         "{err:?}"
     );
     assert!(err[0].contains("remove line 1 from"), "{err:?}");
+}
+
+#[test]
+fn icmp_after_the_welcome_is_only_counted() {
+    let srv = FakeServer::new();
+    let addr = srv.addr_text();
+    let mut c = Client::spawn(&addr, "alice", &["--reconnect-timeout", "1.5"]);
+    // Keepalives every 200 ms; then nothing listens there any more, and each
+    // datagram draws an ICMP "port unreachable".
+    srv.accept(600);
+    c.out.wait_for("welcome", WAIT).expect("welcome");
+    drop(srv);
+    c.out
+        .wait_for("-- reconnecting", WAIT)
+        .expect("a reconnect, not the end");
+    // The end comes 1.5 s after the loss was found; 20 s is more than 5 times.
+    assert_eq!(c.wait_clean(Duration::from_secs(20)).code(), Some(1));
+    assert_eq!(
+        c.err_rest(),
+        [format!(
+            "chat-client: lost contact with the server at {addr}"
+        )]
+    );
 }

@@ -40,9 +40,12 @@ pub enum ToSender {
     Reject(u32, RejectReason),
     /// Contact is lost, the client is reconnecting: hold retransmissions.
     Holding,
-    /// A member again after a reconnect, under this name: resend what is
-    /// unacknowledged.
-    Back(String),
+    /// A member again after a reconnect, under this name, on a server that
+    /// serves ME or not: resend what is unacknowledged.
+    Back {
+        name: String,
+        serves_me: bool,
+    },
     /// The name was taken during a reconnect: read a new one (a terminal).
     AskName,
     /// The receiver is leaving (kick, shutdown, lost contact, a signal): stop sending.
@@ -122,8 +125,8 @@ impl ToSender {
                 v.push(r.code());
             }
             ToSender::Holding => v.push(3),
-            ToSender::Back(name) => {
-                v.push(4);
+            ToSender::Back { name, serves_me } => {
+                v.extend_from_slice(&[4, u8::from(*serves_me)]);
                 v.extend_from_slice(name.as_bytes());
             }
             ToSender::AskName => v.push(8),
@@ -149,7 +152,10 @@ impl ToSender {
                 RejectReason::from_code(rest[4])?,
             ),
             (3, 0) => ToSender::Holding,
-            (4, _) => ToSender::Back(String::from_utf8(rest.to_vec()).ok()?),
+            (4, n) if n >= 1 && rest[0] <= 1 => ToSender::Back {
+                serves_me: rest[0] == 1,
+                name: String::from_utf8(rest[1..].to_vec()).ok()?,
+            },
             (8, 0) => ToSender::AskName,
             (5, 0) => ToSender::Leaving,
             (6, _) => ToSender::Seen(String::from_utf8(rest.to_vec()).ok()?),
@@ -190,7 +196,10 @@ mod tests {
             ToSender::Ack(7),
             ToSender::Reject(9, RejectReason::NoSuchMember),
             ToSender::Holding,
-            ToSender::Back("bob".into()),
+            ToSender::Back {
+                name: "bob".into(),
+                serves_me: true,
+            },
             ToSender::AskName,
             ToSender::Leaving,
             ToSender::Seen("小明".into()),

@@ -18,10 +18,12 @@
 //!   the socket, and is **the only process that seals**, so each key's
 //!   counter sequence has one writer and no counter is used twice. It is the
 //!   only reader of the socket and the only writer to stdout (`screen`). It
-//!   seals what the sender hands it, prints events in the user's language
-//!   (`render`, `lang`, `reasons`), forwards ACK and REJECT to the sender,
-//!   pages `/who` (`tally`), keeps the session alive (keepalives, rekeys,
-//!   path checks), reconnects after lost contact, and owns the LEAVE.
+//!   seals what the sender hands it, puts events in order and asks for the
+//!   missing ones ([`reorder`]), prints them once in the user's language
+//!   (`render`, `notice`, `lang`, `reasons`), forwards ACK and REJECT to the
+//!   sender, pages `/who` (`tally`) and `/history`, keeps the session alive
+//!   (keepalives, rekeys, path checks), reconnects and catches up after lost
+//!   contact, and owns the LEAVE.
 //!
 //! Each side ends when the other does: the socketpair reaches EOF, the child
 //! also has `PR_SET_PDEATHSIG`, and the parent a SIGCHLD. The terminal's modes

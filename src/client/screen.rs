@@ -30,6 +30,9 @@ pub struct Screen {
     /// The terminal is no longer ours (the sender was killed, the shell has
     /// its prompt up): nothing more is written.
     pub silent: bool,
+    /// The last line printed on a terminal was a status line that fits one
+    /// row (`-- reconnecting…`): the next status line replaces it.
+    pub status_shown: bool,
 }
 
 impl Screen {
@@ -48,8 +51,24 @@ impl Screen {
         self.print_at(&render::local_hhmm(), text);
     }
 
+    /// A status line: on a terminal it replaces the status line printed
+    /// just before it, if any (so a reconnect that goes on shows one line);
+    /// through a pipe it is a line like any other.
+    pub fn print_status(&mut self, text: &str) {
+        let line = render::stamped(&render::local_hhmm(), text);
+        if self.tty && self.status_shown {
+            // Up from the input line to the status line, then both anew.
+            let s = format!("\r\x1b[K\x1b[A\r\x1b[K{line}\n{}", self.input_seq());
+            self.write(&s);
+        } else {
+            self.print(text);
+        }
+        self.status_shown = render::str_width(&line) < self.cols;
+    }
+
     /// A line with this stamp (a history line's own time).
     pub fn print_at(&mut self, stamp: &str, text: &str) {
+        self.status_shown = false;
         let line = render::stamped(stamp, text);
         if self.tty {
             let s = format!("\r\x1b[K{line}\n{}", self.input_seq());
@@ -81,6 +100,7 @@ impl Screen {
     /// column: the rows from the line's first down are cleared, then the line
     /// is drawn anew for the new width, so no stale prompt row stays.
     pub fn resize(&mut self, cols: usize) {
+        self.status_shown = false;
         if self.tty {
             let pw = render::str_width(&self.prompt);
             let (_, col) = render::input_view(&self.line, self.cursor, pw, self.cols);
@@ -118,6 +138,7 @@ impl Screen {
 
     /// Ctrl-L: clears the screen and draws the input line at the top.
     pub fn clear_all(&mut self) {
+        self.status_shown = false;
         if self.tty {
             self.write("\x1b[H\x1b[2J");
             self.redraw();

@@ -48,9 +48,11 @@ pub(super) struct Conn {
     pub(super) current: Session,
     /// When `current` was made (its reject deadline counts from here).
     pub(super) since: Instant,
-    pub(super) pending: Option<(Session, Instant)>,
+    /// (Boxed, as `old`: most connections have neither, and a connection is
+    /// then a third of the size.)
+    pub(super) pending: Option<Box<(Session, Instant)>>,
     /// The previous session and the end of its grace.
-    pub(super) old: Option<(Session, Instant)>,
+    pub(super) old: Option<Box<(Session, Instant)>>,
     pub(super) path: Path,
     pub(super) half_open: Option<HalfOpen>,
     /// Has an authenticated datagram arrived (so the server may send)?
@@ -98,11 +100,11 @@ impl Conn {
     /// one the server sends on, and the current one is read for the grace.
     /// Returns the id of the session forgotten now, if any.
     pub(super) fn promote(&mut self, now: Instant) -> Option<SessionId> {
-        let (next, since) = self.pending.take()?;
+        let (next, since) = *self.pending.take()?;
         let before = std::mem::replace(&mut self.current, next);
         self.since = since;
-        let dropped = self.old.take().map(|(s, _)| s.local_id());
-        self.old = Some((before, now + REKEY_GRACE));
+        let dropped = self.old.take().map(|o| o.0.local_id());
+        self.old = Some(Box::new((before, now + REKEY_GRACE)));
         dropped
     }
 
@@ -117,8 +119,8 @@ impl Conn {
         if let Some(h) = &self.half_open {
             t = t.min(h.last_used + HALF_OPEN_TIMEOUT);
         }
-        if let Some((_, end)) = &self.old {
-            t = t.min(*end);
+        if let Some(o) = &self.old {
+            t = t.min(o.1);
         }
         t
     }

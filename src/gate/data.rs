@@ -36,7 +36,7 @@ impl Gate {
             self.ids.remove(&id);
             return self.send_reset(now, from, id, out);
         };
-        if which == Which::Old && c.old.as_ref().is_some_and(|(_, end)| now >= *end) {
+        if which == Which::Old && c.old.as_ref().is_some_and(|o| now >= o.1) {
             // Its grace is over: the id is no longer live.
             c.old = None;
             self.ids.remove(&id);
@@ -88,8 +88,8 @@ impl Gate {
         }
         self.ids
             .insert(c.current.local_id(), (conn, Which::Current));
-        if let Some((old, _)) = &c.old {
-            self.ids.insert(old.local_id(), (conn, Which::Old));
+        if let Some(o) = &c.old {
+            self.ids.insert(o.0.local_id(), (conn, Which::Old));
         }
         self.schedule(conn);
     }
@@ -189,8 +189,8 @@ impl Gate {
                 Ok(r) => r,
                 Err(_) => return self.discard(out, DropReason::Forged),
             };
-        if let Some((replaced, _)) = c.pending.replace((session, now)) {
-            self.ids.remove(&replaced.local_id());
+        if let Some(replaced) = c.pending.replace(Box::new((session, now))) {
+            self.ids.remove(&replaced.0.local_id());
         }
         self.ids.insert(new_id, (conn, Which::Pending));
         c.rekeyed = Some(Rekeyed {

@@ -78,8 +78,10 @@ impl Gate {
             from,
             ip,
         };
-        self.conns
-            .insert(conn, Conn::new(session, now, Path::new(from), half_open));
+        self.conns.insert(
+            conn,
+            Box::new(Conn::new(session, now, Path::new(from), half_open)),
+        );
         self.ids.insert(id_s, (conn, Which::Current));
         self.half_open_by_init.insert((from, init.id_c), conn);
         *self.half_open_per_ip.entry(ip).or_insert(0) += 1;

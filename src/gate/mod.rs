@@ -193,7 +193,8 @@ pub struct Gate {
     cfg: Config,
     key: ServerKey,
     cookies: CookieKey,
-    conns: HashMap<ConnId, Conn>,
+    /// Boxed: a table of 10,000 connections keeps its spare buckets small.
+    conns: HashMap<ConnId, Box<Conn>>,
     /// Every live session id (half-open, current, pending, old in grace).
     ids: HashMap<SessionId, (ConnId, Which)>,
     next_conn: u64,
@@ -373,9 +374,9 @@ impl Gate {
                 out.push(Action::Gone { conn });
                 continue;
             }
-            if c.old.as_ref().is_some_and(|(_, end)| now >= *end) {
-                if let Some((s, _)) = c.old.take() {
-                    self.ids.remove(&s.local_id());
+            if c.old.as_ref().is_some_and(|o| now >= o.1) {
+                if let Some(o) = c.old.take() {
+                    self.ids.remove(&o.0.local_id());
                 }
             }
             self.schedule(conn);

@@ -95,6 +95,8 @@ pub struct Stats {
     pub answers_refused: u64,
     /// Bodies that could not be sealed (their session was gone).
     pub unsealed: u64,
+    /// Messages that arrived ahead of a gap and waited for it.
+    pub held: u64,
     /// NACKs received.
     pub nacks: u64,
     /// Events sent again for a NACK.

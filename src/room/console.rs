@@ -92,6 +92,7 @@ impl Room {
             start,
             end,
             except: None,
+            room_seq: self.room_seq,
         });
         let n = self.members.len();
         format!("sent to {n} member{}", if n == 1 { "" } else { "s" })
@@ -111,7 +112,7 @@ impl Room {
     pub fn console_stats(&self) -> String {
         let s = &self.stats;
         let g = &self.gate.stats;
-        let pairs: [(&str, u64); 28] = [
+        let pairs: [(&str, u64); 29] = [
             ("datagrams in", g.datagrams_in),
             ("datagrams out", s.datagrams_out),
             ("dropped sends", s.dropped_sends),
@@ -133,6 +134,7 @@ impl Room {
             ("rate limited", s.rate_limited),
             ("too old", s.too_old),
             ("answers refused", s.answers_refused),
+            ("held", s.held),
             ("nacks", s.nacks),
             ("resent", s.resent),
             ("lost", s.lost),

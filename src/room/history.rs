@@ -6,10 +6,11 @@
 use super::{AckWindow, Peer, Room};
 use crate::gate::ConnId;
 use crate::protocol::name_key;
+use crate::protocol::sealed::EVENTS_HEADER_LEN;
 use crate::protocol::sealed::{
     ByeReason, Event, EventsWriter, Line, LineFlags, MessageId, Refusal, ServerMsg,
 };
-use crate::session::MAX_BODY;
+use crate::session::{DATA_OVERHEAD, MAX_BODY};
 use crate::store::{self, HistoryStore, Kind, Present, StoreEvent, MAX_PAGE};
 use crate::trust::ticket::{Ticket, TicketKey};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -341,7 +342,9 @@ impl Room {
             "resumed",
             !quiet,
         );
-        self.members.get_mut(i).window = AckWindow::starting_at(lowest_unacked);
+        let m = self.members.get_mut(i);
+        m.window = AckWindow::starting_at(lowest_unacked);
+        m.order = super::order::InOrder::starting_at(lowest_unacked);
         self.welcome(i, unix_ms, true);
         let from = if epoch == self.epoch {
             last_room_seq
@@ -352,9 +355,11 @@ impl Room {
         self.name_present(i);
     }
 
-    /// Member `i`'s room messages after `from`, flagged catch-up (at most
-    /// the last [`MAX_PAGE`]); a GAP first for those no longer kept when the
-    /// numbers are comparable (`same_epoch`).
+    /// Member `i` catches up with the room messages after `from`, flagged
+    /// catch-up, through its answer budget ([`Room::send_catch_up`]); a GAP
+    /// first for those no longer kept when the numbers are comparable
+    /// (`same_epoch`). Until it has caught up, room messages are not sent
+    /// to it live.
     fn catch_up(&mut self, i: usize, from: u64, same_epoch: bool) {
         let Some(h) = &mut self.history else {
             return;
@@ -362,12 +367,8 @@ impl Room {
         if from >= self.room_seq {
             return;
         }
-        let mut msgs = h.read(&mut self.log, |s| s.after(from, MAX_PAGE));
-        if msgs.len() == MAX_PAGE {
-            msgs = h.read(&mut self.log, |s| s.last(MAX_PAGE));
-            msgs.retain(|m| m.room_seq > from);
-        }
-        let first = msgs.first().map_or(self.room_seq + 1, |m| m.room_seq);
+        let first = h.read(&mut self.log, |s| s.after(from, 1));
+        let first = first.first().map_or(self.room_seq + 1, |m| m.room_seq);
         if same_epoch && first > from + 1 {
             let count = (first - from - 1).min(u32::MAX as u64) as u32;
             let ev = self.out.event(&Event::Gap {
@@ -380,6 +381,55 @@ impl Room {
             }
             m.private.push(ev);
         }
-        self.queue_messages(i, &msgs, LineFlags::CATCH_UP);
+        let m = self.members.get_mut(i);
+        m.catch_up = Some(first.saturating_sub(1).max(from));
+        m.live_after = u64::MAX;
+        if !self.answering.contains(&m.conn) {
+            self.answering.push(m.conn);
+        }
+    }
+
+    /// Sends member `i` the next parts of its catch-up that its budget
+    /// allows (a datagram's worth each); true when more wait.
+    pub(super) fn send_catch_up(&mut self, now: Instant, i: usize) -> bool {
+        const BATCH: usize = 64;
+        let Some(cursor) = self.members.get(i).catch_up else {
+            return false;
+        };
+        let mut cursor = cursor;
+        loop {
+            let Some(h) = &mut self.history else {
+                return false;
+            };
+            let msgs = h.read(&mut self.log, |s| s.after(cursor, BATCH));
+            if msgs.is_empty() {
+                let m = self.members.get_mut(i);
+                m.catch_up = None;
+                m.catch_up_at = None;
+                m.live_after = cursor;
+                return false;
+            }
+            // As many as one EVENTS body holds (at least one).
+            let mut bytes = EVENTS_HEADER_LEN;
+            let mut n = 0;
+            for msg in &msgs {
+                let len = message_event(msg, LineFlags::CATCH_UP).encoded_len();
+                if n > 0 && bytes + len > MAX_BODY {
+                    break;
+                }
+                bytes += len;
+                n += 1;
+            }
+            let m = self.members.get_mut(i);
+            let cost = (bytes + DATA_OVERHEAD) as u64;
+            if !m.budget.try_spend(now, cost) {
+                m.catch_up = Some(cursor);
+                m.catch_up_at = Some(m.budget.ready_at(cost));
+                return true;
+            }
+            cursor = msgs[n - 1].room_seq;
+            self.queue_messages(i, &msgs[..n], LineFlags::CATCH_UP);
+            self.members.get_mut(i).catch_up = Some(cursor);
+        }
     }
 }

@@ -107,6 +107,7 @@ impl Room {
                 start,
                 end,
                 except: Some(conn),
+                room_seq: 0,
             });
         }
         i

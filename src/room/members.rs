@@ -40,8 +40,17 @@ pub struct Member {
     pub tail_pending: bool,
     /// When its next repair can go, if one waits.
     pub repair_at: Option<Instant>,
+    /// While it catches up after a RESUME: the room sequence sent so far,
+    /// and when the next part can go.
+    pub catch_up: Option<u64>,
+    pub catch_up_at: Option<Instant>,
+    /// Room messages up to this room sequence are not sent to it live (a
+    /// catch-up sends them).
+    pub live_after: u64,
     /// The message numbers forwarded so far.
     pub window: AckWindow,
+    /// Its messages in its order (those ahead of a gap wait).
+    pub order: super::order::InOrder,
     /// The flood-control bucket.
     pub bucket: Bucket,
     /// Its answer budget, and the answers waiting for it.
@@ -86,7 +95,11 @@ impl Member {
             events_at: m.now,
             tail_pending: false,
             repair_at: None,
+            catch_up: None,
+            catch_up_at: None,
+            live_after: 0,
             window: AckWindow::new(),
+            order: super::order::InOrder::starting_at(1),
             bucket: Bucket::full(m.now, m.burst),
             budget: Budget::new(m.now),
             answers: AnswerQueue::new(),

@@ -5,7 +5,7 @@
 use super::budget::Offer;
 use super::{Broadcast, Room, Seen};
 use crate::protocol::sealed::{
-    Event, Line, LineFlags, MessageId, RejectReason, ServerMsg, WhoPageWriter,
+    ClientMsg, Event, Line, LineFlags, MessageId, RejectReason, ServerMsg, WhoPageWriter,
 };
 use crate::protocol::{name_key, validate_text};
 use crate::session::{DATA_OVERHEAD, MAX_BODY};
@@ -33,23 +33,40 @@ pub(super) enum Said<'a> {
     Private(&'a str),
 }
 
+/// A member's message: its number, what it is, its text, and when it came
+/// (Unix milliseconds: the events' time).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Msg<'a> {
+    pub(super) seq: u32,
+    pub(super) what: Said<'a>,
+    pub(super) text: &'a str,
+    pub(super) unix_ms: u64,
+}
+
+impl<'a> Msg<'a> {
+    /// The message of a SAY, ME or PRIVATE body.
+    pub(super) fn of(body: &ClientMsg<'a>, unix_ms: u64) -> Option<Self> {
+        let (seq, what, text) = match *body {
+            ClientMsg::Say { seq, text } => (seq, Said::Room(false), text),
+            ClientMsg::Me { seq, text } => (seq, Said::Room(true), text),
+            ClientMsg::Private { seq, to, text } => (seq, Said::Private(to), text),
+            _ => return None,
+        };
+        Some(Msg {
+            seq,
+            what,
+            text,
+            unix_ms,
+        })
+    }
+}
+
 impl Room {
     /// A SAY, ME or PRIVATE from member `i` (PROTOCOL.md "At most once").
-    pub(super) fn say(
-        &mut self,
-        unix_ms: u64,
-        now: Instant,
-        i: usize,
-        seq: u32,
-        what: Said<'_>,
-        text: &str,
-    ) {
+    pub(super) fn say(&mut self, now: Instant, i: usize, msg: Msg<'_>) {
+        let seq = msg.seq;
         let m = self.members.get(i);
         let (conn, local) = (m.conn, m.local);
-        let reject = |room: &mut Room, reason| {
-            room.out
-                .reply(conn, local, &ServerMsg::Reject { seq, reason });
-        };
         let seen_before = self
             .history
             .as_ref()
@@ -58,15 +75,41 @@ impl Room {
             // Forwarded in an earlier session (a resume, a restart).
             Seen::New if seen_before => {
                 self.members.get_mut(i).window.accept(seq);
-                return self.out.reply(conn, local, &ServerMsg::Ack { seq });
+                self.out.reply(conn, local, &ServerMsg::Ack { seq });
+                return self.passed(now, i, seq);
             }
             Seen::New => {}
             Seen::Again => return self.out.reply(conn, local, &ServerMsg::Ack { seq }),
             Seen::TooOld => {
                 self.stats.too_old += 1;
-                return reject(self, RejectReason::TooOld);
+                let reason = RejectReason::TooOld;
+                return self
+                    .out
+                    .reply(conn, local, &ServerMsg::Reject { seq, reason });
             }
         }
+        if self.ahead_of_gap(i, seq) {
+            return self.hold(now, i, msg);
+        }
+        self.forward(now, i, msg);
+        self.passed(now, i, seq);
+    }
+
+    /// Forwards message `seq` of member `i` (or refuses it: REJECT), in its
+    /// order.
+    pub(super) fn forward(&mut self, now: Instant, i: usize, msg: Msg<'_>) {
+        let Msg {
+            seq,
+            what,
+            text,
+            unix_ms,
+        } = msg;
+        let m = self.members.get(i);
+        let (conn, local) = (m.conn, m.local);
+        let reject = |room: &mut Room, reason| {
+            room.out
+                .reply(conn, local, &ServerMsg::Reject { seq, reason });
+        };
         if validate_text(text).is_err() {
             return reject(self, RejectReason::InvalidText);
         }
@@ -127,6 +170,7 @@ impl Room {
                     start,
                     end,
                     except: Some(conn),
+                    room_seq: self.room_seq,
                 });
             }
             (Said::Private(_), Some(j)) => {
@@ -220,7 +264,8 @@ impl Room {
                 self.answer(i, answer);
             }
             let more_repairs = self.send_repairs(now, i);
-            if self.members.get(i).answers.is_empty() && !more_repairs {
+            let more_catch_up = self.send_catch_up(now, i);
+            if self.members.get(i).answers.is_empty() && !more_repairs && !more_catch_up {
                 self.answering.swap_remove(k);
             } else {
                 k += 1;

@@ -24,6 +24,7 @@ mod join;
 mod limits;
 mod members;
 mod messages;
+mod order;
 mod outbox;
 pub mod repair;
 mod resend;
@@ -38,7 +39,7 @@ use crate::gate::{self, Action, ConnId, Gate, IpKey};
 use crate::protocol::sealed::{decode_client, ByeReason, ClientMsg, Event, LeftReason, ServerMsg};
 use crate::session::ServerKey;
 use members::{Member, Members};
-use messages::{Answer, Said};
+use messages::{Answer, Msg};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -52,6 +53,8 @@ struct Broadcast {
     start: u32,
     end: u32,
     except: Option<ConnId>,
+    /// The room sequence of a room message (0 for other events).
+    room_seq: u64,
 }
 
 /// A member removed this turn: what was queued for it before then is still
@@ -83,6 +86,8 @@ pub struct Room {
     next_prune: Instant,
     /// Members whose answers wait for their budget (some may be gone).
     answering: Vec<ConnId>,
+    /// Members with messages waiting for a gap (some may be gone).
+    holding: Vec<ConnId>,
     /// The drop counters at the last summary.
     drops_said: [u64; 7],
     /// The history, when the room keeps one ([`Room::keep_history`]).
@@ -124,6 +129,7 @@ impl Room {
             joins: HashMap::new(),
             next_prune: now + PRUNE_EVERY,
             answering: Vec::new(),
+            holding: Vec::new(),
             drops_said: [0; 7],
             history: None,
             repairs,
@@ -208,10 +214,10 @@ impl Room {
             ClientMsg::Join { name } if name == &*self.members.get(i).name => {
                 self.welcome(i, unix_ms, false)
             }
-            ClientMsg::Say { seq, text } => self.say(unix_ms, now, i, seq, Said::Room(false), text),
-            ClientMsg::Me { seq, text } => self.say(unix_ms, now, i, seq, Said::Room(true), text),
-            ClientMsg::Private { seq, to, text } => {
-                self.say(unix_ms, now, i, seq, Said::Private(to), text)
+            ClientMsg::Say { .. } | ClientMsg::Me { .. } | ClientMsg::Private { .. } => {
+                if let Some(m) = Msg::of(&msg, unix_ms) {
+                    self.say(now, i, m);
+                }
             }
             ClientMsg::Who { start } => self.ask(now, i, Answer::Who(start)),
             ClientMsg::History { before, max } if self.history.is_some() => {
@@ -303,6 +309,7 @@ impl Room {
                 start,
                 end,
                 except: Some(m.conn),
+                room_seq: 0,
             });
         }
         self.leavers.push(Leaver {
@@ -325,11 +332,19 @@ impl Room {
             .filter_map(|i| {
                 let m = self.members.get(i);
                 let answer = m.answers.next_ready(&m.budget);
-                [answer, m.repair_at].into_iter().flatten().min()
+                [answer, m.repair_at, m.catch_up_at]
+                    .into_iter()
+                    .flatten()
+                    .min()
             })
             .min();
         let tail = self.repairs.as_ref().and_then(resend::Repairs::next_tail);
-        [timeout, answers, tail, self.gate.next_deadline()]
+        let held = self
+            .holding()
+            .filter_map(|c| self.members.by_conn(c))
+            .filter_map(|i| self.members.get(i).order.release_at())
+            .min();
+        [timeout, answers, tail, held, self.gate.next_deadline()]
             .into_iter()
             .flatten()
             .min()
@@ -338,6 +353,7 @@ impl Room {
     /// Removes the members silent for the member timeout or longer, and
     /// those whose session the gate forgot.
     pub fn expire(&mut self, now: Instant) {
+        self.give_up_gaps(now);
         for a in self.gate.expire(now) {
             if let Action::Gone { conn } = a {
                 self.gone(conn);
@@ -389,6 +405,9 @@ impl Room {
     /// and returns everything to send: the gate's datagrams and the direct
     /// replies first, then the events.
     pub fn flush(&mut self, now: Instant) -> &Outbox {
+        // The turn's room messages are stored first: a catch-up goes on
+        // through them.
+        self.store_turn(now);
         self.send_answers(now);
         self.send_tails(now);
         let t = Turn {
@@ -428,7 +447,6 @@ impl Room {
                 },
             );
         }
-        self.store_turn(now);
         self.stats.unsealed += self.out.seal(&mut self.gate, now);
         for l in self.leavers.drain(..) {
             self.gate.close(l.m.conn);
@@ -486,10 +504,12 @@ fn flush_member(
     } else {
         0
     };
-    let conn = Some(m.conn);
+    let (conn, live_after) = (Some(m.conn), m.live_after);
     let mut b = bcasts
         .iter()
         .filter(move |b| b.except != conn && b.start >= since && b.start < until)
+        // Room messages a catch-up sends (or sent) are not sent live.
+        .filter(move |b| b.room_seq == 0 || b.room_seq > live_after)
         .map(|b| (b.start, b.end))
         .peekable();
     let private = std::mem::take(&mut m.private);

@@ -41,6 +41,23 @@ impl Net {
         Net { room, now }
     }
 
+    /// A room that keeps its history in memory (and gives resume tickets).
+    fn with_history() -> Net {
+        Net::with_history_of(Config::default(), 100)
+    }
+
+    /// A room with `cfg` that keeps `size` messages in memory.
+    fn with_history_of(cfg: Config, size: usize) -> Net {
+        let mut net = Net::new(cfg);
+        net.room.keep_history(
+            Box::new(crate::store::MemoryStore::new(size)),
+            crate::trust::ticket::TicketKey::derive(&[4; 32]),
+            0,
+            net.now,
+        );
+        net
+    }
+
     /// A member joined as `name` from port `port` (it has read everything).
     fn join(&mut self, name: &str, port: u16) -> Member {
         let conn = Conn::connect(
@@ -95,6 +112,20 @@ impl Net {
         }
         self.room.members.check();
         !sent.is_empty()
+    }
+
+    /// `m`'s connection thinks it lost contact (31 s pass, which the room
+    /// does not act on) and comes back in a new session with its ticket;
+    /// `other` is there too.
+    fn come_back(&mut self, m: &mut Member, other: &mut Member) {
+        self.now += std::time::Duration::from_secs(31);
+        m.conn.on_timeout(self.now);
+        while !m.conn.is_member() {
+            let t = m.conn.next_timeout().expect("a reconnect attempt");
+            self.now = self.now.max(t);
+            m.conn.on_timeout(self.now);
+            self.run(&mut [&mut *m, &mut *other]);
+        }
     }
 
     /// Turns until nothing moves.
@@ -184,13 +215,7 @@ fn shutdown_sends_what_was_queued_then_bye() {
 
 #[test]
 fn a_resumed_ticket_replaces_the_live_session_quietly() {
-    let mut net = Net::new(Config::default());
-    net.room.keep_history(
-        Box::new(crate::store::MemoryStore::new(100)),
-        crate::trust::ticket::TicketKey::derive(&[4; 32]),
-        0,
-        net.now,
-    );
+    let mut net = Net::with_history();
     let mut alice = net.join("alice", 1);
     let mut bob = net.join("bob", 2);
     net.run(&mut [&mut alice, &mut bob]);
@@ -198,14 +223,7 @@ fn a_resumed_ticket_replaces_the_live_session_quietly() {
     bob.bodies.clear();
     // Alice's connection thinks it lost contact (the room did not time her
     // out yet): it comes back in a new session with its ticket.
-    net.now += std::time::Duration::from_secs(31);
-    alice.conn.on_timeout(net.now);
-    while !alice.conn.is_member() {
-        let t = alice.conn.next_timeout().expect("a reconnect attempt");
-        net.now = net.now.max(t);
-        alice.conn.on_timeout(net.now);
-        net.run(&mut [&mut alice, &mut bob]);
-    }
+    net.come_back(&mut alice, &mut bob);
     let log = net.room.take_log().join("\n");
     assert!(
         log.contains("alice (127.0.0.1:1) was replaced by a new session"),
@@ -227,4 +245,183 @@ fn a_resumed_ticket_replaces_the_live_session_quietly() {
             _ => None,
         });
     assert!(welcome.is_some_and(|f| f.contains(WelcomeFlags::RESUMED)));
+}
+
+/// Sends a RESUME with a ticket of its own making where a JOIN would go.
+struct ForgedResume;
+
+impl crate::client::conn::BodyCodec for ForgedResume {
+    fn join(&self, _name: &str) -> Vec<u8> {
+        let mut b = vec![0u8; 1200];
+        let n = ClientMsg::Resume {
+            ticket: &[7; 70],
+            epoch: 0,
+            last_room_seq: 0,
+            lowest_unacked: 1,
+        }
+        .encode(&mut b)
+        .expect("a RESUME");
+        b.truncate(n);
+        b
+    }
+    fn resume(&self, r: &crate::client::conn::Resume<'_>) -> Vec<u8> {
+        SealedBodies.resume(r)
+    }
+    fn keepalive(&self, last_event: u32) -> Vec<u8> {
+        SealedBodies.keepalive(last_event)
+    }
+    fn leave(&self) -> Vec<u8> {
+        SealedBodies.leave()
+    }
+    fn classify(&self, body: &[u8]) -> crate::client::conn::ServerBody {
+        SealedBodies.classify(body)
+    }
+}
+
+#[test]
+fn a_ticket_the_server_did_not_make_is_refused() {
+    let mut net = Net::with_history();
+    let addr = SocketAddr::from(([127, 0, 0, 1], 9));
+    let mut conn = Conn::connect(ForgedResume, "x", None, Box::new(xorshift(77)), net.now);
+    let mut refused = None;
+    for _ in 0..10 {
+        while let Some(d) = conn.poll_transmit() {
+            net.room.handle(net.now, 1_000, addr.into(), &d);
+        }
+        let out = net.room.flush(net.now);
+        let sent: Vec<Vec<u8>> = out
+            .datagrams()
+            .iter()
+            .map(|d| out.bytes(d).to_vec())
+            .collect();
+        net.room.end_turn();
+        for d in sent {
+            conn.on_datagram(net.now, &d);
+        }
+        while let Some(e) = conn.poll_event() {
+            match e {
+                ConnEvent::VerifyKey(_) => conn.key_checked(net.now, true),
+                ConnEvent::Refused { body } => refused = Some(body),
+                _ => {}
+            }
+        }
+    }
+    let body = refused.expect("an answer");
+    assert_eq!(
+        decode_server(&body),
+        Ok(ServerMsg::Refused(
+            crate::protocol::sealed::Refusal::BadTicket
+        ))
+    );
+    assert_eq!(net.room.member_count(), 0);
+}
+
+/// The texts of the room messages `m` got, with their flags, in order.
+fn lines(m: &Member) -> Vec<(String, u8)> {
+    let mut out = Vec::new();
+    for b in &m.bodies {
+        if let Ok(ServerMsg::Events { events, .. }) = decode_server(b) {
+            for e in events.iter() {
+                if let Event::Said(l) = e {
+                    out.push((l.text.to_string(), l.flags.bits()));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_catch_up_is_paced_by_the_budget_and_comes_before_live_lines() {
+    let cfg = Config {
+        rate: 0.0,
+        ..Config::default()
+    };
+    let mut net = Net::with_history_of(cfg, 1000);
+    let mut alice = net.join("alice", 1);
+    let mut bob = net.join("bob", 2);
+    net.run(&mut [&mut alice, &mut bob]);
+    // Bob is away (nothing reaches him) while alice says 400 long lines:
+    // about 440 KB, beyond the 256 KiB burst of his answer budget.
+    let text = |k: usize| format!("{k:04} {}", "x".repeat(1000 - 5));
+    for k in 0..400 {
+        alice
+            .conn
+            .send(net.now, &say(&text(k), k as u32 + 1))
+            .expect("sent");
+        net.send(&mut alice);
+        net.turn(&mut [&mut alice]);
+    }
+    bob.bodies.clear();
+    // He comes back (a new session with his ticket) and is caught up.
+    net.come_back(&mut bob, &mut alice);
+    let first_part = lines(&bob).len();
+    assert!(
+        (100..400).contains(&first_part),
+        "{first_part} lines at once"
+    );
+    // A line said meanwhile waits for the catch-up to end.
+    alice.conn.send(net.now, &say("live", 401)).expect("sent");
+    net.send(&mut alice);
+    for _ in 0..20 {
+        net.now += std::time::Duration::from_millis(500);
+        net.turn(&mut [&mut alice, &mut bob]);
+    }
+    // Caught up: the next line is live.
+    alice.conn.send(net.now, &say("after", 402)).expect("sent");
+    net.send(&mut alice);
+    net.turn(&mut [&mut alice, &mut bob]);
+    let got = lines(&bob);
+    // (A line said during the catch-up comes with it, flagged so.)
+    let want: Vec<(String, u8)> = (0..400)
+        .map(|k| (text(k), 2))
+        .chain([("live".to_string(), 2), ("after".to_string(), 0)])
+        .collect();
+    assert_eq!(got.len(), want.len());
+    let diff = got.iter().zip(&want).position(|(a, b)| a != b);
+    let show = diff.map(|k| (k, got[k].0.chars().take(8).collect::<String>(), got[k].1));
+    assert!(
+        diff.is_none(),
+        "every line once, in order, the catch-up flagged: {show:?}"
+    );
+}
+
+#[test]
+fn a_members_lines_go_in_its_order_and_a_gap_is_waited_for_a_while() {
+    let cfg = Config {
+        rate: 0.0,
+        ..Config::default()
+    };
+    let mut net = Net::new(cfg);
+    let mut alice = net.join("alice", 1);
+    let mut bob = net.join("bob", 2);
+    net.run(&mut [&mut alice, &mut bob]);
+    bob.bodies.clear();
+    alice.bodies.clear();
+    // 3 overtakes 2 on the way: it waits, unacknowledged, for 2.
+    for (seq, text) in [(1, "one"), (3, "three")] {
+        alice.conn.send(net.now, &say(text, seq)).expect("sent");
+        net.send(&mut alice);
+    }
+    net.turn(&mut [&mut alice, &mut bob]);
+    assert_eq!(seen(&alice), ["ack 1"]);
+    alice.conn.send(net.now, &say("two", 2)).expect("sent");
+    net.send(&mut alice);
+    net.turn(&mut [&mut alice, &mut bob]);
+    assert_eq!(seen(&alice), ["ack 1", "ack 2", "ack 3"]);
+    assert_eq!(seen(&bob), ["said one", "said two", "said three"]);
+    // 5 waits for 4, which never comes: after a while it goes anyway.
+    alice.conn.send(net.now, &say("five", 5)).expect("sent");
+    net.send(&mut alice);
+    net.turn(&mut [&mut alice, &mut bob]);
+    assert_eq!(seen(&bob).len(), 3);
+    net.now += super::order::HOLD_FOR;
+    net.room.expire(net.now);
+    net.turn(&mut [&mut alice, &mut bob]);
+    let lines: Vec<String> = seen(&bob)
+        .into_iter()
+        .filter(|s| s.starts_with("said"))
+        .collect();
+    assert_eq!(lines, ["said one", "said two", "said three", "said five"]);
+    assert_eq!(net.room.stats.held, 2);
 }

@@ -709,9 +709,14 @@ impl Server {
         cmd.args(["--bind", bind])
             .arg("--key")
             .arg(dir.path().join("server.key"))
+            // The history beside the key (a restart in `dir` keeps it), none
+            // shown on join unless `extra` says otherwise.
             .arg("--db")
-            .arg(dir.path().join("history.db"))
-            .args(extra)
+            .arg(dir.path().join("history.db"));
+        if !extra.contains(&"--history-on-join") {
+            cmd.args(["--history-on-join", "0"]);
+        }
+        cmd.args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());

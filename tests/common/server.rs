@@ -821,6 +821,11 @@ impl Client {
         seq
     }
 
+    /// Sends a SAY with number `seq` (a retransmission, or out of order).
+    pub fn say_as(&mut self, seq: u32, text: &str) {
+        self.send(&ClientMsg::Say { seq, text });
+    }
+
     /// Says `text` and waits for its ACK.
     pub fn say_acked(&mut self, text: &str) {
         let seq = self.say(text);
@@ -969,4 +974,16 @@ fn join_part(server: SocketAddr, base: usize, names: &[String], per_ip: usize) -
         }
     }
     clients
+}
+
+/// Joins `names` in order; each member then reads the JOINED events of those
+/// who came after it.
+pub fn in_the_room<const N: usize>(server: SocketAddr, names: [&str; N]) -> [Client; N] {
+    let mut members = names.map(|name| Client::join(server, name));
+    for (i, m) in members.iter_mut().enumerate() {
+        for _ in i + 1..N {
+            m.event();
+        }
+    }
+    members
 }

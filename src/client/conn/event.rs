@@ -21,9 +21,9 @@ pub enum Cause {
 pub enum End {
     /// An ICMP error (connection refused) during the first login.
     Unreachable,
-    /// No WELCOME or REFUSED within [`LOGIN_TIMEOUT`] at the first login.
+    /// No WELCOME or REFUSED within [`LOGIN_TIMEOUT`](super::LOGIN_TIMEOUT) at the first login.
     NoAnswer,
-    /// The caller did not trust the server's key ([`Conn::key_checked`]).
+    /// The caller did not trust the server's key ([`Conn::key_checked`](super::Conn::key_checked)).
     KeyRejected,
     /// The server now has another key than the one trusted at the first login.
     KeyChanged {
@@ -47,7 +47,7 @@ pub enum End {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// The first handshake gave this server key: check it against the pin
-    /// (see [`ServerTrust`]) and answer with [`Conn::key_checked`].
+    /// (see [`ServerTrust`](super::ServerTrust)) and answer with [`Conn::key_checked`](super::Conn::key_checked).
     VerifyKey([u8; 32]),
     /// WELCOME (also after a reconnect).
     Welcome {
@@ -56,7 +56,7 @@ pub enum Event {
         /// It answers a RESUME.
         resumed: bool,
     },
-    /// REFUSED: the session stays; [`Conn::join`] may try another name.
+    /// REFUSED: the session stays; [`Conn::join`](super::Conn::join) may try another name.
     Refused {
         /// Its body.
         body: Vec<u8>,

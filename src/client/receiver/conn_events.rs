@@ -12,7 +12,7 @@ use crate::client::link::ToSender;
 use crate::client::login::Welcome;
 use crate::client::reasons::{self, Fatal};
 use crate::client::render::{self, Notice};
-use crate::protocol::sealed::{decode_server, Refusal, ServerMsg};
+use crate::protocol::sealed::{decode_server, Refusal, ServerMsg, WelcomeFlags};
 use crate::protocol::{check_name, NameError};
 use std::time::Instant;
 
@@ -32,7 +32,8 @@ impl ReceiverProcess {
                     self.tell_sender(ToSender::Holding);
                 }
                 let at = render::local_hhmmss_after(next_attempt_at.saturating_duration_since(now));
-                self.notice(Notice::Reconnecting(&at));
+                let line = render::notice_line(self.lang, &Notice::Reconnecting(&at));
+                self.screen.print_status(&line);
             }
             Event::Welcome { body, resumed } => {
                 let (epoch_kept, room_seq) = match Welcome::decode(&body) {
@@ -52,7 +53,8 @@ impl ReceiverProcess {
                     self.screen.prompt = render::input_prompt(self.lang).into_owned();
                 }
                 let name = self.name.clone();
-                self.tell_sender(ToSender::Back(name));
+                let serves_me = self.welcome.flags.contains(WelcomeFlags::ME);
+                self.tell_sender(ToSender::Back { name, serves_me });
                 self.notice(Notice::Rejoined);
             }
             Event::Refused { body } => {

@@ -151,6 +151,7 @@ impl ReceiverProcess {
             color: s.color,
             broken: false,
             silent: false,
+            status_shown: false,
         };
         Ok(ReceiverProcess {
             socket: UdpSocket::from_std(s.socket),
@@ -274,16 +275,24 @@ impl ReceiverProcess {
     /// Handles what the connection says, shows what the reorder buffer
     /// hands on (and asks for gaps), and sends what the connection has sealed.
     fn pump(&mut self) {
-        while let Some(ev) = self.conn.poll_event() {
-            self.flush();
-            self.conn_event(ev);
-        }
+        self.handle_conn();
         self.deliver();
         self.conn.set_progress(Progress {
             last_event: self.repair.reorder.last_in_order() as u32,
             last_room_seq: self.repair.last_room_seq,
             lowest_unacked: self.lowest_unacked,
         });
+        self.flush();
+    }
+
+    /// Handles what the connection says and sends what it sealed (but shows
+    /// nothing held: every datagram of a turn goes in first, so a repair
+    /// still in the socket after a long pause is not given up too early).
+    fn handle_conn(&mut self) {
+        while let Some(ev) = self.conn.poll_event() {
+            self.flush();
+            self.conn_event(ev);
+        }
         self.flush();
     }
 
@@ -348,7 +357,7 @@ impl ReceiverProcess {
                 // ICMP errors (connection refused): only counted once a member.
                 Err(_) => self.conn.on_unreachable(Instant::now()),
             }
-            self.pump();
+            self.handle_conn();
             if self.done.is_some() {
                 break;
             }

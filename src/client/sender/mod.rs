@@ -286,9 +286,13 @@ impl SenderProcess {
     }
 
     /// Input is read while it is there and the messages it makes can go out
-    /// soon: not while [`MAX_BACKLOG`] wait behind the window.
+    /// soon: not while [`MAX_BACKLOG`] wait behind the window. While
+    /// reconnecting it is read on: up to 100 lines are kept, and those
+    /// beyond are said to be not sent, as they are typed.
     fn wants_input(&self) -> bool {
-        self.stdin_live && self.stdin_ready && self.queue.backlog() < MAX_BACKLOG
+        self.stdin_live
+            && self.stdin_ready
+            && (self.queue.backlog() < MAX_BACKLOG || self.queue.is_held())
     }
 
     /// Reads stdin, at most [`READS_PER_TURN`] times, so that an endless input
@@ -392,8 +396,9 @@ impl SenderProcess {
                         }
                     }
                     Some(ToSender::Holding) => self.queue.hold(),
-                    Some(ToSender::Back(name)) => {
+                    Some(ToSender::Back { name, serves_me }) => {
                         self.name = name;
+                        self.serves_me = serves_me;
                         self.queue.back(Instant::now());
                         if let Some(chat) = self.asking_name.take() {
                             self.editor = chat;
