@@ -107,11 +107,15 @@ fn chaos() -> Shown {
 
     let mut from = vec![vec![Vec::new(); MEMBERS]; MEMBERS];
     for (r, got) in read.iter().enumerate() {
-        // Neither "(N messages lost)" nor "may not have been delivered".
-        let lost = got
-            .iter()
-            .find(|(l, _)| l.contains("lost") || l.contains("delivered"));
-        assert!(lost.is_none(), "{}: {lost:?}", names[r]);
+        // Neither "(N messages lost)" nor "not delivered".
+        let bad = |l: &str| l.contains("lost") || l.contains("delivered");
+        if let Some(at) = got.iter().position(|(l, _)| bad(l)) {
+            let context: Vec<&str> = got[at.saturating_sub(8)..(at + 8).min(got.len())]
+                .iter()
+                .map(|(l, _)| l.as_str())
+                .collect();
+            panic!("{}: {:?} among {context:#?}", names[r], got[at].0);
+        }
         for (line, at) in got {
             let Some((name, said)) = member_line(line) else {
                 continue;
@@ -159,12 +163,13 @@ fn chaos() -> Shown {
 }
 
 #[test]
-#[ignore = "needs (1) chat-server to forward each member's messages in its seq order (v2server): \
-            a SAY lost and resent is forwarded after later ones; (2) chat-client to keep resending \
-            a line while the session lives (v2client): it gives up after 4 sends in 4.5 s, about \
-            1 line in 800 at 10% loss each way; (3) a lost tail seen within 1 s (v2server/v2client): \
-            one KEEPALIVE 0.5 s after a burst, itself lost 1 time in 10, leaves it to the next \
-            keepalive 10 s later"]
+#[ignore = "flaky until (1) chat-client keeps resending a line while the session lives \
+            (v2client): it gives up after 4 sends in 4.5 s, about 1 line in 800 at 10% loss each \
+            way ('not delivered' in 4 of 10 runs); (2) chat-server holds a member's messages \
+            ahead of a gap longer than the client's resends (v2server): 2 s < the 4th send at \
+            2.1 s, so a late SAY can still come out of order; (3) a lost tail is seen within 1 s \
+            (v2server/v2client): one KEEPALIVE 0.5 s after a burst, itself lost 1 in 10, leaves \
+            it to the next keepalive 10 s later"]
 fn five_members_behind_lossy_relays_see_every_line_once_in_order_and_in_time() {
     let shown = chaos();
     for (r, by_sender) in shown.from.iter().enumerate() {
