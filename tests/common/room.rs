@@ -107,31 +107,6 @@ pub fn talk(speaker: &mut Client, name: &str, witness: &mut Client, lines: &[Str
     }
 }
 
-/// Says each line and waits until `witness` printed them all, in any order.
-pub fn talk_unordered(speaker: &mut Client, name: &str, witness: &mut Client, lines: &[String]) {
-    for l in lines {
-        speaker.send(l);
-    }
-    let end = Instant::now() + WAIT;
-    loop {
-        let shown = said(witness);
-        let missing: Vec<&String> = lines
-            .iter()
-            .filter(|l| !shown.contains(&(name.to_string(), l.to_string())))
-            .collect();
-        if missing.is_empty() {
-            return;
-        }
-        let Some(left) = end.checked_duration_since(Instant::now()) else {
-            panic!(
-                "never shown: {name}: {missing:?}; shown: {:#?}",
-                witness.out.seen
-            );
-        };
-        witness.out.wait_for(&format!("{name}: "), left);
-    }
-}
-
 /// Waits (bounded by [`WAIT`]) until `c` prints the line `name` said `text`
 /// (lines before it are kept in `c.out.seen`).
 #[track_caller]
