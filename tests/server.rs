@@ -893,3 +893,21 @@ fn a_nack_is_answered_with_the_events_again_or_lost() {
         Got::Keepalive(4)
     );
 }
+
+#[test]
+fn without_repair_no_nack_is_served() {
+    let mut s = Server::start(&["--no-repair", "--rate", "0"]);
+    let mut alice = Client::new(s.addr, "alice");
+    let Ok(Got::Welcome { flags, .. }) = alice.try_join() else {
+        panic!("alice joins")
+    };
+    assert_eq!(flags & 1 << 2, 0, "no repair served");
+    let mut bob = Client::join(s.addr, "bob");
+    bob.say_acked("one");
+    assert_eq!(alice.event(), Ev::Joined("bob".into()));
+    assert_eq!(alice.event(), Ev::Said("bob".into(), "one".into()));
+    alice.nack(&[(1, 2)]);
+    alice.silence();
+    let st = s.stats();
+    assert_eq!((st["nacks"], st["not allowed"]), (0, 1), "{st:?}");
+}

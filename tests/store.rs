@@ -74,6 +74,10 @@ fn main() -> ExitCode {
             "chat_server_a_bad_store_stops_the_server_naming_the_file",
             a_bad_store_stops_the_server_naming_the_file,
         ),
+        server_trial(
+            "chat_server_without_db_uses_the_default_location",
+            without_db_the_default_location_is_used,
+        ),
         Trial::bench("bench_write_rows", bench_write),
         Trial::bench("bench_page_read_20_rows", bench_page),
     ];
@@ -688,4 +692,33 @@ fn a_bad_store_stops_the_server_naming_the_file() {
     let s = Server::start(&[]);
     let db = s.dir().expect("a directory").join("history.db");
     refused(&db, &format!("in use by chat-server pid {}", s.pid()));
+}
+
+fn without_db_the_default_location_is_used() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = temp_dir();
+    for (xdg, db) in [
+        (true, dir.path().join("state/udpchat/history.db")),
+        (
+            false,
+            dir.path().join("home/.local/state/udpchat/history.db"),
+        ),
+    ] {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["--bind", "127.0.0.1:0", "--key"])
+            .arg(dir.path().join("server.key"))
+            .env("HOME", dir.path().join("home"));
+        if xdg {
+            cmd.env("XDG_STATE_HOME", dir.path().join("state"));
+        } else {
+            cmd.env_remove("XDG_STATE_HOME");
+        }
+        let mut s = Server::spawn(cmd, Stdio::piped());
+        let mut alice = Client::join(s.addr, "alice");
+        alice.say_acked("kept by default");
+        let mode = std::fs::metadata(&db).expect("the default database").mode();
+        assert_eq!(mode & 0o777, 0o600, "{}", db.display());
+        s.signal(Signal::SIGTERM);
+        assert_eq!(s.wait_exit(WAIT).and_then(|st| st.code()), Some(0));
+    }
 }
