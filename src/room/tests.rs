@@ -178,7 +178,8 @@ fn keepalives(m: &Member) -> usize {
 #[test]
 fn the_tail_keepalive_is_repeated_until_the_member_shows_it_has_the_last_event() {
     use super::resend::{TAIL_KEEPALIVE, TAIL_KEEPALIVES};
-    let mut net = Net::new(Config::default());
+    // With a history: a room that serves NACK.
+    let mut net = Net::with_history();
     let mut alice = net.join("alice", 1);
     let mut bob = net.join("bob", 2);
     let mut seq = 0;
@@ -228,6 +229,26 @@ fn the_tail_keepalive_is_repeated_until_the_member_shows_it_has_the_last_event()
         net.run(&mut [&mut alice]);
     }
     assert_eq!(keepalives(&alice), 2, "no tail KEEPALIVE after hers");
+    // Or her NACK reaching the last event (she lost it).
+    let got = burst_then(&mut net, &mut alice, 1, TAIL_KEEPALIVE);
+    assert_eq!(got, [1]);
+    let Ok(ServerMsg::Keepalive { last_event }) = decode_server(&alice.bodies[0]) else {
+        panic!("{:?}", seen(&alice));
+    };
+    let mut nack = vec![crate::protocol::sealed::client_type::NACK, 1];
+    nack.extend(last_event.to_be_bytes());
+    nack.extend(last_event.to_be_bytes());
+    alice.conn.send(net.now, &nack).expect("sent");
+    net.send(&mut alice);
+    for _ in 0..6 {
+        net.run(&mut [&mut alice]);
+        net.now += TAIL_KEEPALIVE;
+    }
+    assert_eq!(
+        seen(&alice)[1..],
+        ["said hi"],
+        "resent, and no tail KEEPALIVE"
+    );
 }
 
 #[test]
