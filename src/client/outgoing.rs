@@ -1,5 +1,6 @@
 //! The sender's messages until the server acknowledges them: message numbers,
-//! retransmission, back-off on "rate limited", held while reconnecting.
+//! retransmission (until the server answers, as long as the session lives),
+//! back-off on "rate limited", held while reconnecting.
 //!
 //! Pure: time is an argument; the bodies to seal (the receiver seals them)
 //! and failures are return values.
@@ -10,10 +11,24 @@ use crate::session::MAX_BODY;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-/// Waits after the 1st, 2nd, … transmission of a message; after the last one
-/// the message is given up ("not delivered"). Sends at 0, 0.3, 0.9 and 2.1 s;
-/// given up at 4.5 s.
-pub const RETRY_DELAYS_MS: [u64; 4] = [300, 600, 1200, 2400];
+/// Waits after the 1st, 2nd, … transmission of a message; after the last,
+/// [`MAX_RETRY_DELAY`] between sends. Sends at 0, 0.25, 0.5, 1, 1.5, 2.5, 4.5,
+/// 6.5 s…: five within the 2 s that the server holds the messages after a gap
+/// (so that a lost line still goes out in its order: at 10% loss a gap stays
+/// open 1 time in 10,000), seven within 5 s.
+const RETRY_DELAYS: [Duration; 5] = [
+    Duration::from_millis(250),
+    Duration::from_millis(250),
+    Duration::from_millis(500),
+    Duration::from_millis(500),
+    Duration::from_millis(1000),
+];
+/// The longest wait between two sends of a message. A message is resent until
+/// the server answers (ACK or REJECT), never given up while the session lives:
+/// losing contact is the connection's business (the member timeout, then a
+/// reconnect, while which messages are held), and end of input has its own
+/// limit (the sender's drain limit).
+const MAX_RETRY_DELAY: Duration = Duration::from_millis(2000);
 /// At most this many messages are unacknowledged at once; the rest wait in order.
 pub const WINDOW: usize = 8;
 /// A message refused as "rate limited" is tried again after this, up to
@@ -57,6 +72,15 @@ impl Outgoing {
         out.truncate(n);
         Some(out)
     }
+}
+
+/// The wait after transmission number `sends` (0: the first) of a message.
+fn retry_delay(sends: usize) -> Duration {
+    RETRY_DELAYS
+        .get(sends)
+        .copied()
+        .unwrap_or(MAX_RETRY_DELAY)
+        .min(MAX_RETRY_DELAY)
 }
 
 #[derive(Debug)]
@@ -156,10 +180,6 @@ impl OutgoingQueue {
             if f.next_at > now {
                 return true;
             }
-            if f.sends == RETRY_DELAYS_MS.len() {
-                failed.push((f.msg.clone(), Undelivered::NoAnswer));
-                return false;
-            }
             let Some(body) = f.msg.body(f.seq) else {
                 failed.push((
                     f.msg.clone(),
@@ -168,7 +188,7 @@ impl OutgoingQueue {
                 return false;
             };
             out.push(body);
-            f.next_at = now + Duration::from_millis(RETRY_DELAYS_MS[f.sends]);
+            f.next_at = now + retry_delay(f.sends);
             f.sends += 1;
             true
         });
@@ -244,7 +264,7 @@ mod tests {
     }
 
     #[test]
-    fn retransmits_on_schedule_then_gives_up() {
+    fn retransmits_with_a_capped_back_off_until_answered() {
         let t0 = Instant::now();
         let mut o = OutgoingQueue::new();
         o.push(Outgoing::Say("hi".into()));
@@ -252,24 +272,34 @@ mod tests {
         assert_eq!(d.len(), 1);
         assert!(f.is_empty());
         assert_eq!(seq_of(&d[0]), 1);
+        // Sends at 0.25, 0.5, 1, 1.5, 2.5 s, then every 2 s: never given up.
+        let waits = [250, 250, 500, 500, 1000, 2000, 2000, 2000, 2000, 2000];
         let mut at = t0;
-        let mut sends = 1;
-        for ms in RETRY_DELAYS_MS {
+        for (k, ms) in waits.into_iter().enumerate() {
             assert!(o.poll(at + Duration::from_millis(ms - 1)).0.is_empty());
             at += Duration::from_millis(ms);
-            assert_eq!(o.next_deadline(), Some(at));
+            assert_eq!(o.next_deadline(), Some(at), "wait {k}");
             let (d, f) = o.poll(at);
-            if sends < RETRY_DELAYS_MS.len() {
-                assert_eq!(d.len(), 1, "retransmission {sends}");
-                assert_eq!(seq_of(&d[0]), 1, "same number");
-                sends += 1;
-            } else {
-                assert!(d.is_empty());
-                assert_eq!(f, [(Outgoing::Say("hi".into()), Undelivered::NoAnswer)]);
-            }
+            assert!(f.is_empty(), "given up at {:?}", at - t0);
+            assert_eq!(d.len(), 1, "retransmission {}", k + 1);
+            assert_eq!(seq_of(&d[0]), 1, "same number");
         }
-        assert_eq!(at - t0, Duration::from_millis(4500));
+        assert_eq!(at - t0, Duration::from_millis(12_500));
+        assert_eq!(o.ack(1), Some(Outgoing::Say("hi".into())));
         assert!(o.is_empty());
+        assert_eq!(o.next_deadline(), None);
+    }
+
+    #[test]
+    fn a_late_poll_waits_the_full_delay_from_the_send() {
+        let t0 = Instant::now();
+        let mut o = OutgoingQueue::new();
+        o.push(Outgoing::Say("hi".into()));
+        o.poll(t0);
+        let late = t0 + Duration::from_secs(30);
+        assert_eq!(o.poll(late).0.len(), 1);
+        assert_eq!(o.next_deadline(), Some(late + Duration::from_millis(250)));
+        assert_eq!(retry_delay(usize::MAX), MAX_RETRY_DELAY);
     }
 
     #[test]

@@ -34,10 +34,12 @@ pub struct Member {
     pub next_event: u64,
     /// Its events kept for repair.
     pub slot: Option<super::repair::Slot>,
-    /// When events were last sent to it, and whether a KEEPALIVE after them
-    /// is scheduled.
+    /// When events were last sent to it, whether a KEEPALIVE after them
+    /// is scheduled, and how many were sent since (or the limit once it has
+    /// shown that it has the last event).
     pub events_at: Instant,
     pub tail_pending: bool,
+    pub tail_sent: u8,
     /// When its next repair can go, if one waits.
     pub repair_at: Option<Instant>,
     /// While it catches up after a RESUME: the room sequence sent so far,
@@ -94,6 +96,7 @@ impl Member {
             slot: None,
             events_at: m.now,
             tail_pending: false,
+            tail_sent: 0,
             repair_at: None,
             catch_up: None,
             catch_up_at: None,

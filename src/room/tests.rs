@@ -169,6 +169,88 @@ fn say(text: &str, seq: u32) -> Vec<u8> {
     b
 }
 
+/// How many server KEEPALIVEs `m` got.
+fn keepalives(m: &Member) -> usize {
+    let keepalive = |b: &Vec<u8>| matches!(decode_server(b), Ok(ServerMsg::Keepalive { .. }));
+    m.bodies.iter().filter(|b| keepalive(b)).count()
+}
+
+#[test]
+fn the_tail_keepalive_is_repeated_until_the_member_shows_it_has_the_last_event() {
+    use super::resend::{TAIL_KEEPALIVE, TAIL_KEEPALIVES};
+    // With a history: a room that serves NACK.
+    let mut net = Net::with_history();
+    let mut alice = net.join("alice", 1);
+    let mut bob = net.join("bob", 2);
+    let mut seq = 0;
+    // `bob` says a line; `alice` gets it; then time passes a step at a time:
+    // the KEEPALIVEs she got at each step.
+    let mut burst_then = |net: &mut Net, alice: &mut Member, steps: u32, step: Duration| {
+        seq += 1;
+        bob.conn.send(net.now, &say("hi", seq)).expect("sent");
+        net.send(&mut bob);
+        net.run(&mut [&mut *alice, &mut bob]);
+        assert_eq!(seen(alice).last().map(String::as_str), Some("said hi"));
+        alice.bodies.clear();
+        let mut got = Vec::new();
+        for _ in 0..steps {
+            net.now += step;
+            net.run(&mut [&mut *alice, &mut bob]);
+            got.push(keepalives(alice));
+        }
+        got
+    };
+    let half = TAIL_KEEPALIVE / 2;
+    let got = burst_then(&mut net, &mut alice, 12, half);
+    assert_eq!(TAIL_KEEPALIVES, 4);
+    assert_eq!(
+        got,
+        [0, 1, 1, 2, 2, 3, 3, 4, 4, 4, 4, 4],
+        "0.5, 1, 1.5, 2 s"
+    );
+    // After the first, her KEEPALIVE says she has the last event: no more
+    // (but the answer to hers).
+    let got = burst_then(&mut net, &mut alice, 1, TAIL_KEEPALIVE);
+    assert_eq!(got, [1]);
+    let last_event = match decode_server(&alice.bodies[0]) {
+        Ok(ServerMsg::Keepalive { last_event }) => last_event,
+        other => panic!("{other:?}"),
+    };
+    let mut body = vec![0u8; 64];
+    let n = ClientMsg::Keepalive { last_event }
+        .encode(&mut body)
+        .expect("a KEEPALIVE");
+    alice.conn.send(net.now, &body[..n]).expect("sent");
+    net.send(&mut alice);
+    net.run(&mut [&mut alice]);
+    assert_eq!(keepalives(&alice), 2, "the answer to hers");
+    for _ in 0..6 {
+        net.now += TAIL_KEEPALIVE;
+        net.run(&mut [&mut alice]);
+    }
+    assert_eq!(keepalives(&alice), 2, "no tail KEEPALIVE after hers");
+    // Or her NACK reaching the last event (she lost it).
+    let got = burst_then(&mut net, &mut alice, 1, TAIL_KEEPALIVE);
+    assert_eq!(got, [1]);
+    let Ok(ServerMsg::Keepalive { last_event }) = decode_server(&alice.bodies[0]) else {
+        panic!("{:?}", seen(&alice));
+    };
+    let mut nack = vec![crate::protocol::sealed::client_type::NACK, 1];
+    nack.extend(last_event.to_be_bytes());
+    nack.extend(last_event.to_be_bytes());
+    alice.conn.send(net.now, &nack).expect("sent");
+    net.send(&mut alice);
+    for _ in 0..6 {
+        net.run(&mut [&mut alice]);
+        net.now += TAIL_KEEPALIVE;
+    }
+    assert_eq!(
+        seen(&alice)[1..],
+        ["said hi"],
+        "resent, and no tail KEEPALIVE"
+    );
+}
+
 #[test]
 fn a_line_of_the_same_turn_reaches_a_leaver_before_its_bye() {
     let mut net = Net::new(Config::default());

@@ -23,12 +23,18 @@ const HISTORY_WAIT: Duration = Duration::from_secs(3);
 /// How many sends are remembered for round-trip samples.
 const RTT_SAMPLES: usize = 64;
 
+/// How many recent samples the round-trip time is the least of.
+const RTT_RECENT: usize = 16;
+
 /// The round-trip time, from the receiver's SAY/ME/PRIVATE and their ACKs
-/// (Karn's rule: a message sent twice gives no sample).
+/// (Karn's rule: a message sent twice gives no sample): the least of the
+/// last [`RTT_RECENT`] samples. Not an average: the server acknowledges a
+/// message that arrived ahead of a gap in the sender's order only once the
+/// gap is filled, so some samples hold a resend's wait, not the path's.
 #[derive(Debug, Default)]
 pub(super) struct Rtt {
     sent: VecDeque<(u32, Instant)>,
-    smoothed: Option<Duration>,
+    recent: VecDeque<Duration>,
 }
 
 impl Rtt {
@@ -44,17 +50,15 @@ impl Rtt {
         self.sent.push_back((seq, now));
     }
 
-    /// Message `seq` was acknowledged at `now`: the new smoothed estimate.
+    /// Message `seq` was acknowledged at `now`: the new estimate.
     fn acked(&mut self, seq: u32, now: Instant) -> Option<Duration> {
         let i = self.sent.iter().position(|&(s, _)| s == seq)?;
         let (_, at) = self.sent.remove(i)?;
-        let sample = now.saturating_duration_since(at);
-        let rtt = match self.smoothed {
-            None => sample,
-            Some(old) => (old * 7 + sample) / 8,
-        };
-        self.smoothed = Some(rtt);
-        Some(rtt)
+        if self.recent.len() == RTT_RECENT {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(now.saturating_duration_since(at));
+        self.recent.iter().min().copied()
     }
 }
 
@@ -360,10 +364,16 @@ mod tests {
         assert_eq!(r.acked(1, t0 + Duration::from_millis(90)), None, "once");
         r.sent(3, t0);
         assert_eq!(
-            r.acked(3, t0 + Duration::from_millis(160)),
-            Some(Duration::from_millis(90)),
-            "smoothed: 7/8 of 80 and 1/8 of 160"
+            r.acked(3, t0 + Duration::from_millis(900)),
+            Some(Duration::from_millis(80)),
+            "an ACK held behind a gap does not raise it"
         );
+        for seq in 4..4 + RTT_RECENT as u32 {
+            r.sent(seq, t0);
+            let rtt = r.acked(seq, t0 + Duration::from_millis(120));
+            let want = if seq < 2 + RTT_RECENT as u32 { 80 } else { 120 };
+            assert_eq!(rtt, Some(Duration::from_millis(want)), "seq {seq}");
+        }
     }
 
     #[test]
