@@ -163,13 +163,6 @@ fn chaos() -> Shown {
 }
 
 #[test]
-#[ignore = "flaky until (1) chat-client keeps resending a line while the session lives \
-            (v2client): it gives up after 4 sends in 4.5 s, about 1 line in 800 at 10% loss each \
-            way ('not delivered' in 4 of 10 runs); (2) chat-server holds a member's messages \
-            ahead of a gap longer than the client's resends (v2server): 2 s < the 4th send at \
-            2.1 s, so a late SAY can still come out of order; (3) a lost tail is seen within 1 s \
-            (v2server/v2client): one KEEPALIVE 0.5 s after a burst, itself lost 1 in 10, leaves \
-            it to the next keepalive 10 s later"]
 fn five_members_behind_lossy_relays_see_every_line_once_in_order_and_in_time() {
     let shown = chaos();
     for (r, by_sender) in shown.from.iter().enumerate() {

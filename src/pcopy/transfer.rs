@@ -21,8 +21,7 @@ use super::report::{Progress, Report, Split};
 use super::target;
 use super::workers::{self, Shared, Stop, Tick};
 use super::{
-    source, Failure, Options, Reflink, AUTO_SPLIT_FROM, KERNEL_COPY_BELOW,
-    NO_TMPFILE_ENV,
+    source, Failure, Options, Reflink, AUTO_SPLIT_FROM, KERNEL_COPY_BELOW, NO_TMPFILE_ENV,
 };
 use crate::error::{Error, Result};
 use crate::process;
