@@ -53,7 +53,7 @@ pub(super) fn builder<'a>(
     eph: Option<&'a [u8; KEY_LEN]>,
 ) -> Result<Builder<'a>, HandshakeError> {
     let params = noise(NOISE_PARAMS.parse())?;
-    let b = noise(Builder::new(params).prologue(prologue))?;
+    let b = noise(Builder::with_resolver(params, super::cipher::resolver()).prologue(prologue))?;
     Ok(match eph {
         Some(e) => b.fixed_ephemeral_key_for_testing_only(e),
         None => b,
