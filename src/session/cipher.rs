@@ -3,10 +3,15 @@
 //! snow's ring resolver keeps each cipher as a `ring::aead::LessSafeKey`,
 //! which is sized for AES-GCM's key schedule (544 bytes) whatever the
 //! algorithm: two per session, 1 KiB per member of the room. [`resolver`]
-//! gives snow the same ring ChaCha20-Poly1305 holding only its 32-byte key,
-//! and makes ring's key for each datagram (a copy of 32 bytes: ChaCha20 has
-//! no key schedule). Everything else (X25519, BLAKE2s, randomness) is snow's
-//! own resolver, unchanged; the bytes on the wire are the same.
+//! gives snow the same ring ChaCha20-Poly1305 keeping its 32-byte key, and
+//! ring's key made from it only where it is needed on every datagram: a
+//! sealing direction makes it at its first datagram and keeps it (the
+//! fan-out seals for every member: nothing is added there), an opening
+//! direction makes it for each datagram (a copy of the key: ChaCha20 has no
+//! key schedule; tens of nanoseconds on a path that costs microseconds).
+//! A session thus keeps one ring key, not two. Everything else (X25519,
+//! BLAKE2s, randomness) is snow's own resolver, unchanged; the bytes on the
+//! wire are the same.
 
 use ring::aead::{self, LessSafeKey, UnboundKey};
 use snow::params::{CipherChoice, DHChoice, HashChoice};
@@ -14,6 +19,7 @@ use snow::resolvers::{
     BoxedCryptoResolver, CryptoResolver, DefaultResolver, FallbackResolver, RingResolver,
 };
 use snow::types::{Cipher, Dh, Hash, Random};
+use std::sync::OnceLock;
 
 const KEY_LEN: usize = 32;
 const TAG_LEN: usize = 16;
@@ -45,7 +51,10 @@ impl CryptoResolver for CompactResolver {
 
     fn resolve_cipher(&self, choice: &CipherChoice) -> Option<Box<dyn Cipher>> {
         match choice {
-            CipherChoice::ChaChaPoly => Some(Box::new(ChaChaPoly { key: [0; KEY_LEN] })),
+            CipherChoice::ChaChaPoly => Some(Box::new(ChaChaPoly {
+                key: [0; KEY_LEN],
+                sealing: OnceLock::new(),
+            })),
             _ => self.rest.resolve_cipher(choice),
         }
     }
@@ -55,6 +64,8 @@ impl CryptoResolver for CompactResolver {
 /// 64-bit counter little-endian.
 struct ChaChaPoly {
     key: [u8; KEY_LEN],
+    /// ring's key, once this direction sealed something.
+    sealing: OnceLock<Box<LessSafeKey>>,
 }
 
 impl ChaChaPoly {
@@ -79,13 +90,15 @@ impl Cipher for ChaChaPoly {
 
     fn set(&mut self, key: &[u8; KEY_LEN]) {
         self.key = *key;
+        self.sealing = OnceLock::new();
     }
 
     fn encrypt(&self, n: u64, authtext: &[u8], plaintext: &[u8], out: &mut [u8]) -> usize {
         let len = plaintext.len();
         out[..len].copy_from_slice(plaintext);
         let tag = self
-            .ring_key()
+            .sealing
+            .get_or_init(|| Box::new(self.ring_key()))
             .seal_in_place_separate_tag(nonce(n), aead::Aad::from(authtext), &mut out[..len])
             .unwrap_or_else(|_| unreachable!("snow bounds the plaintext"));
         out[len..len + TAG_LEN].copy_from_slice(tag.as_ref());
