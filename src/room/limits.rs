@@ -241,6 +241,26 @@ mod tests {
     }
 
     #[test]
+    fn the_bitmap_exists_only_while_numbers_wait_ahead_of_low() {
+        let mut w = AckWindow::new();
+        for s in 1..=100 {
+            w.accept(s);
+        }
+        assert!(w.bits.is_none(), "in order: no bitmap");
+        w.accept(103);
+        w.accept(102);
+        assert!(w.bits.is_some());
+        assert_eq!(
+            (w.low(), w.check(102), w.check(104)),
+            (101, Seen::Again, Seen::New)
+        );
+        w.accept(101);
+        assert_eq!(w.low(), 104);
+        assert!(w.bits.is_none(), "dropped once empty");
+        assert_eq!(w.check(103), Seen::Again, "below low, above floor");
+    }
+
+    #[test]
     fn numbers_wrap_as_serial_numbers() {
         let mut w = AckWindow::starting_at(u32::MAX - 2);
         for s in [u32::MAX - 2, u32::MAX - 1, u32::MAX, 1, 2] {
