@@ -5,6 +5,7 @@
 //! what the member has; and a KEEPALIVE goes to a member 0.5 s after its last
 //! events, so that a lost tail is noticed.
 
+use super::budget::Budget;
 use super::members::Member;
 use super::repair::{EventId, Limits, Packing, Repair, RepairStore};
 use super::{Outbox, Room};
@@ -147,7 +148,8 @@ impl Room {
         let Some(slot) = m.slot else {
             return false;
         };
-        while let Some(answer) = r.store.poll_repair(slot, now, &mut m.budget, PACKING) {
+        let budget = Budget::get_or_new(&mut m.budget, now);
+        while let Some(answer) = r.store.poll_repair(slot, now, budget, PACKING) {
             match answer {
                 Repair::Events { first, events } => {
                     self.stats.resent += events.len() as u64;
@@ -167,7 +169,7 @@ impl Room {
                 }
             }
         }
-        m.repair_at = r.store.repair_ready_at(slot, &m.budget, PACKING);
+        m.repair_at = r.store.repair_ready_at(slot, budget, PACKING);
         m.repair_at.is_some()
     }
 
