@@ -26,7 +26,7 @@ pub(super) enum Which {
 /// A completed handshake the room has not admitted yet.
 pub(super) struct HalfOpen {
     /// The INIT it answered, to recognize a retransmission.
-    pub(super) init: Box<[u8; INIT_SIZE]>,
+    pub(super) init: [u8; INIT_SIZE],
     /// The RESPONSE, sent again for a retransmitted INIT.
     pub(super) response: [u8; RESPONSE_SIZE],
     /// The last authenticated datagram (or the handshake).
@@ -54,10 +54,12 @@ pub(super) struct Conn {
     /// The previous session and the end of its grace.
     pub(super) old: Option<Box<(Session, Instant)>>,
     pub(super) path: Path,
-    pub(super) half_open: Option<HalfOpen>,
+    /// Boxed, as `rekeyed`: a member admitted (or not rekeyed) keeps only a
+    /// null pointer.
+    pub(super) half_open: Option<Box<HalfOpen>>,
     /// Has an authenticated datagram arrived (so the server may send)?
     pub(super) heard: bool,
-    pub(super) rekeyed: Option<Rekeyed>,
+    pub(super) rekeyed: Option<Box<Rekeyed>>,
     /// The earliest deadline queued for this connection.
     pub(super) scheduled: Option<Instant>,
 }
@@ -71,7 +73,7 @@ impl Conn {
             pending: None,
             old: None,
             path,
-            half_open: Some(half_open),
+            half_open: Some(Box::new(half_open)),
             heard: false,
             rekeyed: None,
             scheduled: None,

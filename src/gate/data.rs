@@ -166,7 +166,7 @@ impl Gate {
         }
         let to = c.path.addr();
         let resend = (c.pending.is_some())
-            .then_some(c.rekeyed.as_ref())
+            .then_some(c.rekeyed.as_deref())
             .flatten()
             .filter(|r| r.init[..] == body[..])
             .map(|r| r.response);
@@ -178,7 +178,7 @@ impl Gate {
             return;
         }
         let too_soon = |r: &Rekeyed| now < r.at + c.current.rekey_after() / 2;
-        if c.rekeyed.as_ref().is_some_and(too_soon) {
+        if c.rekeyed.as_deref().is_some_and(too_soon) {
             return self.discard(out, DropReason::OverBudget);
         }
         let (session, response) =
@@ -193,11 +193,11 @@ impl Gate {
             self.ids.remove(&replaced.0.local_id());
         }
         self.ids.insert(new_id, (conn, Which::Pending));
-        c.rekeyed = Some(Rekeyed {
+        c.rekeyed = Some(Box::new(Rekeyed {
             init: body.into(),
             response,
             at: now,
-        });
+        }));
         self.stats.rekeys += 1;
         if let Some(bytes) = seal_own(c, &response) {
             out.push(Action::Send { to, bytes });

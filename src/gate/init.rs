@@ -36,7 +36,7 @@ impl Gate {
         // The source has shown it receives at `from`: from here on every
         // budget is its own.
         if let Some(&conn) = self.half_open_by_init.get(&(from, init.id_c)) {
-            match self.conns.get(&conn).and_then(|c| c.half_open.as_ref()) {
+            match self.conns.get(&conn).and_then(|c| c.half_open.as_deref()) {
                 Some(h) if h.init[..] == datagram[..] => {
                     let bytes = h.response.to_vec();
                     self.stats.responses_resent += 1;
@@ -72,7 +72,7 @@ impl Gate {
         let conn = ConnId(self.next_conn);
         self.next_conn += 1;
         let half_open = HalfOpen {
-            init: Box::new(*init.bytes()),
+            init: *init.bytes(),
             response,
             last_used: now,
             from,

@@ -67,6 +67,13 @@ impl Budget {
         Self::with_rate(now, ANSWER_RATE, ANSWER_BURST)
     }
 
+    /// The budget in `slot`, made (full, as [`Budget::new`]) at its first
+    /// use: a bucket nobody spent from is full whenever it was made, so a
+    /// member that asks for nothing keeps a null pointer, not 64 bytes.
+    pub fn get_or_new(slot: &mut Option<Box<Budget>>, now: Instant) -> &mut Budget {
+        slot.get_or_insert_with(|| Box::new(Budget::new(now)))
+    }
+
     /// A full bucket of `burst` bytes refilling at `rate` bytes a second
     /// (both at least 1).
     pub fn with_rate(now: Instant, rate: u64, burst: u64) -> Self {

@@ -3,6 +3,7 @@
 //! HISTORY pages, message ids already forwarded, resume tickets, the names
 //! held for their holders after a restart, and the catch-up after RESUME.
 
+use super::budget::Budget;
 use super::{AckWindow, Peer, Room};
 use crate::gate::ConnId;
 use crate::protocol::name_key;
@@ -422,9 +423,10 @@ impl Room {
             }
             let m = self.members.get_mut(i);
             let cost = (bytes + DATA_OVERHEAD) as u64;
-            if !m.budget.try_spend(now, cost) {
+            let budget = Budget::get_or_new(&mut m.budget, now);
+            if !budget.try_spend(now, cost) {
                 m.catch_up = Some(cursor);
-                m.catch_up_at = Some(m.budget.ready_at(cost));
+                m.catch_up_at = Some(budget.ready_at(cost));
                 return true;
             }
             cursor = msgs[n - 1].room_seq;

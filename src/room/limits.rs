@@ -66,9 +66,14 @@ pub enum Seen {
 pub struct AckWindow {
     low: u32,
     floor: u32,
-    /// Bit `s % SEQ_WINDOW` is set when `s` in `low..low + SEQ_WINDOW` was forwarded.
-    bits: [u64; (SEQ_WINDOW / 64) as usize],
+    /// Bit `s % SEQ_WINDOW` is set when `s` in `low..low + SEQ_WINDOW` was
+    /// forwarded. Boxed and made at the first number forwarded out of order
+    /// (dropped when none is set any more): a member whose numbers arrive in
+    /// order, or who says nothing, keeps a null pointer, not 128 bytes.
+    bits: Option<Box<Bits>>,
 }
+
+type Bits = [u64; (SEQ_WINDOW / 64) as usize];
 
 impl Default for AckWindow {
     fn default() -> Self {
@@ -89,21 +94,23 @@ impl AckWindow {
         AckWindow {
             low,
             floor: low,
-            bits: [0; (SEQ_WINDOW / 64) as usize],
+            bits: None,
         }
     }
 
     fn bit(&self, s: u32) -> bool {
         let i = (s % SEQ_WINDOW) as usize;
-        self.bits[i / 64] & (1 << (i % 64)) != 0
+        self.bits
+            .as_ref()
+            .is_some_and(|b| b[i / 64] & (1 << (i % 64)) != 0)
     }
 
     fn set(&mut self, s: u32, on: bool) {
         let i = (s % SEQ_WINDOW) as usize;
         if on {
-            self.bits[i / 64] |= 1 << (i % 64);
-        } else {
-            self.bits[i / 64] &= !(1 << (i % 64));
+            self.bits.get_or_insert_with(Box::default)[i / 64] |= 1 << (i % 64);
+        } else if let Some(b) = &mut self.bits {
+            b[i / 64] &= !(1 << (i % 64));
         }
     }
 
@@ -134,13 +141,19 @@ impl AckWindow {
         if ahead >= 1 << 31 {
             return;
         }
+        if ahead == 0 && self.bits.is_none() {
+            // In order, nothing ahead of it: `low` moves on (past 0 too).
+            self.low = self.low.wrapping_add(1).max(1);
+            self.follow_low();
+            return;
+        }
         if ahead >= SEQ_WINDOW {
             // Slide so that the window ends at `seq`: what it passes over is
             // unknown from then on.
             let new_low = seq.wrapping_sub(SEQ_WINDOW - 1);
             let shift = new_low.wrapping_sub(self.low);
             if shift >= SEQ_WINDOW {
-                self.bits = [0; (SEQ_WINDOW / 64) as usize];
+                self.bits = None;
             } else {
                 for k in 0..shift {
                     self.set(self.low.wrapping_add(k), false);
@@ -155,6 +168,18 @@ impl AckWindow {
             self.set(self.low, false);
             self.low = self.low.wrapping_add(1);
         }
+        if self
+            .bits
+            .as_ref()
+            .is_some_and(|b| b.iter().all(|&w| w == 0))
+        {
+            self.bits = None;
+        }
+        self.follow_low();
+    }
+
+    /// `floor` trails `low` by at most [`MAX_REMEMBERED`].
+    fn follow_low(&mut self) {
         if self.low.wrapping_sub(self.floor) > MAX_REMEMBERED {
             self.floor = self.low.wrapping_sub(MAX_REMEMBERED);
         }
@@ -213,6 +238,26 @@ mod tests {
         );
         assert_eq!(w.check(5000 - SEQ_WINDOW), Seen::TooOld);
         assert_eq!(w.check(4999), Seen::New);
+    }
+
+    #[test]
+    fn the_bitmap_exists_only_while_numbers_wait_ahead_of_low() {
+        let mut w = AckWindow::new();
+        for s in 1..=100 {
+            w.accept(s);
+        }
+        assert!(w.bits.is_none(), "in order: no bitmap");
+        w.accept(103);
+        w.accept(102);
+        assert!(w.bits.is_some());
+        assert_eq!(
+            (w.low(), w.check(102), w.check(104)),
+            (101, Seen::Again, Seen::New)
+        );
+        w.accept(101);
+        assert_eq!(w.low(), 104);
+        assert!(w.bits.is_none(), "dropped once empty");
+        assert_eq!(w.check(103), Seen::Again, "below low, above floor");
     }
 
     #[test]

@@ -56,7 +56,7 @@ pub struct Member {
     /// The flood-control bucket.
     pub bucket: Bucket,
     /// Its answer budget, and the answers waiting for it.
-    pub budget: Budget,
+    pub budget: Option<Box<Budget>>,
     pub answers: AnswerQueue<super::messages::Answer>,
     /// Events for this member alone queued this turn (ranges in the turn's event arena).
     pub private: Vec<(u32, u32)>,
@@ -104,7 +104,7 @@ impl Member {
             window: AckWindow::new(),
             order: super::order::InOrder::starting_at(1),
             bucket: Bucket::full(m.now, m.burst),
-            budget: Budget::new(m.now),
+            budget: None,
             answers: AnswerQueue::new(),
             private: Vec::new(),
             joined_turn: m.joined.0,

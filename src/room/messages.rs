@@ -2,7 +2,7 @@
 //! control), and the answers paced by each member's answer budget (WHO and
 //! HISTORY pages).
 
-use super::budget::Offer;
+use super::budget::{Budget, Offer};
 use super::{Broadcast, Room, Seen};
 use crate::protocol::sealed::{
     ClientMsg, Event, Line, LineFlags, MessageId, RejectReason, ServerMsg, WhoPageWriter,
@@ -199,7 +199,12 @@ impl Room {
             Answer::History { .. } => MAX_BODY + DATA_OVERHEAD,
         };
         let m = self.members.get_mut(i);
-        match m.answers.offer(&mut m.budget, now, cost as u64, answer) {
+        match m.answers.offer(
+            Budget::get_or_new(&mut m.budget, now),
+            now,
+            cost as u64,
+            answer,
+        ) {
             Offer::Now(answer) => self.answer(i, answer),
             Offer::Queued => {
                 let conn = m.conn;
@@ -258,7 +263,10 @@ impl Room {
             };
             loop {
                 let m = self.members.get_mut(i);
-                let Some(answer) = m.answers.pop_ready(&mut m.budget, now) else {
+                let Some(answer) = m
+                    .answers
+                    .pop_ready(Budget::get_or_new(&mut m.budget, now), now)
+                else {
                     break;
                 };
                 self.answer(i, answer);

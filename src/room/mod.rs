@@ -331,7 +331,8 @@ impl Room {
             .filter_map(|&c| self.members.by_conn(c))
             .filter_map(|i| {
                 let m = self.members.get(i);
-                let answer = m.answers.next_ready(&m.budget);
+                // Only an offer queues an answer, and it makes the budget.
+                let answer = m.budget.as_deref().and_then(|b| m.answers.next_ready(b));
                 [answer, m.repair_at, m.catch_up_at]
                     .into_iter()
                     .flatten()

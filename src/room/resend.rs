@@ -6,6 +6,7 @@
 //! after its last events (until it shows that it has the last one), so that a
 //! lost tail is noticed even when a KEEPALIVE is lost too.
 
+use super::budget::Budget;
 use super::members::Member;
 use super::repair::{EventId, Limits, Packing, Repair, RepairStore};
 use super::{Outbox, Room};
@@ -161,7 +162,8 @@ impl Room {
         let Some(slot) = m.slot else {
             return false;
         };
-        while let Some(answer) = r.store.poll_repair(slot, now, &mut m.budget, PACKING) {
+        let budget = Budget::get_or_new(&mut m.budget, now);
+        while let Some(answer) = r.store.poll_repair(slot, now, budget, PACKING) {
             match answer {
                 Repair::Events { first, events } => {
                     self.stats.resent += events.len() as u64;
@@ -181,7 +183,7 @@ impl Room {
                 }
             }
         }
-        m.repair_at = r.store.repair_ready_at(slot, &m.budget, PACKING);
+        m.repair_at = r.store.repair_ready_at(slot, budget, PACKING);
         m.repair_at.is_some()
     }
 

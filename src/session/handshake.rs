@@ -51,9 +51,12 @@ pub(super) fn noise<T>(r: Result<T, snow::Error>) -> Result<T, HandshakeError> {
 pub(super) fn builder<'a>(
     prologue: &'a [u8; INIT_PROLOGUE_LEN],
     eph: Option<&'a [u8; KEY_LEN]>,
+    initiator: bool,
 ) -> Result<Builder<'a>, HandshakeError> {
     let params = noise(NOISE_PARAMS.parse())?;
-    let b = noise(Builder::new(params).prologue(prologue))?;
+    let b = noise(
+        Builder::with_resolver(params, super::cipher::resolver(initiator)).prologue(prologue),
+    )?;
     Ok(match eph {
         Some(e) => b.fixed_ephemeral_key_for_testing_only(e),
         None => b,
@@ -122,7 +125,7 @@ impl ServerKey {
         rekey_after_s: u32,
     ) -> Result<(HandshakeState, [u8; NOISE_MSG2_LEN]), HandshakeError> {
         let eph = self.test_ephemeral.as_ref();
-        let hs = noise(builder(prologue, eph)?.local_private_key(&self.private))?;
+        let hs = noise(builder(prologue, eph, false)?.local_private_key(&self.private))?;
         let mut hs = noise(hs.build_responder())?;
         let mut scratch = [0u8; INIT_SIZE];
         hs.read_message(msg1, &mut scratch)
@@ -262,7 +265,7 @@ pub(super) fn initiate(
     out: &mut [u8],
     eph: Option<&[u8; KEY_LEN]>,
 ) -> Result<HandshakeState, HandshakeError> {
-    let mut hs = noise(builder(prologue, eph)?.build_initiator())?;
+    let mut hs = noise(builder(prologue, eph, true)?.build_initiator())?;
     let zeros = [0u8; INIT_SIZE];
     // snow wants room for a tag even where message 1 has none.
     let mut msg = [0u8; INIT_SIZE + super::TAG_LEN];

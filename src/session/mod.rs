@@ -10,10 +10,13 @@
 //! * [`rekey`]: the rekey handshake carried inside a session.
 //! * [`transport`]: an established [`Session`]: ids, counter, replay window,
 //!   sealing and opening one DATA datagram, rekey deadlines.
+//! * `cipher`: the resolver giving snow a compact ChaCha20-Poly1305 where a
+//!   side opens (ring's full key only where it seals).
 //! * [`replay`]: the sliding replay window of 1024 counters.
 //! * [`reset`]: stateless reset tokens and the RESET datagram.
 //! * [`path`]: the server's path check of a roaming member.
 
+mod cipher;
 pub mod cookie;
 pub mod handshake;
 pub mod path;

@@ -27,7 +27,8 @@ struct Probe {
 #[derive(Debug, Clone)]
 pub struct Path {
     addr: SocketAddr,
-    probe: Option<Probe>,
+    /// Boxed: a member that does not roam keeps a null pointer, not 88 bytes.
+    probe: Option<Box<Probe>>,
 }
 
 impl Path {
@@ -69,14 +70,14 @@ impl Path {
             Some(p) if p.addr == from => p.received += len,
             _ if !newest => return None, // a reordered or copied datagram
             _ => {
-                self.probe = Some(Probe {
+                self.probe = Some(Box::new(Probe {
                     addr: from,
                     data,
                     received: len,
                     sent: 0,
                     last_sent: None,
                     started: now,
-                })
+                }))
             }
         }
         let p = self.probe.as_mut()?;

@@ -15,6 +15,11 @@ use std::time::Duration;
 
 /// The schema version this build writes and reads.
 const SCHEMA_VERSION: i64 = 1;
+/// The page cache of each of the two connections (writer, reader), in KiB
+/// (`PRAGMA cache_size` = -this; SQLite's default is 2,000 KiB). Appending
+/// rows and reading the last pages of the table touch few pages.
+const PAGE_CACHE_KIB: i64 = 512;
+
 /// `PRAGMA application_id` of a udpchat history ("udpc").
 const APPLICATION_ID: i64 = 0x7564_7063;
 /// How many of the newest messages are also kept in memory for reads.
@@ -115,7 +120,9 @@ impl SqliteStore {
         let lock = lock::take(path)?;
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags).map_err(fail)?;
-        conn.busy_timeout(Duration::from_secs(5)).map_err(fail)?;
+        conn.busy_timeout(Duration::from_secs(5))
+            .and_then(|()| conn.pragma_update(None, "cache_size", -PAGE_CACHE_KIB))
+            .map_err(fail)?;
         check(&conn).map_err(|why| Error::msg("open", &shown, why))?;
         let epoch = set_up(&conn).map_err(|why| Error::msg("open", &shown, why))?;
         let (window, present) = load(&conn, history_size).map_err(fail)?;
@@ -123,6 +130,7 @@ impl SqliteStore {
         reader
             .busy_timeout(READ_BUSY)
             .and_then(|()| reader.pragma_update(None, "query_only", true))
+            .and_then(|()| reader.pragma_update(None, "cache_size", -PAGE_CACHE_KIB))
             .map_err(fail)?;
         Ok(SqliteStore {
             path: path.to_path_buf(),
