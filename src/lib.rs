@@ -21,7 +21,9 @@
 //!   rekeys, roaming and stateless resets; decisions come out as values.
 //! * [`net`]: the server's socket and batched `recvmmsg`/`sendmmsg` with each
 //!   datagram's local address, shared by the server and `chat-load`.
-//! * [`pcopy`]: the fork-split file copier: plan, destination, workers, report.
+//! * [`pcopy`]: the fork-split file copier: plan, destination (a nameless file
+//!   linked into place), clones, workers (the parent in the kernel, children
+//!   through mappings), report.
 //! * [`process`]: process-wide effects by name: the fork that checks the process
 //!   is single-threaded, waiting only for one's own children, signal
 //!   dispositions and masks.
@@ -34,11 +36,12 @@
 //! * [`session`]: the sealed session of protocol version 2, sans-IO: cookie,
 //!   Noise handshake, sealing and replay window, rekey, reset tokens, path checks.
 //! * [`store`]: the room history behind one small trait: SQLite written by a
-//!   thread of its own, or memory only (not used by the binaries yet).
+//!   thread of its own (`chat-server --db`), or memory only (`--db none`).
 //! * [`stdio`]: reopening closed standard fds and writing lines without
 //!   panicking on a closed pipe.
 //! * [`trust`]: the server's long-term key and its key file, key
-//!   fingerprints, and the client's known-servers file (trust on first use).
+//!   fingerprints, the client's known-servers file (trust on first use), and
+//!   resume tickets.
 
 pub mod client;
 pub mod error;

@@ -1,4 +1,4 @@
-//! `chat-client [--server ADDR] [--name NAME] [--lang en|zh] [--known-servers FILE]
+//! `chat-client [--server ADDR] [--name NAME] [--lang en|zh|zh-Hans|zh-Hant] [--known-servers FILE]
 //! [--server-key FINGERPRINT] …`: a member of a udpchat room on a terminal or
 //! through pipes. See the README.
 

@@ -22,8 +22,8 @@ struct Cli {
     #[arg(required = true, num_args = 2.., value_name = "PATH")]
     paths: Vec<PathBuf>,
     /// Workers, the parent included: each copies about 1/N of SRC's data bytes
-    /// (fewer when a share would be under 4 KiB). Default: 1 under 64 MiB of data,
-    /// else 2
+    /// (fewer when a share would be under 4 KiB). Default: 1 under 64 MiB of data
+    /// or when no core is free for a second worker, else 2
     #[arg(short = 'j', long = "jobs",
           value_parser = clap::value_parser!(u8).range(1..=pcopy::MAX_WORKERS as i64))]
     jobs: Option<u8>,

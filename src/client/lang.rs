@@ -366,7 +366,7 @@ mod tests {
     }
 
     /// Characters of the client's wording written the same in both scripts.
-    const SAME: &str = "一上下不中主了人令以件任但作你保信像允入全再出分列到加助即原去取受另只可史合名告命和器回因在地址多天太失套如姓字存它定客室容密屏已建式待必快忽息意成或打拒持指接支收文新早是更最有服期未本束析果查格模次正死段母求法注消混理用由留略的目看知示私移程空端符第等管系置翻聊能自蔽行表被解言警超足路迎近退送那重限除";
+    const SAME: &str = "一上下不中主了人令以件任但作供你保信像允入全再出分列到加助即原去取受另只可史合名告命和器回因在地址多天太失套如姓字存它定客室容密屏已建式待必快忽息意成或打拒持指提接支收文新早是更最有服期未本束析果查格模次正死段母求法注消混理用由留略的目看知示私移程空端符第等管系置翻聊能自蔽行表被解言警超足路迎近退送那重限除";
 
     /// The code (not comments, tests or the two tables) of the files
     /// under src/client, a line each: all the client can print is in it.

@@ -220,7 +220,9 @@ impl Room {
                 }
             }
             ClientMsg::Who { start } => self.ask(now, i, Answer::Who(start)),
-            ClientMsg::History { before, max } if self.history.is_some() => {
+            ClientMsg::History { before, max }
+                if self.history.is_some() && self.serves_repair() =>
+            {
                 self.ask(now, i, Answer::History { before, max })
             }
             ClientMsg::Leave => self.remove(i, Some(LeftReason::Left), Some((ByeReason::Left, ""))),

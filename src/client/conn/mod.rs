@@ -52,7 +52,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 /// A first login (handshake, then JOIN until WELCOME or REFUSED) with no
-/// success within this long is given up, as in version 1.
+/// success within this long is given up.
 pub const LOGIN_TIMEOUT: Duration = Duration::from_millis(4500);
 /// One reconnect attempt (handshake, then RESUME or JOIN) is given up after
 /// this long, and the next one comes after the backoff.
