@@ -53,10 +53,10 @@ const NACK_BACKOFF_MAX: u32 = 2;
 
 /// At most this many held entries (events, and lost ranges waiting for an
 /// earlier gap); as many as the server keeps for repair.
-pub const HELD_MAX: usize = 1024;
+pub const HELD_MAX: usize = 16384;
 
 /// At most this many bytes of held events.
-pub const HELD_MAX_BYTES: usize = 256 * 1024;
+pub const HELD_MAX_BYTES: usize = 2 * 1024 * 1024;
 
 /// What [`Reorder::pop`] hands on, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
