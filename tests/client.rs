@@ -1102,3 +1102,27 @@ fn a_scripts_last_who_is_printed_before_the_client_leaves() {
         );
     }
 }
+
+#[test]
+fn the_welcome_says_whether_the_room_keeps_its_history() {
+    let kept = "-- this room keeps its history: /history shows earlier messages";
+    let srv = Server::start(&[]);
+    let mut alice = member(&srv.addr, "alice");
+    saw(&mut alice, kept);
+    alice.close_stdin();
+    assert_eq!(alice.wait_clean(WAIT).code(), Some(0));
+    // A fake server whose WELCOME says nothing of history: no such line.
+    let fake = FakeServer::new();
+    let mut bob = Client::spawn(&fake.addr_text(), "bob", &[]);
+    fake.accept(30_000);
+    bob.out.wait_for("welcome, bob", WAIT).expect("welcome");
+    bob.close_stdin();
+    fake.answer_leave("LEAVE");
+    assert_eq!(bob.wait_clean(WAIT).code(), Some(0));
+    let all = bob.out.rest(WAIT);
+    assert!(all.iter().any(|l| l.contains("you left")), "{all:?}");
+    assert!(
+        !all.iter().any(|l| l.contains("keeps its history")),
+        "{all:?}"
+    );
+}

@@ -52,6 +52,7 @@ mod term;
 pub use lang::{error_text, Lang};
 
 use crate::error::{Error, Result};
+use crate::protocol::sealed::WelcomeFlags;
 use crate::trust::{Fingerprint, KnownServers};
 use conn::{Conn, Pin, SealedBodies, ServerTrust};
 use login::Welcome;
@@ -179,6 +180,9 @@ pub fn run(opts: &Options) -> Result<u8> {
             members: welcome.members,
         },
     ));
+    if welcome.flags.contains(WelcomeFlags::HISTORY) {
+        say_line(&render::notice_line(opts.lang, &Notice::KeepsHistory));
+    }
     socket
         .set_nonblocking(true)
         .map_err(|e| Error::io("set up socket for", &opts.server, e))?;

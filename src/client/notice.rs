@@ -36,6 +36,8 @@ pub enum Notice<'a> {
     NoHistory,
     /// `/history` found nothing earlier.
     NoEarlier,
+    /// After the welcome: the room keeps its history (WELCOME's bit 0).
+    KeepsHistory,
     /// `/history` had no answer.
     HistoryNoAnswer,
     YouLeft,
@@ -152,6 +154,10 @@ pub fn notice_line(lang: Lang, n: &Notice<'_>) -> String {
         (Zh, Notice::WhileAway(None)) => t(lang, "-- 你离开期间:").into(),
         (En, Notice::NoHistory) => "-- this server does not serve earlier messages".to_string(),
         (Zh, Notice::NoHistory) => t(lang, "-- 这个服务器不提供更早的消息").into(),
+        (En, Notice::KeepsHistory) => {
+            "-- this room keeps its history: /history shows earlier messages".to_string()
+        }
+        (Zh, Notice::KeepsHistory) => t(lang, "-- 这个聊天室保存历史: /history 显示更早的消息").into(),
         (En, Notice::NoEarlier) => "-- no earlier messages".to_string(),
         (Zh, Notice::NoEarlier) => t(lang, "-- 没有更早的消息").into(),
         (En, Notice::HistoryNoAnswer) => "-- no answer to /history".to_string(),
