@@ -53,6 +53,10 @@ impl Gate {
             Err(_) => return self.discard(out, DropReason::Forged),
         };
         c.heard = true;
+        // The validated address before this datagram (a promote keeps it;
+        // only a PATH_RESPONSE below may move it, and `check_path` looks
+        // again): one lookup of the connection per datagram, not three.
+        let addr = c.path.addr();
         if let Some(h) = &mut c.half_open {
             h.last_used = now;
         }
@@ -69,12 +73,11 @@ impl Gate {
                 out.push(Action::Heard { conn });
                 self.on_rekey_init(now, conn, &body, rng, out);
             }
-            _ => {
-                let addr = self.addr(conn).unwrap_or(from);
-                out.push(Action::Deliver { conn, addr, body });
-            }
+            _ => out.push(Action::Deliver { conn, addr, body }),
         }
-        self.check_path(now, conn, from, datagram.len(), newest, rng, out);
+        if from != addr {
+            self.check_path(now, conn, from, datagram.len(), newest, rng, out);
+        }
     }
 
     /// The client used the rekey's new session: the server sends on it now
