@@ -255,7 +255,7 @@ impl Gate {
 
     /// Handles one datagram from `from`: `now` is the monotonic time,
     /// `unix_secs` the Unix time (for the cookie window), `rng` random
-    /// numbers (session ids, path challenges).
+    /// numbers (session ids, path challenges); returns what to do.
     pub fn handle(
         &mut self,
         now: Instant,
@@ -264,17 +264,31 @@ impl Gate {
         datagram: &[u8],
         rng: &mut dyn FnMut() -> u64,
     ) -> Vec<Action> {
-        self.stats.datagrams_in += 1;
         let mut out = Vec::new();
-        match crate::session::clear_kind(datagram) {
-            _ if datagram.len() > MAX_DATAGRAM => self.discard(&mut out, DropReason::Malformed),
-            Some(crate::session::kind::INIT) => {
-                self.on_init(now, unix_secs, from, datagram, rng, &mut out)
-            }
-            Some(crate::session::kind::DATA) => self.on_data(now, from, datagram, rng, &mut out),
-            _ => self.discard(&mut out, DropReason::Malformed),
-        }
+        self.handle_into(now, unix_secs, from, datagram, rng, &mut out);
         out
+    }
+
+    /// [`Gate::handle`] appending to `out`, a list the caller keeps from
+    /// datagram to datagram (the server's path: no allocation per datagram).
+    pub fn handle_into(
+        &mut self,
+        now: Instant,
+        unix_secs: u64,
+        from: SocketAddr,
+        datagram: &[u8],
+        rng: &mut dyn FnMut() -> u64,
+        out: &mut Vec<Action>,
+    ) {
+        self.stats.datagrams_in += 1;
+        match crate::session::clear_kind(datagram) {
+            _ if datagram.len() > MAX_DATAGRAM => self.discard(out, DropReason::Malformed),
+            Some(crate::session::kind::INIT) => {
+                self.on_init(now, unix_secs, from, datagram, rng, out)
+            }
+            Some(crate::session::kind::DATA) => self.on_data(now, from, datagram, rng, out),
+            _ => self.discard(out, DropReason::Malformed),
+        }
     }
 
     /// Seals `body` for `conn` into `out`: its length and where to send it

@@ -71,6 +71,9 @@ pub struct Room {
     cfg: Config,
     gate: Gate,
     rng: Box<dyn FnMut() -> u64 + Send>,
+    /// The gate's actions for the datagram being handled (the list is kept
+    /// from datagram to datagram: no allocation per datagram).
+    actions: Vec<Action>,
     members: Members,
     leavers: Vec<Leaver>,
     out: Outbox,
@@ -117,6 +120,7 @@ impl Room {
             cfg,
             gate,
             rng,
+            actions: Vec::new(),
             members: Members::new(),
             leavers: Vec::new(),
             out: Outbox::default(),
@@ -151,10 +155,11 @@ impl Room {
     /// Handles one datagram from `peer` at `now` (`unix_ms`: the Unix time
     /// in milliseconds).
     pub fn handle(&mut self, now: Instant, unix_ms: u64, peer: Peer, datagram: &[u8]) {
-        let actions = self
-            .gate
-            .handle(now, unix_ms / 1000, peer.addr, datagram, &mut *self.rng);
-        for a in actions {
+        let mut actions = std::mem::take(&mut self.actions);
+        let rng = &mut *self.rng;
+        self.gate
+            .handle_into(now, unix_ms / 1000, peer.addr, datagram, rng, &mut actions);
+        for a in actions.drain(..) {
             match a {
                 Action::Send { to, bytes } => self.out.raw(to, peer.local, &bytes),
                 Action::Deliver { conn, addr, body } => self.deliver(
@@ -177,6 +182,7 @@ impl Room {
                 Action::Dropped(_) => {}
             }
         }
+        self.actions = actions;
     }
 
     /// An authenticated body from `conn`.
