@@ -7,9 +7,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tempfile::TempDir;
 use udpchat::error::Error;
+use udpchat::process;
 use udpchat::trust::ServerKey;
 
 /// A chat-server started for the run: its key in a temporary directory of
@@ -116,17 +117,12 @@ impl Drop for ServerProc {
 
 /// Stops a server started for a run: SIGTERM, then SIGKILL after 3 s; reaped.
 pub fn stop(child: &mut Child) {
+    if let Ok(Some(_)) = child.try_wait() {
+        return; // already reaped: its pid may be someone else's now
+    }
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-    let end = Instant::now() + Duration::from_secs(3);
-    while Instant::now() < end {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+    let _ = process::reap_within(pid, Duration::from_secs(3));
 }
 
 /// The server to talk to: started here, or given; and the key its members

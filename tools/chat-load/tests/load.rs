@@ -4,12 +4,12 @@
 
 mod common;
 
-use common::{json_reports, num, LOAD};
+use common::{json_reports, num, output_within, LOAD};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The `chat-server` binary of the `udpchat` package. Cargo sets
 /// `CARGO_BIN_EXE_*` only for a test's own package, so it is found in the
@@ -195,23 +195,14 @@ fn idle_members_are_joined_and_kept_alive() {
 /// Runs chat-load with `args`, killed after `limit`; returns its exit code
 /// and its stderr.
 fn run_bounded(args: &[&str], limit: Duration) -> (Option<i32>, String) {
-    let start = Instant::now();
-    let mut child = Command::new(LOAD)
+    let child = Command::new(LOAD)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .expect("start chat-load");
-    while child.try_wait().expect("wait").is_none() {
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("chat-load {args:?} did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().expect("output");
+    let out = output_within(child, limit, args);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     (out.status.code(), stderr)
 }

@@ -1,7 +1,7 @@
 //! What the chat-load tests share: running chat-load, bounded, for its JSON.
 
 use serde_json::Value;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// The chat-load binary under test.
@@ -10,7 +10,7 @@ pub const LOAD: &str = env!("CARGO_BIN_EXE_chat-load");
 /// Runs chat-load with `args` (without waiting for an idle machine; killed
 /// and reaped after 60 s), returns its JSON reports.
 pub fn json_reports(args: &[&str]) -> Vec<Value> {
-    let mut child = Command::new(LOAD)
+    let child = Command::new(LOAD)
         .args(["--idle-wait", "0", "--json", "-"])
         .args(args)
         .stdin(Stdio::null())
@@ -18,20 +18,26 @@ pub fn json_reports(args: &[&str]) -> Vec<Value> {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start chat-load");
-    let end = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().expect("wait").is_none() {
-        if Instant::now() > end {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("chat-load {args:?} did not finish within 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().expect("output");
+    let out = output_within(child, Duration::from_secs(60), args);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "chat-load {args:?} failed: {stderr}");
     let v: Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
     v.as_array().expect("an array of reports").clone()
+}
+
+/// Waits for chat-load (run with `args`) to end and returns its output;
+/// past `limit` it is killed and reaped, and the test fails.
+pub fn output_within(mut child: Child, limit: Duration, args: &[&str]) -> Output {
+    let end = Instant::now() + limit;
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > end {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("chat-load {args:?} did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
 }
 
 /// The number `k` of report `r`.
