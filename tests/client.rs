@@ -179,10 +179,8 @@ fn the_first_key_is_recorded_and_a_changed_one_refused() {
         format!("{addr} {}\n", FakeServer::new().fingerprint()),
     )
     .unwrap();
-    let mut cmd = std::process::Command::new(CLIENT);
-    cmd.args(["--server", &addr, "--name", "alice", "--lang", "en"])
-        .arg("--known-servers")
-        .arg(&file);
+    let mut cmd = Client::command(&addr, "alice");
+    cmd.arg("--known-servers").arg(&file);
     let mut c = Client::spawn_in(
         cmd,
         std::process::Stdio::piped(),
@@ -225,17 +223,8 @@ fn a_malformed_known_servers_line_is_reported_and_ignored() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("ks");
     std::fs::write(&file, "garbage\n").unwrap();
-    let mut cmd = std::process::Command::new(CLIENT);
-    cmd.args([
-        "--server",
-        &srv.addr_text(),
-        "--name",
-        "alice",
-        "--lang",
-        "en",
-    ])
-    .arg("--known-servers")
-    .arg(&file);
+    let mut cmd = Client::command(&srv.addr_text(), "alice");
+    cmd.arg("--known-servers").arg(&file);
     let mut c = Client::spawn_in(cmd, std::process::Stdio::piped(), dir);
     srv.accept(30_000);
     c.out.wait_for("welcome", WAIT).expect("welcome");
@@ -257,17 +246,9 @@ fn an_unwritable_known_servers_file_is_a_warning() {
     let srv = FakeServer::new();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("file"), "").unwrap();
-    let mut cmd = std::process::Command::new(CLIENT);
-    cmd.args([
-        "--server",
-        &srv.addr_text(),
-        "--name",
-        "alice",
-        "--lang",
-        "en",
-    ])
-    .arg("--known-servers")
-    .arg(dir.path().join("file/known_servers"));
+    let mut cmd = Client::command(&srv.addr_text(), "alice");
+    cmd.arg("--known-servers")
+        .arg(dir.path().join("file/known_servers"));
     let mut c = Client::spawn_in(cmd, std::process::Stdio::piped(), dir);
     srv.accept(30_000);
     c.out
