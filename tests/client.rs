@@ -788,9 +788,7 @@ fn started_with_stdin_closed_it_joins_and_leaves() {
     let mut cmd = std::process::Command::new(CLIENT);
     cmd.args(["--server", &srv.addr_text(), "--name", "bob"])
         .arg("--known-servers")
-        .arg(dir.path().join("known_servers"))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
+        .arg(dir.path().join("known_servers"));
     // SAFETY: the closure runs in the child between fork and exec and makes one
     // async-signal-safe call, close(0), on the child's own stdin, which no Rust
     // object owns there.
@@ -800,10 +798,11 @@ fn started_with_stdin_closed_it_joins_and_leaves() {
             Ok(())
         });
     }
-    let mut child = cmd.spawn().unwrap();
+    // A Client, so that the process is killed and reaped if the test fails.
+    let mut c = Client::spawn_in(cmd, std::process::Stdio::null(), dir);
     srv.accept(30_000);
     srv.answer_leave("LEAVE: fd 0 was /dev/null");
-    let status = wait_child(&mut child, WAIT).expect("did not exit");
+    let status = c.wait(WAIT).expect("did not exit");
     assert_eq!(status.code(), Some(0));
 }
 
