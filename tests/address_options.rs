@@ -46,11 +46,19 @@ fn binds_localhost_as_the_ipv4_loopback_address() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start chat-server");
-    let mut first = String::new();
-    let read = BufReader::new(child.stderr.take().expect("stderr")).read_line(&mut first);
+    // The first line is read on a thread so that the wait for it is bounded.
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut first = String::new();
+        let _ = tx.send(BufReader::new(stderr).read_line(&mut first).map(|_| first));
+    });
+    let read = rx.recv_timeout(Duration::from_secs(10));
     let _ = child.kill();
     let _ = child.wait();
-    read.expect("read the first line");
+    let first = read
+        .expect("a first line within 10 s")
+        .expect("read the first line");
     assert!(first.starts_with("listening on 127.0.0.1:"), "{first:?}");
 }
 

@@ -179,10 +179,8 @@ fn the_first_key_is_recorded_and_a_changed_one_refused() {
         format!("{addr} {}\n", FakeServer::new().fingerprint()),
     )
     .unwrap();
-    let mut cmd = std::process::Command::new(CLIENT);
-    cmd.args(["--server", &addr, "--name", "alice", "--lang", "en"])
-        .arg("--known-servers")
-        .arg(&file);
+    let mut cmd = Client::command(&addr, "alice");
+    cmd.arg("--known-servers").arg(&file);
     let mut c = Client::spawn_in(
         cmd,
         std::process::Stdio::piped(),
@@ -225,17 +223,8 @@ fn a_malformed_known_servers_line_is_reported_and_ignored() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("ks");
     std::fs::write(&file, "garbage\n").unwrap();
-    let mut cmd = std::process::Command::new(CLIENT);
-    cmd.args([
-        "--server",
-        &srv.addr_text(),
-        "--name",
-        "alice",
-        "--lang",
-        "en",
-    ])
-    .arg("--known-servers")
-    .arg(&file);
+    let mut cmd = Client::command(&srv.addr_text(), "alice");
+    cmd.arg("--known-servers").arg(&file);
     let mut c = Client::spawn_in(cmd, std::process::Stdio::piped(), dir);
     srv.accept(30_000);
     c.out.wait_for("welcome", WAIT).expect("welcome");
@@ -257,17 +246,9 @@ fn an_unwritable_known_servers_file_is_a_warning() {
     let srv = FakeServer::new();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("file"), "").unwrap();
-    let mut cmd = std::process::Command::new(CLIENT);
-    cmd.args([
-        "--server",
-        &srv.addr_text(),
-        "--name",
-        "alice",
-        "--lang",
-        "en",
-    ])
-    .arg("--known-servers")
-    .arg(dir.path().join("file/known_servers"));
+    let mut cmd = Client::command(&srv.addr_text(), "alice");
+    cmd.arg("--known-servers")
+        .arg(dir.path().join("file/known_servers"));
     let mut c = Client::spawn_in(cmd, std::process::Stdio::piped(), dir);
     srv.accept(30_000);
     c.out
@@ -807,9 +788,7 @@ fn started_with_stdin_closed_it_joins_and_leaves() {
     let mut cmd = std::process::Command::new(CLIENT);
     cmd.args(["--server", &srv.addr_text(), "--name", "bob"])
         .arg("--known-servers")
-        .arg(dir.path().join("known_servers"))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
+        .arg(dir.path().join("known_servers"));
     // SAFETY: the closure runs in the child between fork and exec and makes one
     // async-signal-safe call, close(0), on the child's own stdin, which no Rust
     // object owns there.
@@ -819,10 +798,11 @@ fn started_with_stdin_closed_it_joins_and_leaves() {
             Ok(())
         });
     }
-    let mut child = cmd.spawn().unwrap();
+    // A Client, so that the process is killed and reaped if the test fails.
+    let mut c = Client::spawn_in(cmd, std::process::Stdio::null(), dir);
     srv.accept(30_000);
     srv.answer_leave("LEAVE: fd 0 was /dev/null");
-    let status = wait_child(&mut child, WAIT).expect("did not exit");
+    let status = c.wait(WAIT).expect("did not exit");
     assert_eq!(status.code(), Some(0));
 }
 

@@ -29,9 +29,7 @@ fn say_of(d: &[u8]) -> (u32, String) {
 fn endless_input_without_a_newline_still_ends_on_sigterm() {
     let srv = FakeServer::new();
     let zero = std::fs::File::open("/dev/zero").expect("/dev/zero");
-    let mut cmd = Command::new(CLIENT);
-    cmd.args(["--server", &srv.addr_text(), "--name", "alice"])
-        .args(["--lang", "en"]);
+    let cmd = Client::command(&srv.addr_text(), "alice");
     let mut c = Client::spawn_cmd_with_stdin(cmd, Stdio::from(zero));
     srv.accept(30_000);
     c.find_helper();
@@ -130,9 +128,7 @@ fn errors_are_one_line_naming_what_failed_without_os_error_numbers() {
     let server = Server::start(&[]);
     let mut failures = 0;
     for limit in 4..=9u64 {
-        let mut cmd = Command::new(CLIENT);
-        cmd.args(["--server", &server.addr, "--name", &format!("u{limit}")])
-            .args(["--lang", "en"]);
+        let mut cmd = Client::command(&server.addr, &format!("u{limit}"));
         // SAFETY: between fork and exec the closure makes one system call
         // (setrlimit) and allocates nothing.
         unsafe {

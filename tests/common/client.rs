@@ -236,10 +236,17 @@ pub struct Client {
 
 impl Client {
     pub fn spawn(server: &str, name: &str, extra: &[&str]) -> Client {
-        let mut cmd = Command::new(CLIENT);
-        cmd.args(["--server", server, "--name", name, "--lang", "en"]);
+        let mut cmd = Client::command(server, name);
         cmd.args(extra);
         Client::spawn_cmd(cmd)
+    }
+
+    /// The `chat-client` command for `name` at `server` in English, before
+    /// any known-servers file is named.
+    pub fn command(server: &str, name: &str) -> Command {
+        let mut cmd = Command::new(CLIENT);
+        cmd.args(["--server", server, "--name", name, "--lang", "en"]);
+        cmd
     }
 
     pub fn spawn_cmd(cmd: Command) -> Client {
