@@ -308,6 +308,7 @@ fn sockets(text: &str) {
                     to: Some(to),
                     from: None,
                     pieces: std::iter::once(*d),
+                    segment: None,
                 }),
             );
             assert_eq!(n.sent, BATCH as u64);
@@ -325,6 +326,7 @@ fn sockets(text: &str) {
                     to: Some(to),
                     from: None,
                     pieces: std::iter::once(one),
+                    segment: None,
                 }],
             );
             receive(1);

@@ -49,6 +49,10 @@ struct Args {
     /// Send one event per datagram instead of packing a turn's events together (for measurement).
     #[arg(long)]
     no_packing: bool,
+    /// Send each datagram on its own way through the kernel, never a member's datagrams of one
+    /// turn as one segmented send (UDP GSO) (for measurement).
+    #[arg(long)]
+    no_gso: bool,
     /// Don't keep events for NACK repair, nor serve NACK and HISTORY (for measurement).
     #[arg(long)]
     no_repair: bool,
@@ -153,6 +157,7 @@ fn run() -> Result<()> {
             member_timeout: args.member_timeout,
             rate: args.rate,
             packing: !args.no_packing,
+            segments: !args.no_gso,
             repair: !args.no_repair,
             max_per_ip: args.max_per_ip as usize,
             joins_per_minute: args.joins_per_minute,

@@ -88,6 +88,14 @@ pub fn bind_server_socket(addr: SocketAddr) -> Result<UdpSocket> {
     Ok(sock)
 }
 
+/// Lets `sock` make segmented sends (UDP GSO): an entry longer than
+/// `segment` bytes is cut by the kernel into datagrams of `segment` bytes
+/// (the last may be shorter); shorter ones are sent as they are. False where
+/// the kernel has no `UDP_SEGMENT` (before Linux 4.18).
+pub fn enable_segments(sock: &UdpSocket, segment: u16) -> bool {
+    setsockopt(sock, sockopt::UdpGsoSegment, &(segment as libc::c_int)).is_ok()
+}
+
 /// The std address in nix's storage, or None for a family other than IPv4/IPv6.
 fn to_socket_addr(ss: &SockaddrStorage) -> Option<SocketAddr> {
     if let Some(a) = ss.as_sockaddr_in() {
@@ -171,13 +179,15 @@ mod tests {
                     to: Some(to),
                     from: None,
                     pieces: [&reply[..2], &reply[2..]],
+                    segment: None,
                 }),
         );
         assert_eq!(
             n,
             SendCount {
                 sent: 2,
-                dropped: 1
+                dropped: 1,
+                ..SendCount::default()
             }
         );
         let mut buf = [0u8; 64];
@@ -236,6 +246,7 @@ mod tests {
                     to: Some(peer.addr),
                     from: peer.local,
                     pieces: [&b"ok"[..]],
+                    segment: None,
                 }],
             );
             assert_eq!(n.sent, 1);

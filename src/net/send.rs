@@ -1,12 +1,16 @@
 //! Batched send: up to [`BATCH`] datagrams per `sendmmsg`, each gathered from
 //! several byte slices (no body is copied), each to its own address and, when
-//! asked, from a chosen local address.
+//! asked, from a chosen local address. An entry may be a segmented send
+//! (UDP GSO, on a socket where [`super::enable_segments`] worked): several
+//! datagrams laid end to end that the kernel cuts at the segment size.
 
 use super::{source_kind, SourceKind, BATCH};
 use crate::room::Local;
 use nix::errno::Errno;
 use nix::libc;
-use nix::sys::socket::{sendmmsg, ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage};
+use nix::sys::socket::{
+    sendmmsg, sendmsg, ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage,
+};
 use std::io::IoSlice;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd};
@@ -18,6 +22,12 @@ pub struct SendCount {
     pub sent: u64,
     /// Datagrams it refused (a full send buffer, an unreachable network).
     pub dropped: u64,
+    /// Segmented sends the kernel took (their datagrams count in `sent`).
+    pub segmented: u64,
+    /// Segmented sends the kernel refused as such (EIO: the route's device
+    /// cannot checksum them; EINVAL): their datagrams were sent one by one,
+    /// and the caller should stop segmenting.
+    pub unsegmented: u64,
 }
 
 /// One datagram to send: where to, from which local address (None: the
@@ -29,6 +39,9 @@ pub struct Outgoing<'d, P: IntoIterator<Item = &'d [u8]>> {
     pub from: Option<Local>,
     /// The bytes, in order.
     pub pieces: P,
+    /// A segmented send: datagrams of this many bytes laid end to end (the
+    /// last may be shorter), the socket's `UDP_SEGMENT` size. None: one datagram.
+    pub segment: Option<u16>,
 }
 
 /// Reusable state for `sendmmsg`.
@@ -40,6 +53,7 @@ pub struct BatchSender {
     spans: Vec<(usize, usize)>,
     addrs: Vec<Option<SockaddrStorage>>,
     sources: Vec<Option<Local>>,
+    segments: Vec<Option<u16>>,
     /// Headers without control messages, and with room for one IPv4 or IPv6 packet-info message.
     plain: MultiHeaders<SockaddrStorage>,
     v4: MultiHeaders<SockaddrStorage>,
@@ -70,6 +84,7 @@ impl BatchSender {
             spans: Vec::with_capacity(BATCH),
             addrs: Vec::with_capacity(BATCH),
             sources: Vec::with_capacity(BATCH),
+            segments: Vec::with_capacity(BATCH),
             plain: MultiHeaders::preallocate(BATCH, None),
             v4: MultiHeaders::preallocate(BATCH, Some(nix::cmsg_space!(libc::in_pktinfo))),
             v6: MultiHeaders::preallocate(BATCH, Some(nix::cmsg_space!(libc::in6_pktinfo))),
@@ -97,12 +112,14 @@ impl BatchSender {
             self.spans.clear();
             self.addrs.clear();
             self.sources.clear();
+            self.segments.clear();
             for d in it.by_ref().take(BATCH) {
                 let first = iovs.len();
                 iovs.extend(d.pieces.into_iter().map(IoSlice::new));
                 self.spans.push((first, iovs.len()));
                 self.addrs.push(d.to.map(SockaddrStorage::from));
                 self.sources.push(d.from);
+                self.segments.push(d.segment);
             }
             if self.spans.is_empty() {
                 self.datagrams = recycle(batch);
@@ -120,6 +137,8 @@ impl BatchSender {
                 let c = self.send_run(fd, &batch[start..end], start, from);
                 count.sent += c.sent;
                 count.dropped += c.dropped;
+                count.segmented += c.segmented;
+                count.unsegmented += c.unsegmented;
                 start = end;
             }
             self.datagrams = recycle(batch);
@@ -174,6 +193,7 @@ impl BatchSender {
             SourceKind::V6 => &mut self.v6,
         };
         let addrs = &self.addrs[first..first + run.len()];
+        let segments = &self.segments[first..first + run.len()];
         let mut count = SendCount::default();
         let mut i = 0;
         while i < run.len() {
@@ -188,22 +208,66 @@ impl BatchSender {
                 Ok(r) => {
                     let n = r.count();
                     if n == 0 {
-                        count.dropped += 1;
+                        count.dropped += datagrams_in(run[i], segments[i]);
                         i += 1;
                     } else {
-                        count.sent += n as u64;
+                        for k in i..i + n {
+                            count.sent += datagrams_in(run[k], segments[k]);
+                            count.segmented += u64::from(segments[k].is_some());
+                        }
                         i += n;
                     }
                 }
                 Err(Errno::EINTR) => {}
+                // A segmented send the kernel cannot make: its datagrams one by one.
+                Err(Errno::EIO | Errno::EINVAL) if segments[i].is_some() => {
+                    let c = send_one_by_one(fd, run[i], segments[i], addrs[i].as_ref(), cmsg);
+                    count.sent += c.sent;
+                    count.dropped += c.dropped;
+                    count.unsegmented += 1;
+                    i += 1;
+                }
                 // Datagram i failed (EAGAIN: send buffer full; ENOBUFS,
                 // EPERM, ENETUNREACH, …): drop it, go on with the next.
                 Err(_) => {
-                    count.dropped += 1;
+                    count.dropped += datagrams_in(run[i], segments[i]);
                     i += 1;
                 }
             }
         }
         count
     }
+}
+
+/// How many datagrams `pieces` make when cut at `segment` bytes.
+fn datagrams_in(pieces: &[IoSlice<'_>], segment: Option<u16>) -> u64 {
+    match segment {
+        Some(seg) if seg > 0 => {
+            let len: usize = pieces.iter().map(|p| p.len()).sum();
+            len.div_ceil(seg as usize).max(1) as u64
+        }
+        _ => 1,
+    }
+}
+
+/// Sends the datagrams of a segmented send one `sendmsg` each (a datagram
+/// of at most the segment size is never segmented).
+fn send_one_by_one(
+    fd: std::os::fd::RawFd,
+    pieces: &[IoSlice<'_>],
+    segment: Option<u16>,
+    to: Option<&SockaddrStorage>,
+    cmsg: &[ControlMessage<'_>],
+) -> SendCount {
+    let bytes: Vec<u8> = pieces.iter().flat_map(|p| p.iter().copied()).collect();
+    let seg = segment.map_or(bytes.len(), |s| s as usize).max(1);
+    let mut count = SendCount::default();
+    for d in bytes.chunks(seg) {
+        let iov = [IoSlice::new(d)];
+        match sendmsg(fd, &iov, cmsg, MsgFlags::MSG_DONTWAIT, to) {
+            Ok(_) => count.sent += 1,
+            Err(_) => count.dropped += 1,
+        }
+    }
+    count
 }

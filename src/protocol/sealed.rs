@@ -99,6 +99,9 @@ pub mod server_type {
 
 /// Event types inside EVENTS and HISTORY_PAGE.
 pub mod event_type {
+    /// Padding: this byte and every byte after it to the end of an EVENTS
+    /// body are zeros, ignored (PROTOCOL.md "Events").
+    pub const PADDING: u8 = 0x00;
     /// `name`.
     pub const JOINED: u8 = 0x01;
     /// `reason u8`, `name`.

@@ -255,6 +255,24 @@ impl<'a> Events<'a> {
         Ok(Events(bytes))
     }
 
+    /// Checks the events of an EVENTS body: events up to the end of `bytes`
+    /// or up to a padding byte (type 0), after which every byte is zero.
+    pub(super) fn check_padded(bytes: &'a [u8]) -> Result<Self, Malformed> {
+        let mut at = 0;
+        while at < bytes.len() {
+            if bytes[at] == event_type::PADDING {
+                if bytes[at..].iter().any(|&b| b != 0) {
+                    return Err(Malformed::BadValue);
+                }
+                break;
+            }
+            let mut r = Reader::new(&bytes[at..]);
+            Event::read(&mut r)?;
+            at = bytes.len() - r.rest().len();
+        }
+        Ok(Events(&bytes[..at]))
+    }
+
     /// The events, in order (in EVENTS, numbered `first_event`,
     /// `first_event + 1`, … wrapping). Never fails: decoding checked them.
     pub fn iter(&self) -> impl Iterator<Item = Event<'a>> + 'a {

@@ -1,6 +1,7 @@
-//! Server → client bodies (PROTOCOL.md "Server → client"). Server bodies are
-//! not padded: EVENTS, WHO_PAGE and HISTORY_PAGE run to the end of the body,
-//! and any other body with bytes after its last field is malformed.
+//! Server → client bodies (PROTOCOL.md "Server → client"). EVENTS, WHO_PAGE
+//! and HISTORY_PAGE run to the end of the body (an EVENTS body may end in
+//! padding: a zero type byte and zeros after it); any other body with bytes
+//! after its last field is malformed.
 
 use super::{
     body_reader, server_type, ByeReason, Events, Malformed, Reader, Refusal, RejectReason,
@@ -147,13 +148,13 @@ pub fn decode_server(body: &[u8]) -> Result<ServerMsg<'_>, Malformed> {
         },
         server_type::EVENTS => {
             let first_event = r.u32()?;
-            let rest = r.rest();
-            if rest.is_empty() {
+            let events = Events::check_padded(r.rest())?;
+            if events.as_bytes().is_empty() {
                 return Err(Malformed::Truncated);
             }
             ServerMsg::Events {
                 first_event,
-                events: Events::check(rest, false)?,
+                events,
             }
         }
         server_type::BYE => ServerMsg::Bye {

@@ -197,6 +197,21 @@ fn writers_stop_when_full_and_write_nothing_more() {
     };
     assert_eq!(first_event, 7);
     assert_eq!(events.iter().count(), 3);
+    // Padding: a zero type byte and zeros to the end; the same events.
+    let mut padded = buf[..n].to_vec();
+    padded.resize(MAX_BODY, 0);
+    let Ok(ServerMsg::Events { events: same, .. }) = decode_server(&padded) else {
+        panic!("padded EVENTS")
+    };
+    assert_eq!(same, events);
+    // A non-zero byte after the padding byte is malformed.
+    *padded.last_mut().unwrap() = 1;
+    assert_eq!(decode_server(&padded), Err(Malformed::BadValue));
+    // So is padding with no event before it.
+    assert_eq!(
+        decode_server(&[server_type::EVENTS, 0, 0, 0, 1, 0, 0]),
+        Err(Malformed::Truncated)
+    );
     // A caller's buffer smaller than MAX_BODY bounds the body.
     let mut small_buf = [0u8; 8];
     let mut w = EventsWriter::events(&mut small_buf, 1).unwrap();
@@ -465,7 +480,9 @@ fn decoding_random_and_mutated_bodies_never_panics() {
             decoded += 1;
             let again = enc_server(&m);
             assert_eq!(decode_server(&again), Ok(m));
-            assert_eq!(again.len(), body.len());
+            // The bytes it was read from, but for an EVENTS body's padding.
+            assert_eq!(&body[..again.len()], &again[..]);
+            assert!(body[again.len()..].iter().all(|&b| b == 0));
             if let ServerMsg::Events { events, .. } = m {
                 assert!(events.iter().count() >= 1);
                 let lens: usize = events.iter().map(|e| e.encoded_len()).sum();

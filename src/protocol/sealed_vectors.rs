@@ -251,4 +251,17 @@ fn protocol_md_sealed_body_vectors() {
         let n = msg.encode(&mut buf).unwrap();
         assert_eq!(&buf[..n], &body[..], "{name} decodes and encodes again");
     }
+    let padded = doc("padded_events_body");
+    let Ok(ServerMsg::Events {
+        first_event: 9,
+        events,
+    }) = decode_server(&padded)
+    else {
+        panic!("padded_events_body is not EVENTS from 9")
+    };
+    assert_eq!(
+        events.iter().collect::<Vec<_>>(),
+        [Event::Joined { name: "erin" }]
+    );
+    assert_eq!((padded.len(), events.as_bytes().len()), (16, 6));
 }

@@ -48,6 +48,10 @@ pub struct Config {
     pub burst: f64,
     /// Pack a turn's events for a member into as few datagrams as fit.
     pub packing: bool,
+    /// Send a member's EVENTS datagrams of one turn as one segmented send
+    /// (UDP GSO): all but the last padded to the full datagram size. Only
+    /// where the socket has `UDP_SEGMENT` set to `MAX_DATAGRAM`.
+    pub segments: bool,
     /// Keep events for NACK repair, and serve NACK and HISTORY (with history).
     pub repair: bool,
     /// Members per IP (an IPv4 address or an IPv6 /64).
@@ -67,6 +71,7 @@ impl Default for Config {
             rate: 5.0,
             burst: 10.0,
             packing: true,
+            segments: false,
             repair: true,
             max_per_ip: 64,
             joins_per_minute: 64,
@@ -82,6 +87,9 @@ pub struct Stats {
     pub datagrams_out: u64,
     /// Datagrams the kernel refused to send (counted by the server).
     pub dropped_sends: u64,
+    /// Segmented sends (UDP GSO: several datagrams to one member in one
+    /// send) the kernel took (counted by the server).
+    pub segmented_sends: u64,
     /// Authenticated bodies that could not be decoded.
     pub bad_bodies: u64,
     /// Authenticated bodies not allowed in their session's state (SAY

@@ -112,10 +112,11 @@ impl Room {
     pub fn console_stats(&self) -> String {
         let s = &self.stats;
         let g = &self.gate.stats;
-        let pairs: [(&str, u64); 29] = [
+        let pairs: [(&str, u64); 30] = [
             ("datagrams in", g.datagrams_in),
             ("datagrams out", s.datagrams_out),
             ("dropped sends", s.dropped_sends),
+            ("segmented sends", s.segmented_sends),
             ("malformed", g.malformed),
             ("forged", g.forged),
             ("replayed", g.replayed),

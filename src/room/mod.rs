@@ -409,6 +409,17 @@ impl Room {
         self.log.push(format!("shutting down: told {n} members"));
     }
 
+    /// Whether a member's datagrams of one turn go as one segmented send.
+    pub fn segments(&self) -> bool {
+        self.cfg.segments
+    }
+
+    /// Sends every datagram on its own from now on (the kernel refused a
+    /// segmented send).
+    pub fn stop_segments(&mut self) {
+        self.cfg.segments = false;
+    }
+
     /// Packs the events queued this turn into EVENTS bodies (a leaver's
     /// before its BYE), sends the answers the budgets allow, seals it all,
     /// and returns everything to send: the gate's datagrams and the direct
@@ -456,7 +467,7 @@ impl Room {
                 },
             );
         }
-        self.stats.unsealed += self.out.seal(&mut self.gate, now);
+        self.stats.unsealed += self.out.seal(&mut self.gate, now, self.cfg.segments);
         for l in self.leavers.drain(..) {
             self.gate.close(l.m.conn);
             if let (Some(r), Some(slot)) = (&mut self.repairs, l.m.slot) {

@@ -43,7 +43,13 @@ pub struct Datagram {
     /// The local address to send from (None: the kernel chooses).
     pub from: Option<Local>,
     range: (u32, u32),
+    /// How many datagrams are laid end to end here (more than one: a
+    /// segmented send, each [`MAX_DATAGRAM`] bytes but the last).
+    pub segments: u16,
 }
+
+/// The most datagrams one segmented send carries (Linux takes up to 64).
+pub const MAX_SEGMENTS: u16 = 32;
 
 /// Everything queued in one turn.
 #[derive(Debug, Default)]
@@ -88,6 +94,7 @@ impl Outbox {
             to,
             from,
             range: (start, self.wire.len() as u32),
+            segments: 1,
         });
     }
 
@@ -248,12 +255,17 @@ impl Outbox {
 
     /// Seals every body queued for a connection into a datagram (to the
     /// connection's validated address); returns how many could not be sealed
-    /// (their connection is gone or silent).
-    pub(super) fn seal(&mut self, gate: &mut Gate, now: Instant) -> u64 {
+    /// (their connection is gone or silent). With `segments`, consecutive
+    /// EVENTS bodies for one connection are laid end to end in one
+    /// [`Datagram`] of up to [`MAX_SEGMENTS`] segments, every one but the
+    /// last padded to [`MAX_DATAGRAM`] bytes, for one segmented send.
+    pub(super) fn seal(&mut self, gate: &mut Gate, now: Instant, segments: bool) -> u64 {
         let mut failed = 0;
         let mut body = [0u8; MAX_BODY];
         let mut sealed = [0u8; MAX_DATAGRAM];
-        for b in &self.bodies {
+        // The datagram the previous body went into, while it may take more segments.
+        let mut open: Option<usize> = None;
+        for (i, b) in self.bodies.iter().enumerate() {
             let mut n = b.head_len as usize;
             body[..n].copy_from_slice(&b.head[..n]);
             for p in &self.parts[b.parts.start as usize..b.parts.end as usize] {
@@ -266,20 +278,52 @@ impl Outbox {
                 body[n..n + s.len()].copy_from_slice(s);
                 n += s.len();
             }
+            let next_joins = segments
+                && b.is_events()
+                && self
+                    .bodies
+                    .get(i + 1)
+                    .is_some_and(|c| c.is_events() && c.conn == b.conn && c.local == b.local);
+            if next_joins {
+                // Padding (PROTOCOL.md "Events"): zeros to the full size.
+                body[n..].fill(0);
+                n = MAX_BODY;
+            }
             match gate.seal_to(now, b.conn, &body[..n], &mut sealed) {
                 Ok((len, to)) => {
-                    let start = self.wire.len() as u32;
+                    let end = self.wire.len() as u32 + len as u32;
+                    match open.map(|k| &mut self.datagrams[k]) {
+                        Some(d) if d.to == to && d.segments < MAX_SEGMENTS => {
+                            d.range.1 = end;
+                            d.segments += 1;
+                        }
+                        _ => {
+                            self.datagrams.push(Datagram {
+                                to,
+                                from: b.local,
+                                range: (self.wire.len() as u32, end),
+                                segments: 1,
+                            });
+                        }
+                    }
                     self.wire.extend_from_slice(&sealed[..len]);
-                    self.datagrams.push(Datagram {
-                        to,
-                        from: b.local,
-                        range: (start, self.wire.len() as u32),
-                    });
+                    // Only a full-size segment may be followed by another.
+                    open = (next_joins && len == MAX_DATAGRAM).then(|| self.datagrams.len() - 1);
                 }
-                Err(_) => failed += 1,
+                Err(_) => {
+                    failed += 1;
+                    open = None;
+                }
             }
         }
         self.bodies.clear();
         failed
+    }
+}
+
+impl Body {
+    /// An EVENTS body (which may end in padding).
+    fn is_events(&self) -> bool {
+        self.head_len as usize == EVENTS_HEADER_LEN && self.head[0] == server_type::EVENTS
     }
 }

@@ -26,6 +26,8 @@ struct Member {
 struct Net {
     room: Room,
     now: Instant,
+    /// Where each send of the room went (a segmented send counts once).
+    sends: Vec<SocketAddr>,
 }
 
 impl Net {
@@ -38,7 +40,11 @@ impl Net {
             Box::new(xorshift(0x5EED)),
             now,
         );
-        Net { room, now }
+        Net {
+            room,
+            now,
+            sends: Vec::new(),
+        }
     }
 
     /// A room that keeps its history in memory (and gives resume tickets).
@@ -87,11 +93,17 @@ impl Net {
     /// Ends the turn and delivers its output; false when there was none.
     fn turn(&mut self, ms: &mut [&mut Member]) -> bool {
         let out = self.room.flush(self.now);
+        // A segmented send arrives as datagrams of MAX_DATAGRAM bytes (the last shorter).
         let sent: Vec<(SocketAddr, Vec<u8>)> = out
             .datagrams()
             .iter()
-            .map(|d| (d.to, out.bytes(d).to_vec()))
+            .flat_map(|d| {
+                let segments = out.bytes(d).chunks(crate::session::MAX_DATAGRAM);
+                assert_eq!(segments.len(), d.segments as usize, "segments of {d:?}");
+                segments.map(|b| (d.to, b.to_vec()))
+            })
             .collect();
+        self.sends.extend(out.datagrams().iter().map(|d| d.to));
         self.room.end_turn();
         for (to, bytes) in &sent {
             if let Some(m) = ms.iter_mut().find(|m| m.addr == *to) {
@@ -506,4 +518,41 @@ fn a_members_lines_go_in_its_order_and_a_gap_is_waited_for_a_while() {
         .collect();
     assert_eq!(lines, ["said one", "said two", "said three", "said five"]);
     assert_eq!(net.room.stats.held, 2);
+}
+
+#[test]
+fn a_members_datagrams_of_one_turn_go_as_one_segmented_send_and_all_arrive() {
+    let run = |segments: bool| {
+        let cfg = Config {
+            rate: 0.0,
+            segments,
+            ..Config::default()
+        };
+        let mut net = Net::new(cfg);
+        let mut alice = net.join("alice", 1);
+        let mut bob = net.join("bob", 2);
+        net.run(&mut [&mut alice, &mut bob]);
+        bob.bodies.clear();
+        // 100 lines of 100 bytes in one turn: about ten EVENTS datagrams for bob.
+        let texts: Vec<String> = (0..100).map(|i| format!("{i:0>100}")).collect();
+        for (i, t) in texts.iter().enumerate() {
+            alice
+                .conn
+                .send(net.now, &say(t, i as u32 + 1))
+                .expect("sent");
+        }
+        net.send(&mut alice);
+        net.sends.clear();
+        net.turn(&mut [&mut alice, &mut bob]);
+        let want: Vec<String> = texts.iter().map(|t| format!("said {t}")).collect();
+        assert_eq!(seen(&bob), want, "segments {segments}");
+        let to_bob = net.sends.iter().filter(|&&a| a == bob.addr).count();
+        (to_bob, bob.bodies.len())
+    };
+    let (plain_sends, plain_bodies) = run(false);
+    let (sends, bodies) = run(true);
+    assert_eq!(bodies, plain_bodies, "as many EVENTS either way");
+    assert!(plain_bodies >= 9, "{plain_bodies} bodies");
+    assert_eq!(plain_sends, plain_bodies, "one send each without segments");
+    assert_eq!(sends, 1, "one segmented send to bob");
 }

@@ -7,9 +7,12 @@
 mod console;
 
 use crate::error::{Error, Result};
-use crate::net::{bind_server_socket, BatchReceiver, BatchSender, Outgoing, BATCH};
+use crate::net::{
+    bind_server_socket, enable_segments, BatchReceiver, BatchSender, Outgoing, BATCH,
+};
 use crate::protocol::sealed::ByeReason;
 use crate::room::{Config, Room};
+use crate::session::MAX_DATAGRAM;
 use crate::stdio;
 use crate::store::HistoryStore;
 use crate::trust::ticket::TicketKey;
@@ -239,7 +242,9 @@ pub fn run(opts: Options) -> Result<()> {
     };
     let key = crate::session::ServerKey::new(*opts.key.secret());
     let now = Instant::now();
-    let mut room = Room::new(opts.room.clone(), key, cookie_secret, Box::new(random), now);
+    let mut cfg = opts.room.clone();
+    cfg.segments = cfg.segments && enable_segments(&sock, MAX_DATAGRAM as u16);
+    let mut room = Room::new(cfg, key, cookie_secret, Box::new(random), now);
     let tickets = TicketKey::derive(opts.key.secret());
     room.keep_history(opts.store, tickets, opts.history_on_join, now);
 
@@ -358,11 +363,17 @@ pub fn run(opts: Options) -> Result<()> {
                 to: Some(d.to),
                 from: d.from,
                 pieces: std::iter::once(out.bytes(d)),
+                segment: (d.segments > 1).then_some(MAX_DATAGRAM as u16),
             }),
         );
+        if n.unsegmented > 0 && room.segments() {
+            room.stop_segments();
+            log("segmented sends (UDP GSO) refused by the kernel: sending datagrams one by one");
+        }
         room.end_turn();
         room.stats.datagrams_out += n.sent;
         room.stats.dropped_sends += n.dropped;
+        room.stats.segmented_sends += n.segmented;
         for line in room.take_log() {
             log(&line);
         }

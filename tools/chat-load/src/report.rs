@@ -89,6 +89,9 @@ pub struct Report {
     pub server_user_ns: Option<u64>,
     /// The server's own count of datagrams it could not send (from its /stats).
     pub server_dropped_sends: Option<u64>,
+    /// The server's count of segmented sends (several datagrams to one
+    /// member in one send, UDP GSO; from its /stats).
+    pub server_segmented_sends: Option<u64>,
     /// CPU of this tool's receiver threads and of its sender, ns.
     pub rx_cpu_ns: u64,
     pub tx_cpu_ns: u64,
@@ -349,6 +352,7 @@ impl Report {
             server_ns_per_datagram: self.server_ns_per_dgram(),
             server_cores: self.server_cores(),
             server_dropped_sends: self.server_dropped_sends,
+            server_segmented_sends: self.server_segmented_sends,
             receivers_cores: self.rx_cores(),
             sender_cores: self.tx_cores(),
             machine_busy_cores: self.machine_busy_cores,
@@ -409,6 +413,7 @@ pub struct JsonReport<'a> {
     server_ns_per_datagram: Option<f64>,
     server_cores: Option<f64>,
     server_dropped_sends: Option<u64>,
+    server_segmented_sends: Option<u64>,
     receivers_cores: f64,
     sender_cores: f64,
     machine_busy_cores: Option<f64>,

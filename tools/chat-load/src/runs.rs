@@ -211,7 +211,9 @@ fn relay_run_now(opts: &Options) -> Result<Report, String> {
         // A lost tail is now a gap: time for its NACKs and resends.
         std::thread::sleep(REPAIR_TAIL);
     }
-    let dropped = server.as_mut().and_then(|s| s.dropped_sends());
+    let counters = server
+        .as_mut()
+        .and_then(|s| s.counters(["dropped sends", "segmented sends"]));
     shared.phase.store(phase::STOP, Release);
 
     let mut r = Report {
@@ -227,7 +229,8 @@ fn relay_run_now(opts: &Options) -> Result<Report, String> {
         messages: txo.sent.iter().sum::<usize>() as u64,
         retransmits: txo.retransmits,
         stalls: txo.stalls,
-        server_dropped_sends: dropped,
+        server_dropped_sends: counters.map(|c| c[0]),
+        server_segmented_sends: counters.map(|c| c[1]),
         join_seconds: Some(join_secs),
         ..Default::default()
     };

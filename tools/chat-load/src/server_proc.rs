@@ -95,17 +95,23 @@ impl ServerProc {
         self.child.id()
     }
 
-    /// The server's count of datagrams it could not send, from `/stats`.
-    pub fn dropped_sends(&mut self) -> Option<u64> {
+    /// The server's counters `names` (as `/stats` names them), in order;
+    /// None when it did not answer or lacks one.
+    pub fn counters<const K: usize>(&mut self, names: [&str; K]) -> Option<[u64; K]> {
         let stdin = self.stdin.as_mut()?;
         while self.stdout.try_recv().is_ok() {}
         writeln!(stdin, "/stats").ok()?;
         stdin.flush().ok()?;
         let line = self.stdout.recv_timeout(Duration::from_secs(3)).ok()?;
-        line.split(", ")
-            .find_map(|kv| kv.strip_prefix("dropped sends: "))?
-            .parse()
-            .ok()
+        let mut out = [0u64; K];
+        for (v, name) in out.iter_mut().zip(names) {
+            *v = line
+                .split(", ")
+                .find_map(|kv| kv.strip_prefix(name)?.strip_prefix(": "))?
+                .parse()
+                .ok()?;
+        }
+        Some(out)
     }
 }
 

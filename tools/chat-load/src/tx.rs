@@ -207,6 +207,7 @@ impl Batch {
                 to: None,
                 from: None,
                 pieces: [&wire[a..b]],
+                segment: None,
             }),
         );
     }
@@ -468,6 +469,7 @@ pub fn baseline_sender(
                 to: Some(d.to),
                 from: None,
                 pieces: [&wire[a..b]],
+                segment: None,
             }),
         );
         g += 1;

@@ -103,6 +103,27 @@ fn flood_with_two_senders_and_no_packing() {
     assert_eq!(num(r, "datagrams"), num(r, "delivered"), "{r}");
 }
 
+/// A packed flood: the server sends each member a turn's several datagrams
+/// as one segmented send (UDP GSO), and every member still opens each one.
+#[test]
+fn a_packed_flood_goes_in_segmented_sends() {
+    let reports = load(&[
+        "-n",
+        "4",
+        "-s",
+        "2",
+        "-m",
+        "3000",
+        "--flood",
+        "--no-baseline",
+    ]);
+    let r = &reports[0];
+    assert_eq!(r["packing"], Value::Bool(true));
+    assert_complete(r, 4.0, 3000.0, 2.0);
+    assert!(num(r, "server_segmented_sends") > 0.0, "{r}");
+    assert_eq!(num(r, "server_dropped_sends"), 0.0, "{r}");
+}
+
 #[test]
 fn the_ceilings_come_first_and_the_server_is_compared_with_the_sealed_one() {
     let reports = load(&["-n", "3", "-m", "30"]);
