@@ -50,7 +50,8 @@ pub struct Config {
     pub packing: bool,
     /// Send a member's EVENTS datagrams of one turn as one segmented send
     /// (UDP GSO): all but the last padded to the full datagram size. Only
-    /// where the socket has `UDP_SEGMENT` set to `MAX_DATAGRAM`.
+    /// where the socket has `UDP_SEGMENT` set to `MAX_DATAGRAM`, and only
+    /// with `packing`.
     pub segments: bool,
     /// Keep events for NACK repair, and serve NACK and HISTORY (with history).
     pub repair: bool,

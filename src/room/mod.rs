@@ -467,7 +467,10 @@ impl Room {
                 },
             );
         }
-        self.stats.unsealed += self.out.seal(&mut self.gate, now, self.cfg.segments);
+        // Without packing (one event per datagram), padding each to full
+        // size would cost more than segmenting saves.
+        let segments = self.cfg.segments && self.cfg.packing;
+        self.stats.unsealed += self.out.seal(&mut self.gate, now, segments);
         for l in self.leavers.drain(..) {
             self.gate.close(l.m.conn);
             if let (Some(r), Some(slot)) = (&mut self.repairs, l.m.slot) {
