@@ -153,6 +153,16 @@ impl Net {
     }
 }
 
+/// A room with `cfg` and two members, alice and bob; bob's bodies so far forgotten.
+fn alice_and_bob(cfg: Config) -> (Net, Member, Member) {
+    let mut net = Net::new(cfg);
+    let mut alice = net.join("alice", 1);
+    let mut bob = net.join("bob", 2);
+    net.run(&mut [&mut alice, &mut bob]);
+    bob.bodies.clear();
+    (net, alice, bob)
+}
+
 /// What `m` got, one short string a body or event.
 fn seen(m: &Member) -> Vec<String> {
     let mut out = Vec::new();
@@ -482,15 +492,10 @@ fn a_catch_up_is_paced_by_the_budget_and_comes_before_live_lines() {
 
 #[test]
 fn a_members_lines_go_in_its_order_and_a_gap_is_waited_for_a_while() {
-    let cfg = Config {
+    let (mut net, mut alice, mut bob) = alice_and_bob(Config {
         rate: 0.0,
         ..Config::default()
-    };
-    let mut net = Net::new(cfg);
-    let mut alice = net.join("alice", 1);
-    let mut bob = net.join("bob", 2);
-    net.run(&mut [&mut alice, &mut bob]);
-    bob.bodies.clear();
+    });
     alice.bodies.clear();
     // 3 overtakes 2 on the way: it waits, unacknowledged, for 2.
     for (seq, text) in [(1, "one"), (3, "three")] {
@@ -523,16 +528,11 @@ fn a_members_lines_go_in_its_order_and_a_gap_is_waited_for_a_while() {
 #[test]
 fn a_members_datagrams_of_one_turn_go_as_one_segmented_send_and_all_arrive() {
     let run = |segments: bool| {
-        let cfg = Config {
+        let (mut net, mut alice, mut bob) = alice_and_bob(Config {
             rate: 0.0,
             segments,
             ..Config::default()
-        };
-        let mut net = Net::new(cfg);
-        let mut alice = net.join("alice", 1);
-        let mut bob = net.join("bob", 2);
-        net.run(&mut [&mut alice, &mut bob]);
-        bob.bodies.clear();
+        });
         // 100 lines of 100 bytes in one turn: about ten EVENTS datagrams for bob.
         let texts: Vec<String> = (0..100).map(|i| format!("{i:0>100}")).collect();
         for (i, t) in texts.iter().enumerate() {
