@@ -159,6 +159,47 @@ mod tests {
 
     use crate::room::Peer;
 
+    /// A segmented send arrives as its datagrams; one the kernel cannot make
+    /// (more segments than it takes) goes datagram by datagram, counted.
+    #[test]
+    fn a_segmented_send_arrives_as_its_datagrams_or_goes_one_by_one() {
+        let server = bind_server_socket("127.0.0.1:0".parse().unwrap()).unwrap();
+        assert!(enable_segments(&server, 100), "UDP_SEGMENT (Linux 4.18)");
+        let client = bind_server_socket("127.0.0.1:0".parse().unwrap()).unwrap();
+        let to = client.local_addr().unwrap();
+        let mut rx = BatchReceiver::new();
+        // 5 segments of 100 bytes, the last 50.
+        let five: Vec<u8> = (0..450).map(|i| (i / 100) as u8).collect();
+        // 300 segments: more than the kernel cuts one send into (64 or 128).
+        let many: Vec<u8> = (0..30_000).map(|i| (i / 100) as u8).collect();
+        let mut tx = BatchSender::new();
+        for (bytes, want_segmented, want_unsegmented) in [(&five, 1, 0), (&many, 0, 1)] {
+            let n = tx.send(
+                &server,
+                [Outgoing {
+                    to: Some(to),
+                    from: None,
+                    pieces: [&bytes[..]],
+                    segment: Some(100),
+                }],
+            );
+            let count = bytes.len().div_ceil(100);
+            assert_eq!(
+                n,
+                SendCount {
+                    sent: count as u64,
+                    dropped: 0,
+                    segmented: want_segmented,
+                    unsegmented: want_unsegmented,
+                }
+            );
+            let got = receive(&mut rx, &client, count);
+            let want: Vec<&[u8]> = bytes.chunks(100).collect();
+            let got: Vec<&[u8]> = got.iter().map(|(_, d)| &d[..]).collect();
+            assert_eq!(got, want);
+        }
+    }
+
     /// A refused datagram is dropped and counted; the batch goes on after it.
     #[test]
     fn a_failed_datagram_is_skipped_not_fatal() {
