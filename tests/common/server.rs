@@ -125,9 +125,17 @@ impl Server {
         self.child.id()
     }
 
-    /// Starts the command given (the server binary or a wrapper of it); it
-    /// must pass `--key` itself.
-    pub fn spawn(mut cmd: Command, stdin: Stdio) -> Server {
+    /// Starts the command given (the server binary or a wrapper of it) and
+    /// waits for its `listening on` line; it must pass `--key` itself.
+    pub fn spawn(cmd: Command, stdin: Stdio) -> Server {
+        let mut s = Server::launch(cmd, stdin);
+        s.wait_listening();
+        s
+    }
+
+    /// Starts the command given like [`Server::spawn`] without waiting for
+    /// it to listen (then [`Server::wait_listening`]): servers started at once.
+    pub fn launch(mut cmd: Command, stdin: Stdio) -> Server {
         let mut child = cmd
             .stdin(stdin)
             .stdout(Stdio::piped())
@@ -137,7 +145,7 @@ impl Server {
         let stderr = lines_of(child.stderr.take().expect("stderr"));
         let stdout = lines_of(child.stdout.take().expect("stdout"));
         let stdin = child.stdin.take();
-        let mut s = Server {
+        Server {
             child,
             addr: SocketAddr::from(([0, 0, 0, 0], 0)),
             stdin,
@@ -145,19 +153,24 @@ impl Server {
             stdout,
             log: Vec::new(),
             dir: None,
-        };
-        let first = s.next_stderr().expect("chat-server printed nothing");
+        }
+    }
+
+    /// Waits (bounded) for the first stderr line, `listening on ADDR`, and
+    /// sets [`Server::addr`] (127.0.0.1 for a wildcard bind).
+    pub fn wait_listening(&mut self) {
+        let first = self.next_stderr().expect("chat-server printed nothing");
         let addr = first
             .strip_prefix("listening on ")
             .unwrap_or_else(|| panic!("first stderr line is {first:?}"));
-        s.addr = addr.parse().expect("listening address");
-        if s.addr.ip().is_unspecified() {
-            s.addr.set_ip(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        self.addr = addr.parse().expect("listening address");
+        if self.addr.ip().is_unspecified() {
+            self.addr.set_ip(IpAddr::V4(Ipv4Addr::LOCALHOST));
         }
-        s
     }
 
-    fn next_stderr(&mut self) -> Option<String> {
+    /// The next stderr line not read before, within [`WAIT`] (None if none comes).
+    pub fn next_stderr(&mut self) -> Option<String> {
         let line = self.stderr.recv_timeout(WAIT).ok()?;
         self.log.push(line.clone());
         Some(line)

@@ -1,8 +1,9 @@
 //! The client's processes as seen from /proc: its second process, orphans
-//! re-parented to this test process (a subreaper), and bounded waits for their end.
+//! re-parented to this test process (a subreaper), and bounded waits for their
+//! end; and any program run to its end within a bound.
 
 use super::WAIT;
-use std::process::{Child, ExitStatus};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 /// Makes this test process the subreaper of its descendants, so a client's
@@ -85,6 +86,31 @@ pub fn wait_child(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// Runs `cmd` (stdin /dev/null) to its end within [`WAIT`]: its exit status,
+/// stdout and stderr. Kills, reaps and panics if it does not end in time (its
+/// output must fit the pipes: it is read after the exit).
+pub fn run_to_end(mut cmd: Command) -> (ExitStatus, String, String) {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    if wait_child(&mut child, WAIT).is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{cmd:?} did not exit within {WAIT:?}");
+    }
+    let out = child
+        .wait_with_output()
+        .expect("the output of an ended child");
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// The second process (the receiver) of the chat-client `pid`, once it has
