@@ -2,37 +2,22 @@
 //! `localhost`; `chat-client --server` takes HOST:PORT. A malformed one is a
 //! usage error (exit 2) worded alike by both, naming the option.
 
+#[path = "common/client.rs"]
+mod client_harness;
+
+use client_harness::{run_to_end, CLIENT};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_chat-server");
-const CLIENT: &str = env!("CARGO_BIN_EXE_chat-client");
 
-/// Runs `bin` with `args`; it must exit within 10 s. Returns its exit code
-/// and stderr.
+/// Runs `bin` with `args` to its end (bounded): its exit code and stderr.
 fn run_bounded(bin: &str, args: &[&str]) -> (Option<i32>, String) {
-    let mut child = Command::new(bin)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the binary");
-    let end = Instant::now() + Duration::from_secs(10);
-    while child.try_wait().expect("wait").is_none() {
-        if Instant::now() > end {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{bin} {args:?} did not exit");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let out = child.wait_with_output().expect("output");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let mut cmd = Command::new(bin);
+    cmd.args(args);
+    let (status, _, stderr) = run_to_end(cmd);
+    (status.code(), stderr)
 }
 
 #[test]

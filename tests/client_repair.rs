@@ -246,7 +246,9 @@ fn stopped_longer_than_the_member_timeout_it_catches_up_once_in_order() {
     for line in ["away one", "away two", "away three"] {
         bob.send(line);
     }
-    std::thread::sleep(Duration::from_millis(300));
+    // The server has the three lines once it answers a WHO sent after them.
+    bob.send("/who");
+    saw(&mut bob, "in the room:");
     alice.signal_group(Signal::SIGCONT);
     saw(&mut alice, "-- back in the room");
     let header = saw(&mut alice, "while you were away");

@@ -4,91 +4,37 @@
 //! its own temporary directory (and points XDG_DATA_HOME and HOME there when
 //! the default location is involved).
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+#[path = "common/client.rs"]
+mod client_harness;
+#[path = "common/server.rs"]
+mod server_harness;
+
+use client_harness::run_to_end as run;
+use nix::sys::signal::Signal;
+use server_harness::{Server, BIN, WAIT};
 use std::fs;
-use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{channel, Receiver};
-use std::time::{Duration, Instant};
+use std::process::{Command, ExitStatus, Stdio};
 use udpchat::trust::ServerKey;
-
-const BIN: &str = env!("CARGO_BIN_EXE_chat-server");
-/// The bound on every wait (each is expected to take well under a second).
-const WAIT: Duration = Duration::from_secs(5);
 
 /// RFC 7748 §6.1: Alice's secret as a key file, and the fingerprint of her
 /// public key 8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a.
 const ALICE_FILE: &str = "udpchat-server-key-v1\ndwdtCnMYpX08FsFyUbJmRd9ML4frwJkqsXf7pR25LCo=\n";
 const ALICE_FINGERPRINT: &str = "SHA256:MAyclgO5Kks57TlYv5JAEUgE20/TcwEsDKR0MtY0Ja4";
 
-/// A chat-server started with `--bind 127.0.0.1:0`; killed and reaped on drop.
-struct Running {
-    child: Child,
-    stderr: Receiver<String>,
+/// Starts `cmd` (stdin /dev/null) without waiting for it to listen.
+fn spawn(cmd: Command) -> Server {
+    Server::launch(cmd, Stdio::null())
 }
 
-impl Running {
-    /// Spawns the server (without waiting for it to listen).
-    fn spawn(mut cmd: Command) -> Running {
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn chat-server");
-        let (tx, stderr) = channel();
-        let pipe = child.stderr.take().expect("stderr");
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Running { child, stderr }
-    }
-
-    /// Waits (bounded) for the `listening on` line.
-    fn wait_listening(&self) {
-        let line = self.stderr.recv_timeout(WAIT).expect("a first stderr line");
-        assert!(
-            line.starts_with("listening on "),
-            "first stderr line {line:?}"
-        );
-    }
-
-    /// SIGTERM, then a bounded wait for the exit.
-    fn stop(mut self) -> ExitStatus {
-        kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
-        wait_bounded(&mut self.child)
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Waits up to [`WAIT`] for `child` to exit; kills and reaps it and fails if it does not.
-fn wait_bounded(child: &mut Child) -> ExitStatus {
-    let end = Instant::now() + WAIT;
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            return status;
-        }
-        if Instant::now() >= end {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("chat-server did not exit within {WAIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+/// SIGTERM, then a bounded wait for the exit.
+fn stop(mut server: Server) -> ExitStatus {
+    server.signal(Signal::SIGTERM);
+    server
+        .wait_exit(WAIT)
+        .unwrap_or_else(|| panic!("chat-server did not exit within {WAIT:?}"))
 }
 
 /// `chat-server ARGS` with `--bind 127.0.0.1:0 --db none`.
@@ -97,32 +43,6 @@ fn server(args: &[&str]) -> Command {
     cmd.args(["--bind", "127.0.0.1:0", "--db", "none"])
         .args(args);
     cmd
-}
-
-/// Runs `cmd` to its end (bounded): exit status, stdout, stderr.
-fn run(mut cmd: Command) -> (ExitStatus, String, String) {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn chat-server");
-    let status = wait_bounded(&mut child);
-    let mut out = String::new();
-    let mut err = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    (status, out, err)
 }
 
 fn mode(p: &Path) -> u32 {
@@ -165,9 +85,9 @@ fn the_first_start_creates_a_private_key_and_later_starts_keep_it() {
         "--db",
         "none",
     ]);
-    let first = Running::spawn(cmd);
+    let mut first = spawn(cmd);
     first.wait_listening();
-    assert!(first.stop().success());
+    assert!(stop(first).success());
     assert_eq!(mode(&key), 0o600);
     assert_eq!(mode(&dir), 0o700);
     assert_eq!(names_in(&dir), ["server.key"]);
@@ -176,9 +96,9 @@ fn the_first_start_creates_a_private_key_and_later_starts_keep_it() {
     let fingerprint = fingerprint_of(&key);
     assert_eq!(fingerprint, format!("{}\n", loaded.fingerprint()));
 
-    let second = Running::spawn(server(&["--key", key.to_str().unwrap()]));
+    let mut second = spawn(server(&["--key", key.to_str().unwrap()]));
     second.wait_listening();
-    assert!(second.stop().success());
+    assert!(stop(second).success());
     assert_eq!(fs::read(&key).unwrap(), text, "the key file changed");
     assert_eq!(fingerprint_of(&key), fingerprint);
     assert_eq!(names_in(&dir), ["server.key"]);
@@ -201,16 +121,16 @@ fn without_key_the_default_location_is_used_and_the_log_says_the_fingerprint() {
         } else {
             cmd.env_remove("XDG_DATA_HOME");
         }
-        let running = Running::spawn(cmd);
+        let mut running = spawn(cmd);
         running.wait_listening();
-        let line = running.stderr.recv_timeout(WAIT).expect("a second line");
+        let line = running.next_stderr().expect("a second line");
         assert_eq!(mode(&expect), 0o600, "{}", expect.display());
         let fingerprint = fingerprint_of(&expect);
         assert!(
             line.ends_with(&format!("server key {}", fingerprint.trim_end())),
             "{line:?}"
         );
-        assert!(running.stop().success());
+        assert!(stop(running).success());
     }
 }
 
@@ -365,12 +285,12 @@ fn two_servers_started_at_once_end_with_one_complete_key() {
     for round in 0..5 {
         let tmp = tempfile::tempdir().unwrap();
         let key = tmp.path().join("server.key");
-        let both = [0, 1].map(|_| Running::spawn(server(&["--key", key.to_str().unwrap()])));
-        for s in &both {
+        let mut both = [0, 1].map(|_| spawn(server(&["--key", key.to_str().unwrap()])));
+        for s in &mut both {
             s.wait_listening();
         }
         for s in both {
-            assert!(s.stop().success(), "round {round}");
+            assert!(stop(s).success(), "round {round}");
         }
         assert_eq!(mode(&key), 0o600);
         let loaded = ServerKey::load(&key).expect("one complete key");
