@@ -23,6 +23,7 @@ mod report;
 mod source;
 mod target;
 mod transfer;
+mod turns;
 mod window;
 mod workers;
 
@@ -38,13 +39,6 @@ use report::Report;
 
 pub use replace::Preserve;
 pub use workers::MAX_WORKERS;
-
-/// Below this many data bytes per worker, each worker copies with `copy_file_range`
-/// (in the kernel, no user-space buffer); from it on, by reading SRC into a mapping
-/// of its own DST range. Workers calling `copy_file_range` (or `pwrite`) into one
-/// file serialise on its inode lock, which costs little on small shares; mapped
-/// workers take no such lock and run in parallel.
-pub const KERNEL_COPY_BELOW: u64 = 24 << 20;
 
 /// Without `-j`, a file with less data than this is copied by one worker, in the
 /// kernel as cp does (the report says so): below it a second worker's fork and

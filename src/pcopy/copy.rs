@@ -12,6 +12,7 @@ use nix::errno::Errno;
 use nix::fcntl::FallocateFlags;
 
 use super::plan::Extent;
+use super::turns::{Turns, TURN};
 use super::window::{self, Window};
 use crate::error::{Error, Result};
 
@@ -202,17 +203,34 @@ pub fn copy_extents_mapped(
 }
 
 /// Copies `extents` in the kernel with `copy_file_range`: the fastest way for a
-/// single worker. Falls back to [`copy_extents`] where the kernel or file system
-/// cannot (EXDEV, EINVAL, EOPNOTSUPP, ENOSYS), or where it copies 0 bytes early.
+/// single worker. With `turns`, the workers of one copy take turns (see
+/// [`Turns`]): this one holds a turn for up to [`TURN`] bytes at a time.
+/// Falls back to [`copy_extents`] where the kernel or file system cannot (EXDEV,
+/// EINVAL, EOPNOTSUPP, ENOSYS), or where it copies 0 bytes early.
 pub fn copy_extents_in_kernel(
     f: &Files,
     extents: &[Extent],
+    turns: Option<&Turns>,
     progress: &mut dyn FnMut(u64) -> Result<()>,
 ) -> Result<()> {
+    let mut turn = None;
+    let mut turn_left = 0u64; // bytes left in the current turn
     for (i, ext) in extents.iter().enumerate() {
         let mut off = ext.start;
         while off < ext.end {
+            if let Some(t) = turns {
+                if turn_left == 0 {
+                    drop(turn.take()); // a waiting worker may go next
+                    turn = Some(t.take()?);
+                    turn_left = TURN;
+                }
+            }
             let want = ((ext.end - off) as usize).min(CFR_CHUNK);
+            let want = if turns.is_some() {
+                want.min(turn_left as usize)
+            } else {
+                want
+            };
             let mut off_in = off as i64;
             let mut off_out = off as i64;
             match nix::fcntl::copy_file_range(
@@ -224,6 +242,7 @@ pub fn copy_extents_in_kernel(
             ) {
                 Ok(n) if n > 0 => {
                     off += n as u64;
+                    turn_left = turn_left.saturating_sub(n as u64);
                     progress(n as u64)?;
                 }
                 Err(Errno::EINTR) => {}
@@ -231,6 +250,7 @@ pub fn copy_extents_in_kernel(
                 // nothing), EXDEV/EINVAL/EOPNOTSUPP/ENOSYS (cannot), or an I/O error
                 // (which side?): pread/pwrite finish the job or name the culprit.
                 _ => {
+                    drop(turn);
                     copy_extents(f, &[Extent::new(off, ext.end)], None, progress)?;
                     return copy_extents(f, &extents[i + 1..], None, progress);
                 }
