@@ -31,6 +31,9 @@ enum Method {
     /// `copy_file_range`: in the kernel, one copy of each byte. With more than one
     /// worker, they take turns at writing DST ([`Turns`]).
     InKernel,
+    /// `splice` through a pipe: as `InKernel`, in larger writes, where the file
+    /// system's `copy_file_range` is itself only a splice.
+    Spliced,
     /// Every worker `pread`s into a shared mapping of its DST range (reserved by
     /// fallocate): `--reflink=never`, where `copy_file_range` might clone.
     Mapped,
@@ -152,7 +155,7 @@ pub fn one(opts: &Options, src_path: &Path, dst: &Path) -> Result<Option<Report>
         let method = choose_method(opts, data_bytes, size, prealloc, tmp.file());
         // Made before the fork, shared by the workers.
         let turns = match method {
-            Method::InKernel if shares.len() > 1 => Some(Turns::new()?),
+            Method::InKernel | Method::Spliced if shares.len() > 1 => Some(Turns::new()?),
             _ => None,
         };
         progress.phase("copied", data_bytes);
@@ -161,6 +164,9 @@ pub fn one(opts: &Options, src_path: &Path, dst: &Path) -> Result<Option<Report>
             match method {
                 Method::InKernel => {
                     copy::copy_extents_in_kernel(&files, &shares[i], turns.as_ref(), &mut advance)
+                }
+                Method::Spliced => {
+                    copy::copy_extents_spliced(&files, &shares[i], turns.as_ref(), &mut advance)
                 }
                 Method::Mapped => copy::copy_extents_mapped(&files, &shares[i], &mut advance),
                 Method::ReadWrite(holes) => {
@@ -297,7 +303,9 @@ fn choose_method(
             punch: prealloc == Prealloc::Reserved,
         }));
     }
-    if opts.reflink != Reflink::Never {
+    if opts.reflink != Reflink::Never && splices_only(dst) {
+        Method::Spliced
+    } else if opts.reflink != Reflink::Never {
         Method::InKernel
     } else if prealloc == Prealloc::Reserved {
         // copy_file_range could clone on XFS and btrfs: the homework's way.
@@ -305,6 +313,14 @@ fn choose_method(
     } else {
         Method::ReadWrite(None)
     }
+}
+
+/// Whether `copy_file_range` into `dst` is only a splice: on ext2/3/4 and tmpfs
+/// (no clone, no copy offloaded to a server), where splicing through a larger pipe
+/// of our own is faster.
+fn splices_only(dst: &File) -> bool {
+    use nix::sys::statfs::{fstatfs, EXT4_SUPER_MAGIC, TMPFS_MAGIC};
+    fstatfs(dst).is_ok_and(|s| [EXT4_SUPER_MAGIC, TMPFS_MAGIC].contains(&s.filesystem_type()))
 }
 
 /// Why FICLONE failed, in a user's words where the kernel's are cryptic.

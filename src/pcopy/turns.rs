@@ -35,8 +35,53 @@ pub struct Turns {
 }
 
 /// A worker's turn: the others wait until it is dropped.
-pub struct Turn<'a> {
+struct Turn<'a> {
     turns: &'a Turns,
+}
+
+/// One worker's use of the turns, if the workers take turns: it holds a turn for
+/// [`TURN`] bytes of writing, then lets the others go.
+pub struct Schedule<'a> {
+    turns: Option<&'a Turns>,
+    held: Option<Turn<'a>>,
+    /// Bytes left in the turn held.
+    left: u64,
+}
+
+impl<'a> Schedule<'a> {
+    /// Taking turns with `turns`, or writing whenever it likes with `None`.
+    pub fn new(turns: Option<&'a Turns>) -> Self {
+        Schedule {
+            turns,
+            held: None,
+            left: 0,
+        }
+    }
+
+    /// Before writing up to `want` bytes: waits for a turn if need be, and returns
+    /// how many of them this turn allows (at least 1 when `want` is not 0).
+    pub fn allow(&mut self, want: usize) -> Result<usize> {
+        let Some(turns) = self.turns else {
+            return Ok(want);
+        };
+        if self.left == 0 {
+            self.held = None; // a worker waiting may go next
+            self.held = Some(turns.take()?);
+            self.left = TURN;
+        }
+        Ok(want.min(self.left as usize))
+    }
+
+    /// After writing `n` bytes.
+    pub fn wrote(&mut self, n: u64) {
+        self.left = self.left.saturating_sub(n);
+    }
+
+    /// Ends the turn held, if any.
+    pub fn end(&mut self) {
+        self.held = None;
+        self.left = 0;
+    }
 }
 
 impl Turns {
@@ -50,7 +95,7 @@ impl Turns {
     }
 
     /// Waits for this process's turn. A stop signal ends the wait with an error.
-    pub fn take(&self) -> Result<Turn<'_>> {
+    fn take(&self) -> Result<Turn<'_>> {
         loop {
             match fcntl(&self.file, FcntlArg::F_SETLKW(&lock(libc::F_WRLCK))) {
                 Ok(_) => return Ok(Turn { turns: self }),
