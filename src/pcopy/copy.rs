@@ -250,10 +250,19 @@ pub fn copy_extents_in_kernel(
 }
 
 /// Bytes of the pipe [`copy_extents_spliced`] moves data through, so DST gets
-/// writes of this size. Measured on ext4 here: 256 KiB copied 256 MiB 14% and
-/// 2 GiB 12% faster than `copy_file_range` (which splices through 64 KiB); 1 MiB
-/// was 2-4x slower at 2 GiB (page-cache folios that large come from new memory).
+/// writes of this size. Measured on ext4 here (10-20 paired rounds): 256 KiB
+/// copied 256 MiB to 1 GiB 11-14% faster than `copy_file_range` (which splices
+/// through 64 KiB), steadily; 512 KiB was a little faster at 256 MiB (20%) but
+/// nearer the cliff: 1 MiB was 2-4x slower at 2 GiB (page-cache folios that
+/// large come from new memory).
 const SPLICE_PIPE: usize = 256 << 10;
+
+/// The most data [`copy_extents_spliced`] is used for. At 2 GiB its 256 KiB
+/// writes were bimodal here (0.43 s or 1.1-2.1 s, the slow runs spending 87% in
+/// the first touch of the new page-cache memory) where 64 KiB writes
+/// (`copy_file_range`, and cp) stayed at 0.5-0.65 s; at 1 GiB and below they
+/// were steady.
+pub const SPLICE_UP_TO: u64 = 1 << 30;
 
 /// Copies `extents` in the kernel through a pipe of [`SPLICE_PIPE`] bytes:
 /// `splice` from SRC into it, then from it into DST. With `turns`, the workers of

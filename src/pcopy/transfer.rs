@@ -32,7 +32,8 @@ enum Method {
     /// worker, they take turns at writing DST ([`Turns`]).
     InKernel,
     /// `splice` through a pipe: as `InKernel`, in larger writes, where the file
-    /// system's `copy_file_range` is itself only a splice.
+    /// system's `copy_file_range` is itself only a splice, up to
+    /// [`copy::SPLICE_UP_TO`] bytes.
     Spliced,
     /// Every worker `pread`s into a shared mapping of its DST range (reserved by
     /// fallocate): `--reflink=never`, where `copy_file_range` might clone.
@@ -303,7 +304,7 @@ fn choose_method(
             punch: prealloc == Prealloc::Reserved,
         }));
     }
-    if opts.reflink != Reflink::Never && splices_only(dst) {
+    if opts.reflink != Reflink::Never && data_bytes <= copy::SPLICE_UP_TO && splices_only(dst) {
         Method::Spliced
     } else if opts.reflink != Reflink::Never {
         Method::InKernel
