@@ -8,8 +8,9 @@
 //! SRC where the file system can (FICLONE), else preallocated and filled by workers:
 //! SRC's data map is split into about equal shares (`plan`), the parent forks a
 //! child per share but the first and copies the first itself (`workers`), each by
-//! the fastest way its share allows (`copy`: `copy_file_range`, reading into a
-//! mapping of its DST range (`window`), or pread/pwrite leaving zero runs as
+//! the fastest way the destination allows (`copy`: `splice` or `copy_file_range`
+//! in the kernel, the workers taking turns at writing (`turns`); reading into a
+//! mapping of its DST range (`window`); or pread/pwrite leaving zero runs as
 //! holes). Only when all succeeded (and `--verify` agreed) does the file get DST's
 //! mode, owner and attributes and replace DST, atomically; then one line says what
 //! was done, with names quoted as coreutils quotes them (`report`, `quote`).

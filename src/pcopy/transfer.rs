@@ -287,7 +287,7 @@ fn core_free(cpus: usize, loadavg: &str) -> bool {
 /// Measured on ext4 here (2 vCPUs): workers writing DST through shared mappings
 /// (no inode lock) were often 2-10x slower than one `copy_file_range` stream, and
 /// never steady, because every page they fault in is new memory; workers taking
-/// turns with `copy_file_range` copy as fast as one stream, whatever the split.
+/// turns in the kernel copy as fast as one stream, whatever the split.
 fn choose_method(
     opts: &Options,
     data_bytes: u64,

@@ -1,5 +1,5 @@
-//! Turns at writing DST: workers that copy into one file with `copy_file_range`
-//! write one at a time, and the others sleep meanwhile.
+//! Turns at writing DST: workers that copy into one file in the kernel (`splice`,
+//! `copy_file_range`) write one at a time, and the others sleep meanwhile.
 //!
 //! A file system holds the file's inode lock for every write: `copy_file_range`
 //! without a clone is a splice that takes it for each 64 KiB piece. Two workers
