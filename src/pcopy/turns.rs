@@ -128,3 +128,32 @@ fn lock(kind: libc::c_int) -> libc::flock {
         l_pid: 0,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_turns_every_write_is_allowed_whole() {
+        let mut s = Schedule::new(None);
+        assert_eq!(s.allow(usize::MAX).unwrap(), usize::MAX);
+        s.wrote(u64::MAX);
+        assert_eq!(s.allow(7).unwrap(), 7);
+    }
+
+    #[test]
+    fn a_turn_allows_turn_bytes_then_a_new_turn_begins() {
+        let turns = Turns::new().unwrap();
+        let mut s = Schedule::new(Some(&turns));
+        assert_eq!(s.allow(usize::MAX).unwrap(), TURN as usize);
+        s.wrote(TURN - 10);
+        assert_eq!(s.allow(usize::MAX).unwrap(), 10);
+        s.wrote(10);
+        // The turn is used up: the next allowance is a whole new turn.
+        assert_eq!(s.allow(usize::MAX).unwrap(), TURN as usize);
+        s.end();
+        assert!(s.held.is_none());
+        assert_eq!(s.allow(3).unwrap(), 3);
+        assert!(s.held.is_some());
+    }
+}
