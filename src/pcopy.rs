@@ -8,8 +8,9 @@
 //! SRC where the file system can (FICLONE), else preallocated and filled by workers:
 //! SRC's data map is split into about equal shares (`plan`), the parent forks a
 //! child per share but the first and copies the first itself (`workers`), each by
-//! the fastest way its share allows (`copy`: `copy_file_range`, reading into a
-//! mapping of its DST range (`window`), or pread/pwrite leaving zero runs as
+//! the fastest way the destination allows (`copy`: `splice` or `copy_file_range`
+//! in the kernel, the workers taking turns at writing (`turns`); reading into a
+//! mapping of its DST range (`window`); or pread/pwrite leaving zero runs as
 //! holes). Only when all succeeded (and `--verify` agreed) does the file get DST's
 //! mode, owner and attributes and replace DST, atomically; then one line says what
 //! was done, with names quoted as coreutils quotes them (`report`, `quote`).
@@ -23,6 +24,7 @@ mod report;
 mod source;
 mod target;
 mod transfer;
+mod turns;
 mod window;
 mod workers;
 
@@ -38,13 +40,6 @@ use report::Report;
 
 pub use replace::Preserve;
 pub use workers::MAX_WORKERS;
-
-/// Below this many data bytes per worker, each worker copies with `copy_file_range`
-/// (in the kernel, no user-space buffer); from it on, by reading SRC into a mapping
-/// of its own DST range. Workers calling `copy_file_range` (or `pwrite`) into one
-/// file serialise on its inode lock, which costs little on small shares; mapped
-/// workers take no such lock and run in parallel.
-pub const KERNEL_COPY_BELOW: u64 = 24 << 20;
 
 /// Without `-j`, a file with less data than this is copied by one worker, in the
 /// kernel as cp does (the report says so): below it a second worker's fork and

@@ -618,8 +618,13 @@ fn a_mapped_range_that_loses_its_pages_fails_in_one_line_with_dst_intact() {
     // code; pcopy's workers only read SRC into the mapping, where the kernel turns
     // it into EFAULT. Cutting the new file short under the workers makes every
     // later page of their windows unbackable, as a full disk or an I/O error would.
+    // Workers map DST with --reflink=never (by default they copy in the kernel).
     let (dir, _, _) = big_setup();
-    let (child, worker) = catch_a_worker(|| big_cmd(dir.path(), false));
+    let (child, worker) = catch_a_worker(|| {
+        let mut c = big_cmd(dir.path(), false);
+        c.arg("--reflink=never");
+        c
+    });
     let parent = Pid::from_raw(child.id() as i32);
     kill(parent, Signal::SIGSTOP).unwrap();
     let fd = tmpfile_fd_of(worker, dir.path()).expect("the worker has the new file open");

@@ -194,19 +194,36 @@ pub fn state_of(pid: i32) -> Option<char> {
     after.chars().next()
 }
 
-/// Bytes process `pid` has read so far (`rchar` in /proc/PID/io): a worker reads
-/// SRC whether it then writes with pwrite or through a mapping.
-pub fn read_by(pid: i32) -> u64 {
+/// The pipes process `pid` has open (`pipe:[inode]`).
+fn pipes_of(pid: u32) -> Vec<String> {
+    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    fds.flatten()
+        .filter_map(|e| fs::read_link(e.path()).ok())
+        .map(|t| t.to_string_lossy().into_owned())
+        .filter(|t| t.starts_with("pipe:"))
+        .collect()
+}
+
+/// Whether worker `pid` of pcopy `parent` has begun its share: it has read SRC
+/// (`rchar` in /proc/PID/io, as pread and copy_file_range count) or made the pipe
+/// it splices through (splice counts in no /proc/PID/io field), one its parent
+/// does not have.
+pub fn began_copying(pid: i32, parent: u32) -> bool {
     let io = fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
-    io.lines()
+    let read = io
+        .lines()
         .find_map(|l| l.strip_prefix("rchar: "))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(0)
+        .and_then(|n| n.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    let inherited = pipes_of(parent);
+    read > 0 || pipes_of(pid as u32).iter().any(|p| !inherited.contains(p))
 }
 
 /// Starts pcopy and stops (SIGSTOP) its first worker child while it is still
 /// copying, so the test can act on a copy that is surely in progress. The child is
-/// stopped only once it has read data, i.e. after its start-up (PR_SET_PDEATHSIG).
+/// stopped only once it has begun copying, i.e. after its start-up (PR_SET_PDEATHSIG).
 /// Returns None when the copy finished before a child could be caught (the caller
 /// retries).
 pub fn start_and_stop_a_worker(mut c: Command) -> Option<(Child, i32)> {
@@ -214,7 +231,8 @@ pub fn start_and_stop_a_worker(mut c: Command) -> Option<(Child, i32)> {
     let t0 = Instant::now();
     loop {
         if let Some(&pid) = children_of(child.id()).first() {
-            while read_by(pid) == 0 && matches!(state_of(pid), Some('R' | 'S' | 'D')) {
+            while !began_copying(pid, child.id()) && matches!(state_of(pid), Some('R' | 'S' | 'D'))
+            {
                 std::thread::yield_now();
             }
             let _ = kill(Pid::from_raw(pid), Signal::SIGSTOP);
