@@ -43,9 +43,14 @@ pub struct Datagram {
     /// The local address to send from (None: the kernel chooses).
     pub from: Option<Local>,
     range: (u32, u32),
+}
+
+impl Datagram {
     /// How many datagrams are laid end to end here (more than one: a
     /// segmented send, each [`MAX_DATAGRAM`] bytes but the last).
-    pub segments: u16,
+    pub fn segments(&self) -> u16 {
+        ((self.range.1 - self.range.0) as usize).div_ceil(MAX_DATAGRAM) as u16
+    }
 }
 
 /// The most datagrams one segmented send carries (Linux takes up to 64).
@@ -94,7 +99,6 @@ impl Outbox {
             to,
             from,
             range: (start, self.wire.len() as u32),
-            segments: 1,
         });
     }
 
@@ -293,16 +297,12 @@ impl Outbox {
                 Ok((len, to)) => {
                     let end = self.wire.len() as u32 + len as u32;
                     match open.map(|k| &mut self.datagrams[k]) {
-                        Some(d) if d.to == to && d.segments < MAX_SEGMENTS => {
-                            d.range.1 = end;
-                            d.segments += 1;
-                        }
+                        Some(d) if d.to == to && d.segments() < MAX_SEGMENTS => d.range.1 = end,
                         _ => {
                             self.datagrams.push(Datagram {
                                 to,
                                 from: b.local,
                                 range: (self.wire.len() as u32, end),
-                                segments: 1,
                             });
                         }
                     }

@@ -363,7 +363,7 @@ pub fn run(opts: Options) -> Result<()> {
                 to: Some(d.to),
                 from: d.from,
                 pieces: std::iter::once(out.bytes(d)),
-                segment: (d.segments > 1).then_some(MAX_DATAGRAM as u16),
+                segment: (d.segments() > 1).then_some(MAX_DATAGRAM as u16),
             }),
         );
         if n.unsegmented > 0 && room.segments() {
