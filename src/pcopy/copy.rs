@@ -293,8 +293,7 @@ pub fn copy_extents_spliced(
                 Err(Errno::EINTR) => continue,
                 Err(e) if cannot(e) => {
                     schedule.end();
-                    let rest = [&[Extent::new(off, ext.end)], &extents[i + 1..]].concat();
-                    return copy_extents_in_kernel(f, &rest, turns, progress);
+                    return in_kernel_from(f, off, &extents[i..], turns, progress);
                 }
                 Err(e) => return Err(f.read_err(e.into())),
             };
@@ -313,8 +312,7 @@ pub fn copy_extents_spliced(
                     Err(e) if cannot(e) => {
                         // What is left in the pipe is read again from SRC.
                         schedule.end();
-                        let rest = [&[Extent::new(off, ext.end)], &extents[i + 1..]].concat();
-                        return copy_extents_in_kernel(f, &rest, turns, progress);
+                        return in_kernel_from(f, off, &extents[i..], turns, progress);
                     }
                     Ok(_) => return Err(f.write_err(io::ErrorKind::WriteZero.into())),
                     Err(e) => return Err(f.write_err(e.into())),
@@ -323,6 +321,19 @@ pub fn copy_extents_spliced(
         }
     }
     Ok(())
+}
+
+/// The rest of a spliced copy by [`copy_extents_in_kernel`]: `extents` from
+/// offset `off` of the first one on.
+fn in_kernel_from(
+    f: &Files,
+    off: u64,
+    extents: &[Extent],
+    turns: Option<&Turns>,
+    progress: &mut dyn FnMut(u64) -> Result<()>,
+) -> Result<()> {
+    let rest = [&[Extent::new(off, extents[0].end)], &extents[1..]].concat();
+    copy_extents_in_kernel(f, &rest, turns, progress)
 }
 
 /// Copies SRC to EOF whatever its reported size (/proc and /sys files say 0).
