@@ -394,8 +394,9 @@ fn spoofed_inits_with_the_victims_ip_do_not_lock_it_out() {
     // Loopback: the spoofer sends from the victim's IP (127.0.0.1) on other ports.
     let mut room = Room::open(&[]);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let spoofed = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let server = room.server.addr;
-    let flag = stop.clone();
+    let (flag, count) = (stop.clone(), spoofed.clone());
     let spoofer = std::thread::spawn(move || {
         let socks: Vec<UdpSocket> = (0..32)
             .map(|_| UdpSocket::bind("127.0.0.1:0").expect("a spoofer socket"))
@@ -415,11 +416,16 @@ fn spoofed_inits_with_the_victims_ip_do_not_lock_it_out() {
             let s = &socks[rng.below(socks.len())];
             if s.send_to(&first_init(&mut rng), server).is_ok() {
                 sent += 1;
+                count.store(sent, std::sync::atomic::Ordering::Relaxed);
             }
         }
         sent
     });
-    std::thread::sleep(Duration::from_millis(1000));
+    // The victim starts once the flood is under way: a second of it (bounded).
+    let under_way = Instant::now() + Duration::from_secs(10);
+    while spoofed.load(std::sync::atomic::Ordering::Relaxed) < 1_000 && Instant::now() < under_way {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let relay = Relay::start(server, 0x71C);
     let mut victim = spawn_client(&room.known_servers(), &relay.addr_text(), "victim");
     // The client gives up a first login after 4.5 s (LOGIN_TIMEOUT): a
