@@ -17,6 +17,7 @@
 
 mod copy;
 mod dest;
+mod direct;
 mod plan;
 mod quote;
 mod replace;

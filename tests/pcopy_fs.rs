@@ -27,7 +27,7 @@ type Test = fn() -> Result<Completion, Failed>;
 
 fn main() {
     let args = Arguments::from_args();
-    let tests: [(&str, Test); 9] = [
+    let tests: [(&str, Test); 10] = [
         (
             "ext2_full_disk_fails_early_or_midway_with_dst_intact",
             ext2_full_disk,
@@ -48,6 +48,10 @@ fn main() {
             identical_everywhere,
         ),
         ("fat_through_fusefat_copies", fat_copies),
+        (
+            "ext4_copies_past_the_dirty_limit_are_written_directly",
+            ext4_direct,
+        ),
         ("exfat_through_exfat_fuse_copies", exfat_copies),
     ];
     let ci = std::env::var("CI").is_ok_and(|v| v == "true");
@@ -75,6 +79,7 @@ fn main() {
 #[derive(Clone, Copy)]
 enum Kind {
     Ext2,
+    Ext4,
     Xfs,
     Btrfs,
     Fat,
@@ -85,6 +90,7 @@ impl Kind {
     fn mkfs(self) -> &'static [&'static str] {
         match self {
             Kind::Ext2 => &["mkfs.ext2", "-q", "-F"],
+            Kind::Ext4 => &["mkfs.ext4", "-q", "-F"],
             Kind::Xfs => &["mkfs.xfs", "-q", "-f"],
             Kind::Btrfs => &["mkfs.btrfs", "-q", "-f"],
             Kind::Fat => &["mkfs.vfat", "-F", "32"],
@@ -95,7 +101,7 @@ impl Kind {
     /// The mount command, to which the device and the directory are added.
     fn mount(self) -> &'static [&'static str] {
         match self {
-            Kind::Ext2 | Kind::Xfs | Kind::Btrfs => &["mount"],
+            Kind::Ext2 | Kind::Ext4 | Kind::Xfs | Kind::Btrfs => &["mount"],
             Kind::Fat => &["fusefat", "-o", "rw+"],
             Kind::Exfat => &["mount.exfat-fuse"],
         }
@@ -522,5 +528,38 @@ fn fat_copies() -> Result<Completion, Failed> {
 fn exfat_copies() -> Result<Completion, Failed> {
     let m = mount_or_skip!(Mounted::new(Kind::Exfat, 64));
     check_identical(&m);
+    Ok(Completion::Completed)
+}
+
+fn ext4_direct() -> Result<Completion, Failed> {
+    let m = mount_or_skip!(Mounted::new(Kind::Ext4, 64));
+    // The test hook lowers the dirty limit to 0: every copy takes the direct path.
+    for (k, len) in [5000usize, 3 * MIB + 4097, 17 * MIB + 3]
+        .into_iter()
+        .enumerate()
+    {
+        let src = m.host(&format!("src{k}"));
+        fs::write(&src, data(len, k as u64 + 5)).unwrap();
+        for jobs in ["1", "2", "3"] {
+            let args = [
+                "env",
+                "PCOPY_TEST_DIRECT_FROM=0",
+                PCOPY,
+                "--json",
+                "--verify",
+                "-j",
+                jobs,
+            ];
+            let mut all = args.to_vec();
+            all.extend([src.to_str().unwrap(), "out"]);
+            let o = finish(m.cmd(&all).spawn().expect("spawn nsenter"));
+            assert_ok(&o);
+            assert_eq!(json(&o)["direct"], true, "{len} bytes, -j {jobs}");
+            assert!(
+                fs::read(m.path("out")).unwrap() == fs::read(&src).unwrap(),
+                "{len} bytes, -j {jobs}"
+            );
+        }
+    }
     Ok(Completion::Completed)
 }

@@ -44,6 +44,8 @@ pub struct Report {
     pub split: Split,
     /// The new file shares SRC's blocks (a reflink): nothing was copied.
     pub cloned: bool,
+    /// The workers wrote with `O_DIRECT`, around the page cache.
+    pub direct: bool,
     /// `--verify` compared the new file with SRC.
     pub verified: bool,
     /// `--sync` flushed it to the device.
@@ -128,6 +130,9 @@ impl Report {
                 Split::Busy => s.push_str("; no core free for a second one, see -j"),
                 Split::AsAsked => {}
             }
+            if self.direct {
+                s.push_str("; direct I/O");
+            }
             s.push(')');
         }
         if self.verified {
@@ -153,6 +158,7 @@ impl Report {
             workers: self.shares.len(),
             worker_bytes: &self.shares,
             cloned: self.cloned,
+            direct: self.direct,
             verified: self.verified,
             synced: self.synced,
         };
@@ -178,6 +184,7 @@ struct JsonReport<'a> {
     workers: usize,
     worker_bytes: &'a [u64],
     cloned: bool,
+    direct: bool,
     verified: bool,
     synced: bool,
 }
@@ -309,6 +316,7 @@ mod tests {
             shares: vec![1 << 30, 1 << 30],
             split: Split::AsAsked,
             cloned: false,
+            direct: false,
             verified: false,
             synced: false,
         }

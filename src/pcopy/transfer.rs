@@ -14,6 +14,7 @@ use nix::sys::signal::Signal;
 
 use super::copy::{self, Files, Holes};
 use super::dest::{Prealloc, TempFile};
+use super::direct;
 use super::plan::{self, Extent};
 use super::quote;
 use super::replace;
@@ -40,6 +41,10 @@ enum Method {
     Mapped,
     /// pread/pwrite, zero runs left as holes when `Some`.
     ReadWrite(Option<Holes>),
+    /// Every worker writes its share with `O_DIRECT` from a buffer of its own, all
+    /// at once: data bigger than the kernel's dirty limit, into a range `fallocate`
+    /// reserved on ext4 ([`direct`]).
+    Direct,
 }
 
 /// Copies `src` to `dst` (a file, or a directory to copy into) and returns the
@@ -66,10 +71,17 @@ pub fn one(opts: &Options, src_path: &Path, dst: &Path) -> Result<Option<Report>
         plan::data_extents(&src, size).map_err(|e| Error::io("map data of", &src_shown, e))?
     };
     let data_bytes = plan::total(&extents);
+    // Too big for the page cache to absorb: written directly if the file system
+    // allows, by workers that mostly wait for the disk and need no core of their own.
+    let big = !to_eof
+        && data_bytes == size
+        && opts.reflink != Reflink::Never
+        && !opts.in_place
+        && direct::threshold().is_some_and(|t| data_bytes > t);
     let (jobs, split) = match opts.jobs {
         Some(j) => (j.clamp(1, workers::MAX_WORKERS), Split::AsAsked),
         None if data_bytes < AUTO_SPLIT_FROM => (1, Split::Small),
-        None if !a_core_is_free() => (1, Split::Busy),
+        None if !big && !a_core_is_free() => (1, Split::Busy),
         None => (2, Split::AsAsked),
     };
     let mut shares = plan::split(&extents, jobs);
@@ -133,6 +145,7 @@ pub fn one(opts: &Options, src_path: &Path, dst: &Path) -> Result<Option<Report>
     let show_progress = !opts.quiet && nix::unistd::isatty(std::io::stderr()).unwrap_or(false);
     let mut progress = Progress::new(show_progress, start);
     let mut worker_bytes = vec![data_bytes];
+    let mut written_directly = false;
     let file_len;
     if cloned {
         shares = vec![extents.clone()];
@@ -153,7 +166,15 @@ pub fn one(opts: &Options, src_path: &Path, dst: &Path) -> Result<Option<Report>
             // Written in order from the start: one worker.
             shares = plan::split(&extents, 1);
         }
-        let method = choose_method(opts, data_bytes, size, prealloc, tmp.file());
+        let mut method = choose_method(opts, data_bytes, size, prealloc, tmp.file());
+        // Opened before the fork, shared by the workers.
+        let direct_dst = (big && prealloc == Prealloc::Reserved)
+            .then(|| direct::open(tmp.file()))
+            .flatten();
+        if direct_dst.is_some() {
+            method = Method::Direct;
+        }
+        written_directly = direct_dst.is_some();
         // Made before the fork, shared by the workers.
         let turns = match method {
             Method::InKernel | Method::Spliced if shares.len() > 1 => Some(Turns::new()?),
@@ -173,6 +194,10 @@ pub fn one(opts: &Options, src_path: &Path, dst: &Path) -> Result<Option<Report>
                 Method::ReadWrite(holes) => {
                     copy::copy_extents(&files, &shares[i], holes, &mut advance)
                 }
+                Method::Direct => match &direct_dst {
+                    Some(d) => direct::copy_extents(&files, d, &shares[i], &mut advance),
+                    None => copy::copy_extents(&files, &shares[i], None, &mut advance),
+                },
             }
         };
         let n = shares.len();
@@ -255,6 +280,7 @@ pub fn one(opts: &Options, src_path: &Path, dst: &Path) -> Result<Option<Report>
         shares: if cloned { Vec::new() } else { worker_bytes },
         split,
         cloned,
+        direct: written_directly,
         verified: opts.verify,
         synced: opts.sync,
     }))
