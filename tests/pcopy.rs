@@ -556,14 +556,7 @@ fn big_cmd(dir: &Path, no_tmpfile: bool) -> Command {
 
 fn worker_killed(no_tmpfile: bool) {
     let (dir, _, _) = big_setup();
-    let (child, worker) = catch_a_worker(|| big_cmd(dir.path(), no_tmpfile));
-    kill(Pid::from_raw(worker), Signal::SIGKILL).unwrap();
-    let o = finish(child);
-    assert_fails(
-        &o,
-        &[&format!("worker 2 (pid {worker}) was killed by SIGKILL")],
-    );
-    assert_old_dst_intact_and_no_temp(dir.path());
+    a_killed_worker_fails_cleanly(dir.path(), || big_cmd(dir.path(), no_tmpfile));
 }
 
 #[test]

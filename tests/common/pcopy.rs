@@ -284,6 +284,20 @@ pub fn wait_dead(pid: i32) {
     panic!("process {pid} still alive");
 }
 
+/// Catches a worker of the copy `make` starts in `dir` (made by [`big_setup`]),
+/// kills it, and checks that pcopy fails naming it, with the old DST intact and no
+/// temporary file left.
+pub fn a_killed_worker_fails_cleanly(dir: &Path, make: impl Fn() -> Command) {
+    let (child, worker) = catch_a_worker(make);
+    kill(Pid::from_raw(worker), Signal::SIGKILL).unwrap();
+    let o = finish(child);
+    assert_fails(
+        &o,
+        &[&format!("worker 2 (pid {worker}) was killed by SIGKILL")],
+    );
+    assert_old_dst_intact_and_no_temp(dir);
+}
+
 pub const OLD: &[u8] = b"the old destination\n";
 
 /// A directory with `src` (a large file) and `dst` (old content) for failure tests.
