@@ -26,9 +26,13 @@ use super::copy::{self, Files};
 use super::plan::Extent;
 use crate::error::Result;
 
-/// Alignment of direct writes (offset, length and buffer): a page, which is a
-/// multiple of every block size a disk reports.
-const ALIGN: u64 = 4096;
+/// Alignment of direct writes (offset, length and buffer): a page, at least 4 KiB
+/// (a multiple of every block size a disk reports), so that no page of the page
+/// cache holds both a direct range and a buffered piece.
+fn alignment() -> u64 {
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE);
+    page.ok().flatten().map_or(4096, |p| (p as u64).max(4096))
+}
 
 /// Bytes per direct write: measured with `dd oflag=direct` here, 8 MiB kept two
 /// streams at the disk's speed; checked for interruption between writes.
@@ -62,13 +66,15 @@ fn dirty_threshold(vmstat: &str, page: u64) -> Option<u64> {
     })
 }
 
-/// A second open of `dst` (the new file, preallocated) for direct writes, where
-/// measured to pay: ext4. `None` elsewhere or where the open fails.
+/// Whether `dst` is on a file system where direct writes were measured to pay:
+/// ext4 (other file systems were not measured).
+pub fn suits(dst: &File) -> bool {
+    fstatfs(dst).is_ok_and(|s| s.filesystem_type() == EXT4_SUPER_MAGIC)
+}
+
+/// A second open of `dst` (the new file, preallocated) for direct writes; `None`
+/// where the open fails.
 pub fn open(dst: &File) -> Option<File> {
-    let on_ext4 = fstatfs(dst).is_ok_and(|s| s.filesystem_type() == EXT4_SUPER_MAGIC);
-    if !on_ext4 {
-        return None;
-    }
     OpenOptions::new()
         .write(true)
         .custom_flags(libc::O_DIRECT)
@@ -86,14 +92,15 @@ pub fn copy_extents(
     extents: &[Extent],
     progress: &mut dyn FnMut(u64) -> Result<()>,
 ) -> Result<()> {
-    let mut storage = vec![0u8; CHUNK + ALIGN as usize];
-    let at = storage.as_ptr().align_offset(ALIGN as usize);
+    let align = alignment();
+    let mut storage = vec![0u8; CHUNK + align as usize];
+    let at = storage.as_ptr().align_offset(align as usize);
     let Some(buf) = storage.get_mut(at..at + CHUNK) else {
         return copy::copy_extents(f, extents, None, progress);
     };
     for (i, ext) in extents.iter().enumerate() {
-        let start = align_up(ext.start).min(ext.end);
-        let end = align_down(ext.end).max(start);
+        let start = ext.start.div_ceil(align).saturating_mul(align).min(ext.end);
+        let end = (ext.end / align * align).max(start);
         copy::copy_extents(f, &[Extent::new(ext.start, start)], None, progress)?;
         let mut off = start;
         while off < end {
@@ -129,14 +136,6 @@ fn write_direct(direct: &File, data: &[u8], off: u64) -> Option<usize> {
     }
 }
 
-fn align_up(n: u64) -> u64 {
-    n.div_ceil(ALIGN) * ALIGN
-}
-
-fn align_down(n: u64) -> u64 {
-    n / ALIGN * ALIGN
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,10 +150,8 @@ mod tests {
     }
 
     #[test]
-    fn alignment_rounds_to_whole_pages() {
-        assert_eq!((align_up(0), align_down(0)), (0, 0));
-        assert_eq!((align_up(1), align_down(1)), (4096, 0));
-        assert_eq!((align_up(4096), align_down(4096)), (4096, 4096));
-        assert_eq!((align_up(8191), align_down(8191)), (8192, 4096));
+    fn the_alignment_is_a_page_of_at_least_4_kib() {
+        let a = alignment();
+        assert!(a >= 4096 && a.is_power_of_two(), "{a}");
     }
 }

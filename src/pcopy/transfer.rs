@@ -71,20 +71,6 @@ pub fn one(opts: &Options, src_path: &Path, dst: &Path) -> Result<Option<Report>
         plan::data_extents(&src, size).map_err(|e| Error::io("map data of", &src_shown, e))?
     };
     let data_bytes = plan::total(&extents);
-    // Too big for the page cache to absorb: written directly if the file system
-    // allows, by workers that mostly wait for the disk and need no core of their own.
-    let big = !to_eof
-        && data_bytes == size
-        && opts.reflink != Reflink::Never
-        && !opts.in_place
-        && direct::threshold().is_some_and(|t| data_bytes > t);
-    let (jobs, split) = match opts.jobs {
-        Some(j) => (j.clamp(1, workers::MAX_WORKERS), Split::AsAsked),
-        None if data_bytes < AUTO_SPLIT_FROM => (1, Split::Small),
-        None if !big && !a_core_is_free() => (1, Split::Busy),
-        None => (2, Split::AsAsked),
-    };
-    let mut shares = plan::split(&extents, jobs);
 
     let no_tmpfile = std::env::var_os(NO_TMPFILE_ENV).is_some();
     let in_place = opts.in_place && target.old.is_some();
@@ -99,6 +85,22 @@ pub fn one(opts: &Options, src_path: &Path, dst: &Path) -> Result<Option<Report>
     } else {
         TempFile::create(&target, no_tmpfile)?
     };
+    // Too big for the page cache to absorb: written directly (if the space can be
+    // reserved), by workers that mostly wait for the disk and need no core of their own.
+    let big = !to_eof
+        && data_bytes == size
+        && opts.reflink != Reflink::Never
+        && !in_place
+        && direct::suits(tmp.file())
+        && direct::threshold().is_some_and(|t| data_bytes > t);
+    let (jobs, split) = match opts.jobs {
+        Some(j) => (j.clamp(1, workers::MAX_WORKERS), Split::AsAsked),
+        None if data_bytes < AUTO_SPLIT_FROM => (1, Split::Small),
+        None if !big && !a_core_is_free() => (1, Split::Busy),
+        None => (2, Split::AsAsked),
+    };
+    let mut shares = plan::split(&extents, jobs);
+
     let new_meta = tmp
         .file()
         .metadata()
