@@ -39,7 +39,7 @@ impl Files<'_> {
         Error::io("read", self.src_name, e)
     }
 
-    fn write_err(&self, e: io::Error) -> Error {
+    pub(super) fn write_err(&self, e: io::Error) -> Error {
         Error::io("write", self.dst_name, e)
     }
 

@@ -93,10 +93,11 @@ pub fn one(opts: &Options, src_path: &Path, dst: &Path) -> Result<Option<Report>
         && !in_place
         && direct::suits(tmp.file())
         && direct::threshold().is_some_and(|t| data_bytes > t);
-    let (jobs, split) = match opts.jobs {
+    let busy = opts.jobs.is_none() && data_bytes >= AUTO_SPLIT_FROM && !a_core_is_free();
+    let (jobs, mut split) = match opts.jobs {
         Some(j) => (j.clamp(1, workers::MAX_WORKERS), Split::AsAsked),
         None if data_bytes < AUTO_SPLIT_FROM => (1, Split::Small),
-        None if !big && !a_core_is_free() => (1, Split::Busy),
+        None if busy && !big => (1, Split::Busy),
         None => (2, Split::AsAsked),
     };
     let mut shares = plan::split(&extents, jobs);
@@ -175,6 +176,10 @@ pub fn one(opts: &Options, src_path: &Path, dst: &Path) -> Result<Option<Report>
             .flatten();
         if direct_dst.is_some() {
             method = Method::Direct;
+        } else if busy && big {
+            // Two workers only because they would have written directly.
+            shares = plan::split(&extents, 1);
+            split = Split::Busy;
         }
         written_directly = direct_dst.is_some();
         // Made before the fork, shared by the workers.
