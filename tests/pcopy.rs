@@ -667,29 +667,7 @@ fn zero_runs_of_a_sparse_src_become_holes() {
 #[test]
 fn src_shrinking_during_the_copy_fails_cleanly() {
     let (dir, src, _) = big_setup();
-    let (child, worker) = catch_a_worker(|| big_cmd(dir.path(), true));
-    // Freeze the parent too, cut SRC short, and let both run on.
-    let parent = Pid::from_raw(child.id() as i32);
-    kill(parent, Signal::SIGSTOP).unwrap();
-    File::options()
-        .write(true)
-        .open(&src)
-        .unwrap()
-        .set_len(4096)
-        .unwrap();
-    kill(parent, Signal::SIGCONT).unwrap();
-    // The parent may already have hit the short SRC and killed the worker.
-    let _ = kill(Pid::from_raw(worker), Signal::SIGCONT);
-    let o = finish(child);
-    // The real end of file, not where a worker was reading.
-    assert_fails(
-        &o,
-        &[
-            "cannot read 'src'",
-            "file shrank during the copy (it now ends at byte 4096,",
-        ],
-    );
-    assert_old_dst_intact_and_no_temp(dir.path());
+    src_shrinking_mid_copy_fails_cleanly(dir.path(), &src, || big_cmd(dir.path(), true));
 }
 
 /// pcopy cleans up, then dies by the signal itself (not exit 128+N), so that a

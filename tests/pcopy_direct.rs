@@ -7,6 +7,7 @@ mod pcopy_harness;
 
 use std::fs;
 use std::path::Path;
+use std::process::Command;
 
 use nix::sys::statfs::{statfs, EXT4_SUPER_MAGIC};
 use pcopy_harness::*;
@@ -27,6 +28,14 @@ fn run_direct(dir: &Path, args: &[&str]) -> std::process::Output {
             .spawn()
             .expect("spawn pcopy"),
     )
+}
+
+/// Two workers writing the 256 MiB `src` of [`big_setup`] directly, with the default
+/// dispositions of the signals a test sends.
+fn big_direct_cmd(dir: &Path) -> Command {
+    let mut c = cmd_via(dir, &["env", "--default-signal=INT,TERM,HUP,CHLD"]);
+    c.env(DIRECT_FROM, "0").args(["-j", "2", "src", "dst"]);
+    c
 }
 
 #[test]
@@ -104,9 +113,38 @@ fn files_with_holes_in_place_and_reflink_never_are_not_written_directly() {
 #[test]
 fn a_killed_direct_worker_fails_the_copy_cleanly() {
     let (dir, _, _) = big_setup();
-    a_killed_worker_fails_cleanly(dir.path(), || {
-        let mut c = cmd_via(dir.path(), &["env", "--default-signal=INT,TERM,HUP,CHLD"]);
-        c.env(DIRECT_FROM, "0").args(["-j", "2", "src", "dst"]);
-        c
-    });
+    a_killed_worker_fails_cleanly(dir.path(), || big_direct_cmd(dir.path()));
+}
+
+#[test]
+fn src_shrinking_during_a_direct_copy_fails_cleanly() {
+    let (dir, src, _) = big_setup();
+    src_shrinking_mid_copy_fails_cleanly(dir.path(), &src, || big_direct_cmd(dir.path()));
+}
+
+#[test]
+fn a_refused_direct_write_sends_the_rest_through_the_page_cache() {
+    let dir = tempdir();
+    let len = 40 * MIB + 4097;
+    fs::write(dir.path().join("src"), data(len, 9)).unwrap();
+    // Each worker's first 8 MiB direct write goes through; the next is refused.
+    let o = finish(
+        cmd(dir.path())
+            .env(DIRECT_FROM, "0")
+            .env("PCOPY_TEST_DIRECT_REFUSE_AFTER", "1")
+            .args(["--json", "--verify", "-j", "2", "src", "dst"])
+            .spawn()
+            .expect("spawn pcopy"),
+    );
+    assert_ok(&o);
+    assert!(fs::read(dir.path().join("dst")).unwrap() == fs::read(dir.path().join("src")).unwrap());
+    // Every byte counted once: the shares add up to the file.
+    let j = json(&o);
+    let counted: u64 = j["worker_bytes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b.as_u64().unwrap())
+        .sum();
+    assert_eq!(counted, len as u64, "{j}");
 }

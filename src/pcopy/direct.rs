@@ -35,6 +35,10 @@ const CHUNK: usize = 8 << 20;
 /// instead of the kernel's dirty limit, so that small files take this path.
 pub const FROM_ENV: &str = "PCOPY_TEST_DIRECT_FROM";
 
+/// Test hook: each worker's direct writes after this many are taken as refused by
+/// the file system (EINVAL), so that the fall-back to pread/pwrite is exercised.
+pub const REFUSE_AFTER_ENV: &str = "PCOPY_TEST_DIRECT_REFUSE_AFTER";
+
 /// The data size above which a copy is written directly: what the kernel lets
 /// stay dirty before it makes writers wait for writeback (`nr_dirty_threshold` in
 /// /proc/vmstat), or the test hook. `None`: unknown, never direct.
@@ -142,6 +146,10 @@ pub fn copy_extents(
     let Some(buf) = storage.get_mut(at..at + chunk as usize) else {
         return copy::copy_extents(f, extents, None, progress);
     };
+    let refuse_after = std::env::var(REFUSE_AFTER_ENV)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok());
+    let mut writes = 0u64;
     for (i, ext) in extents.iter().enumerate() {
         let start = ext.start.div_ceil(align).saturating_mul(align).min(ext.end);
         let end = (ext.end / align * align).max(start);
@@ -149,12 +157,14 @@ pub fn copy_extents(
         let mut off = start;
         while off < end {
             let want = (end - off).min(chunk) as usize;
+            let refused = refuse_after.is_some_and(|n| writes >= n);
             let written = match copy::read_full_at(f.src, &mut buf[..want], off) {
-                Ok(got) if got == want => {
+                Ok(got) if got == want && !refused => {
                     write_direct(&direct.file, &buf[..want], off).map_err(|e| f.write_err(e))?
                 }
                 _ => None,
             };
+            writes += 1;
             let Some(n) = written else {
                 copy::copy_extents(f, &[Extent::new(off, ext.end)], None, progress)?;
                 return copy::copy_extents(f, &extents[i + 1..], None, progress);

@@ -298,6 +298,35 @@ pub fn a_killed_worker_fails_cleanly(dir: &Path, make: impl Fn() -> Command) {
     assert_old_dst_intact_and_no_temp(dir);
 }
 
+/// Catches a worker of the copy `make` starts in `dir` (made by [`big_setup`]),
+/// cuts `src` to 4096 bytes while the parent and that worker are stopped, lets them
+/// run on, and checks that pcopy names SRC's real end, with the old DST intact and
+/// no temporary file left.
+pub fn src_shrinking_mid_copy_fails_cleanly(dir: &Path, src: &Path, make: impl Fn() -> Command) {
+    let (child, worker) = catch_a_worker(make);
+    let parent = Pid::from_raw(child.id() as i32);
+    kill(parent, Signal::SIGSTOP).unwrap();
+    File::options()
+        .write(true)
+        .open(src)
+        .unwrap()
+        .set_len(4096)
+        .unwrap();
+    kill(parent, Signal::SIGCONT).unwrap();
+    // The parent may already have hit the short SRC and killed the worker.
+    let _ = kill(Pid::from_raw(worker), Signal::SIGCONT);
+    let o = finish(child);
+    // The real end of file, not where a worker was reading.
+    assert_fails(
+        &o,
+        &[
+            "cannot read 'src'",
+            "file shrank during the copy (it now ends at byte 4096,",
+        ],
+    );
+    assert_old_dst_intact_and_no_temp(dir);
+}
+
 pub const OLD: &[u8] = b"the old destination\n";
 
 /// A directory with `src` (a large file) and `dst` (old content) for failure tests.
