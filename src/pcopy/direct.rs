@@ -39,16 +39,29 @@ pub const FROM_ENV: &str = "PCOPY_TEST_DIRECT_FROM";
 /// the file system (EINVAL), so that the fall-back to pread/pwrite is exercised.
 pub const REFUSE_AFTER_ENV: &str = "PCOPY_TEST_DIRECT_REFUSE_AFTER";
 
+/// Whether a copy of `data_bytes` into `dst` is worth writing directly: `dst` is
+/// on ext4 (the file system measured) and the data is more than the kernel lets
+/// stay dirty ([`threshold`]). Whether the file system does direct I/O on this
+/// file is [`open`]'s to find out.
+pub fn worth_it(dst: &File, data_bytes: u64) -> bool {
+    fstatfs(dst).is_ok_and(|s| s.filesystem_type() == EXT4_SUPER_MAGIC)
+        && threshold().is_some_and(|t| data_bytes > t)
+}
+
 /// The data size above which a copy is written directly: what the kernel lets
 /// stay dirty before it makes writers wait for writeback (`nr_dirty_threshold` in
 /// /proc/vmstat), or the test hook. `None`: unknown, never direct.
-pub fn threshold() -> Option<u64> {
+fn threshold() -> Option<u64> {
     if let Some(v) = std::env::var_os(FROM_ENV) {
         return v.to_str()?.parse().ok();
     }
     let vmstat = std::fs::read_to_string("/proc/vmstat").ok()?;
+    dirty_threshold(&vmstat, page_size()?)
+}
+
+fn page_size() -> Option<u64> {
     let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE).ok()??;
-    dirty_threshold(&vmstat, page as u64)
+    u64::try_from(page).ok()
 }
 
 /// `nr_dirty_threshold` (pages) of a /proc/vmstat text, in bytes.
@@ -64,6 +77,7 @@ fn dirty_threshold(vmstat: &str, page: u64) -> Option<u64> {
 }
 
 /// A second open of the new file for direct writes, and the alignment they need.
+#[derive(Debug)]
 pub struct Direct {
     file: File,
     /// Offsets, lengths and the buffer are multiples of this: the page size, the
@@ -71,15 +85,6 @@ pub struct Direct {
     /// is largest, so that no page of the page cache and no block holds both a
     /// direct range and a buffered piece.
     align: u64,
-}
-
-/// Whether direct writes into `dst` would pay and be direct: it is on ext4 (the
-/// file system measured) and the file system does direct I/O on it (`statx`
-/// `STATX_DIOALIGN`: ext4 does not with `data=journal`, fs-verity, inline data
-/// and some encryption, where `O_DIRECT` silently goes through the page cache).
-pub fn suits(dst: &File) -> bool {
-    fstatfs(dst).is_ok_and(|s| s.filesystem_type() == EXT4_SUPER_MAGIC)
-        && dio_alignment(dst).is_some()
 }
 
 /// The alignment the file system asks of direct I/O on `file`, or `None` where it
@@ -108,12 +113,13 @@ fn dio_alignment(file: &File) -> Option<u64> {
 }
 
 /// Opens `dst` (the new file, preallocated) a second time for direct writes;
-/// `None` where that fails or the file system does no direct I/O on it.
+/// `None` where that fails or the file system does no direct I/O on it (`statx`
+/// `STATX_DIOALIGN`: ext4 does not with `data=journal`, fs-verity, inline data and
+/// some encryption, where `O_DIRECT` silently goes through the page cache).
 pub fn open(dst: &File) -> Option<Direct> {
     let dio = dio_alignment(dst)?;
-    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE).ok()??;
     let block = dst.metadata().ok()?.blksize();
-    let align = alignment(dio, page as u64, block)?;
+    let align = alignment(dio, page_size()?, block)?;
     let file = OpenOptions::new()
         .write(true)
         .custom_flags(libc::O_DIRECT)

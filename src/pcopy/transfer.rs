@@ -27,7 +27,7 @@ use crate::error::{Error, Result};
 use crate::process;
 
 /// How the data gets into the new file.
-#[derive(Clone, Copy, Debug)]
+#[derive(Debug)]
 enum Method {
     /// `copy_file_range`: in the kernel, one copy of each byte. With more than one
     /// worker, they take turns at writing DST ([`Turns`]).
@@ -41,10 +41,10 @@ enum Method {
     Mapped,
     /// pread/pwrite, zero runs left as holes when `Some`.
     ReadWrite(Option<Holes>),
-    /// Every worker writes its share with `O_DIRECT` from a buffer of its own, all
-    /// at once: data bigger than the kernel's dirty limit, into a range `fallocate`
-    /// reserved on ext4 ([`direct`]).
-    Direct,
+    /// Every worker writes its share with `O_DIRECT` through this second open of
+    /// the new file, from a buffer of its own, all at once: data bigger than the
+    /// kernel's dirty limit, into a range `fallocate` reserved on ext4 ([`direct`]).
+    Direct(direct::Direct),
 }
 
 /// Copies `src` to `dst` (a file, or a directory to copy into) and returns the
@@ -91,8 +91,7 @@ pub fn one(opts: &Options, src_path: &Path, dst: &Path) -> Result<Option<Report>
         && data_bytes == size
         && opts.reflink != Reflink::Never
         && !in_place
-        && direct::suits(tmp.file())
-        && direct::threshold().is_some_and(|t| data_bytes > t);
+        && direct::worth_it(tmp.file(), data_bytes);
     let busy = opts.jobs.is_none() && data_bytes >= AUTO_SPLIT_FROM && !a_core_is_free();
     let (jobs, mut split) = match opts.jobs {
         Some(j) => (j.clamp(1, workers::MAX_WORKERS), Split::AsAsked),
@@ -169,19 +168,22 @@ pub fn one(opts: &Options, src_path: &Path, dst: &Path) -> Result<Option<Report>
             // Written in order from the start: one worker.
             shares = plan::split(&extents, 1);
         }
-        let mut method = choose_method(opts, data_bytes, size, prealloc, tmp.file());
-        // Opened before the fork, shared by the workers.
+        // The direct descriptor is opened before the fork, shared by the workers.
         let direct_dst = (big && prealloc == Prealloc::Reserved)
             .then(|| direct::open(tmp.file()))
             .flatten();
-        if direct_dst.is_some() {
-            method = Method::Direct;
-        } else if busy && big {
-            // Two workers only because they would have written directly.
-            shares = plan::split(&extents, 1);
-            split = Split::Busy;
-        }
-        written_directly = direct_dst.is_some();
+        let method = match direct_dst {
+            Some(d) => Method::Direct(d),
+            None => {
+                if busy && big {
+                    // Two workers only because they would have written directly.
+                    shares = plan::split(&extents, 1);
+                    split = Split::Busy;
+                }
+                choose_method(opts, data_bytes, size, prealloc, tmp.file())
+            }
+        };
+        written_directly = matches!(method, Method::Direct(_));
         // Made before the fork, shared by the workers.
         let turns = match method {
             Method::InKernel | Method::Spliced if shares.len() > 1 => Some(Turns::new()?),
@@ -190,7 +192,7 @@ pub fn one(opts: &Options, src_path: &Path, dst: &Path) -> Result<Option<Report>
         progress.phase("copied", data_bytes);
         let work = |i: usize, tick: &mut Tick| -> Result<()> {
             let mut advance = |n: u64| tick.advance(n);
-            match method {
+            match &method {
                 Method::InKernel => {
                     copy::copy_extents_in_kernel(&files, &shares[i], turns.as_ref(), &mut advance)
                 }
@@ -199,12 +201,9 @@ pub fn one(opts: &Options, src_path: &Path, dst: &Path) -> Result<Option<Report>
                 }
                 Method::Mapped => copy::copy_extents_mapped(&files, &shares[i], &mut advance),
                 Method::ReadWrite(holes) => {
-                    copy::copy_extents(&files, &shares[i], holes, &mut advance)
+                    copy::copy_extents(&files, &shares[i], *holes, &mut advance)
                 }
-                Method::Direct => match &direct_dst {
-                    Some(d) => direct::copy_extents(&files, d, &shares[i], &mut advance),
-                    None => copy::copy_extents(&files, &shares[i], None, &mut advance),
-                },
+                Method::Direct(d) => direct::copy_extents(&files, d, &shares[i], &mut advance),
             }
         };
         let n = shares.len();
