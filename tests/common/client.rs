@@ -186,8 +186,11 @@ impl Client {
 
     pub fn send(&mut self, line: &str) {
         let stdin = self.stdin.as_mut().expect("stdin open");
-        stdin.write_all(line.as_bytes()).unwrap();
-        stdin.write_all(b"\n").unwrap();
+        // One write with its end: a pipe write of up to PIPE_BUF (4096) bytes is
+        // atomic, so the client reads the line whole. Written in two, a long line
+        // could be read without its end, and the client would send what it has
+        // in parts as it arrives (as it must with a long line still coming).
+        stdin.write_all(format!("{line}\n").as_bytes()).unwrap();
         stdin.flush().unwrap();
     }
 
